@@ -1,0 +1,105 @@
+//! Names and key/value types of the BPF maps and load-time globals, shared by both sides.
+//! Every map value is `#[repr(C)]` with explicit padding so its BTF shows named fields.
+
+/// `PEERS`: node id -> [`PeerRecord`], filled by XDP from valid heartbeats.
+pub const PEERS_MAP: &str = "PEERS";
+/// `STATS`: per-CPU array of one [`Stats`], a counter per packet outcome.
+pub const STATS_MAP: &str = "STATS";
+/// Capacity of `PEERS`; heartbeats from further node ids are counted as `peers_full`.
+pub const MAX_PEERS: u32 = 256;
+
+/// Load-time globals of the XDP program (set with `EbpfLoader::override_global`).
+pub mod globals {
+    /// UDP destination port of heartbeats (u16).
+    pub const PORT: &str = "HA_PORT";
+    /// This node's cluster id (u32): heartbeats of other clusters are counted and dropped.
+    pub const CLUSTER_ID: &str = "HA_CLUSTER_ID";
+    /// This node's own id (u32): its own heartbeats are counted and dropped.
+    pub const NODE_ID: &str = "HA_NODE_ID";
+    /// [`super::XDP_FLAG_PASS_HEARTBEATS`] and future switches (u32).
+    pub const FLAGS: &str = "HA_FLAGS";
+}
+
+/// Let recorded heartbeats continue up the stack (for `--rx socket` comparison, tcpdump).
+pub const XDP_FLAG_PASS_HEARTBEATS: u32 = 0x1;
+
+/// What the agent learns about one peer, written by XDP on each valid heartbeat.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// `bpf_ktime_get_ns()` at reception: `CLOCK_MONOTONIC` in user space.
+    pub last_seen_ns: u64,
+    pub epoch: u64,
+    pub counter: u64,
+    /// Valid heartbeats recorded from this peer.
+    pub received: u64,
+    pub priority: u32,
+    pub interval_us: u32,
+    /// IPv4 source address of the last heartbeat.
+    pub addr: [u8; 4],
+    /// [`crate::wire::NodeState`] as a byte.
+    pub state: u8,
+    pub flags: u8,
+    pub key_id: u8,
+    pub _pad: u8,
+}
+
+/// Packet outcomes counted by XDP; one instance per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Heartbeats recorded in `PEERS`.
+    pub valid: u64,
+    /// Not a heartbeat (other protocol or port): passed untouched.
+    pub not_ours: u64,
+    /// To the heartbeat port but too short.
+    pub truncated: u64,
+    pub bad_magic: u64,
+    pub bad_version: u64,
+    /// Unknown state or flag bits.
+    pub malformed: u64,
+    pub wrong_cluster: u64,
+    /// Sequence not newer than the last recorded one (replay or reordering).
+    pub stale: u64,
+    /// This node's own heartbeat.
+    pub own: u64,
+    /// `PEERS` is full.
+    pub peers_full: u64,
+}
+
+impl Stats {
+    /// Sum of the per-CPU instances.
+    pub fn add(&mut self, other: &Stats) {
+        self.valid += other.valid;
+        self.not_ours += other.not_ours;
+        self.truncated += other.truncated;
+        self.bad_magic += other.bad_magic;
+        self.bad_version += other.bad_version;
+        self.malformed += other.malformed;
+        self.wrong_cluster += other.wrong_cluster;
+        self.stale += other.stale;
+        self.own += other.own;
+        self.peers_full += other.peers_full;
+    }
+
+    /// Dropped heartbeats by reason, for status and metrics.
+    pub fn drops(&self) -> [(&'static str, u64); 8] {
+        [
+            ("truncated", self.truncated),
+            ("bad_magic", self.bad_magic),
+            ("bad_version", self.bad_version),
+            ("malformed", self.malformed),
+            ("wrong_cluster", self.wrong_cluster),
+            ("stale", self.stale),
+            ("own", self.own),
+            ("peers_full", self.peers_full),
+        ]
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
+    unsafe impl aya::Pod for super::PeerRecord {}
+    unsafe impl aya::Pod for super::Stats {}
+}
