@@ -1,2 +1,142 @@
+//! XDP program: recognises heartbeats, records each peer in `PEERS`, counts every outcome in
+//! `STATS`. No policy here: who is ACTIVE is decided in user space from what is recorded.
 #![no_std]
 #![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    Global,
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    btf_maps::{HashMap, PerCpuArray},
+    helpers::bpf_ktime_get_ns,
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+use aya_log_ebpf::info;
+use ha_common::{
+    DEFAULT_PORT,
+    maps::{MAX_PEERS, PeerRecord, Stats, XDP_FLAG_PASS_HEARTBEATS},
+    wire::{DecodeError, Heartbeat, Sequence},
+};
+use parse::{Frame, HeartbeatFrame};
+
+#[btf_map]
+static PEERS: HashMap<u32, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
+
+#[btf_map]
+static STATS: PerCpuArray<Stats, 1> = PerCpuArray::new();
+
+// Load-time configuration; names are ha_common::maps::globals.
+#[unsafe(no_mangle)]
+static HA_PORT: Global<u16> = Global::new(DEFAULT_PORT);
+#[unsafe(no_mangle)]
+static HA_CLUSTER_ID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static HA_NODE_ID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static HA_FLAGS: Global<u32> = Global::new(0);
+
+#[inline(always)]
+fn count(bump: impl FnOnce(&mut Stats)) {
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, and XDP does not preempt itself on one CPU.
+        bump(unsafe { &mut *stats });
+    }
+}
+
+#[xdp]
+pub fn ha_xdp(ctx: XdpContext) -> u32 {
+    let frame = match parse::heartbeat_frame(&ctx, HA_PORT.load()) {
+        Frame::NotOurs => {
+            count(|s| s.not_ours += 1);
+            return XDP_PASS;
+        }
+        Frame::Truncated => {
+            count(|s| s.truncated += 1);
+            return XDP_DROP;
+        }
+        Frame::Heartbeat(frame) => frame,
+    };
+    match record(&ctx, &frame) {
+        Ok(()) if HA_FLAGS.load() & XDP_FLAG_PASS_HEARTBEATS != 0 => XDP_PASS,
+        _ => XDP_DROP,
+    }
+}
+
+/// Why a well-framed heartbeat was not recorded; each reason has its own counter.
+enum Rejected {
+    Decode(DecodeError),
+    WrongCluster,
+    Own,
+    Stale,
+    PeersFull,
+}
+
+fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
+    let outcome = check_and_record(ctx, frame);
+    count(|s| match outcome {
+        Ok(()) => s.valid += 1,
+        Err(Rejected::Decode(DecodeError::Truncated)) => s.truncated += 1,
+        Err(Rejected::Decode(DecodeError::BadMagic)) => s.bad_magic += 1,
+        Err(Rejected::Decode(DecodeError::BadVersion)) => s.bad_version += 1,
+        Err(Rejected::Decode(DecodeError::Malformed)) => s.malformed += 1,
+        Err(Rejected::WrongCluster) => s.wrong_cluster += 1,
+        Err(Rejected::Own) => s.own += 1,
+        Err(Rejected::Stale) => s.stale += 1,
+        Err(Rejected::PeersFull) => s.peers_full += 1,
+    });
+    outcome.map_err(|_| ())
+}
+
+#[inline(always)]
+fn check_and_record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), Rejected> {
+    let hb = Heartbeat::decode_fixed(&frame.payload).map_err(Rejected::Decode)?;
+    if hb.cluster_id != HA_CLUSTER_ID.load() {
+        return Err(Rejected::WrongCluster);
+    }
+    if hb.node_id == HA_NODE_ID.load() {
+        return Err(Rejected::Own);
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(rec) = PEERS.get_ptr_mut(&hb.node_id) {
+        // SAFETY: the entry stays valid during this program run; a racing update on another
+        // CPU for the same peer can at worst interleave two valid records.
+        let rec = unsafe { &mut *rec };
+        if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
+            return Err(Rejected::Stale);
+        }
+        fill(rec, &hb, frame, now);
+        rec.received += 1;
+        return Ok(());
+    }
+    let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
+    fill(&mut rec, &hb, frame, now);
+    PEERS.insert(&hb.node_id, &rec, 0).map_err(|_| Rejected::PeersFull)?;
+    info!(ctx, "new peer {} priority {} from {:i}", hb.node_id, hb.priority, u32::from_be_bytes(frame.src));
+    Ok(())
+}
+
+#[inline(always)]
+fn fill(rec: &mut PeerRecord, hb: &Heartbeat, frame: &HeartbeatFrame, now: u64) {
+    rec.last_seen_ns = now;
+    rec.epoch = hb.seq.epoch;
+    rec.counter = hb.seq.counter;
+    rec.priority = hb.priority;
+    rec.interval_us = hb.interval_us;
+    rec.addr = frame.src;
+    rec.state = hb.state as u8;
+    rec.flags = hb.flags;
+    rec.key_id = hb.key_id;
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

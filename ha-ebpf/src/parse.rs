@@ -1,0 +1,81 @@
+//! Bounds-checked framing: Ethernet (one optional 802.1Q/802.1ad tag), IPv4 (any IHL), UDP.
+
+use aya_ebpf::programs::XdpContext;
+use ha_common::wire::HEARTBEAT_LEN;
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_UDP: u8 = 17;
+const UDP_HLEN: usize = 8;
+
+pub struct HeartbeatFrame {
+    pub src: [u8; 4],
+    pub payload: [u8; HEARTBEAT_LEN],
+}
+
+pub enum Frame {
+    /// Not UDP to the heartbeat port: leave it to the stack.
+    NotOurs,
+    /// Addressed to the heartbeat port but too short to hold a heartbeat.
+    Truncated,
+    Heartbeat(HeartbeatFrame),
+}
+
+/// Reads `N` bytes at `offset`, or `None` past the end of the packet.
+#[inline(always)]
+fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let start = ctx.data() + offset;
+    if start + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the range was checked against data_end just above.
+    Some(unsafe { core::ptr::read_unaligned(start as *const [u8; N]) })
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
+}
+
+#[inline(always)]
+pub fn heartbeat_frame(ctx: &XdpContext, port: u16) -> Frame {
+    match frame(ctx, port) {
+        Some(frame) => frame,
+        None => Frame::NotOurs,
+    }
+}
+
+#[inline(always)]
+fn frame(ctx: &XdpContext, port: u16) -> Option<Frame> {
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = be16(ctx, 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = be16(ctx, ETH_HLEN + 2)?;
+        l3 += VLAN_HLEN;
+    }
+    if ethertype != ETH_P_IPV4 {
+        return None;
+    }
+    let ip = bytes_at::<20>(ctx, l3)?;
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_UDP || fragmented {
+        return None;
+    }
+    let l4 = l3 + ihl;
+    let udp = bytes_at::<UDP_HLEN>(ctx, l4)?;
+    if u16::from_be_bytes([udp[2], udp[3]]) != port {
+        return None;
+    }
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if udp_len < UDP_HLEN + HEARTBEAT_LEN {
+        return Some(Frame::Truncated);
+    }
+    let Some(payload) = bytes_at::<HEARTBEAT_LEN>(ctx, l4 + UDP_HLEN) else {
+        return Some(Frame::Truncated);
+    };
+    Some(Frame::Heartbeat(HeartbeatFrame { src: [ip[12], ip[13], ip[14], ip[15]], payload }))
+}
