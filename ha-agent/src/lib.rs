@@ -4,5 +4,6 @@
 // pub mod announce;
 pub mod bpffs;
 pub mod clock;
+pub mod node;
 pub mod ebpf;
 pub mod peers;

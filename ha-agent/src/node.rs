@@ -1,0 +1,370 @@
+//! The failover decision as pure code. It is handed `now`, the peers the XDP program recorded
+//! and the link state, and hands back what to do; it owns no socket, timer or clock, so tests
+//! drive time by hand.
+//!
+//! Rules:
+//! - Everybody starts STANDBY and first listens for one tolerance, to learn of a holder.
+//! - A peer is live while its last heartbeat is at most one tolerance old. A live peer that is
+//!   leaving or in maintenance is not a candidate for the address.
+//! - Worthiness orders candidates: priority, then node id.
+//! - Only the most worthy live candidate takes the address: when nobody holds it, or (preempt)
+//!   when it is more worthy than the holder.
+//! - Make-before-break: a taker adds the address, announces it, and says ACTIVE at once; a holder
+//!   releases only when it sees a more worthy live holder (or, leaving, any successor). The
+//!   client is re-pointed before the old holder lets go.
+use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
+
+/// Nanoseconds of `CLOCK_MONOTONIC`.
+pub type Nanos = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preempt {
+    /// A more worthy node takes the address as soon as it sees a less worthy holder.
+    Always,
+    /// The address stays with its holder while the holder lives (bi-stable).
+    Never,
+    /// Like `Always`, after the more worthy node has been ready this long without interruption.
+    Delay(Nanos),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct NodeConfig {
+    pub node_id: u32,
+    pub priority: u32,
+    pub tolerance: Nanos,
+    pub preempt: Preempt,
+    /// How long a leaving holder waits for a successor's claim before letting go anyway.
+    pub leave_timeout: Nanos,
+}
+
+/// A peer as recorded by the XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub node_id: u32,
+    pub priority: u32,
+    pub state: NodeState,
+    pub flags: u8,
+    pub last_seen: Nanos,
+}
+
+impl Peer {
+    fn rank(&self) -> (u32, u32) {
+        (self.priority, self.node_id)
+    }
+
+    fn is_candidate(&self) -> bool {
+        self.flags & (FLAG_LEAVING | FLAG_MAINTENANCE) == 0
+    }
+
+    fn holds(&self) -> bool {
+        self.state == NodeState::Active
+    }
+}
+
+/// What the node observes at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    pub now: Nanos,
+    pub peers: &'a [Peer],
+    pub link_up: bool,
+}
+
+/// Why a transition happened; logged, counted in metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Nobody held the address and this node is the most worthy live one.
+    NoHolder,
+    /// The holder's heartbeats stopped.
+    HolderSilent { node_id: u32, silent_for: Nanos },
+    /// The holder announced a clean stop.
+    HolderLeaving { node_id: u32 },
+    /// The holder went into maintenance.
+    HolderInMaintenance { node_id: u32 },
+    /// This node is more worthy than the live holder (preemption).
+    Preempt { node_id: u32, priority: u32 },
+    /// A more worthy node holds the address now: make-before-break hand-over completed.
+    MoreWorthyHolder { node_id: u32, priority: u32 },
+    /// Leaving or in maintenance, and a successor holds the address now.
+    SuccessorHolds { node_id: u32 },
+    /// Leaving, and no successor claimed the address within the leave timeout.
+    LeaveTimeout,
+    /// Leaving, and no live node could take the address.
+    NoSuccessor,
+    /// This node's link went down: it cannot serve the address.
+    LinkDown,
+}
+
+impl Reason {
+    /// A short stable name for metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::NoHolder => "no_holder",
+            Reason::HolderSilent { .. } => "holder_silent",
+            Reason::HolderLeaving { .. } => "holder_leaving",
+            Reason::HolderInMaintenance { .. } => "holder_maintenance",
+            Reason::Preempt { .. } => "preempt",
+            Reason::MoreWorthyHolder { .. } => "more_worthy_holder",
+            Reason::SuccessorHolds { .. } => "successor_holds",
+            Reason::LeaveTimeout => "leave_timeout",
+            Reason::NoSuccessor => "no_successor",
+            Reason::LinkDown => "link_down",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |ns: &Nanos| *ns as f64 / 1e6;
+        match self {
+            Reason::NoHolder => write!(f, "nobody holds the address and this node is the most worthy"),
+            Reason::HolderSilent { node_id, silent_for } => {
+                write!(f, "holder {} silent for {:.1} ms", id(*node_id), ms(silent_for))
+            }
+            Reason::HolderLeaving { node_id } => write!(f, "holder {} is leaving", id(*node_id)),
+            Reason::HolderInMaintenance { node_id } => write!(f, "holder {} is in maintenance", id(*node_id)),
+            Reason::Preempt { node_id, priority } => {
+                write!(f, "more worthy than holder {} (priority {priority})", id(*node_id))
+            }
+            Reason::MoreWorthyHolder { node_id, priority } => {
+                write!(f, "{} (priority {priority}) holds the address now", id(*node_id))
+            }
+            Reason::SuccessorHolds { node_id } => write!(f, "successor {} holds the address now", id(*node_id)),
+            Reason::LeaveTimeout => write!(f, "no successor claimed the address in time"),
+            Reason::NoSuccessor => write!(f, "no live node can take the address"),
+            Reason::LinkDown => write!(f, "link is down"),
+        }
+    }
+}
+
+/// Node ids default to IPv4 addresses: show them that way.
+pub fn id(node_id: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(node_id)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Reason,
+}
+
+/// What to do after one step. No allocation: this runs every tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Add the shared addresses, announce them, then say ACTIVE.
+    pub take: bool,
+    /// Stop announcing and remove the shared addresses.
+    pub release: bool,
+    /// Announce the addresses again (another node claimed them; we keep them).
+    pub announce: bool,
+    /// Send a heartbeat now rather than at the next interval: our state changed.
+    pub send_now: bool,
+    /// The clean stop is complete.
+    pub exit: bool,
+    pub transition: Option<Transition>,
+}
+
+pub struct Node {
+    cfg: NodeConfig,
+    state: NodeState,
+    /// No takeover decisions before this: we may not have heard the holder yet.
+    listening_until: Nanos,
+    leaving_since: Option<Nanos>,
+    maintenance: bool,
+    link_up: bool,
+    /// Since when a preemption with a delay has been continuously possible.
+    preempt_ready_since: Option<Nanos>,
+    /// Whether another live holder was seen in the last step (to re-announce once per claim).
+    other_holder_seen: bool,
+}
+
+impl Node {
+    pub fn new(cfg: NodeConfig, now: Nanos) -> Self {
+        Self {
+            cfg,
+            state: NodeState::Standby,
+            listening_until: now.saturating_add(cfg.tolerance),
+            leaving_since: None,
+            maintenance: false,
+            link_up: true,
+            preempt_ready_since: None,
+            other_holder_seen: false,
+        }
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving_since.is_some()
+    }
+
+    /// Flags for this node's heartbeats.
+    pub fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.is_leaving() {
+            flags |= FLAG_LEAVING;
+        }
+        if self.maintenance {
+            flags |= FLAG_MAINTENANCE;
+        }
+        flags
+    }
+
+    /// Begins a clean stop: peers are told at once, the most worthy takes over, we let go after.
+    pub fn leave(&mut self, now: Nanos) -> Output {
+        if self.leaving_since.is_none() {
+            self.leaving_since = Some(now);
+        }
+        Output { send_now: true, ..Output::default() }
+    }
+
+    /// Maintenance: hand the address over (make-before-break) and do not take it until off.
+    pub fn set_maintenance(&mut self, on: bool) -> Output {
+        let changed = self.maintenance != on;
+        self.maintenance = on;
+        Output { send_now: changed, ..Output::default() }
+    }
+
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    fn is_candidate(&self) -> bool {
+        !self.is_leaving() && !self.maintenance && self.link_up
+    }
+
+    fn rank(&self) -> (u32, u32) {
+        (self.cfg.priority, self.cfg.node_id)
+    }
+
+    fn is_live(&self, peer: &Peer, now: Nanos) -> bool {
+        now.saturating_sub(peer.last_seen) <= self.cfg.tolerance
+    }
+
+    fn become_(&mut self, to: NodeState, reason: Reason, out: &mut Output) {
+        out.transition = Some(Transition { from: self.state, to, reason });
+        out.send_now = true;
+        match to {
+            NodeState::Active => out.take = true,
+            NodeState::Standby => out.release = true,
+        }
+        self.state = to;
+        self.preempt_ready_since = None;
+    }
+
+    /// One decision at `inputs.now`.
+    pub fn step(&mut self, inputs: Inputs<'_>) -> Output {
+        let mut out = Output::default();
+        let now = inputs.now;
+        if inputs.link_up != self.link_up {
+            self.link_up = inputs.link_up;
+            if inputs.link_up {
+                // Back on the wire: learn who holds the address before deciding anything.
+                self.listening_until = now.saturating_add(self.cfg.tolerance);
+            } else if self.state == NodeState::Active {
+                self.become_(NodeState::Standby, Reason::LinkDown, &mut out);
+                return out;
+            }
+        }
+        let live = |p: &&Peer| self.is_live(p, now);
+        // The most worthy live holder that is a candidate (not leaving, not in maintenance).
+        let best_holder = inputs.peers.iter().filter(live).filter(|p| p.holds() && p.is_candidate()).max_by_key(|p| p.rank());
+        match self.state {
+            NodeState::Active => self.step_active(now, inputs.peers, best_holder, &mut out),
+            NodeState::Standby => self.step_standby(now, inputs.peers, best_holder, &mut out),
+        }
+        out
+    }
+
+    fn step_active(&mut self, now: Nanos, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
+        if !self.is_candidate() {
+            // Leaving or in maintenance: let go once a successor holds the address.
+            if let Some(successor) = best_holder {
+                self.become_(NodeState::Standby, Reason::SuccessorHolds { node_id: successor.node_id }, out);
+                out.exit = self.is_leaving();
+                return;
+            }
+            let Some(since) = self.leaving_since else { return };
+            let any_candidate = peers.iter().any(|p| self.is_live(p, now) && p.is_candidate());
+            if !any_candidate {
+                self.become_(NodeState::Standby, Reason::NoSuccessor, out);
+                out.exit = true;
+            } else if now.saturating_sub(since) >= self.cfg.leave_timeout {
+                self.become_(NodeState::Standby, Reason::LeaveTimeout, out);
+                out.exit = true;
+            }
+            return;
+        }
+        match best_holder {
+            Some(holder) if holder.rank() > self.rank() => {
+                let reason = Reason::MoreWorthyHolder { node_id: holder.node_id, priority: holder.priority };
+                self.become_(NodeState::Standby, reason, out);
+            }
+            Some(_) => {
+                // A less worthy node claims the address too (it preempted wrongly, or a partition
+                // healed): it will yield; re-point the clients at us meanwhile.
+                out.announce = !self.other_holder_seen;
+                self.other_holder_seen = true;
+            }
+            None => self.other_holder_seen = false,
+        }
+    }
+
+    fn step_standby(&mut self, now: Nanos, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
+        if self.is_leaving() {
+            out.exit = true;
+            return;
+        }
+        if !self.is_candidate() || now < self.listening_until {
+            self.preempt_ready_since = None;
+            return;
+        }
+        let most_worthy = peers.iter().filter(|p| self.is_live(p, now) && p.is_candidate()).all(|p| p.rank() < self.rank());
+        if !most_worthy {
+            self.preempt_ready_since = None;
+            return;
+        }
+        let Some(holder) = best_holder else {
+            let reason = self.why_no_holder(now, peers);
+            self.become_(NodeState::Active, reason, out);
+            return;
+        };
+        // A live, less worthy node holds the address.
+        let reason = Reason::Preempt { node_id: holder.node_id, priority: holder.priority };
+        match self.cfg.preempt {
+            Preempt::Never => {}
+            Preempt::Always => self.become_(NodeState::Active, reason, out),
+            Preempt::Delay(delay) => {
+                let since = *self.preempt_ready_since.get_or_insert(now);
+                if now.saturating_sub(since) >= delay {
+                    self.become_(NodeState::Active, reason, out);
+                }
+            }
+        }
+    }
+
+    fn why_no_holder(&self, now: Nanos, peers: &[Peer]) -> Reason {
+        let live_holder = peers.iter().filter(|p| self.is_live(p, now) && p.holds()).max_by_key(|p| p.rank());
+        if let Some(holder) = live_holder {
+            return if holder.flags & FLAG_LEAVING != 0 {
+                Reason::HolderLeaving { node_id: holder.node_id }
+            } else {
+                Reason::HolderInMaintenance { node_id: holder.node_id }
+            };
+        }
+        // The most recently heard holder, now silent.
+        match peers.iter().filter(|p| p.holds()).max_by_key(|p| p.last_seen) {
+            Some(holder) => Reason::HolderSilent { node_id: holder.node_id, silent_for: now.saturating_sub(holder.last_seen) },
+            None => Reason::NoHolder,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
