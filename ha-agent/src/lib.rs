@@ -1,9 +1,17 @@
 //! `ha-agent`: heartbeats out, peers from the XDP program's maps in, a pure state machine in
 //! between, and the shared address moved make-before-break.
-// pub mod address;
-// pub mod announce;
+pub mod address;
+pub mod agent;
+pub mod announce;
 pub mod bpffs;
+pub mod cli;
 pub mod clock;
-pub mod node;
+pub mod config;
 pub mod ebpf;
+pub mod iface;
+pub mod link;
+pub mod node;
 pub mod peers;
+pub mod privilege;
+pub mod sender;
+pub mod show;

@@ -1,0 +1,220 @@
+//! The agent's run loop: one thread that reads the peer table, steps the state machine, carries
+//! out what it decides, and sends heartbeats on a drift-free schedule. Everything here is I/O;
+//! every decision is in `node`.
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use ha_common::wire::NodeState;
+
+use crate::{
+    address::AddressManager,
+    announce::{AnnounceWorker, Announcer},
+    clock::{monotonic_ns, realtime_us, sleep_until_ns},
+    config::RunConfig,
+    ebpf::{AttachedXdp, XdpConfig},
+    link::LinkWatch,
+    node::{Inputs, Node, Output, Peer, id},
+    peers::PeerMaps,
+    sender::{Sender, SenderConfig},
+};
+
+/// Repeats of the announcement after the first, which goes out before the ACTIVE heartbeat.
+const ANNOUNCE_REPEATS: [Duration; 4] =
+    [Duration::from_millis(5), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+
+/// The system side of a run: what the loop touches.
+struct Io {
+    cfg: RunConfig,
+    addresses: AddressManager,
+    announcer: Announcer,
+    repeats: AnnounceWorker,
+    sender: Sender,
+    link: LinkWatch,
+    maps: PeerMaps,
+    vip_addrs: Vec<IpAddr>,
+}
+
+impl Io {
+    /// Takes the addresses: add, announce once, then (in the caller) say ACTIVE; the worker repeats.
+    fn take(&mut self) {
+        for vip in &self.cfg.vips {
+            if let Err(e) = self.addresses.add(vip) {
+                log::error!("adding {vip} to {}: {e}", self.cfg.iface);
+            }
+        }
+        if let Err(e) = self.announcer.announce(&self.vip_addrs) {
+            log::warn!("announcing {:?}: {e}", self.vip_addrs);
+        }
+        self.repeats.request(self.vip_addrs.clone());
+    }
+
+    fn release(&mut self) {
+        // Stop re-pointing clients at us before the address goes.
+        self.repeats.cancel();
+        for vip in &self.cfg.vips {
+            if let Err(e) = self.addresses.remove(vip) {
+                log::error!("removing {vip} from {}: {e}", self.cfg.iface);
+            }
+        }
+    }
+
+    fn apply(&mut self, node: &Node, out: &Output, started_ns: u64) {
+        if out.take {
+            self.take();
+        }
+        if out.release {
+            self.release();
+        }
+        if out.announce {
+            log::info!("another node claims the shared address; announcing ours again");
+            if let Err(e) = self.announcer.announce(&self.vip_addrs) {
+                log::warn!("announcing: {e}");
+            }
+            self.repeats.request(self.vip_addrs.clone());
+        }
+        if let Some(t) = out.transition {
+            let took_us = (monotonic_ns().saturating_sub(started_ns)) / 1_000;
+            log::info!("{} -> {}: {} (acted in {took_us} us)", t.from.name(), t.to.name(), t.reason);
+        }
+        let _ = node;
+    }
+
+    fn heartbeat(&mut self, node: &Node) {
+        if let Err(e) = self.sender.send(node.state(), node.flags(), node.config().priority) {
+            // Counted; the link may be down. Logged once per burst at debug to stay quiet.
+            log::debug!("sending heartbeat: {e}");
+        }
+    }
+}
+
+/// Runs until `stop` is set and the clean stop has handed the address over.
+pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let addresses = AddressManager::new(&cfg.iface)?;
+    for vip in &cfg.vips {
+        if addresses.is_present(vip)? {
+            log::warn!("{vip} was already on {}, left by an earlier run: removing it until this node is chosen", cfg.iface);
+            addresses.remove(vip)?;
+        }
+    }
+    let xdp_cfg = XdpConfig { cluster_id: cfg.cluster_id, node_id: cfg.node.node_id, port: cfg.port, pass_heartbeats: cfg.pass_heartbeats };
+    let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
+    log::info!(
+        "node {} priority {} on {} (XDP {:?} mode, maps in {}); interval {:?}, tolerance {:?}, preempt {:?}",
+        id(cfg.node.node_id),
+        cfg.node.priority,
+        cfg.iface,
+        xdp.mode(),
+        xdp.pin_dir().display(),
+        cfg.interval,
+        Duration::from_nanos(cfg.node.tolerance),
+        cfg.preempt(),
+    );
+    let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
+    let sender = Sender::new(SenderConfig {
+        iface: cfg.iface.clone(),
+        iface_addr: cfg.iface_addr,
+        group: cfg.group,
+        port: cfg.port,
+        unicast_peers: cfg.unicast_peers.clone(),
+        cluster_id: cfg.cluster_id,
+        node_id: cfg.node.node_id,
+        interval_us: cfg.interval.as_micros() as u32,
+        epoch: realtime_us(),
+    })
+    .context("opening the heartbeat socket")?;
+    let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
+    let repeats = AnnounceWorker::spawn(Announcer::new(&cfg.iface).context("opening the announcement socket")?, ANNOUNCE_REPEATS.to_vec())
+        .context("starting the announcer")?;
+    let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
+    if cfg.realtime {
+        realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
+    }
+    let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
+    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs };
+    let result = event_loop(&mut io, &stop);
+    if result.is_err() {
+        // Never leave the address behind on an error exit.
+        io.release();
+    }
+    drop(xdp); // detach and unpin
+    result
+}
+
+fn event_loop(io: &mut Io, stop: &AtomicBool) -> anyhow::Result<()> {
+    let interval = io.cfg.interval.as_nanos() as u64;
+    let tick = io.cfg.tick.as_nanos() as u64;
+    let mut node = Node::new(io.cfg.node, monotonic_ns());
+    let mut raw = Vec::with_capacity(16);
+    let mut peers: Vec<Peer> = Vec::with_capacity(16);
+    let mut next_send = monotonic_ns();
+    let mut read_errors = 0u64;
+    let mut link_up = true;
+    loop {
+        let now = monotonic_ns();
+        let mut out = Output::default();
+        if stop.load(Ordering::Relaxed) && !node.is_leaving() {
+            log::info!("stopping: handing the address over before leaving");
+            out = node.leave(now);
+        }
+        match io.link.is_up() {
+            Ok(up) => {
+                if up != link_up {
+                    log::warn!("link {} is {}", io.cfg.iface, if up { "up" } else { "down" });
+                }
+                link_up = up;
+            }
+            Err(e) => log::debug!("reading link state: {e}"),
+        }
+        if let Err(e) = io.maps.read_peers(&mut raw) {
+            // Without the peer table no decision is safe: skip this step, keep heartbeating.
+            read_errors += 1;
+            if read_errors.is_power_of_two() {
+                log::error!("reading peers ({read_errors} failures): {e}");
+            }
+        } else {
+            peers.clear();
+            peers.extend(raw.iter().filter_map(|(node_id, rec)| {
+                Some(Peer { node_id: *node_id, priority: rec.priority, state: NodeState::from_u8(rec.state)?, flags: rec.flags, last_seen: rec.last_seen_ns })
+            }));
+            let stepped = node.step(Inputs { now, peers: &peers, link_up });
+            out.send_now |= stepped.send_now;
+            out = Output { send_now: out.send_now, ..stepped };
+        }
+        io.apply(&node, &out, now);
+        if out.send_now || now >= next_send {
+            io.heartbeat(&node);
+            if now >= next_send {
+                next_send += interval;
+                if next_send <= now {
+                    next_send = now + interval; // we fell behind (paused); do not burst
+                }
+            }
+        }
+        if out.exit {
+            log::info!("clean stop complete");
+            return Ok(());
+        }
+        sleep_until_ns(next_send.min(now + tick));
+    }
+}
+
+/// SCHED_FIFO for the loop thread and locked memory, as keepalived does for short intervals.
+fn realtime() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 50 };
+    // SAFETY: valid parameter struct; 0 means the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: no pointers involved.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! A run's configuration, validated before anything on the system is touched.
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use crate::{
+    address::SharedAddr,
+    cli::RunArgs,
+    ebpf::{self, AttachMode},
+    node::{NodeConfig, Preempt},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("--tolerance {tolerance:?} must exceed --interval {interval:?} (it covers {ratio:.1} intervals; 3 to 5 is usual)")]
+    ToleranceTooShort { tolerance: Duration, interval: Duration, ratio: f64 },
+    #[error("--interval {0:?} is too short: 500us is the minimum")]
+    IntervalTooShort(Duration),
+    #[error("--vip {0} is this node's own address on the interface: choose an address no host has")]
+    VipIsOwnAddress(SharedAddr),
+    #[error("--vip {0} is given twice")]
+    DuplicateVip(SharedAddr),
+    #[error("interface {0} has no IPv4 address: give it one, or pass --node-id and --peer")]
+    NoIpv4(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub iface: String,
+    pub iface_addr: Ipv4Addr,
+    pub vips: Vec<SharedAddr>,
+    pub node: NodeConfig,
+    pub interval: Duration,
+    pub tick: Duration,
+    pub cluster_id: u32,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub pin_dir: PathBuf,
+    pub xdp_mode: AttachMode,
+    pub pass_heartbeats: bool,
+    pub realtime: bool,
+}
+
+const MIN_INTERVAL: Duration = Duration::from_micros(500);
+const MIN_TICK: Duration = Duration::from_micros(100);
+
+impl RunConfig {
+    /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
+    pub fn new(args: &RunArgs, iface_addrs: &[Ipv4Addr]) -> Result<Self, ConfigError> {
+        if args.interval < MIN_INTERVAL {
+            return Err(ConfigError::IntervalTooShort(args.interval));
+        }
+        if args.tolerance <= args.interval {
+            return Err(ConfigError::ToleranceTooShort {
+                tolerance: args.tolerance,
+                interval: args.interval,
+                ratio: args.tolerance.as_secs_f64() / args.interval.as_secs_f64(),
+            });
+        }
+        let mut vips: Vec<SharedAddr> = Vec::new();
+        for vip in &args.vips {
+            if iface_addrs.iter().any(|a| std::net::IpAddr::V4(*a) == vip.addr) {
+                return Err(ConfigError::VipIsOwnAddress(*vip));
+            }
+            if vips.iter().any(|v| v.addr == vip.addr) {
+                return Err(ConfigError::DuplicateVip(*vip));
+            }
+            vips.push(*vip);
+        }
+        let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(args.iface.clone()))?;
+        let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
+        let nanos = |d: Duration| d.as_nanos() as u64;
+        Ok(Self {
+            iface: args.iface.clone(),
+            iface_addr,
+            vips,
+            node: NodeConfig {
+                node_id,
+                priority: args.priority,
+                tolerance: nanos(args.tolerance),
+                preempt: args.preempt,
+                leave_timeout: nanos(args.leave_timeout),
+            },
+            interval: args.interval,
+            tick: args.tick.unwrap_or(args.interval / 4).max(MIN_TICK),
+            cluster_id: args.cluster,
+            group: args.group,
+            port: args.port,
+            unicast_peers: args.peers.clone(),
+            pin_dir: args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster)),
+            xdp_mode: args.xdp_mode,
+            pass_heartbeats: args.pass_heartbeats,
+            realtime: args.realtime,
+        })
+    }
+
+    /// Fewer than two intervals of tolerance turn one lost heartbeat into a failover.
+    pub fn tolerance_warning(&self) -> Option<String> {
+        let ratio = self.node.tolerance as f64 / self.interval.as_nanos() as f64;
+        (ratio < 2.0).then(|| {
+            format!("--tolerance covers only {ratio:.1} intervals: a single lost heartbeat will cause a failover")
+        })
+    }
+
+    pub fn preempt(&self) -> Preempt {
+        self.node.preempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Command::Run(a) => *a,
+            Command::Peers(_) => unreachable!(),
+        }
+    }
+
+    const OWN: [Ipv4Addr; 1] = [Ipv4Addr::new(192, 0, 2, 1)];
+
+    #[test]
+    fn defaults_validate_and_derive_node_id_and_tick() {
+        let cfg = RunConfig::new(&args(&[]), &OWN).expect("valid");
+        assert_eq!(cfg.node.node_id, u32::from(OWN[0]));
+        assert_eq!(cfg.tick, Duration::from_millis(25));
+        assert_eq!(cfg.pin_dir, PathBuf::from("/sys/fs/bpf/ha/1"));
+        assert!(cfg.tolerance_warning().is_none());
+    }
+
+    #[test]
+    fn tolerance_must_exceed_interval_and_says_by_how_much() {
+        let err = RunConfig::new(&args(&["--interval", "10ms", "--tolerance", "10ms"]), &OWN).unwrap_err();
+        assert!(err.to_string().contains("covers 1.0 intervals"), "{err}");
+        let cfg = RunConfig::new(&args(&["--interval", "10ms", "--tolerance", "15ms"]), &OWN).expect("valid");
+        assert!(cfg.tolerance_warning().is_some());
+    }
+
+    #[test]
+    fn own_address_as_vip_and_duplicates_are_refused() {
+        let mut a = args(&[]);
+        a.vips = vec!["192.0.2.1/24".parse().expect("addr")];
+        assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::VipIsOwnAddress(_))));
+        let a = args(&["--vip", "192.0.2.200/24"]);
+        assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::DuplicateVip(_))));
+        assert!(matches!(RunConfig::new(&args(&[]), &[]), Err(ConfigError::NoIpv4(_))));
+    }
+}

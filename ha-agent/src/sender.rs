@@ -1,0 +1,102 @@
+//! Heartbeats out, on one UDP socket bound to the interface: multicast with TTL 1 and loopback
+//! off, or unicast to listed peers. Also holds the group membership, so NICs that filter
+//! multicast by address let the peers' heartbeats reach XDP.
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use ha_common::wire::{Heartbeat, NodeState, Sequence, TAG_LEN};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Where heartbeats go.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    pub iface: String,
+    pub iface_addr: Ipv4Addr,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    /// Unicast peers; when empty, heartbeats are multicast to `group`.
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub cluster_id: u32,
+    pub node_id: u32,
+    pub interval_us: u32,
+    /// Grows across restarts (realtime microseconds at start) so peers accept our new counter.
+    pub epoch: u64,
+}
+
+pub struct Sender {
+    socket: Socket,
+    _membership: Option<Socket>,
+    targets: Vec<SockAddr>,
+    cfg: SenderConfig,
+    counter: u64,
+    pub sent: u64,
+    pub errors: u64,
+}
+
+impl Sender {
+    pub fn new(cfg: SenderConfig) -> io::Result<Self> {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.bind_device(Some(cfg.iface.as_bytes()))?;
+        socket.set_multicast_if_v4(&cfg.iface_addr)?;
+        socket.set_multicast_ttl_v4(1)?;
+        socket.set_multicast_loop_v4(false)?;
+        socket.set_nonblocking(true)?;
+        // Heartbeats are the most urgent traffic the node sends.
+        socket.set_tos_v4(0xc0)?; // CS6, network control
+        socket.bind(&SockAddr::from(SocketAddrV4::new(cfg.iface_addr, 0)))?;
+        let (targets, membership) = if cfg.unicast_peers.is_empty() {
+            let membership = join_group(&cfg)?;
+            (vec![SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port))], Some(membership))
+        } else {
+            (cfg.unicast_peers.iter().map(|p| SockAddr::from(SocketAddrV4::new(*p, cfg.port))).collect(), None)
+        };
+        Ok(Self { socket, _membership: membership, targets, cfg, counter: 0, sent: 0, errors: 0 })
+    }
+
+    /// Builds the next heartbeat (a fresh sequence number each time).
+    pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32) -> Heartbeat {
+        self.counter += 1;
+        Heartbeat {
+            cluster_id: self.cfg.cluster_id,
+            node_id: self.cfg.node_id,
+            priority,
+            state,
+            flags,
+            key_id: 0,
+            interval_us: self.cfg.interval_us,
+            seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
+            tag: [0; TAG_LEN],
+        }
+    }
+
+    /// Sends one heartbeat to every target. A full send buffer or a down link is counted, not
+    /// fatal: the next interval tries again.
+    pub fn send(&mut self, state: NodeState, flags: u8, priority: u32) -> io::Result<()> {
+        let bytes = self.next_heartbeat(state, flags, priority).encode();
+        let mut last_err = None;
+        for target in &self.targets {
+            match self.socket.send_to(&bytes, target) {
+                Ok(_) => self.sent += 1,
+                Err(e) => {
+                    self.errors += 1;
+                    last_err = Some(e);
+                }
+            }
+        }
+        last_err.map_or(Ok(()), Err)
+    }
+}
+
+/// A socket that only holds the multicast membership on the interface.
+fn join_group(cfg: &SenderConfig) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind_device(Some(cfg.iface.as_bytes()))?;
+    socket.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port)))?;
+    socket.join_multicast_v4(&cfg.group, &cfg.iface_addr)?;
+    // Nothing reads it while XDP consumes heartbeats: keep its buffer small.
+    socket.set_recv_buffer_size(4096)?;
+    Ok(socket)
+}
