@@ -1,0 +1,221 @@
+//! `ha-agent`s running in a lab: start, stop cleanly, kill, and ask who holds the shared
+//! address. Shared by the integration tests, `xtask demo` and `xtask bench`.
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    process::ExitStatus,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{Child, Lab, PREFIX, VIP};
+
+/// How every agent of a set is run; `priorities[i - 1]` is node i's.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub priorities: Vec<u32>,
+    pub interval: Duration,
+    pub tolerance: Duration,
+    /// `always`, `never` or `delay=DUR`.
+    pub preempt: String,
+    /// Shared addresses as `ADDR/PREFIX`.
+    pub vips: Vec<String>,
+    /// Appended to every agent's command line.
+    pub extra_args: Vec<String>,
+}
+
+impl AgentSettings {
+    /// Settings generous enough for a loaded CI machine: 20 ms interval, 100 ms tolerance.
+    pub fn new(priorities: &[u32]) -> Self {
+        Self {
+            priorities: priorities.to_vec(),
+            interval: Duration::from_millis(20),
+            tolerance: Duration::from_millis(100),
+            preempt: "always".into(),
+            vips: vec![format!("{VIP}/{PREFIX}")],
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}us", d.as_micros())
+}
+
+pub struct AgentSet<'l> {
+    lab: &'l Lab,
+    binary: PathBuf,
+    pub settings: AgentSettings,
+    agents: Vec<Option<Child>>,
+    /// Output of agents that were stopped or killed, kept for diagnostics.
+    finished: Vec<String>,
+}
+
+impl<'l> AgentSet<'l> {
+    /// Starts one agent per priority on nodes 1..=n of `lab`.
+    pub fn start(
+        lab: &'l Lab,
+        binary: impl Into<PathBuf>,
+        settings: AgentSettings,
+    ) -> Result<Self> {
+        let n = settings.priorities.len();
+        if n > lab.nodes().len() {
+            bail!("{n} agents for a lab of {} nodes", lab.nodes().len());
+        }
+        let mut set = Self {
+            lab,
+            binary: binary.into(),
+            settings,
+            agents: (0..n).map(|_| None).collect(),
+            finished: Vec::new(),
+        };
+        for i in 1..=n {
+            set.start_node(i)?;
+        }
+        Ok(set)
+    }
+
+    /// The command line of node i's agent.
+    pub fn args(&self, i: usize) -> Vec<String> {
+        let s = &self.settings;
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--iface".into(),
+            self.lab.node(i).iface().into(),
+        ];
+        for vip in &s.vips {
+            args.extend(["--vip".into(), vip.clone()]);
+        }
+        args.extend([
+            "--priority".into(),
+            s.priorities[i - 1].to_string(),
+            "--interval".into(),
+            ms(s.interval),
+            "--tolerance".into(),
+            ms(s.tolerance),
+            "--preempt".into(),
+            s.preempt.clone(),
+            "--pin-dir".into(),
+            self.lab.pin_dir(i).display().to_string(),
+        ]);
+        args.extend(s.extra_args.iter().cloned());
+        args
+    }
+
+    /// (Re)starts node i's agent.
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        self.reap(i);
+        let mut cmd = self.lab.node(i).command(&self.binary);
+        cmd.args(self.args(i));
+        self.agents[i - 1] = Some(self.lab.node(i).spawn(cmd)?);
+        Ok(())
+    }
+
+    fn reap(&mut self, i: usize) {
+        if let Some(child) = self.agents[i - 1].take() {
+            self.finished
+                .push(format!("node {i}: {}", child.output_so_far()));
+        }
+    }
+
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.agents[i - 1]
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_none())
+    }
+
+    /// SIGTERM (clean stop) and wait for the exit.
+    pub fn stop(&mut self, i: usize, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.agents[i - 1]
+            .as_mut()
+            .with_context(|| format!("node {i} has no agent"))?;
+        child.signal(libc::SIGTERM)?;
+        let status = child
+            .wait_timeout(timeout)
+            .with_context(|| format!("node {i} did not stop within {timeout:?}"))?;
+        self.reap(i);
+        Ok(status)
+    }
+
+    /// SIGKILL: the agent dies without a word, as in a crash.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let child = self.agents[i - 1]
+            .as_mut()
+            .with_context(|| format!("node {i} has no agent"))?;
+        child.kill()?;
+        self.reap(i);
+        Ok(())
+    }
+
+    /// Sends any signal (e.g. SIGSTOP) to node i's agent.
+    pub fn signal(&self, i: usize, sig: i32) -> Result<()> {
+        self.agents[i - 1]
+            .as_ref()
+            .with_context(|| format!("node {i} has no agent"))?
+            .signal(sig)
+    }
+
+    pub fn output(&self, i: usize) -> String {
+        self.agents[i - 1]
+            .as_ref()
+            .map(Child::output_so_far)
+            .unwrap_or_default()
+    }
+
+    /// Every agent's output, for a failing assertion's message.
+    pub fn diagnostics(&self) -> String {
+        let mut text = self.finished.join("\n");
+        for i in 1..=self.agents.len() {
+            text.push_str(&format!("\n--- node {i} ---\n{}", self.output(i)));
+        }
+        text
+    }
+
+    /// Nodes (1-based) that hold `addr` now.
+    pub fn holders_of(&self, addr: IpAddr) -> Result<Vec<usize>> {
+        let mut holders = Vec::new();
+        for i in 1..=self.agents.len() {
+            if self.lab.node(i).has_addr(addr)? {
+                holders.push(i);
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Nodes that hold the lab's IPv4 shared address now.
+    pub fn holders(&self) -> Result<Vec<usize>> {
+        self.holders_of(IpAddr::V4(VIP))
+    }
+
+    /// Polls until `want(holders)`; returns the time it took, or an error with every agent's log.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&[usize]) -> bool,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let holders = self.holders()?;
+            if want(&holders) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{what}: not within {timeout:?} (holders now {holders:?})\n{}",
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until node i alone holds the address.
+    pub fn wait_sole_holder(&self, i: usize, timeout: Duration) -> Result<Duration> {
+        self.wait_for(&format!("node {i} alone holds the address"), timeout, |h| {
+            h == [i]
+        })
+    }
+}

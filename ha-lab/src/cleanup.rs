@@ -1,0 +1,262 @@
+//! Making sure a lab leaves nothing behind: the RAII registration every lab owns, a
+//! process-global registry of live labs and children for SIGINT/SIGTERM, and a sweep for what
+//! crashed runs (SIGKILL, abort) left.
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use anyhow::{Context, Result};
+
+use crate::{bpffs, netns};
+
+/// Prefix of every lab's namespaces and pin dirs: `halab-<pid>-<seq>...`.
+pub const PREFIX: &str = "halab-";
+
+#[derive(Default)]
+struct Registry {
+    labs: HashMap<u64, LabEntry>,
+    children: HashMap<u64, i32>,
+}
+
+struct LabEntry {
+    namespaces: Vec<String>,
+    pin_root: PathBuf,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static TOKENS: AtomicU64 = AtomicU64::new(0);
+
+fn registry() -> MutexGuard<'static, Option<Registry>> {
+    // A panic while holding the lock leaves the maps consistent (single inserts/removes).
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut g = registry();
+    f(g.get_or_insert_with(Registry::default))
+}
+
+/// Owns a lab's namespaces and pin dir: dropping it kills whatever runs inside, deletes the
+/// namespaces (their veths and bridges go with them) and the pin dir. Registered globally so
+/// the signal handler can do the same.
+pub struct Registration {
+    token: u64,
+    namespaces: Vec<String>,
+    pin_root: PathBuf,
+}
+
+impl Registration {
+    pub fn new(pin_root: PathBuf) -> Registration {
+        // Left by a crashed run with our recycled pid (ours would not exist yet).
+        if let Err(e) = remove_tree(&pin_root) {
+            eprintln!("ha-lab: removing stale {}: {e}", pin_root.display());
+        }
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        with_registry(|r| {
+            r.labs.insert(
+                token,
+                LabEntry {
+                    namespaces: Vec::new(),
+                    pin_root: pin_root.clone(),
+                },
+            )
+        });
+        Registration {
+            token,
+            namespaces: Vec::new(),
+            pin_root,
+        }
+    }
+
+    /// Registers the name first, then creates it: a signal in between only finds a name that
+    /// does not exist yet, which deletion tolerates.
+    pub fn add_namespace(&mut self, name: &str) -> Result<()> {
+        self.namespaces.push(name.to_string());
+        let token = self.token;
+        with_registry(|r| {
+            if let Some(l) = r.labs.get_mut(&token) {
+                l.namespaces.push(name.to_string());
+            }
+        });
+        // Our pid and a fresh seq, yet it exists: a crashed run that had our (recycled) pid.
+        let stale = [name.to_string()];
+        if netns::path(name).exists() {
+            netns::kill_pids_in(&stale);
+            netns::delete(name)?;
+        }
+        netns::add(name)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        destroy(&self.namespaces, &self.pin_root);
+        with_registry(|r| r.labs.remove(&self.token));
+    }
+}
+
+/// Best-effort teardown; reports problems on stderr because it runs in Drop and signal paths.
+fn destroy(namespaces: &[String], pin_root: &Path) {
+    netns::kill_pids_in(namespaces);
+    for ns in namespaces {
+        if let Err(e) = netns::delete(ns) {
+            eprintln!("ha-lab: {e:#}");
+        }
+    }
+    if let Err(e) = remove_tree(pin_root) {
+        eprintln!("ha-lab: removing {}: {e}", pin_root.display());
+    }
+}
+
+fn remove_tree(p: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Registers a spawned child's pid (its own process group) for signal cleanup.
+pub fn register_child(pid: i32) -> u64 {
+    let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+    with_registry(|r| r.children.insert(token, pid));
+    token
+}
+
+pub fn unregister_child(token: u64) {
+    with_registry(|r| r.children.remove(&token));
+}
+
+/// SIGKILLs a child and its process group (ha-lab starts children as group leaders).
+pub fn kill_group(pid: i32) {
+    // SAFETY: plain syscalls; the pid is still ours (unreaped) when callers use this.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// Kills registered children and deletes every registered lab. Keeps the registry locked
+/// (forgets the guard) so no new lab can register while the process exits.
+fn cleanup_all_and_exit(code: i32) -> ! {
+    let mut g = registry();
+    if let Some(r) = g.as_mut() {
+        for pid in r.children.values() {
+            kill_group(*pid);
+        }
+        for lab in r.labs.values() {
+            destroy(&lab.namespaces, &lab.pin_root);
+        }
+    }
+    std::mem::forget(g);
+    std::process::exit(code)
+}
+
+static SIGNALS_INSTALLED: Mutex<bool> = Mutex::new(false);
+
+/// Installs a SIGINT/SIGTERM handler that tears down every live lab and child, then exits
+/// with 130. Idempotent. A second signal while cleanup runs exits at once. Uses signal-hook,
+/// so it coexists with other handlers in the process.
+pub fn install_signal_cleanup() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut installed = SIGNALS_INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    if *installed {
+        return Ok(());
+    }
+    let again = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit must see the flag set by an earlier signal only.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&again))
+            .context("installing second-signal exit")?;
+        signal_hook::flag::register(sig, Arc::clone(&again)).context("installing signal flag")?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing SIGINT/SIGTERM handler")?;
+    std::thread::Builder::new()
+        .name("ha-lab-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("ha-lab: signal {sig}: removing labs");
+                cleanup_all_and_exit(130);
+            }
+        })
+        .context("starting signal thread")?;
+    *installed = true;
+    Ok(())
+}
+
+/// The pid encoded in a `halab-<pid>-...` name.
+fn owner_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (pid, tail) = rest.split_once('-')?;
+    if tail.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks existence.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Removes leftovers of dead processes: namespaces `halab-<pid>-*` (killing anything still
+/// running inside) and bpffs pin dirs `/sys/fs/bpf/halab-<pid>-*`, only where `<pid>` is no
+/// longer alive. Returns what it removed. A recycled pid makes a leftover look alive; it is
+/// then kept (never remove another live process's lab).
+pub fn sweep_leftovers() -> Result<Vec<String>> {
+    let dead = |name: &str| owner_pid(name).is_some_and(|pid| !pid_alive(pid));
+    let mut removed = Vec::new();
+    let stale: Vec<String> = netns::list()?.into_iter().filter(|n| dead(n)).collect();
+    netns::kill_pids_in(&stale);
+    for ns in stale {
+        netns::delete(&ns).with_context(|| format!("sweeping namespace {ns}"))?;
+        removed.push(ns);
+    }
+    let root = Path::new(bpffs::ROOT);
+    if bpffs::is_bpffs(root) {
+        let rd = fs::read_dir(root).with_context(|| format!("listing {}", root.display()))?;
+        for entry in rd.filter_map(|e| e.ok()) {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if dead(&name) {
+                let p = entry.path();
+                remove_tree(&p).with_context(|| format!("sweeping {}", p.display()))?;
+                removed.push(p.display().to_string());
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_parses_only_lab_names() {
+        assert_eq!(owner_pid("halab-1234-0-sw"), Some(1234));
+        assert_eq!(owner_pid("halab-1234-0"), Some(1234));
+        assert_eq!(owner_pid("halab-1234-"), None);
+        assert_eq!(owner_pid("halab-12a4-0"), None);
+        assert_eq!(owner_pid("halab--0"), None);
+        assert_eq!(owner_pid("other-1234-0"), None);
+    }
+
+    #[test]
+    fn own_pid_is_alive() {
+        assert!(pid_alive(std::process::id() as i32));
+        assert!(!pid_alive(0));
+    }
+}
