@@ -68,7 +68,9 @@ pub enum SharedAddrError {
     NotAnAddress { input: String },
     #[error("prefix length {prefix:?} in {input:?} is not a number")]
     BadPrefix { input: String, prefix: String },
-    #[error("prefix length /{prefix} in {input:?} is out of range: use /1 to /{max} for this address family")]
+    #[error(
+        "prefix length /{prefix} in {input:?} is out of range: use /1 to /{max} for this address family"
+    )]
     PrefixOutOfRange { input: String, prefix: u32, max: u8 },
     #[error("{addr} cannot be a shared address: it is not a unicast address")]
     NotUnicast { addr: IpAddr },
@@ -92,9 +94,11 @@ impl FromStr for SharedAddr {
             Some((a, p)) => (a, Some(p)),
             None => (input, None),
         };
-        let addr: IpAddr = addr_part.parse().map_err(|_| SharedAddrError::NotAnAddress {
-            input: input.to_owned(),
-        })?;
+        let addr: IpAddr = addr_part
+            .parse()
+            .map_err(|_| SharedAddrError::NotAnAddress {
+                input: input.to_owned(),
+            })?;
         if !is_unicast(addr) {
             return Err(SharedAddrError::NotUnicast { addr });
         }
@@ -194,6 +198,9 @@ fn rtnl_to_io(e: rtnetlink::Error) -> io::Error {
 // ---------------------------------------------------------------------------
 
 /// Adds/removes the shared address on one interface (blocking facade).
+///
+/// Call it from plain threads only: each call `block_on`s a private runtime, which panics
+/// inside another tokio runtime.
 pub struct AddressManager {
     iface: String,
     ifindex: u32,
@@ -252,15 +259,19 @@ impl AddressManager {
         let msg = address_message(self.ifindex, a);
         match self.block_on(self.handle.address().del(msg).execute()) {
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
-            other => other
-                .map_err(|e| netlink_err(format!("cannot remove {a} from {}", self.iface), e)),
+            other => {
+                other.map_err(|e| netlink_err(format!("cannot remove {a} from {}", self.iface), e))
+            }
         }
     }
 
     /// Whether the address with this exact prefix is on the interface (in any
     /// state, including IPv6 tentative).
     pub fn is_present(&self, a: &SharedAddr) -> Result<bool, AddressError> {
-        let found = self.addresses()?.iter().any(|x| x.addr == a.addr && x.prefix == a.prefix);
+        let found = self
+            .addresses()?
+            .iter()
+            .any(|x| x.addr == a.addr && x.prefix == a.prefix);
         Ok(found)
     }
 
@@ -285,7 +296,11 @@ impl AddressManager {
         let action = format!("cannot read the hardware address of {}", self.iface);
         let mut msg = LinkMessage::default();
         msg.header.index = self.ifindex;
-        let replies = self.query(&action, RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
+        let replies = self.query(
+            &action,
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )?;
         replies
             .into_iter()
             .filter_map(|m| match m {
@@ -300,7 +315,8 @@ impl AddressManager {
             .ok_or_else(|| AddressError::NoMac(self.iface.clone()))
     }
 
-    /// Subscribes to address changes on this interface.
+    /// Subscribes to address changes on this interface. Like [`watch`], the socket is
+    /// opened in the *calling* thread's network namespace.
     pub fn watch(&self) -> Result<AddressWatcher, AddressError> {
         watch(self.ifindex)
     }
@@ -323,7 +339,8 @@ impl AddressManager {
             }
             IpAddr::V6(_) => {
                 msg.header.flags |= AddressHeaderFlags::Nodad;
-                msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                msg.attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
         }
     }
@@ -491,7 +508,8 @@ impl QuerySocket {
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let len = recv_datagram(&self.sock, &mut self.buf).map_err(|e| netlink_err(action, e))?;
+            let len =
+                recv_datagram(&self.sock, &mut self.buf).map_err(|e| netlink_err(action, e))?;
             for parsed in Messages::new(&self.buf[..len]) {
                 let reply = parsed.map_err(|detail| AddressError::Decode {
                     action: action.to_owned(),
@@ -543,7 +561,11 @@ fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
             size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Receives one datagram; EINTR is retried, a blocking timeout is TimedOut.
@@ -551,12 +573,19 @@ fn recv_datagram(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
         let n = unsafe {
-            libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC)
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
         };
         if n >= 0 {
             let n = n as usize;
             if n > buf.len() {
-                return Err(io::Error::other(format!("netlink datagram of {n} bytes truncated")));
+                return Err(io::Error::other(format!(
+                    "netlink datagram of {n} bytes truncated"
+                )));
             }
             return Ok(n);
         }
@@ -588,7 +617,8 @@ impl Iterator for Messages<'_> {
         if self.rest.len() < HEADER_LEN {
             return None;
         }
-        let len = u32::from_ne_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len =
+            u32::from_ne_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         if !(HEADER_LEN..=self.rest.len()).contains(&len) {
             self.rest = &[];
             return Some(Err(format!("bad netlink message length {len}")));
@@ -752,7 +782,12 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["10.0.0.1/8", "192.0.2.200/32", "fe80::1/64", "2001:db8::200/128"] {
+        for s in [
+            "10.0.0.1/8",
+            "192.0.2.200/32",
+            "fe80::1/64",
+            "2001:db8::200/128",
+        ] {
             assert_eq!(parse(s).expect("valid").to_string(), s);
         }
     }
@@ -768,7 +803,11 @@ mod tests {
             let err = parse(s).expect_err(s);
             assert_eq!(
                 err,
-                SharedAddrError::PrefixOutOfRange { input: s.into(), prefix, max }
+                SharedAddrError::PrefixOutOfRange {
+                    input: s.into(),
+                    prefix,
+                    max
+                }
             );
             assert!(err.to_string().contains("out of range"), "{err}");
         }
@@ -776,27 +815,54 @@ mod tests {
 
     #[test]
     fn rejects_non_numeric_prefix() {
-        for s in ["192.0.2.200/", "192.0.2.200/abc", "192.0.2.200/24/1", "192.0.2.200/-1"] {
+        for s in [
+            "192.0.2.200/",
+            "192.0.2.200/abc",
+            "192.0.2.200/24/1",
+            "192.0.2.200/-1",
+        ] {
             let err = parse(s).expect_err(s);
-            assert!(matches!(err, SharedAddrError::BadPrefix { .. }), "{s}: {err:?}");
+            assert!(
+                matches!(err, SharedAddrError::BadPrefix { .. }),
+                "{s}: {err:?}"
+            );
             assert!(err.to_string().contains("not a number"), "{err}");
         }
     }
 
     #[test]
     fn rejects_non_addresses() {
-        for s in ["", "eth0", "192.0.2/24", "192.0.2.300/24", "host.example/24", " 192.0.2.1"] {
+        for s in [
+            "",
+            "eth0",
+            "192.0.2/24",
+            "192.0.2.300/24",
+            "host.example/24",
+            " 192.0.2.1",
+        ] {
             let err = parse(s).expect_err(s);
-            assert!(matches!(err, SharedAddrError::NotAnAddress { .. }), "{s}: {err:?}");
+            assert!(
+                matches!(err, SharedAddrError::NotAnAddress { .. }),
+                "{s}: {err:?}"
+            );
             assert!(err.to_string().contains("is not an IP address"), "{err}");
         }
     }
 
     #[test]
     fn rejects_non_unicast() {
-        for s in ["0.0.0.0/24", "224.0.0.18/32", "255.255.255.255", "::/64", "ff02::1/128"] {
+        for s in [
+            "0.0.0.0/24",
+            "224.0.0.18/32",
+            "255.255.255.255",
+            "::/64",
+            "ff02::1/128",
+        ] {
             let err = parse(s).expect_err(s);
-            assert!(matches!(err, SharedAddrError::NotUnicast { .. }), "{s}: {err:?}");
+            assert!(
+                matches!(err, SharedAddrError::NotUnicast { .. }),
+                "{s}: {err:?}"
+            );
         }
     }
 
@@ -804,9 +870,15 @@ mod tests {
     fn error_messages_name_the_problem() {
         let e = AddressError::NoSuchInterface("eth9".into());
         assert_eq!(e.to_string(), "no interface named eth9");
-        let e = netlink_err("cannot add 192.0.2.200/24 to eth0", io::Error::from_raw_os_error(libc::EPERM));
+        let e = netlink_err(
+            "cannot add 192.0.2.200/24 to eth0",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
         let text = e.to_string();
-        assert!(text.starts_with("cannot add 192.0.2.200/24 to eth0: "), "{text}");
+        assert!(
+            text.starts_with("cannot add 192.0.2.200/24 to eth0: "),
+            "{text}"
+        );
         assert!(text.contains("CAP_NET_ADMIN"), "{text}");
         let e = netlink_err("x", io::Error::from(io::ErrorKind::TimedOut));
         assert!(e.to_string().contains("did not answer"), "{e}");
