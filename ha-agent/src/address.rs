@@ -20,13 +20,9 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
-};
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
-};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, SocketAddr};
@@ -68,9 +64,7 @@ pub enum SharedAddrError {
     NotAnAddress { input: String },
     #[error("prefix length {prefix:?} in {input:?} is not a number")]
     BadPrefix { input: String, prefix: String },
-    #[error(
-        "prefix length /{prefix} in {input:?} is out of range: use /1 to /{max} for this address family"
-    )]
+    #[error("prefix length /{prefix} in {input:?} is out of range: use /1 to /{max} for this address family")]
     PrefixOutOfRange { input: String, prefix: u32, max: u8 },
     #[error("{addr} cannot be a shared address: it is not a unicast address")]
     NotUnicast { addr: IpAddr },
@@ -94,11 +88,7 @@ impl FromStr for SharedAddr {
             Some((a, p)) => (a, Some(p)),
             None => (input, None),
         };
-        let addr: IpAddr = addr_part
-            .parse()
-            .map_err(|_| SharedAddrError::NotAnAddress {
-                input: input.to_owned(),
-            })?;
+        let addr: IpAddr = addr_part.parse().map_err(|_| SharedAddrError::NotAnAddress { input: input.to_owned() })?;
         if !is_unicast(addr) {
             return Err(SharedAddrError::NotUnicast { addr });
         }
@@ -113,18 +103,12 @@ impl FromStr for SharedAddr {
 
 fn parse_prefix(input: &str, text: &str, max: u8) -> Result<u8, SharedAddrError> {
     // Parse wider than u8 so "/300" is reported as out of range, not garbage.
-    let value: u32 = text.parse().map_err(|_| SharedAddrError::BadPrefix {
-        input: input.to_owned(),
-        prefix: text.to_owned(),
-    })?;
+    let value: u32 =
+        text.parse().map_err(|_| SharedAddrError::BadPrefix { input: input.to_owned(), prefix: text.to_owned() })?;
     // /0 would make the shared address cover the whole address space.
     match u8::try_from(value) {
         Ok(p) if (1..=max).contains(&p) => Ok(p),
-        _ => Err(SharedAddrError::PrefixOutOfRange {
-            input: input.to_owned(),
-            prefix: value,
-            max,
-        }),
+        _ => Err(SharedAddrError::PrefixOutOfRange { input: input.to_owned(), prefix: value, max }),
     }
 }
 
@@ -178,10 +162,7 @@ fn hint(cause: &io::Error) -> &'static str {
 }
 
 fn netlink_err(action: impl Into<String>, cause: io::Error) -> AddressError {
-    AddressError::Netlink {
-        action: action.into(),
-        cause,
-    }
+    AddressError::Netlink { action: action.into(), cause }
 }
 
 /// rtnetlink errors are mostly kernel errnos; keep those as io::Error so the
@@ -214,26 +195,17 @@ impl AddressManager {
     /// Opens netlink for `iface` in the calling thread's network namespace.
     pub fn new(iface: &str) -> Result<Self, AddressError> {
         let ifindex = if_index(iface)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(AddressError::Setup)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AddressError::Setup)?;
         let handle = {
             // The connection registers its socket with this runtime's reactor.
             let _ctx = runtime.enter();
-            let (connection, handle, _unsolicited) =
-                rtnetlink::new_connection().map_err(AddressError::Setup)?;
+            let (connection, handle, _unsolicited) = rtnetlink::new_connection().map_err(AddressError::Setup)?;
             runtime.spawn(connection);
             handle
         };
         let query = QuerySocket::open().map_err(AddressError::Setup)?;
-        Ok(AddressManager {
-            iface: iface.to_owned(),
-            ifindex,
-            handle,
-            runtime,
-            query: Mutex::new(query),
-        })
+        Ok(AddressManager { iface: iface.to_owned(), ifindex, handle, runtime, query: Mutex::new(query) })
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -259,19 +231,14 @@ impl AddressManager {
         let msg = address_message(self.ifindex, a);
         match self.block_on(self.handle.address().del(msg).execute()) {
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
-            other => {
-                other.map_err(|e| netlink_err(format!("cannot remove {a} from {}", self.iface), e))
-            }
+            other => other.map_err(|e| netlink_err(format!("cannot remove {a} from {}", self.iface), e)),
         }
     }
 
     /// Whether the address with this exact prefix is on the interface (in any
     /// state, including IPv6 tentative).
     pub fn is_present(&self, a: &SharedAddr) -> Result<bool, AddressError> {
-        let found = self
-            .addresses()?
-            .iter()
-            .any(|x| x.addr == a.addr && x.prefix == a.prefix);
+        let found = self.addresses()?.iter().any(|x| x.addr == a.addr && x.prefix == a.prefix);
         Ok(found)
     }
 
@@ -280,10 +247,7 @@ impl AddressManager {
     pub fn primary_ipv4(&self) -> Result<Option<Ipv4Addr>, AddressError> {
         let ours = self.label();
         let primary = self.addresses()?.into_iter().find_map(|x| match x.addr {
-            IpAddr::V4(v4)
-                if !x.flags.contains(AddressFlags::Secondary)
-                    && (ours.is_none() || x.label != ours) =>
-            {
+            IpAddr::V4(v4) if !x.flags.contains(AddressFlags::Secondary) && (ours.is_none() || x.label != ours) => {
                 Some(v4)
             }
             _ => None,
@@ -296,11 +260,7 @@ impl AddressManager {
         let action = format!("cannot read the hardware address of {}", self.iface);
         let mut msg = LinkMessage::default();
         msg.header.index = self.ifindex;
-        let replies = self.query(
-            &action,
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_REQUEST | NLM_F_ACK,
-        )?;
+        let replies = self.query(&action, RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
         replies
             .into_iter()
             .filter_map(|m| match m {
@@ -339,8 +299,7 @@ impl AddressManager {
             }
             IpAddr::V6(_) => {
                 msg.header.flags |= AddressHeaderFlags::Nodad;
-                msg.attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
         }
     }
@@ -381,9 +340,7 @@ impl AddressManager {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == self.ifindex => {
-                    IfAddr::from_message(&a)
-                }
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == self.ifindex => IfAddr::from_message(&a),
                 _ => None,
             })
             .collect())
@@ -393,14 +350,8 @@ impl AddressManager {
 /// The address message rtnetlink would build for `ip addr add/del`.
 fn address_message(ifindex: u32, a: &SharedAddr) -> AddressMessage {
     match a.addr {
-        IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(ifindex)
-            .address(v4, a.prefix)
-            .build(),
-        IpAddr::V6(v6) => AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(ifindex)
-            .address(v6, a.prefix)
-            .build(),
+        IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new().index(ifindex).address(v4, a.prefix).build(),
+        IpAddr::V6(v6) => AddressMessageBuilder::<Ipv6Addr>::new().index(ifindex).address(v6, a.prefix).build(),
     }
 }
 
@@ -446,12 +397,7 @@ impl IfAddr {
         }
         // IPv4: IFA_LOCAL is the interface's address (IFA_ADDRESS is the peer
         // on point-to-point links). IPv6 only sends IFA_ADDRESS.
-        Some(IfAddr {
-            addr: local.or(address)?,
-            prefix: msg.header.prefix_len,
-            label,
-            flags,
-        })
+        Some(IfAddr { addr: local.or(address)?, prefix: msg.header.prefix_len, label, flags })
     }
 }
 
@@ -472,11 +418,7 @@ impl QuerySocket {
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
         set_recv_timeout(&sock, NL_TIMEOUT)?;
-        Ok(QuerySocket {
-            sock,
-            seq: 0,
-            buf: vec![0; RECV_BUF_LEN],
-        })
+        Ok(QuerySocket { sock, seq: 0, buf: vec![0; RECV_BUF_LEN] })
     }
 
     /// Sends `msg` and collects the replies; retries dumps that raced a change.
@@ -508,13 +450,9 @@ impl QuerySocket {
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let len =
-                recv_datagram(&self.sock, &mut self.buf).map_err(|e| netlink_err(action, e))?;
+            let len = recv_datagram(&self.sock, &mut self.buf).map_err(|e| netlink_err(action, e))?;
             for parsed in Messages::new(&self.buf[..len]) {
-                let reply = parsed.map_err(|detail| AddressError::Decode {
-                    action: action.to_owned(),
-                    detail,
-                })?;
+                let reply = parsed.map_err(|detail| AddressError::Decode { action: action.to_owned(), detail })?;
                 // Late replies to an earlier, timed-out request.
                 if reply.header.sequence_number != self.seq {
                     continue;
@@ -561,31 +499,18 @@ fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
             size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Receives one datagram; EINTR is retried, a blocking timeout is TimedOut.
 fn recv_datagram(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-            )
-        };
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
         if n >= 0 {
             let n = n as usize;
             if n > buf.len() {
-                return Err(io::Error::other(format!(
-                    "netlink datagram of {n} bytes truncated"
-                )));
+                return Err(io::Error::other(format!("netlink datagram of {n} bytes truncated")));
             }
             return Ok(n);
         }
@@ -617,8 +542,7 @@ impl Iterator for Messages<'_> {
         if self.rest.len() < HEADER_LEN {
             return None;
         }
-        let len =
-            u32::from_ne_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len = u32::from_ne_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         if !(HEADER_LEN..=self.rest.len()).contains(&len) {
             self.rest = &[];
             return Some(Err(format!("bad netlink message length {len}")));
@@ -663,12 +587,7 @@ pub fn watch(ifindex: u32) -> Result<AddressWatcher, AddressError> {
         Ok(sock)
     };
     let sock = open().map_err(AddressError::Setup)?;
-    Ok(AddressWatcher {
-        sock,
-        ifindex,
-        pending: VecDeque::new(),
-        buf: vec![0; RECV_BUF_LEN],
-    })
+    Ok(AddressWatcher { sock, ifindex, pending: VecDeque::new(), buf: vec![0; RECV_BUF_LEN] })
 }
 
 impl AddressWatcher {
@@ -690,11 +609,7 @@ impl AddressWatcher {
 
     /// poll(2) for input; false on timeout.
     fn wait_readable(&self, timeout: Duration) -> Result<bool, AddressError> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // Round up so a sub-millisecond remainder still waits.
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
         // SAFETY: one valid pollfd.
@@ -738,11 +653,7 @@ impl AddressWatcher {
             return None;
         }
         let info = IfAddr::from_message(&a)?;
-        Some(AddrEvent {
-            added,
-            addr: info.addr,
-            prefix: info.prefix,
-        })
+        Some(AddrEvent { added, addr: info.addr, prefix: info.prefix })
     }
 }
 
@@ -782,12 +693,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in [
-            "10.0.0.1/8",
-            "192.0.2.200/32",
-            "fe80::1/64",
-            "2001:db8::200/128",
-        ] {
+        for s in ["10.0.0.1/8", "192.0.2.200/32", "fe80::1/64", "2001:db8::200/128"] {
             assert_eq!(parse(s).expect("valid").to_string(), s);
         }
     }
@@ -801,68 +707,34 @@ mod tests {
             ("192.0.2.200/300", 300, 32),
         ] {
             let err = parse(s).expect_err(s);
-            assert_eq!(
-                err,
-                SharedAddrError::PrefixOutOfRange {
-                    input: s.into(),
-                    prefix,
-                    max
-                }
-            );
+            assert_eq!(err, SharedAddrError::PrefixOutOfRange { input: s.into(), prefix, max });
             assert!(err.to_string().contains("out of range"), "{err}");
         }
     }
 
     #[test]
     fn rejects_non_numeric_prefix() {
-        for s in [
-            "192.0.2.200/",
-            "192.0.2.200/abc",
-            "192.0.2.200/24/1",
-            "192.0.2.200/-1",
-        ] {
+        for s in ["192.0.2.200/", "192.0.2.200/abc", "192.0.2.200/24/1", "192.0.2.200/-1"] {
             let err = parse(s).expect_err(s);
-            assert!(
-                matches!(err, SharedAddrError::BadPrefix { .. }),
-                "{s}: {err:?}"
-            );
+            assert!(matches!(err, SharedAddrError::BadPrefix { .. }), "{s}: {err:?}");
             assert!(err.to_string().contains("not a number"), "{err}");
         }
     }
 
     #[test]
     fn rejects_non_addresses() {
-        for s in [
-            "",
-            "eth0",
-            "192.0.2/24",
-            "192.0.2.300/24",
-            "host.example/24",
-            " 192.0.2.1",
-        ] {
+        for s in ["", "eth0", "192.0.2/24", "192.0.2.300/24", "host.example/24", " 192.0.2.1"] {
             let err = parse(s).expect_err(s);
-            assert!(
-                matches!(err, SharedAddrError::NotAnAddress { .. }),
-                "{s}: {err:?}"
-            );
+            assert!(matches!(err, SharedAddrError::NotAnAddress { .. }), "{s}: {err:?}");
             assert!(err.to_string().contains("is not an IP address"), "{err}");
         }
     }
 
     #[test]
     fn rejects_non_unicast() {
-        for s in [
-            "0.0.0.0/24",
-            "224.0.0.18/32",
-            "255.255.255.255",
-            "::/64",
-            "ff02::1/128",
-        ] {
+        for s in ["0.0.0.0/24", "224.0.0.18/32", "255.255.255.255", "::/64", "ff02::1/128"] {
             let err = parse(s).expect_err(s);
-            assert!(
-                matches!(err, SharedAddrError::NotUnicast { .. }),
-                "{s}: {err:?}"
-            );
+            assert!(matches!(err, SharedAddrError::NotUnicast { .. }), "{s}: {err:?}");
         }
     }
 
@@ -870,15 +742,9 @@ mod tests {
     fn error_messages_name_the_problem() {
         let e = AddressError::NoSuchInterface("eth9".into());
         assert_eq!(e.to_string(), "no interface named eth9");
-        let e = netlink_err(
-            "cannot add 192.0.2.200/24 to eth0",
-            io::Error::from_raw_os_error(libc::EPERM),
-        );
+        let e = netlink_err("cannot add 192.0.2.200/24 to eth0", io::Error::from_raw_os_error(libc::EPERM));
         let text = e.to_string();
-        assert!(
-            text.starts_with("cannot add 192.0.2.200/24 to eth0: "),
-            "{text}"
-        );
+        assert!(text.starts_with("cannot add 192.0.2.200/24 to eth0: "), "{text}");
         assert!(text.contains("CAP_NET_ADMIN"), "{text}");
         let e = netlink_err("x", io::Error::from(io::ErrorKind::TimedOut));
         assert!(e.to_string().contains("did not answer"), "{e}");
@@ -900,9 +766,7 @@ mod tests {
             bytes.resize((bytes.len() + 3) & !3, 0);
             buf.extend(bytes);
         }
-        let seqs: Vec<u32> = Messages::new(&buf)
-            .map(|m| m.expect("parses").header.sequence_number)
-            .collect();
+        let seqs: Vec<u32> = Messages::new(&buf).map(|m| m.expect("parses").header.sequence_number).collect();
         assert_eq!(seqs, [7, 8]);
     }
 

@@ -18,11 +18,14 @@ use crate::{
     announce::{AnnounceWorker, Announcer},
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
+    control::{Command, ControlServer, Hub},
     ebpf::{AttachedXdp, XdpConfig},
+    events::Event,
     link::LinkWatch,
     node::{Inputs, Node, Output, Peer, id},
     peers::PeerMaps,
     sender::{Sender, SenderConfig},
+    status,
 };
 
 /// Repeats of the announcement after the first, which goes out before the ACTIVE heartbeat.
@@ -39,6 +42,8 @@ struct Io {
     link: LinkWatch,
     maps: PeerMaps,
     vip_addrs: Vec<IpAddr>,
+    hub: Arc<Hub>,
+    transitions: u64,
 }
 
 impl Io {
@@ -82,8 +87,33 @@ impl Io {
         if let Some(t) = out.transition {
             let took_us = (monotonic_ns().saturating_sub(started_ns)) / 1_000;
             log::info!("{} -> {}: {} (acted in {took_us} us)", t.from.name(), t.to.name(), t.reason);
+            self.transitions += 1;
+            let event = Event::new(node.config().node_id, &t);
+            self.hub.update_status(|s| {
+                s.since_unix_ms = event.unix_ms;
+                s.reason = t.reason.to_string();
+            });
+            self.hub.publish_event(&event.to_json());
         }
-        let _ = node;
+    }
+
+    /// Refreshes what `ha-agent status` shows.
+    fn publish_status(&self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
+        let stats = self.maps.stats().unwrap_or_default();
+        let peers = status::peer_rows(raw, now, node.config().tolerance);
+        self.hub.update_status(|s| {
+            s.state = node.state().name().to_string();
+            s.priority = node.config().priority;
+            s.priority_parts = vec![("base".into(), i64::from(node.config().priority))];
+            s.maintenance = node.in_maintenance();
+            s.leaving = node.is_leaving();
+            s.link_up = link_up;
+            s.heartbeats_sent = self.sender.sent;
+            s.transitions = self.transitions;
+            s.heartbeats_recorded = stats.valid;
+            s.drops = status::drops(&stats);
+            s.peers = peers;
+        });
     }
 
     fn heartbeat(&mut self, node: &Node) {
@@ -99,11 +129,19 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let addresses = AddressManager::new(&cfg.iface)?;
     for vip in &cfg.vips {
         if addresses.is_present(vip)? {
-            log::warn!("{vip} was already on {}, left by an earlier run: removing it until this node is chosen", cfg.iface);
+            log::warn!(
+                "{vip} was already on {}, left by an earlier run: removing it until this node is chosen",
+                cfg.iface
+            );
             addresses.remove(vip)?;
         }
     }
-    let xdp_cfg = XdpConfig { cluster_id: cfg.cluster_id, node_id: cfg.node.node_id, port: cfg.port, pass_heartbeats: cfg.pass_heartbeats };
+    let xdp_cfg = XdpConfig {
+        cluster_id: cfg.cluster_id,
+        node_id: cfg.node.node_id,
+        port: cfg.port,
+        pass_heartbeats: cfg.pass_heartbeats,
+    };
     let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
     log::info!(
         "node {} priority {} on {} (XDP {:?} mode, maps in {}); interval {:?}, tolerance {:?}, preempt {:?}",
@@ -130,15 +168,34 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     })
     .context("opening the heartbeat socket")?;
     let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
-    let repeats = AnnounceWorker::spawn(Announcer::new(&cfg.iface).context("opening the announcement socket")?, ANNOUNCE_REPEATS.to_vec())
-        .context("starting the announcer")?;
+    let repeats = AnnounceWorker::spawn(
+        Announcer::new(&cfg.iface).context("opening the announcement socket")?,
+        ANNOUNCE_REPEATS.to_vec(),
+    )
+    .context("starting the announcer")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
     let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
-    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs };
-    let result = event_loop(&mut io, &stop);
+    let (hub, commands) = Hub::new();
+    hub.update_status(|s| {
+        s.node_id = id(cfg.node.node_id).to_string();
+        s.iface = cfg.iface.clone();
+        s.cluster = cfg.cluster_id;
+        s.vips = cfg.vips.iter().map(ToString::to_string).collect();
+        s.state = NodeState::Standby.name().to_string();
+        s.since_unix_ms = realtime_us() / 1_000;
+        s.reason = "started; listening for a holder".into();
+        s.interval_ms = cfg.interval.as_secs_f64() * 1e3;
+        s.tolerance_ms = cfg.node.tolerance as f64 / 1e6;
+        s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
+    });
+    let _control = ControlServer::start(crate::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
+        .context("opening the control socket")?;
+    let maintenance_file = crate::maintenance::MaintenanceFile::new(&cfg.pin_dir);
+    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs, hub, transitions: 0 };
+    let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
         io.release();
@@ -147,10 +204,25 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     result
 }
 
-fn event_loop(io: &mut Io, stop: &AtomicBool) -> anyhow::Result<()> {
+/// How often `status` is refreshed when nothing changes.
+const STATUS_EVERY_NS: u64 = 50_000_000;
+
+fn event_loop(
+    io: &mut Io,
+    stop: &AtomicBool,
+    commands: &std::sync::mpsc::Receiver<Command>,
+    maintenance_file: &crate::maintenance::MaintenanceFile,
+) -> anyhow::Result<()> {
     let interval = io.cfg.interval.as_nanos() as u64;
     let tick = io.cfg.tick.as_nanos() as u64;
     let mut node = Node::new(io.cfg.node, monotonic_ns());
+    if maintenance_file.is_on() {
+        log::warn!(
+            "in maintenance (since before this start): this node will not take the address; `ha-agent maintenance off` ends it"
+        );
+        node.set_maintenance(true);
+    }
+    let mut last_status = 0u64;
     let mut raw = Vec::with_capacity(16);
     let mut peers: Vec<Peer> = Vec::with_capacity(16);
     let mut next_send = monotonic_ns();
@@ -159,6 +231,13 @@ fn event_loop(io: &mut Io, stop: &AtomicBool) -> anyhow::Result<()> {
     loop {
         let now = monotonic_ns();
         let mut out = Output::default();
+        while let Ok(Command::Maintenance(on)) = commands.try_recv() {
+            log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
+            if let Err(e) = maintenance_file.set(on) {
+                log::warn!("maintenance will not survive a restart: {e}");
+            }
+            out.send_now |= node.set_maintenance(on).send_now;
+        }
         if stop.load(Ordering::Relaxed) && !node.is_leaving() {
             log::info!("stopping: handing the address over before leaving");
             out = node.leave(now);
@@ -181,13 +260,23 @@ fn event_loop(io: &mut Io, stop: &AtomicBool) -> anyhow::Result<()> {
         } else {
             peers.clear();
             peers.extend(raw.iter().filter_map(|(node_id, rec)| {
-                Some(Peer { node_id: *node_id, priority: rec.priority, state: NodeState::from_u8(rec.state)?, flags: rec.flags, last_seen: rec.last_seen_ns })
+                Some(Peer {
+                    node_id: *node_id,
+                    priority: rec.priority,
+                    state: NodeState::from_u8(rec.state)?,
+                    flags: rec.flags,
+                    last_seen: rec.last_seen_ns,
+                })
             }));
             let stepped = node.step(Inputs { now, peers: &peers, link_up });
             out.send_now |= stepped.send_now;
             out = Output { send_now: out.send_now, ..stepped };
         }
         io.apply(&node, &out, now);
+        if out.transition.is_some() || out.send_now || now.saturating_sub(last_status) >= STATUS_EVERY_NS {
+            io.publish_status(&node, &raw, now, link_up);
+            last_status = now;
+        }
         if out.send_now || now >= next_send {
             io.heartbeat(&node);
             if now >= next_send {

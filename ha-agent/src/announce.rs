@@ -123,10 +123,7 @@ fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
 
 /// Sum of big-endian 16-bit words (odd tail padded with zero), unfolded.
 fn ones_sum(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum()
+    bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum()
 }
 
 // ---------------------------------------------------------------------------
@@ -145,20 +142,12 @@ impl Announcer {
     /// Opens a send-only packet socket on `iface` (in the calling thread's
     /// network namespace) and reads the interface's MAC.
     pub fn new(iface: &str) -> io::Result<Self> {
-        let context = |what: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("{what} on interface {iface}: {e}"))
-        };
+        let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} on interface {iface}: {e}"));
         let ifindex = if_index(iface)?;
-        let fd = packet_socket()
-            .map_err(|e| context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)", e))?;
+        let fd = packet_socket().map_err(|e| context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)", e))?;
         bind_to(&fd, ifindex).map_err(|e| context("cannot bind the AF_PACKET socket", e))?;
         let mac = bound_mac(&fd).map_err(|e| context("cannot read the MAC address", e))?;
-        Ok(Announcer {
-            fd,
-            iface: iface.to_owned(),
-            ifindex,
-            mac,
-        })
+        Ok(Announcer { fd, iface: iface.to_owned(), ifindex, mac })
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -211,22 +200,14 @@ impl Announcer {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot announce {addr} on {}: {e}", self.iface),
-            ));
+            return Err(io::Error::new(e.kind(), format!("cannot announce {addr} on {}: {e}", self.iface)));
         }
         Ok(())
     }
 }
 
 fn if_index(iface: &str) -> io::Result<u32> {
-    let missing = || {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface named {iface}"),
-        )
-    };
+    let missing = || io::Error::new(io::ErrorKind::NotFound, format!("no interface named {iface}"));
     let name = std::ffi::CString::new(iface).map_err(|_| missing())?;
     // SAFETY: `name` is a valid NUL-terminated string for the whole call.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
@@ -265,11 +246,7 @@ fn bind_to(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
             size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// The kernel reports the bound device's hardware address in getsockname.
@@ -278,23 +255,14 @@ fn bound_mac(fd: &OwnedFd) -> io::Result<[u8; 6]> {
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     // SAFETY: `sll` is writable for `len` bytes.
-    let rc = unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut sll as *mut libc::sockaddr_ll).cast(),
-            &mut len,
-        )
-    };
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut sll as *mut libc::sockaddr_ll).cast(), &mut len) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     if sll.sll_halen != 6 {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!(
-                "not an Ethernet interface (hardware address of {} bytes)",
-                sll.sll_halen
-            ),
+            format!("not an Ethernet interface (hardware address of {} bytes)", sll.sll_halen),
         ));
     }
     let mut mac = [0u8; 6];
@@ -342,11 +310,7 @@ impl AnnounceWorker {
         let thread = std::thread::Builder::new()
             .name("ha-announce".into())
             .spawn(move || run(rx, &schedule, send_round, &counter))?;
-        Ok(AnnounceWorker {
-            tx: Some(tx),
-            thread: Some(thread),
-            sent,
-        })
+        Ok(AnnounceWorker { tx: Some(tx), thread: Some(thread), sent })
     }
 
     /// Starts (or restarts) the schedule for `addrs`. Never blocks.
@@ -407,11 +371,7 @@ where
         match next_step(&rx, job.as_ref(), schedule) {
             Step::Exit => return,
             Step::Handle(Command::Announce(addrs)) => {
-                job = (!addrs.is_empty()).then(|| Job {
-                    addrs,
-                    start: Instant::now(),
-                    next: 0,
-                });
+                job = (!addrs.is_empty()).then(|| Job { addrs, start: Instant::now(), next: 0 });
             }
             Step::Handle(Command::Cancel) => job = None,
             Step::SendRound => {
@@ -485,11 +445,7 @@ mod tests {
         let f = garp_frame(MAC, VIP, ArpOp::Reply);
         let req = garp_frame(MAC, VIP, ArpOp::Request);
         assert_eq!(&f[20..22], &[0x00, 0x02], "op reply");
-        assert_eq!(
-            &f[32..38],
-            &MAC,
-            "tha == sha, or Linux does not treat it as gratuitous"
-        );
+        assert_eq!(&f[32..38], &MAC, "tha == sha, or Linux does not treat it as gratuitous");
         // Everything else is the same as the request.
         assert_eq!(&f[..20], &req[..20]);
         assert_eq!(&f[22..32], &req[22..32]);
@@ -501,11 +457,7 @@ mod tests {
         let f = unsolicited_na_frame(MAC, VIP6);
         assert_eq!(f.len(), 86);
         // Ethernet
-        assert_eq!(
-            &f[0..6],
-            &[0x33, 0x33, 0, 0, 0, 1],
-            "dst: all-nodes multicast MAC"
-        );
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1], "dst: all-nodes multicast MAC");
         assert_eq!(&f[6..12], &MAC);
         assert_eq!(&f[12..14], &[0x86, 0xdd], "ethertype IPv6");
         // IPv6
@@ -520,11 +472,7 @@ mod tests {
         let na = &f[54..];
         assert_eq!(na[0], 136, "type NA");
         assert_eq!(na[1], 0, "code");
-        assert_eq!(
-            &na[4..8],
-            &[0x20, 0, 0, 0],
-            "Override only: not Router, not Solicited"
-        );
+        assert_eq!(&na[4..8], &[0x20, 0, 0, 0], "Override only: not Router, not Solicited");
         assert_eq!(&na[8..24], &VIP6.octets(), "target");
         assert_eq!(&na[24..26], &[2, 1], "option TLLA, 8 bytes");
         assert_eq!(&na[26..32], &MAC);
@@ -578,16 +526,11 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<(Instant, Vec<IpAddr>)>>>;
 
-    fn recorder() -> (
-        Log,
-        impl FnMut(&[IpAddr]) -> io::Result<()> + Send + 'static,
-    ) {
+    fn recorder() -> (Log, impl FnMut(&[IpAddr]) -> io::Result<()> + Send + 'static) {
         let log: Log = Arc::default();
         let sink = Arc::clone(&log);
         let f = move |addrs: &[IpAddr]| {
-            sink.lock()
-                .expect("lock")
-                .push((Instant::now(), addrs.to_vec()));
+            sink.lock().expect("lock").push((Instant::now(), addrs.to_vec()));
             Ok(())
         };
         (log, f)
@@ -617,10 +560,7 @@ mod tests {
         assert_eq!(worker.sent(), 3);
         let offsets: Vec<Duration> = rounds.iter().map(|(t, _)| t.duration_since(t0)).collect();
         // Generous upper bound: CI machines are loaded; the lower bounds are the contract.
-        assert!(
-            offsets[0] < ms(250),
-            "first round is immediate: {offsets:?}"
-        );
+        assert!(offsets[0] < ms(250), "first round is immediate: {offsets:?}");
         assert!(offsets[1] >= ms(20) && offsets[2] >= ms(60), "{offsets:?}");
         assert!(rounds.iter().all(|(_, a)| a == &[IpAddr::V4(VIP)]));
     }

@@ -6,7 +6,9 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf";
 
 pub fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
@@ -21,9 +23,7 @@ pub fn ensure_mounted(root: &Path) -> io::Result<()> {
     std::fs::create_dir_all(root)?;
     let target = CString::new(root.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: valid C strings; flags 0 and no data are what `mount -t bpf bpf DIR` passes.
-    let rc = unsafe {
-        libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -22,6 +22,23 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the peer table of a running agent (from its pinned maps).
     Peers(PinArgs),
+    /// Show a running agent's state, why, its worthiness and its peers.
+    Status {
+        #[command(flatten)]
+        at: PinArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand the address over and stay out of the election (on), or rejoin it (off).
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        #[command(flatten)]
+        at: PinArgs,
+    },
+    /// Follow a running agent's transitions, one JSON line each.
+    Events(PinArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -130,7 +147,8 @@ mod tests {
 
     #[test]
     fn run_defaults_are_usable_as_they_are() {
-        let cli = Cli::try_parse_from(["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"]).expect("parse");
+        let cli =
+            Cli::try_parse_from(["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"]).expect("parse");
         let Command::Run(args) = cli.command else { panic!("run") };
         assert_eq!((args.interval, args.tolerance), (Duration::from_millis(100), Duration::from_millis(350)));
         assert_eq!(args.preempt, Preempt::Always);

@@ -10,7 +10,9 @@ use crate::{
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    #[error("--tolerance {tolerance:?} must exceed --interval {interval:?} (it covers {ratio:.1} intervals; 3 to 5 is usual)")]
+    #[error(
+        "--tolerance {tolerance:?} must exceed --interval {interval:?} (it covers {ratio:.1} intervals; 3 to 5 is usual)"
+    )]
     ToleranceTooShort { tolerance: Duration, interval: Duration, ratio: f64 },
     #[error("--interval {0:?} is too short: 500us is the minimum")]
     IntervalTooShort(Duration),
@@ -118,7 +120,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).expect("parse").command {
             Command::Run(a) => *a,
-            Command::Peers(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -23,9 +23,13 @@ pub const PROGRAM: &str = "ha_xdp";
 pub enum EbpfError {
     #[error("this ha-agent was built without its XDP object: run `cargo xtask build-ebpf`, then rebuild")]
     NotEmbedded,
-    #[error("permission denied by the kernel ({what}): run as root, or with CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_PERFMON")]
+    #[error(
+        "permission denied by the kernel ({what}): run as root, or with CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_PERFMON"
+    )]
     Permission { what: String },
-    #[error("the kernel refused the XDP program ({0}): a kernel with BPF, BTF and XDP support (5.10 or newer) is needed")]
+    #[error(
+        "the kernel refused the XDP program ({0}): a kernel with BPF, BTF and XDP support (5.10 or newer) is needed"
+    )]
     Load(String),
     #[error("no interface named {0}: check `ip link`")]
     NoInterface(String),
@@ -116,12 +120,7 @@ pub struct AttachedXdp {
 }
 
 impl AttachedXdp {
-    pub fn attach(
-        iface: &str,
-        cfg: &XdpConfig,
-        mode: AttachMode,
-        pin_dir: &Path,
-    ) -> Result<Self, EbpfError> {
+    pub fn attach(iface: &str, cfg: &XdpConfig, mode: AttachMode, pin_dir: &Path) -> Result<Self, EbpfError> {
         let ifindex = ifindex(iface)?;
         let lock = lock_pin_dir(pin_dir)?;
         let mut ebpf = load(cfg)?;
@@ -144,12 +143,7 @@ impl AttachedXdp {
     }
 }
 
-fn attach_with_fallback(
-    prog: &mut Xdp,
-    iface: &str,
-    ifindex: u32,
-    mode: AttachMode,
-) -> Result<XdpMode, EbpfError> {
+fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> Result<XdpMode, EbpfError> {
     let attach_err = |e: ProgramError| {
         if is_permission(&e) {
             EbpfError::Permission { what: format!("attaching XDP to {iface}") }
@@ -190,7 +184,8 @@ fn lock_pin_dir(pin_dir: &Path) -> Result<OwnedFd, EbpfError> {
     let lock_dir = Path::new("/run/ha-agent");
     let name = pin_dir.to_string_lossy().trim_matches('/').replace('/', "_");
     let path = lock_dir.join(format!("{name}.lock"));
-    let pin_err = |why: io::Error| EbpfError::Pin { dir: pin_dir.to_path_buf(), why: format!("lock {}: {why}", path.display()) };
+    let pin_err =
+        |why: io::Error| EbpfError::Pin { dir: pin_dir.to_path_buf(), why: format!("lock {}: {why}", path.display()) };
     fs::create_dir_all(lock_dir).map_err(pin_err)?;
     let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(pin_err)?;
     // SAFETY: valid fd owned by `file`.
@@ -210,7 +205,8 @@ impl Pins {
     fn create(ebpf: &Ebpf, dir: &Path) -> Result<Self, EbpfError> {
         let pin_err = |why: String| EbpfError::Pin { dir: dir.to_path_buf(), why };
         if dir.starts_with(bpffs::DEFAULT_ROOT) {
-            bpffs::ensure_mounted(Path::new(bpffs::DEFAULT_ROOT)).map_err(|e| pin_err(format!("mounting bpffs: {e}")))?;
+            bpffs::ensure_mounted(Path::new(bpffs::DEFAULT_ROOT))
+                .map_err(|e| pin_err(format!("mounting bpffs: {e}")))?;
         }
         fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
         let mut pins = Self { dir: dir.to_path_buf(), files: Vec::new() };

@@ -10,21 +10,20 @@ use ha_agent::{
     cli::{Cli, Command, PinArgs, RunArgs},
     clock::monotonic_ns,
     config::RunConfig,
-    ebpf, iface,
+    control, ebpf, iface,
     peers::PeerMaps,
-    privilege, show,
+    privilege, status,
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .filter_level(cli.log_level)
-        .format_timestamp_millis()
-        .format_target(false)
-        .init();
+    env_logger::Builder::new().filter_level(cli.log_level).format_timestamp_millis().format_target(false).init();
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Peers(args) => peers(&args),
+        Command::Status { at, json } => show_status(&at, json),
+        Command::Maintenance { mode, at } => maintenance(&at, &mode),
+        Command::Events(at) => events(&at),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,11 +55,43 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     agent::run(cfg, stop)
 }
 
+fn pin_dir(args: &PinArgs) -> std::path::PathBuf {
+    args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster))
+}
+
 fn peers(args: &PinArgs) -> anyhow::Result<()> {
-    let dir = args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster));
-    let maps = PeerMaps::open_pinned(&dir)?;
+    let maps = PeerMaps::open_pinned(&pin_dir(args))?;
     let mut records = Vec::new();
     maps.read_peers(&mut records)?;
-    print!("{}", show::peer_table(&records, &maps.stats()?, monotonic_ns()));
+    // Liveness needs the agent's tolerance; without the agent at hand, show ages only.
+    print!("{}", status::peer_table(&records, &maps.stats()?, monotonic_ns(), u64::MAX));
+    Ok(())
+}
+
+fn show_status(args: &PinArgs, json: bool) -> anyhow::Result<()> {
+    let reply = control::request(&control::socket_path(&pin_dir(args)), "status")?;
+    if json {
+        println!("{reply}");
+        return Ok(());
+    }
+    let parsed: status::Status =
+        serde_json::from_str(&reply).with_context(|| format!("the agent answered {reply:?}"))?;
+    print!("{}", status::render(&parsed, ha_agent::clock::realtime_us() / 1_000));
+    Ok(())
+}
+
+fn maintenance(args: &PinArgs, mode: &str) -> anyhow::Result<()> {
+    let reply = control::request(&control::socket_path(&pin_dir(args)), &format!("maintenance {mode}"))?;
+    anyhow::ensure!(reply == "ok", "the agent answered {reply:?}");
+    println!("maintenance {mode}");
+    Ok(())
+}
+
+fn events(args: &PinArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    control::follow(&control::socket_path(&pin_dir(args)), |line| {
+        writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_ok()
+    })?;
     Ok(())
 }

@@ -121,14 +121,18 @@ impl std::fmt::Display for Reason {
                 write!(f, "holder {} silent for {:.1} ms", id(*node_id), ms(silent_for))
             }
             Reason::HolderLeaving { node_id } => write!(f, "holder {} is leaving", id(*node_id)),
-            Reason::HolderInMaintenance { node_id } => write!(f, "holder {} is in maintenance", id(*node_id)),
+            Reason::HolderInMaintenance { node_id } => {
+                write!(f, "holder {} is in maintenance", id(*node_id))
+            }
             Reason::Preempt { node_id, priority } => {
                 write!(f, "more worthy than holder {} (priority {priority})", id(*node_id))
             }
             Reason::MoreWorthyHolder { node_id, priority } => {
                 write!(f, "{} (priority {priority}) holds the address now", id(*node_id))
             }
-            Reason::SuccessorHolds { node_id } => write!(f, "successor {} holds the address now", id(*node_id)),
+            Reason::SuccessorHolds { node_id } => {
+                write!(f, "successor {} holds the address now", id(*node_id))
+            }
             Reason::LeaveTimeout => write!(f, "no successor claimed the address in time"),
             Reason::NoSuccessor => write!(f, "no live node can take the address"),
             Reason::LinkDown => write!(f, "link is down"),
@@ -274,7 +278,8 @@ impl Node {
         }
         let live = |p: &&Peer| self.is_live(p, now);
         // The most worthy live holder that is a candidate (not leaving, not in maintenance).
-        let best_holder = inputs.peers.iter().filter(live).filter(|p| p.holds() && p.is_candidate()).max_by_key(|p| p.rank());
+        let best_holder =
+            inputs.peers.iter().filter(live).filter(|p| p.holds() && p.is_candidate()).max_by_key(|p| p.rank());
         match self.state {
             NodeState::Active => self.step_active(now, inputs.peers, best_holder, &mut out),
             NodeState::Standby => self.step_standby(now, inputs.peers, best_holder, &mut out),
@@ -290,7 +295,9 @@ impl Node {
                 out.exit = self.is_leaving();
                 return;
             }
-            let Some(since) = self.leaving_since else { return };
+            let Some(since) = self.leaving_since else {
+                return;
+            };
             let any_candidate = peers.iter().any(|p| self.is_live(p, now) && p.is_candidate());
             if !any_candidate {
                 self.become_(NodeState::Standby, Reason::NoSuccessor, out);
@@ -325,7 +332,8 @@ impl Node {
             self.preempt_ready_since = None;
             return;
         }
-        let most_worthy = peers.iter().filter(|p| self.is_live(p, now) && p.is_candidate()).all(|p| p.rank() < self.rank());
+        let most_worthy =
+            peers.iter().filter(|p| self.is_live(p, now) && p.is_candidate()).all(|p| p.rank() < self.rank());
         if !most_worthy {
             self.preempt_ready_since = None;
             return;
@@ -360,7 +368,9 @@ impl Node {
         }
         // The most recently heard holder, now silent.
         match peers.iter().filter(|p| p.holds()).max_by_key(|p| p.last_seen) {
-            Some(holder) => Reason::HolderSilent { node_id: holder.node_id, silent_for: now.saturating_sub(holder.last_seen) },
+            Some(holder) => {
+                Reason::HolderSilent { node_id: holder.node_id, silent_for: now.saturating_sub(holder.last_seen) }
+            }
             None => Reason::NoHolder,
         }
     }

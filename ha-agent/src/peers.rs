@@ -61,7 +61,9 @@ impl PeerMaps {
                 Ok(pair) => out.push(pair),
                 // Removed between key and lookup: the peer is gone, which is fine.
                 Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(PeersError::Map { name: "PEERS", source: e }),
+                Err(e) => {
+                    return Err(PeersError::Map { name: "PEERS", source: e });
+                }
             }
         }
         Ok(())

@@ -17,7 +17,9 @@ fn effective_caps() -> Option<u64> {
 
 /// Names of the capabilities the agent needs and lacks.
 pub fn missing_capabilities() -> Vec<&'static str> {
-    let Some(caps) = effective_caps() else { return Vec::new() };
+    let Some(caps) = effective_caps() else {
+        return Vec::new();
+    };
     let has = |bit: u32| caps & (1u64 << bit) != 0;
     let mut missing = Vec::new();
     // CAP_SYS_ADMIN covers BPF and PERFMON on every kernel; CAP_BPF+CAP_PERFMON on 5.8+.

@@ -29,17 +29,11 @@ const PING_LIMIT: Duration = Duration::from_secs(3);
 const CONTROL_WAIT: Duration = Duration::from_millis(200);
 
 fn v4() -> SharedAddr {
-    SharedAddr {
-        addr: IpAddr::V4(VIP),
-        prefix: PREFIX,
-    }
+    SharedAddr { addr: IpAddr::V4(VIP), prefix: PREFIX }
 }
 
 fn v6() -> SharedAddr {
-    SharedAddr {
-        addr: IpAddr::V6(VIP6),
-        prefix: PREFIX6,
-    }
+    SharedAddr { addr: IpAddr::V6(VIP6), prefix: PREFIX6 }
 }
 
 fn is_root() -> bool {
@@ -100,12 +94,7 @@ fn ip_addr_line(host: &Host, a: &SharedAddr) -> Result<Option<String>> {
 }
 
 fn mac_text(mac: Option<[u8; 6]>) -> String {
-    mac.map_or("none".into(), |m| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    })
+    mac.map_or("none".into(), |m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
 /// Next event about `addr`, skipping unrelated ones, within `limit`.
@@ -139,11 +128,7 @@ fn ipv4_add_remove_is_idempotent_and_labelled() {
         assert!(node.has_addr(a.addr)?, "the kernel has {a}");
         let line = ip_addr_line(node, &a)?.context("no `ip addr` line for the VIP")?;
         assert!(line.contains("eth0:ha"), "label missing: {line}");
-        assert_eq!(
-            m.primary_ipv4()?,
-            Some(node.addr()),
-            "the VIP is never the primary address"
-        );
+        assert_eq!(m.primary_ipv4()?, Some(node.addr()), "the VIP is never the primary address");
 
         m.remove(&a)?;
         m.remove(&a).context("a second remove must be a no-op")?;
@@ -164,10 +149,7 @@ fn ipv6_add_is_never_tentative() {
         let control: SharedAddr = "2001:db8::201/64".parse()?;
         node.ip(&["addr", "add", &control.to_string(), "dev", "eth0"])?;
         let line = ip_addr_line(node, &control)?.context("control address missing")?;
-        ensure!(
-            line.contains("tentative"),
-            "DAD is not active, the check is void: {line}"
-        );
+        ensure!(line.contains("tentative"), "DAD is not active, the check is void: {line}");
 
         let m = manager(node)?;
         let a = v6();
@@ -197,11 +179,7 @@ fn missing_interface_is_named() {
             Err(e) => bail!("unexpected error: {e}"),
             Ok(_) => bail!("nosuch0 should not exist"),
         }
-        let err = lab
-            .node(1)
-            .run_in(|| Announcer::new("nosuch0"))?
-            .err()
-            .context("should fail")?;
+        let err = lab.node(1).run_in(|| Announcer::new("nosuch0"))?.err().context("should fail")?;
         assert!(err.to_string().contains("nosuch0"), "{err}");
         Ok(())
     });
@@ -218,25 +196,11 @@ fn watcher_reports_our_changes_and_foreign_removal() {
         for a in [v4(), v6()] {
             m.add(&a)?;
             let e = event_for(&mut w, a.addr, SEC)?.context("no event for the add")?;
-            assert_eq!(
-                e,
-                AddrEvent {
-                    added: true,
-                    addr: a.addr,
-                    prefix: a.prefix
-                }
-            );
+            assert_eq!(e, AddrEvent { added: true, addr: a.addr, prefix: a.prefix });
             // Someone else deletes it: exactly what the watcher is for.
             node.ip(&["addr", "del", &a.to_string(), "dev", "eth0"])?;
             let e = event_for(&mut w, a.addr, SEC)?.context("no event for the removal")?;
-            assert_eq!(
-                e,
-                AddrEvent {
-                    added: false,
-                    addr: a.addr,
-                    prefix: a.prefix
-                }
-            );
+            assert_eq!(e, AddrEvent { added: false, addr: a.addr, prefix: a.prefix });
         }
         assert_eq!(w.next_event(50 * MS)?, None, "no further events");
         Ok(())
@@ -253,9 +217,7 @@ fn gratuitous_arp_moves_the_clients_neighbour_entry() {
         // The client learns the VIP at node 2, the way it would before a failover.
         let m2 = manager(n2)?;
         m2.add(&a)?;
-        client
-            .ping(a.addr, PING_LIMIT)
-            .context("client pinging the VIP on node 2")?;
+        client.ping(a.addr, PING_LIMIT).context("client pinging the VIP on node 2")?;
         assert_eq!(client.neigh_mac(a.addr)?, Some(n2.mac()));
         m2.remove(&a)?;
 
@@ -263,29 +225,16 @@ fn gratuitous_arp_moves_the_clients_neighbour_entry() {
         let m1 = manager(n1)?;
         m1.add(&a)?;
         thread::sleep(CONTROL_WAIT);
-        assert_eq!(
-            client.neigh_mac(a.addr)?,
-            Some(n2.mac()),
-            "moved without our announcement"
-        );
+        assert_eq!(client.neigh_mac(a.addr)?, Some(n2.mac()), "moved without our announcement");
 
         // ...one announcement round must.
         let ann = announcer(n1)?;
         assert_eq!(ann.mac(), n1.mac());
         ann.announce(&[a.addr])?;
-        let moved = eventually(SWITCH_LIMIT, || {
-            Ok(client.neigh_mac(a.addr)? == Some(n1.mac()))
-        })?;
+        let moved = eventually(SWITCH_LIMIT, || Ok(client.neigh_mac(a.addr)? == Some(n1.mac())))?;
         let now = client.neigh_mac(a.addr)?;
-        ensure!(
-            moved,
-            "client still maps {} to {} after {SWITCH_LIMIT:?}",
-            a.addr,
-            mac_text(now)
-        );
-        client
-            .ping(a.addr, PING_LIMIT)
-            .context("client pinging the VIP on node 1")?;
+        ensure!(moved, "client still maps {} to {} after {SWITCH_LIMIT:?}", a.addr, mac_text(now));
+        client.ping(a.addr, PING_LIMIT).context("client pinging the VIP on node 1")?;
         Ok(())
     });
 }
@@ -299,43 +248,24 @@ fn unsolicited_na_moves_the_clients_neighbour_entry() {
 
         let m2 = manager(n2)?;
         m2.add(&a)?;
-        client
-            .ping(a.addr, PING_LIMIT)
-            .context("client pinging the VIP6 on node 2")?;
+        client.ping(a.addr, PING_LIMIT).context("client pinging the VIP6 on node 2")?;
         assert_eq!(client.neigh_mac(a.addr)?, Some(n2.mac()));
         m2.remove(&a)?;
 
         let m1 = manager(n1)?;
         m1.add(&a)?;
         thread::sleep(CONTROL_WAIT);
-        assert_eq!(
-            client.neigh_mac(a.addr)?,
-            Some(n2.mac()),
-            "moved without our announcement"
-        );
+        assert_eq!(client.neigh_mac(a.addr)?, Some(n2.mac()), "moved without our announcement");
 
         // Through the worker, as the agent repeats announcements.
         let schedule = vec![Duration::ZERO, 10 * MS, 50 * MS];
         let worker = AnnounceWorker::spawn(announcer(n1)?, schedule)?;
         worker.request(vec![a.addr]);
-        let moved = eventually(SWITCH_LIMIT, || {
-            Ok(client.neigh_mac(a.addr)? == Some(n1.mac()))
-        })?;
+        let moved = eventually(SWITCH_LIMIT, || Ok(client.neigh_mac(a.addr)? == Some(n1.mac())))?;
         let now = client.neigh_mac(a.addr)?;
-        ensure!(
-            moved,
-            "client still maps {} to {} after {SWITCH_LIMIT:?}",
-            a.addr,
-            mac_text(now)
-        );
-        ensure!(
-            eventually(SEC, || Ok(worker.sent() == 3))?,
-            "sent {} rounds, not 3",
-            worker.sent()
-        );
-        client
-            .ping(a.addr, PING_LIMIT)
-            .context("client pinging the VIP6 on node 1")?;
+        ensure!(moved, "client still maps {} to {} after {SWITCH_LIMIT:?}", a.addr, mac_text(now));
+        ensure!(eventually(SEC, || Ok(worker.sent() == 3))?, "sent {} rounds, not 3", worker.sent());
+        client.ping(a.addr, PING_LIMIT).context("client pinging the VIP6 on node 1")?;
         Ok(())
     });
 }

@@ -28,17 +28,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        Self::with(XdpConfig {
-            cluster_id: CLUSTER,
-            node_id: SELF_ID,
-            port: PORT,
-            pass_heartbeats: false,
-        })
+        Self::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false })
     }
 
     fn with(cfg: XdpConfig) -> Self {
-        let mut ebpf = ebpf::load(&cfg)
-            .expect("load the XDP program (root and `cargo xtask build-ebpf` needed)");
+        let mut ebpf = ebpf::load(&cfg).expect("load the XDP program (root and `cargo xtask build-ebpf` needed)");
         let maps = PeerMaps::take_from(&mut ebpf).expect("maps");
         Self { ebpf, maps }
     }
@@ -47,12 +41,7 @@ impl Harness {
     fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         let prog = ebpf::program_mut(&mut self.ebpf).expect("program");
         let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        };
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat: 1, ..Default::default() };
         let result = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
         out.truncate(result.data_size_out as usize);
         (result.return_value, out)
@@ -78,10 +67,7 @@ fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
         flags: 0,
         key_id: 0,
         interval_us: 2_000,
-        seq: Sequence {
-            epoch: 1_000,
-            counter,
-        },
+        seq: Sequence { epoch: 1_000, counter },
         tag: [0; TAG_LEN],
     }
 }
@@ -96,34 +82,16 @@ fn valid_heartbeat_is_recorded_and_dropped() {
     let before = ha_agent::clock::monotonic_ns();
     let (verdict, _) = h.run(&frame(&heartbeat(7, 1)));
     assert_eq!(verdict, XDP_DROP);
-    assert_eq!(
-        h.stats(),
-        Stats {
-            valid: 1,
-            ..Stats::default()
-        }
-    );
+    assert_eq!(h.stats(), Stats { valid: 1, ..Stats::default() });
     let peers = h.peers();
     assert_eq!(peers.len(), 1);
     let (id, rec) = peers[0];
     assert_eq!(id, 7);
-    assert_eq!(
-        (
-            rec.priority,
-            rec.state,
-            rec.counter,
-            rec.epoch,
-            rec.received
-        ),
-        (150, 2, 1, 1_000, 1)
-    );
+    assert_eq!((rec.priority, rec.state, rec.counter, rec.epoch, rec.received), (150, 2, 1, 1_000, 1));
     assert_eq!(rec.addr, [192, 0, 2, 1]);
     assert_eq!(rec.interval_us, 2_000);
     let after = ha_agent::clock::monotonic_ns();
-    assert!(
-        rec.last_seen_ns >= before && rec.last_seen_ns <= after,
-        "kernel time is CLOCK_MONOTONIC"
-    );
+    assert!(rec.last_seen_ns >= before && rec.last_seen_ns <= after, "kernel time is CLOCK_MONOTONIC");
 
     // A newer one updates the record; flags come through.
     let mut next = heartbeat(7, 2);
@@ -131,10 +99,7 @@ fn valid_heartbeat_is_recorded_and_dropped() {
     next.state = NodeState::Standby;
     h.run(&frame(&next));
     let (_, rec) = h.peers()[0];
-    assert_eq!(
-        (rec.counter, rec.received, rec.flags, rec.state),
-        (2, 2, FLAG_LEAVING, 1)
-    );
+    assert_eq!((rec.counter, rec.received, rec.flags, rec.state), (2, 2, FLAG_LEAVING, 1));
 }
 
 #[test]
@@ -169,10 +134,7 @@ fn each_malformed_class_is_counted_and_dropped() {
     lying_length.udp_len_override = Some(20);
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "truncated payload",
-            FrameSpec::udp(PORT, &good[..30]).build(),
-        ),
+        ("truncated payload", FrameSpec::udp(PORT, &good[..30]).build()),
         ("truncated by udp length", lying_length.build()),
         ("bad magic", FrameSpec::udp(PORT, &bad_magic).build()),
         ("bad version", FrameSpec::udp(PORT, &bad_version).build()),
@@ -231,43 +193,19 @@ fn other_traffic_passes_byte_for_byte() {
         assert_eq!(verdict, XDP_PASS);
         assert_eq!(&out, f, "passed frames are untouched");
     }
-    assert_eq!(
-        h.stats(),
-        Stats {
-            not_ours: cases.len() as u64,
-            ..Stats::default()
-        }
-    );
+    assert_eq!(h.stats(), Stats { not_ours: cases.len() as u64, ..Stats::default() });
 }
 
 #[test]
 fn pass_flag_lets_recorded_heartbeats_through() {
-    let mut h = Harness::with(XdpConfig {
-        cluster_id: CLUSTER,
-        node_id: SELF_ID,
-        port: PORT,
-        pass_heartbeats: true,
-    });
+    let mut h = Harness::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: true });
     assert_eq!(h.run(&frame(&heartbeat(7, 1))).0, XDP_PASS);
     assert_eq!(h.stats().valid, 1);
 }
 
 #[test]
 fn configured_port_is_honoured() {
-    let mut h = Harness::with(XdpConfig {
-        cluster_id: CLUSTER,
-        node_id: SELF_ID,
-        port: 9999,
-        pass_heartbeats: false,
-    });
-    assert_eq!(
-        h.run(&frame(&heartbeat(7, 1))).0,
-        XDP_PASS,
-        "7265 is not the port now"
-    );
-    assert_eq!(
-        h.run(&FrameSpec::heartbeat(&heartbeat(7, 1), 9999).build())
-            .0,
-        XDP_DROP
-    );
+    let mut h = Harness::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: 9999, pass_heartbeats: false });
+    assert_eq!(h.run(&frame(&heartbeat(7, 1))).0, XDP_PASS, "7265 is not the port now");
+    assert_eq!(h.run(&FrameSpec::heartbeat(&heartbeat(7, 1), 9999).build()).0, XDP_DROP);
 }

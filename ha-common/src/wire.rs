@@ -228,23 +228,19 @@ mod tests {
     }
 
     fn any_heartbeat() -> impl Strategy<Value = Heartbeat> {
-        (
-            any::<(u32, u32, u32, bool, u8, u8, u32)>(),
-            any::<(u64, u64, [u8; TAG_LEN])>(),
+        (any::<(u32, u32, u32, bool, u8, u8, u32)>(), any::<(u64, u64, [u8; TAG_LEN])>()).prop_map(
+            |((cluster_id, node_id, priority, active, flags, key_id, interval_us), (epoch, counter, tag))| Heartbeat {
+                cluster_id,
+                node_id,
+                priority,
+                state: if active { NodeState::Active } else { NodeState::Standby },
+                flags: flags & KNOWN_FLAGS,
+                key_id,
+                interval_us,
+                seq: Sequence { epoch, counter },
+                tag,
+            },
         )
-            .prop_map(|((cluster_id, node_id, priority, active, flags, key_id, interval_us), (epoch, counter, tag))| {
-                Heartbeat {
-                    cluster_id,
-                    node_id,
-                    priority,
-                    state: if active { NodeState::Active } else { NodeState::Standby },
-                    flags: flags & KNOWN_FLAGS,
-                    key_id,
-                    interval_us,
-                    seq: Sequence { epoch, counter },
-                    tag,
-                }
-            })
     }
 
     proptest! {

@@ -55,22 +55,13 @@ pub struct AgentSet<'l> {
 
 impl<'l> AgentSet<'l> {
     /// Starts one agent per priority on nodes 1..=n of `lab`.
-    pub fn start(
-        lab: &'l Lab,
-        binary: impl Into<PathBuf>,
-        settings: AgentSettings,
-    ) -> Result<Self> {
+    pub fn start(lab: &'l Lab, binary: impl Into<PathBuf>, settings: AgentSettings) -> Result<Self> {
         let n = settings.priorities.len();
         if n > lab.nodes().len() {
             bail!("{n} agents for a lab of {} nodes", lab.nodes().len());
         }
-        let mut set = Self {
-            lab,
-            binary: binary.into(),
-            settings,
-            agents: (0..n).map(|_| None).collect(),
-            finished: Vec::new(),
-        };
+        let mut set =
+            Self { lab, binary: binary.into(), settings, agents: (0..n).map(|_| None).collect(), finished: Vec::new() };
         for i in 1..=n {
             set.start_node(i)?;
         }
@@ -80,11 +71,7 @@ impl<'l> AgentSet<'l> {
     /// The command line of node i's agent.
     pub fn args(&self, i: usize) -> Vec<String> {
         let s = &self.settings;
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--iface".into(),
-            self.lab.node(i).iface().into(),
-        ];
+        let mut args: Vec<String> = vec!["run".into(), "--iface".into(), self.lab.node(i).iface().into()];
         for vip in &s.vips {
             args.extend(["--vip".into(), vip.clone()]);
         }
@@ -115,35 +102,27 @@ impl<'l> AgentSet<'l> {
 
     fn reap(&mut self, i: usize) {
         if let Some(child) = self.agents[i - 1].take() {
-            self.finished
-                .push(format!("node {i}: {}", child.output_so_far()));
+            self.finished.push(format!("node {i}: {}", child.output_so_far()));
         }
     }
 
     pub fn is_running(&mut self, i: usize) -> bool {
-        self.agents[i - 1]
-            .as_mut()
-            .is_some_and(|c| c.try_wait().is_none())
+        self.agents[i - 1].as_mut().is_some_and(|c| c.try_wait().is_none())
     }
 
     /// SIGTERM (clean stop) and wait for the exit.
     pub fn stop(&mut self, i: usize, timeout: Duration) -> Result<ExitStatus> {
-        let child = self.agents[i - 1]
-            .as_mut()
-            .with_context(|| format!("node {i} has no agent"))?;
+        let child = self.agents[i - 1].as_mut().with_context(|| format!("node {i} has no agent"))?;
         child.signal(libc::SIGTERM)?;
-        let status = child
-            .wait_timeout(timeout)
-            .with_context(|| format!("node {i} did not stop within {timeout:?}"))?;
+        let status =
+            child.wait_timeout(timeout).with_context(|| format!("node {i} did not stop within {timeout:?}"))?;
         self.reap(i);
         Ok(status)
     }
 
     /// SIGKILL: the agent dies without a word, as in a crash.
     pub fn kill(&mut self, i: usize) -> Result<()> {
-        let child = self.agents[i - 1]
-            .as_mut()
-            .with_context(|| format!("node {i} has no agent"))?;
+        let child = self.agents[i - 1].as_mut().with_context(|| format!("node {i} has no agent"))?;
         child.kill()?;
         self.reap(i);
         Ok(())
@@ -151,17 +130,11 @@ impl<'l> AgentSet<'l> {
 
     /// Sends any signal (e.g. SIGSTOP) to node i's agent.
     pub fn signal(&self, i: usize, sig: i32) -> Result<()> {
-        self.agents[i - 1]
-            .as_ref()
-            .with_context(|| format!("node {i} has no agent"))?
-            .signal(sig)
+        self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.signal(sig)
     }
 
     pub fn output(&self, i: usize) -> String {
-        self.agents[i - 1]
-            .as_ref()
-            .map(Child::output_so_far)
-            .unwrap_or_default()
+        self.agents[i - 1].as_ref().map(Child::output_so_far).unwrap_or_default()
     }
 
     /// Every agent's output, for a failing assertion's message.
@@ -190,12 +163,7 @@ impl<'l> AgentSet<'l> {
     }
 
     /// Polls until `want(holders)`; returns the time it took, or an error with every agent's log.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        want: impl Fn(&[usize]) -> bool,
-    ) -> Result<Duration> {
+    pub fn wait_for(&self, what: &str, timeout: Duration, want: impl Fn(&[usize]) -> bool) -> Result<Duration> {
         let start = Instant::now();
         loop {
             let holders = self.holders()?;
@@ -203,10 +171,7 @@ impl<'l> AgentSet<'l> {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
-                bail!(
-                    "{what}: not within {timeout:?} (holders now {holders:?})\n{}",
-                    self.diagnostics()
-                );
+                bail!("{what}: not within {timeout:?} (holders now {holders:?})\n{}", self.diagnostics());
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -214,8 +179,6 @@ impl<'l> AgentSet<'l> {
 
     /// Waits until node i alone holds the address.
     pub fn wait_sole_holder(&self, i: usize, timeout: Duration) -> Result<Duration> {
-        self.wait_for(&format!("node {i} alone holds the address"), timeout, |h| {
-            h == [i]
-        })
+        self.wait_for(&format!("node {i} alone holds the address"), timeout, |h| h == [i])
     }
 }

@@ -32,15 +32,7 @@ pub fn ensure_bpffs() -> Result<()> {
     fs::create_dir_all(root).with_context(|| format!("creating {ROOT}"))?;
     let target = CString::new(ROOT).context("bpffs path")?;
     // SAFETY: valid C strings; flags 0 and no data are what `mount -t bpf bpf DIR` passes.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(io::Error::last_os_error()).context(format!("mounting bpffs at {ROOT}"));
     }

@@ -32,19 +32,10 @@ impl Child {
         let err = log.try_clone().context("cloning child output file")?;
         // Own process group: a terminal's Ctrl-C reaches only us, and our cleanup can kill
         // the child's own children too.
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         let inner = cmd.spawn().with_context(|| format!("spawning {what}"))?;
         let token = cleanup::register_child(inner.id() as i32);
-        Ok(Child {
-            inner,
-            log,
-            status: None,
-            token,
-            what,
-        })
+        Ok(Child { inner, log, status: None, token, what })
     }
 
     pub fn pid(&self) -> u32 {
@@ -95,10 +86,7 @@ impl Child {
             return Ok(st);
         }
         cleanup::kill_group(self.inner.id() as i32);
-        let st = self
-            .inner
-            .wait()
-            .with_context(|| format!("reaping {}", self.what))?;
+        let st = self.inner.wait().with_context(|| format!("reaping {}", self.what))?;
         self.reaped(st);
         Ok(st)
     }
@@ -135,9 +123,6 @@ impl Drop for Child {
 
 impl std::fmt::Debug for Child {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Child")
-            .field("pid", &self.pid())
-            .field("what", &self.what)
-            .finish()
+        f.debug_struct("Child").field("pid", &self.pid()).field("what", &self.what).finish()
     }
 }

@@ -59,20 +59,8 @@ impl Registration {
             eprintln!("ha-lab: removing stale {}: {e}", pin_root.display());
         }
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-        with_registry(|r| {
-            r.labs.insert(
-                token,
-                LabEntry {
-                    namespaces: Vec::new(),
-                    pin_root: pin_root.clone(),
-                },
-            )
-        });
-        Registration {
-            token,
-            namespaces: Vec::new(),
-            pin_root,
-        }
+        with_registry(|r| r.labs.insert(token, LabEntry { namespaces: Vec::new(), pin_root: pin_root.clone() }));
+        Registration { token, namespaces: Vec::new(), pin_root }
     }
 
     /// Registers the name first, then creates it: a signal in between only finds a name that
@@ -113,6 +101,29 @@ fn destroy(namespaces: &[String], pin_root: &Path) {
     if let Err(e) = remove_tree(pin_root) {
         eprintln!("ha-lab: removing {}: {e}", pin_root.display());
     }
+    remove_agent_files(|name| name.starts_with(&flat(pin_root)));
+}
+
+/// Where agents keep per-instance files (lock, control socket; maintenance marker), named after
+/// their pin directory with '/' as '_'.
+const AGENT_FILE_DIRS: [&str; 2] = ["/run/ha-agent", "/var/lib/ha-agent"];
+
+fn flat(pin_root: &Path) -> String {
+    format!("{}_", pin_root.to_string_lossy().trim_matches('/').replace('/', "_"))
+}
+
+/// Removes agent files whose names `matches`; returns their paths.
+fn remove_agent_files(matches: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut removed = Vec::new();
+    for dir in AGENT_FILE_DIRS {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        for entry in rd.filter_map(|e| e.ok()) {
+            if entry.file_name().to_str().is_some_and(&matches) && fs::remove_file(entry.path()).is_ok() {
+                removed.push(entry.path().display().to_string());
+            }
+        }
+    }
+    removed
 }
 
 fn remove_tree(p: &Path) -> io::Result<()> {
@@ -176,8 +187,8 @@ pub fn install_signal_cleanup() -> Result<()> {
             .context("installing second-signal exit")?;
         signal_hook::flag::register(sig, Arc::clone(&again)).context("installing signal flag")?;
     }
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("installing SIGINT/SIGTERM handler")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing SIGINT/SIGTERM handler")?;
     std::thread::Builder::new()
         .name("ha-lab-signals".into())
         .spawn(move || {
@@ -237,6 +248,8 @@ pub fn sweep_leftovers() -> Result<Vec<String>> {
             }
         }
     }
+    let pin_prefix = format!("{}_", root.to_string_lossy().trim_matches('/').replace('/', "_"));
+    removed.extend(remove_agent_files(|name| name.strip_prefix(&pin_prefix).is_some_and(dead)));
     Ok(removed)
 }
 

@@ -52,11 +52,7 @@ impl FrameSpec {
         }
         f.extend_from_slice(&0x0800u16.to_be_bytes());
         let ihl = usize::from(self.ihl_words.clamp(5, 15)) * 4;
-        let l4_len = if self.protocol == 17 {
-            8 + self.payload.len()
-        } else {
-            20 + self.payload.len()
-        };
+        let l4_len = if self.protocol == 17 { 8 + self.payload.len() } else { 20 + self.payload.len() };
         let total = (ihl + l4_len) as u16;
         let ip_start = f.len();
         f.push(0x40 | (ihl / 4) as u8);
@@ -74,9 +70,7 @@ impl FrameSpec {
         f.extend_from_slice(&self.src_port.to_be_bytes());
         f.extend_from_slice(&self.dst_port.to_be_bytes());
         if self.protocol == 17 {
-            let len = self
-                .udp_len_override
-                .unwrap_or((8 + self.payload.len()) as u16);
+            let len = self.udp_len_override.unwrap_or((8 + self.payload.len()) as u16);
             f.extend_from_slice(&len.to_be_bytes());
             f.extend_from_slice(&[0, 0]); // no UDP checksum (allowed for IPv4)
         } else {
@@ -90,10 +84,7 @@ impl FrameSpec {
 
 /// The Internet checksum (RFC 1071).
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -105,8 +96,7 @@ pub fn arp_request() -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x06]);
     f.extend_from_slice(&[
-        0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x02, 192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 192, 0, 2,
-        1,
+        0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x02, 192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1,
     ]);
     f
 }

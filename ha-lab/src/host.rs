@@ -59,8 +59,7 @@ impl Host {
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
         // Opened before fork, so the child only needs the async-signal-safe setns.
-        let ns = std::fs::File::open(self.netns_path())
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT));
+        let ns = std::fs::File::open(self.netns_path()).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT));
         // SAFETY: the closure only calls setns and builds io::Errors without allocating.
         unsafe {
             cmd.pre_exec(move || match &ns {
@@ -94,8 +93,7 @@ impl Host {
             let h = thread::Builder::new()
                 .name(format!("in-{name}"))
                 .spawn_scoped(s, move || -> Result<T> {
-                    netns::enter(fd.as_fd())
-                        .with_context(|| format!("entering namespace {name}"))?;
+                    netns::enter(fd.as_fd()).with_context(|| format!("entering namespace {name}"))?;
                     drop(fd);
                     Ok(f())
                 })
@@ -118,8 +116,7 @@ impl Host {
     /// `sysctl`; only `net.*` keys are per namespace).
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.run_in(|| std::fs::write(&path, value))?
-            .with_context(|| format!("setting {key}={value} in {}", self.name))
+        self.run_in(|| std::fs::write(&path, value))?.with_context(|| format!("setting {key}={value} in {}", self.name))
     }
 
     /// Whether any interface in the namespace has `addr` assigned.
@@ -138,16 +135,12 @@ impl Host {
     /// One ICMP echo to `target`; the round-trip time, or an error after `timeout`.
     pub fn ping(&self, target: IpAddr, timeout: Duration) -> Result<Duration> {
         let sock = self.run_in(|| probe::open_ping_socket(target))??;
-        probe::ping_once(&sock, target, timeout)
-            .with_context(|| format!("pinging {target} from {}", self.name))
+        probe::ping_once(&sock, target, timeout).with_context(|| format!("pinging {target} from {}", self.name))
     }
 }
 
 pub(crate) fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -165,10 +158,7 @@ fn parse_has_addr(out: &str, addr: IpAddr) -> bool {
         let mut toks = line.split_whitespace();
         while let Some(t) = toks.next() {
             if t == "inet" || t == "inet6" {
-                let found = toks
-                    .next()
-                    .and_then(|a| a.split('/').next())
-                    .and_then(|a| a.parse::<IpAddr>().ok());
+                let found = toks.next().and_then(|a| a.split('/').next()).and_then(|a| a.parse::<IpAddr>().ok());
                 if found == Some(addr) {
                     return true;
                 }
@@ -213,13 +203,7 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(parse_neigh_mac(out, a), Some([2, 0, 0, 0, 7, 1]));
         assert_eq!(parse_neigh_mac("192.0.2.1 dev eth0  FAILED\n", a), None);
-        assert_eq!(
-            parse_neigh_mac(
-                "192.0.2.1 dev eth0 lladdr 02:00:00:00:07:01 INCOMPLETE\n",
-                a
-            ),
-            None
-        );
+        assert_eq!(parse_neigh_mac("192.0.2.1 dev eth0 lladdr 02:00:00:00:07:01 INCOMPLETE\n", a), None);
         assert_eq!(parse_neigh_mac("", a), None);
     }
 

@@ -60,15 +60,9 @@ impl Lab {
     /// Builds the lab with `nodes` nodes (1..=99) plus the client, everything up, and waits
     /// (bounded) until every bridge port forwards. Sweeps dead runs' leftovers first.
     pub fn new(nodes: usize) -> Result<Lab> {
-        ensure!(
-            (1..=MAX_NODES).contains(&nodes),
-            "a lab has 1..={MAX_NODES} nodes, not {nodes}"
-        );
+        ensure!((1..=MAX_NODES).contains(&nodes), "a lab has 1..={MAX_NODES} nodes, not {nodes}");
         // SAFETY: plain getter.
-        ensure!(
-            unsafe { libc::geteuid() } == 0,
-            "ha-lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-        );
+        ensure!(unsafe { libc::geteuid() } == 0, "ha-lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)");
         if let Err(e) = cleanup::sweep_leftovers() {
             eprintln!("ha-lab: sweeping leftovers: {e:#}");
         }
@@ -90,9 +84,7 @@ impl Lab {
             addr6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, decimal_as_hex(i)),
             mac: [0x02, 0, 0, 0, lab_byte, i],
         };
-        let node_hosts: Vec<Host> = (1..=nodes as u8)
-            .map(|i| host(&format!("n{i}"), i))
-            .collect();
+        let node_hosts: Vec<Host> = (1..=nodes as u8).map(|i| host(&format!("n{i}"), i)).collect();
         let client = host("c", CLIENT_BYTE);
 
         // Switch: IPv6 off (no DAD/MLD chatter from ports), bridge that floods multicast and
@@ -137,10 +129,7 @@ impl Lab {
                 ],
             )?;
         }
-        let ups: Vec<String> = all_hosts
-            .iter()
-            .map(|(_, p)| format!("link set {p} up"))
-            .collect();
+        let ups: Vec<String> = all_hosts.iter().map(|(_, p)| format!("link set {p} up")).collect();
         netns::ip_batch(&switch, &ups)?;
         drop(all_hosts);
 
@@ -155,8 +144,7 @@ impl Lab {
             _cleanup: reg,
         };
         let every: Vec<String> = lab.ports().map(|(p, _)| p).collect();
-        lab.wait_forwarding(&every, true)
-            .context("waiting for the lab's bridge ports")?;
+        lab.wait_forwarding(&every, true).context("waiting for the lab's bridge ports")?;
         Ok(lab)
     }
 
@@ -166,11 +154,7 @@ impl Lab {
     pub fn node(&self, i: usize) -> &Host {
         match self.nodes.get(i.wrapping_sub(1)) {
             Some(h) => h,
-            None => panic!(
-                "lab {} has nodes 1..={}, not {i}",
-                self.id,
-                self.nodes.len()
-            ),
+            None => panic!("lab {} has nodes 1..={}, not {i}", self.id, self.nodes.len()),
         }
     }
 
@@ -195,16 +179,13 @@ impl Lab {
     /// `/sys/fs/bpf/<id>/n<i>`, for node `i`'s pinned maps. Only a path (callers create it;
     /// [`Lab::new`] already made sure bpffs is mounted); the lab's pin root goes on drop.
     pub fn pin_dir(&self, node: usize) -> PathBuf {
-        Path::new(bpffs::ROOT)
-            .join(&self.id)
-            .join(format!("n{node}"))
+        Path::new(bpffs::ROOT).join(&self.id).join(format!("n{node}"))
     }
 
     /// Pulls node `i`'s cable: its switch-side port goes down (the node sees NO-CARRIER).
     pub fn cut_link(&self, i: usize) -> Result<()> {
         self.check_node(i)?;
-        self.switch_ip(&["link", "set", &port_name(i), "down"])
-            .with_context(|| format!("cutting node {i}'s link"))?;
+        self.switch_ip(&["link", "set", &port_name(i), "down"]).with_context(|| format!("cutting node {i}'s link"))?;
         Ok(())
     }
 
@@ -212,10 +193,8 @@ impl Lab {
     pub fn restore_link(&self, i: usize) -> Result<()> {
         self.check_node(i)?;
         let port = port_name(i);
-        self.switch_ip(&["link", "set", &port, "up"])
-            .with_context(|| format!("restoring node {i}'s link"))?;
-        self.wait_forwarding(&[port], false)
-            .with_context(|| format!("restoring node {i}'s link"))
+        self.switch_ip(&["link", "set", &port, "up"]).with_context(|| format!("restoring node {i}'s link"))?;
+        self.wait_forwarding(&[port], false).with_context(|| format!("restoring node {i}'s link"))
     }
 
     /// Splits the LAN: group g > 0 moves to its own bridge, so groups cannot hear each other.
@@ -249,9 +228,8 @@ impl Lab {
         if *extra == 0 {
             return Ok(());
         }
-        let mut cmds: Vec<String> = (1..=self.nodes.len())
-            .map(|i| format!("link set {} master br0", port_name(i)))
-            .collect();
+        let mut cmds: Vec<String> =
+            (1..=self.nodes.len()).map(|i| format!("link set {} master br0", port_name(i))).collect();
         cmds.extend((1..=*extra).map(|g| format!("link del br{g}")));
         netns::ip_batch(&self.switch, &cmds).context("healing the partition")?;
         *extra = 0;
@@ -265,16 +243,7 @@ impl Lab {
     pub fn netem(&self, i: usize, spec: &str) -> Result<()> {
         self.check_node(i)?;
         let h = self.node(i);
-        let mut args = vec![
-            "-n",
-            h.name(),
-            "qdisc",
-            "replace",
-            "dev",
-            "eth0",
-            "root",
-            "netem",
-        ];
+        let mut args = vec!["-n", h.name(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
         args.extend(spec.split_whitespace());
         let mut imp = locked(&self.impairments);
         match netns::run("tc", &args) {
@@ -290,10 +259,7 @@ impl Lab {
                     );
                 };
                 if let Some(Impairment::Qdisc) = imp.get(&i) {
-                    let _ = netns::run(
-                        "tc",
-                        &["-n", h.name(), "qdisc", "del", "dev", "eth0", "root"],
-                    );
+                    let _ = netns::run("tc", &["-n", h.name(), "qdisc", "del", "dev", "eth0", "root"]);
                 }
                 // Detach an earlier program before attaching the new one.
                 imp.remove(&i);
@@ -311,30 +277,14 @@ impl Lab {
     pub fn clear_netem(&self, i: usize) -> Result<()> {
         self.check_node(i)?;
         if let Some(Impairment::Qdisc) = locked(&self.impairments).remove(&i) {
-            netns::run(
-                "tc",
-                &[
-                    "-n",
-                    self.node(i).name(),
-                    "qdisc",
-                    "del",
-                    "dev",
-                    "eth0",
-                    "root",
-                ],
-            )
-            .with_context(|| format!("clearing netem on node {i}"))?;
+            netns::run("tc", &["-n", self.node(i).name(), "qdisc", "del", "dev", "eth0", "root"])
+                .with_context(|| format!("clearing netem on node {i}"))?;
         }
         Ok(())
     }
 
     fn check_node(&self, i: usize) -> Result<()> {
-        ensure!(
-            (1..=self.nodes.len()).contains(&i),
-            "lab {} has nodes 1..={}, not {i}",
-            self.id,
-            self.nodes.len()
-        );
+        ensure!((1..=self.nodes.len()).contains(&i), "lab {} has nodes 1..={}, not {i}", self.id, self.nodes.len());
         Ok(())
     }
 
@@ -356,11 +306,7 @@ impl Lab {
     /// Waits until every port that has carrier forwards (after moving ports between bridges).
     fn wait_carrier_ports(&self) -> Result<()> {
         let status = self.port_status()?;
-        let with_carrier: Vec<String> = status
-            .into_iter()
-            .filter(|p| p.carrier)
-            .map(|p| p.name)
-            .collect();
+        let with_carrier: Vec<String> = status.into_iter().filter(|p| p.carrier).map(|p| p.name).collect();
         self.wait_forwarding(&with_carrier, false)
     }
 
@@ -368,20 +314,12 @@ impl Lab {
     /// with `hosts_up`, every host's eth0 is operationally up.
     fn wait_forwarding(&self, ports: &[String], hosts_up: bool) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut pending_hosts: Vec<&Host> = if hosts_up {
-            self.ports().map(|(_, h)| h).collect()
-        } else {
-            Vec::new()
-        };
+        let mut pending_hosts: Vec<&Host> = if hosts_up { self.ports().map(|(_, h)| h).collect() } else { Vec::new() };
         loop {
             let status = self.port_status()?;
             let not_ready: Vec<String> = ports
                 .iter()
-                .filter(|p| {
-                    !status
-                        .iter()
-                        .any(|s| &s.name == *p && s.state == "forwarding")
-                })
+                .filter(|p| !status.iter().any(|s| &s.name == *p && s.state == "forwarding"))
                 .cloned()
                 .collect();
             let mut still = Vec::new();
@@ -423,10 +361,7 @@ impl Drop for Lab {
 
 impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lab")
-            .field("id", &self.id)
-            .field("nodes", &self.nodes.len())
-            .finish()
+        f.debug_struct("Lab").field("id", &self.id).field("nodes", &self.nodes.len()).finish()
     }
 }
 
@@ -472,23 +407,10 @@ fn parse_bridge_links(out: &str) -> Vec<PortStatus> {
     out.lines()
         .filter_map(|line| {
             let toks: Vec<&str> = line.split_whitespace().collect();
-            let name = toks
-                .get(1)?
-                .trim_end_matches(':')
-                .split('@')
-                .next()?
-                .to_string();
-            let state = toks
-                .iter()
-                .position(|t| *t == "state")
-                .and_then(|i| toks.get(i + 1))?
-                .to_string();
+            let name = toks.get(1)?.trim_end_matches(':').split('@').next()?.to_string();
+            let state = toks.iter().position(|t| *t == "state").and_then(|i| toks.get(i + 1))?.to_string();
             let carrier = toks.get(2).is_some_and(|f| f.contains("LOWER_UP"));
-            Some(PortStatus {
-                name,
-                state,
-                carrier,
-            })
+            Some(PortStatus { name, state, carrier })
         })
         .collect()
 }
@@ -503,14 +425,8 @@ mod tests {
                    4: pc@if2: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 master br1 state disabled priority 32 cost 2\n";
         let p = parse_bridge_links(out);
         assert_eq!(p.len(), 2);
-        assert_eq!(
-            (p[0].name.as_str(), p[0].state.as_str(), p[0].carrier),
-            ("p1", "forwarding", true)
-        );
-        assert_eq!(
-            (p[1].name.as_str(), p[1].state.as_str(), p[1].carrier),
-            ("pc", "disabled", false)
-        );
+        assert_eq!((p[0].name.as_str(), p[0].state.as_str(), p[0].carrier), ("p1", "forwarding", true));
+        assert_eq!((p[1].name.as_str(), p[1].state.as_str(), p[1].carrier), ("pc", "disabled", false));
     }
 
     #[test]

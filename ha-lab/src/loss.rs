@@ -30,12 +30,7 @@ struct Insn {
 }
 
 const fn insn(code: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: 0,
-        off,
-        imm,
-    } // every instruction here works on r0 only
+    Insn { code, regs: 0, off, imm } // every instruction here works on r0 only
 }
 
 #[repr(C)]
@@ -89,10 +84,7 @@ pub fn loss_only(spec: &str) -> Option<f64> {
 
 /// Attaches the loss program to `iface`'s egress in the calling thread's namespace.
 pub fn attach_egress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
-    ensure!(
-        (0.0..=100.0).contains(&percent),
-        "loss {percent}% out of range"
-    );
+    ensure!((0.0..=100.0).contains(&percent), "loss {percent}% out of range");
     let threshold = (percent / 100.0 * SCALE as f64).round() as i32;
     let prog = [
         insn(0x85, 0, BPF_FUNC_GET_PRANDOM_U32), // call bpf_get_prandom_u32
@@ -124,10 +116,7 @@ pub fn attach_egress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
         Err(e) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let msg = String::from_utf8_lossy(&log[..end]);
-            bail!(
-                "loading the loss BPF program: {e}; verifier: {}",
-                msg.trim()
-            );
+            bail!("loading the loss BPF program: {e}; verifier: {}", msg.trim());
         }
     };
     let c = CString::new(iface).context("interface name")?;
@@ -142,9 +131,7 @@ pub fn attach_egress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
         attach_type: BPF_TCX_EGRESS,
         ..Default::default()
     };
-    bpf(BPF_LINK_CREATE, &mut link).context(format!(
-        "attaching the loss program to {iface} egress (tcx)"
-    ))
+    bpf(BPF_LINK_CREATE, &mut link).context(format!("attaching the loss program to {iface} egress (tcx)"))
 }
 
 #[cfg(test)]

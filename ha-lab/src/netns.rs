@@ -95,11 +95,8 @@ pub fn enter(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Pids of processes (other than this one) whose network namespace is one of `names`:
 /// children started with a plain `Command`, or leftovers of a crashed run.
 pub fn pids_in(names: &[String]) -> Vec<i32> {
-    let wanted: HashSet<(u64, u64)> = names
-        .iter()
-        .filter_map(|n| fs::metadata(path(n)).ok())
-        .map(|m| (m.dev(), m.ino()))
-        .collect();
+    let wanted: HashSet<(u64, u64)> =
+        names.iter().filter_map(|n| fs::metadata(path(n)).ok()).map(|m| (m.dev(), m.ino())).collect();
     if wanted.is_empty() {
         return Vec::new();
     }
@@ -111,9 +108,7 @@ pub fn pids_in(names: &[String]) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            fs::metadata(format!("/proc/{pid}/ns/net"))
-                .map(|m| wanted.contains(&(m.dev(), m.ino())))
-                .unwrap_or(false)
+            fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| wanted.contains(&(m.dev(), m.ino()))).unwrap_or(false)
         })
         .collect()
 }
@@ -141,22 +136,16 @@ pub fn run_with_stdin(program: &str, args: &[&str], stdin: Option<&str>) -> Resu
 /// naming the command and quoting its stderr.
 pub fn output(mut cmd: Command, stdin: Option<&str>) -> Result<String> {
     let line = command_line(&cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting `{line}`"))?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().context("stdin pipe missing")?;
         // A failed write shows up as a failed command below, with ip's own message.
         let _ = pipe.write_all(input.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for `{line}`"))?;
+    let out = child.wait_with_output().with_context(|| format!("waiting for `{line}`"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -75,24 +75,18 @@ fn target_addr(target: IpAddr) -> SockAddr {
 pub(crate) fn ping_once(sock: &Socket, target: IpAddr, timeout: Duration) -> Result<Duration> {
     let token = TOKENS.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
-    sock.send_to(&echo_packet(target, token, 0), &target_addr(target))
-        .context("sending echo request")?;
+    sock.send_to(&echo_packet(target, token, 0), &target_addr(target)).context("sending echo request")?;
     let mut buf = [0u8; 256];
     loop {
         let left = timeout.saturating_sub(start.elapsed());
         ensure!(!left.is_zero(), "no echo reply within {timeout:?}");
-        sock.set_read_timeout(Some(left))
-            .context("setting socket timeout")?;
+        sock.set_read_timeout(Some(left)).context("setting socket timeout")?;
         match (&*sock).read(&mut buf) {
             Ok(n) if parse_reply(&buf[..n], target.is_ipv4(), token) == Some(0) => {
                 return Ok(start.elapsed());
             }
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).context("receiving echo reply"),
         }
@@ -128,16 +122,10 @@ impl Prober {
     }
 
     /// Starts probing; sending stops by itself after `max` even if `stop` is never called.
-    pub fn start_bounded(
-        host: &Host,
-        target: IpAddr,
-        period: Duration,
-        max: Duration,
-    ) -> Result<Prober> {
+    pub fn start_bounded(host: &Host, target: IpAddr, period: Duration, max: Duration) -> Result<Prober> {
         ensure!(!period.is_zero(), "probe period must be positive");
         let sock = host.run_in(|| open_ping_socket(target))??;
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .context("setting socket timeout")?;
+        sock.set_read_timeout(Some(Duration::from_millis(20))).context("setting socket timeout")?;
         let rsock = sock.try_clone().context("cloning ping socket")?;
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
         let log = Arc::new(Mutex::new(Log::default()));
@@ -166,25 +154,14 @@ impl Prober {
                 return Err(e).context("starting probe sender");
             }
         };
-        Ok(Prober {
-            start,
-            log,
-            stop_send,
-            stop_recv,
-            sender: Some(sender),
-            receiver: Some(receiver),
-        })
+        Ok(Prober { start, log, stop_send, stop_recv, sender: Some(sender), receiver: Some(receiver) })
     }
 
     /// Stops sending, waits out replies to the last probes (up to [`LATE_AFTER`]), and reports.
     pub fn stop(mut self) -> ProbeReport {
         let end = self.finish();
         let log = lock(&self.log);
-        let sent: Vec<Duration> = log
-            .sent
-            .iter()
-            .map(|t| t.duration_since(self.start))
-            .collect();
+        let sent: Vec<Duration> = log.sent.iter().map(|t| t.duration_since(self.start)).collect();
         let mut report = compute_report(&sent, &log.rtt, end.duration_since(self.start));
         report.send_errors = log.send_errors;
         report
@@ -233,8 +210,7 @@ fn send(
 ) -> Instant {
     let addr = target_addr(target);
     let period_ns = period.as_nanos().max(1);
-    let slot_time =
-        |k: u64| start + Duration::from_nanos((period_ns * k as u128).min(u64::MAX as u128) as u64);
+    let slot_time = |k: u64| start + Duration::from_nanos((period_ns * k as u128).min(u64::MAX as u128) as u64);
     let mut k: u64 = 0;
     loop {
         let deadline = slot_time(k);
@@ -259,10 +235,7 @@ fn send(
             (l.sent.len() - 1) as u64
         };
         // A send error (e.g. EHOSTUNREACH after ARP failed) is a lost probe, not a stop.
-        if sock
-            .send_to(&echo_packet(target, token, index), &addr)
-            .is_err()
-        {
+        if sock.send_to(&echo_packet(target, token, index), &addr).is_err() {
             lock(log).send_errors += 1;
         }
         // Stay on the absolute schedule; if starved past whole slots, skip them, not burst.
@@ -342,24 +315,12 @@ impl std::fmt::Display for ProbeReport {
 
 /// Builds the report from send offsets and round-trip times (None: no reply).
 fn compute_report(sent: &[Duration], rtt: &[Option<Duration>], end: Duration) -> ProbeReport {
-    let ok: Vec<bool> = rtt
-        .iter()
-        .map(|r| r.is_some_and(|r| r <= LATE_AFTER))
-        .collect();
+    let ok: Vec<bool> = rtt.iter().map(|r| r.is_some_and(|r| r <= LATE_AFTER)).collect();
     let mut report = ProbeReport {
         sent: sent.len() as u64,
         answered: ok.iter().filter(|&&b| b).count() as u64,
-        late: rtt
-            .iter()
-            .filter(|r| r.is_some_and(|r| r > LATE_AFTER))
-            .count() as u64,
-        max_rtt: rtt
-            .iter()
-            .zip(&ok)
-            .filter(|(_, ok)| **ok)
-            .filter_map(|(r, _)| *r)
-            .max()
-            .unwrap_or_default(),
+        late: rtt.iter().filter(|r| r.is_some_and(|r| r > LATE_AFTER)).count() as u64,
+        max_rtt: rtt.iter().zip(&ok).filter(|(_, ok)| **ok).filter_map(|(r, _)| *r).max().unwrap_or_default(),
         ..ProbeReport::default()
     };
     report.lost = report.sent - report.answered;
@@ -373,24 +334,11 @@ fn compute_report(sent: &[Duration], rtt: &[Option<Duration>], end: Duration) ->
         while i < ok.len() && !ok[i] {
             i += 1;
         }
-        let from = if first > 0 {
-            sent[first - 1]
-        } else {
-            sent[first]
-        };
+        let from = if first > 0 { sent[first - 1] } else { sent[first] };
         let to = if i < ok.len() { sent[i] } else { end.max(from) };
-        report.outages.push(Outage {
-            start_offset: from,
-            duration: to - from,
-            lost: (i - first) as u64,
-        });
+        report.outages.push(Outage { start_offset: from, duration: to - from, lost: (i - first) as u64 });
     }
-    report.longest_outage = report
-        .outages
-        .iter()
-        .map(|o| o.duration)
-        .max()
-        .unwrap_or_default();
+    report.longest_outage = report.outages.iter().map(|o| o.duration).max().unwrap_or_default();
     report
 }
 
@@ -438,16 +386,8 @@ mod tests {
         assert_eq!(
             r.outages,
             vec![
-                Outage {
-                    start_offset: ms(10),
-                    duration: ms(40),
-                    lost: 3
-                },
-                Outage {
-                    start_offset: ms(60),
-                    duration: ms(20),
-                    lost: 1
-                },
+                Outage { start_offset: ms(10), duration: ms(40), lost: 3 },
+                Outage { start_offset: ms(60), duration: ms(20), lost: 1 },
             ]
         );
         assert_eq!(r.longest_outage, ms(40));
@@ -461,16 +401,8 @@ mod tests {
         assert_eq!(
             r.outages,
             vec![
-                Outage {
-                    start_offset: ms(0),
-                    duration: ms(10),
-                    lost: 1
-                },
-                Outage {
-                    start_offset: ms(20),
-                    duration: ms(25),
-                    lost: 1
-                },
+                Outage { start_offset: ms(0), duration: ms(10), lost: 1 },
+                Outage { start_offset: ms(20), duration: ms(25), lost: 1 },
             ]
         );
     }

@@ -34,11 +34,7 @@ fn within(limit: Duration, body: impl FnOnce() -> Result<()> + Send + 'static) {
 
 fn lab_namespaces(id: &str) -> Vec<String> {
     let prefix = format!("{id}-");
-    ha_lab::namespaces()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
+    ha_lab::namespaces().unwrap_or_default().into_iter().filter(|n| n.starts_with(&prefix)).collect()
 }
 
 fn ip(a: Ipv4Addr) -> IpAddr {
@@ -52,23 +48,11 @@ fn nodes_reach_each_other_and_the_client() {
     within(30 * SEC, || {
         let lab = Lab::new(2)?;
         let pid = std::process::id();
-        ensure!(
-            lab.id().starts_with(&format!("halab-{pid}-")),
-            "id {}",
-            lab.id()
-        );
+        ensure!(lab.id().starts_with(&format!("halab-{pid}-")), "id {}", lab.id());
         let mut names = lab_namespaces(lab.id());
         names.sort();
         let id = lab.id();
-        assert_eq!(
-            names,
-            [
-                format!("{id}-c"),
-                format!("{id}-n1"),
-                format!("{id}-n2"),
-                format!("{id}-sw")
-            ]
-        );
+        assert_eq!(names, [format!("{id}-c"), format!("{id}-n1"), format!("{id}-n2"), format!("{id}-sw")]);
 
         let (n1, n2, c) = (lab.node(1), lab.node(2), lab.client());
         assert_eq!(n1.addr(), Ipv4Addr::new(192, 0, 2, 1));
@@ -81,11 +65,9 @@ fn nodes_reach_each_other_and_the_client() {
 
         n1.ping(ip(n2.addr()), 2 * SEC).context("node1 -> node2")?;
         n1.ping(ip(c.addr()), 2 * SEC).context("node1 -> client")?;
-        n1.ping(IpAddr::V6(n2.addr6()), 2 * SEC)
-            .context("node1 -> node2 over IPv6")?;
+        n1.ping(IpAddr::V6(n2.addr6()), 2 * SEC).context("node1 -> node2 over IPv6")?;
         // The system ping, started through Host::command's setns.
-        n1.exec("ping", &["-c", "1", "-W", "2", &n2.addr().to_string()])
-            .context("ping binary")?;
+        n1.exec("ping", &["-c", "1", "-W", "2", &n2.addr().to_string()]).context("ping binary")?;
 
         assert_eq!(n1.neigh_mac(ip(n2.addr()))?, Some(n2.mac()));
         assert_eq!(n1.neigh_mac(ip(Ipv4Addr::new(192, 0, 2, 77)))?, None);
@@ -99,31 +81,18 @@ fn run_in_and_command_see_only_the_namespace() {
         let lab = Lab::new(1)?;
         let n1 = lab.node(1);
         let devs = n1.run_in(|| std::fs::read_to_string("/proc/thread-self/net/dev"))??;
-        let mut names: Vec<&str> = devs
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split(':').next())
-            .map(str::trim)
-            .collect();
+        let mut names: Vec<&str> = devs.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
         names.sort();
         assert_eq!(names, ["eth0", "lo"]);
 
         let out = n1.exec("ip", &["-o", "-4", "addr", "show"])?;
-        assert!(
-            out.contains("192.0.2.1/24") && !out.contains("192.0.2.100"),
-            "{out}"
-        );
+        assert!(out.contains("192.0.2.1/24") && !out.contains("192.0.2.100"), "{out}");
         // Only the network namespace changes: the mount namespace (and bpffs) is shared.
         let mnt = n1.exec("readlink", &["/proc/self/ns/mnt"])?;
-        assert_eq!(
-            mnt.trim(),
-            std::fs::read_link("/proc/self/ns/mnt")?.to_string_lossy()
-        );
+        assert_eq!(mnt.trim(), std::fs::read_link("/proc/self/ns/mnt")?.to_string_lossy());
 
         // A panic inside run_in propagates to the caller.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            n1.run_in(|| panic!("inside"))
-        }));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n1.run_in(|| panic!("inside"))));
         assert!(r.is_err());
         Ok(())
     });
@@ -180,16 +149,11 @@ fn prober_sees_no_loss_then_the_cut_link() {
         let p = Prober::start(lab.client(), target, Duration::from_millis(10))?;
         thread::sleep(Duration::from_millis(300));
         let r = p.stop();
-        ensure!(
-            r.lost > 0 && r.longest_outage > Duration::from_millis(100),
-            "cut link: {r}"
-        );
+        ensure!(r.lost > 0 && r.longest_outage > Duration::from_millis(100), "cut link: {r}");
         ensure!(!r.outages.is_empty());
 
         lab.restore_link(1)?;
-        lab.client()
-            .ping(target, 2 * SEC)
-            .context("after restore_link")?;
+        lab.client().ping(target, 2 * SEC).context("after restore_link")?;
 
         // An outage in the middle of a run is bounded by answered probes on both sides.
         let p = Prober::start(lab.client(), target, Duration::from_millis(10))?;
@@ -199,24 +163,13 @@ fn prober_sees_no_loss_then_the_cut_link() {
         lab.restore_link(1)?;
         thread::sleep(Duration::from_millis(150));
         let r = p.stop();
-        ensure!(
-            r.outages.len() == 1,
-            "one cut, one outage: {r} {:?}",
-            r.outages
-        );
+        ensure!(r.outages.len() == 1, "one cut, one outage: {r} {:?}", r.outages);
         let o = &r.outages[0];
-        ensure!(
-            o.lost >= 10 && o.duration >= Duration::from_millis(150),
-            "{o:?}"
-        );
+        ensure!(o.lost >= 10 && o.duration >= Duration::from_millis(150), "{o:?}");
         ensure!(r.answered >= 15, "{r}");
 
         // IPv6 probing works too.
-        let p = Prober::start(
-            lab.client(),
-            IpAddr::V6(lab.node(2).addr6()),
-            Duration::from_millis(10),
-        )?;
+        let p = Prober::start(lab.client(), IpAddr::V6(lab.node(2).addr6()), Duration::from_millis(10))?;
         thread::sleep(Duration::from_millis(150));
         let r = p.stop();
         ensure!(r.lost == 0 && r.sent >= 10, "IPv6: {r}");
@@ -231,14 +184,9 @@ fn partition_separates_groups_and_heal_rejoins() {
         let t = Duration::from_millis(300);
         let (n1, n2, n3, c) = (lab.node(1), lab.node(2), lab.node(3), lab.client());
         lab.partition(&[&[1], &[2, 3]])?;
-        ensure!(
-            n1.ping(ip(n2.addr()), t).is_err(),
-            "node1 reached node2 across the partition"
-        );
-        n2.ping(ip(n3.addr()), 2 * SEC)
-            .context("node2 -> node3 in one group")?;
-        c.ping(ip(n1.addr()), 2 * SEC)
-            .context("client stays with group 0")?;
+        ensure!(n1.ping(ip(n2.addr()), t).is_err(), "node1 reached node2 across the partition");
+        n2.ping(ip(n3.addr()), 2 * SEC).context("node2 -> node3 in one group")?;
+        c.ping(ip(n1.addr()), 2 * SEC).context("client stays with group 0")?;
         ensure!(c.ping(ip(n3.addr()), t).is_err(), "client reached group 1");
         lab.heal()?;
         n1.ping(ip(n2.addr()), 2 * SEC).context("after heal")?;
@@ -255,19 +203,12 @@ fn netem_loss_drops_node_egress() {
         let lab = Lab::new(2)?;
         let target = ip(lab.node(2).addr());
         lab.netem(1, "loss 100%")?;
-        ensure!(
-            lab.node(1)
-                .ping(target, Duration::from_millis(300))
-                .is_err(),
-            "100% loss let a ping through"
-        );
+        ensure!(lab.node(1).ping(target, Duration::from_millis(300)).is_err(), "100% loss let a ping through");
         lab.netem(1, "loss 0%")?;
         lab.node(1).ping(target, 2 * SEC).context("after loss 0%")?;
         lab.netem(1, "loss 100%")?;
         lab.clear_netem(1)?;
-        lab.node(1)
-            .ping(target, 2 * SEC)
-            .context("after clear_netem")?;
+        lab.node(1).ping(target, 2 * SEC).context("after clear_netem")?;
         // Delay needs sch_netem; without it the error must say so.
         match lab.netem(1, "loss 10% delay 1ms 1ms") {
             Ok(()) => lab.clear_netem(1)?,
@@ -283,33 +224,19 @@ fn children_run_inside_and_die_with_their_guard_or_the_lab() {
         let lab = Lab::new(1)?;
         let n1 = lab.node(1);
         let mut cmd = n1.command("sh");
-        cmd.args([
-            "-c",
-            "ip -o -4 addr show dev eth0; echo to-stderr >&2; exec sleep 30",
-        ]);
+        cmd.args(["-c", "ip -o -4 addr show dev eth0; echo to-stderr >&2; exec sleep 30"]);
         let mut child = n1.spawn(cmd)?;
         let pid = child.pid();
         let deadline = Instant::now() + 5 * SEC;
-        while !(child.output_so_far().contains("192.0.2.1/24")
-            && child.output_so_far().contains("to-stderr"))
-        {
-            ensure!(
-                Instant::now() < deadline,
-                "output: {:?}",
-                child.output_so_far()
-            );
+        while !(child.output_so_far().contains("192.0.2.1/24") && child.output_so_far().contains("to-stderr")) {
+            ensure!(Instant::now() < deadline, "output: {:?}", child.output_so_far());
             thread::sleep(Duration::from_millis(10));
         }
         assert!(child.wait_timeout(Duration::from_millis(50)).is_none());
         child.signal(libc::SIGTERM)?;
-        let st = child
-            .wait_timeout(5 * SEC)
-            .context("SIGTERM did not stop the child")?;
+        let st = child.wait_timeout(5 * SEC).context("SIGTERM did not stop the child")?;
         assert!(!st.success());
-        assert!(
-            child.signal(libc::SIGTERM).is_err(),
-            "signalling a reaped child"
-        );
+        assert!(child.signal(libc::SIGTERM).is_err(), "signalling a reaped child");
         drop(child);
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
 
@@ -319,10 +246,7 @@ fn children_run_inside_and_die_with_their_guard_or_the_lab() {
         let child = n1.spawn(cmd)?;
         let pid = child.pid();
         drop(child);
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "guard drop left {pid}"
-        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "guard drop left {pid}");
 
         // A plain child inside a lab namespace dies with the lab.
         let mut plain = n1.command("sleep").arg("30").spawn()?;
@@ -348,10 +272,7 @@ fn drop_removes_namespaces_and_pin_dir() {
         assert_eq!(lab_namespaces(&id).len(), 3);
         drop(lab);
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
-        ensure!(
-            !Path::new("/sys/fs/bpf").join(&id).exists(),
-            "pin root left behind"
-        );
+        ensure!(!Path::new("/sys/fs/bpf").join(&id).exists(), "pin root left behind");
         Ok(())
     });
 }
@@ -377,10 +298,7 @@ fn a_panicking_test_still_cleans_up() {
 struct FakeNs(String);
 impl Drop for FakeNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).stderr(Stdio::null()).status();
     }
 }
 
@@ -409,10 +327,7 @@ fn sweep_removes_only_dead_runs_leftovers() {
         let names = ha_lab::namespaces()?;
         let _ = alive.kill();
         let _ = alive.wait();
-        ensure!(
-            !names.contains(&dead.0),
-            "dead run's namespace kept (removed {removed:?})"
-        );
+        ensure!(!names.contains(&dead.0), "dead run's namespace kept (removed {removed:?})");
         ensure!(names.contains(&live.0), "live process's namespace swept");
         ensure!(!dead_pins.exists(), "dead run's pin dir kept");
         Ok(())
@@ -447,12 +362,7 @@ fn signal_helper() {
 fn sigterm_removes_labs_and_exits_130() {
     within(40 * SEC, || {
         let mut helper = Command::new(std::env::current_exe()?)
-            .args([
-                "signal_helper",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["signal_helper", "--exact", "--nocapture", "--test-threads=1"])
             .env(HELPER_ENV, "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -481,11 +391,7 @@ fn sigterm_removes_labs_and_exits_130() {
                 }
             }
         };
-        let mut parts = ready
-            .split("READY ")
-            .nth(1)
-            .context("READY line")?
-            .split_whitespace();
+        let mut parts = ready.split("READY ").nth(1).context("READY line")?.split_whitespace();
         let id = parts.next().context("id")?.to_string();
         let child_pid: i32 = parts.next().context("pid")?.parse()?;
         ensure!(lab_namespaces(&id).len() == 3, "helper lab missing");
@@ -508,20 +414,13 @@ fn sigterm_removes_labs_and_exits_130() {
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
         // SAFETY: signal 0 only probes existence.
         let alive = unsafe { libc::kill(child_pid, 0) } == 0;
-        ensure!(
-            !alive || is_zombie(child_pid),
-            "helper's child {child_pid} survived"
-        );
+        ensure!(!alive || is_zombie(child_pid), "helper's child {child_pid} survived");
         Ok(())
     });
 }
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }

@@ -77,7 +77,11 @@ fn preempt_always_is_make_before_break() {
     let out = step(&mut new, t, &[peer(1, 100, NodeState::Active, t)]);
     assert!(out.take);
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::Preempt { node_id: 1, priority: 100 }));
-    assert_eq!(step(&mut old, t, &[peer(2, 200, NodeState::Standby, t)]), Output::default(), "old holder waits for the claim");
+    assert_eq!(
+        step(&mut old, t, &[peer(2, 200, NodeState::Standby, t)]),
+        Output::default(),
+        "old holder waits for the claim"
+    );
     let out = step(&mut old, t + 1, &[peer(2, 200, NodeState::Active, t + 1)]);
     assert!(out.release && !out.take);
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::MoreWorthyHolder { node_id: 2, priority: 200 }));
@@ -228,7 +232,13 @@ impl Sim {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| Peer { node_id: i as u32 + 1, priority: n.cfg.priority, state: n.state(), flags: n.flags(), last_seen: self.last_seen[i] })
+            .map(|(i, n)| Peer {
+                node_id: i as u32 + 1,
+                priority: n.cfg.priority,
+                state: n.state(),
+                flags: n.flags(),
+                last_seen: self.last_seen[i],
+            })
             .collect();
         for i in 0..self.nodes.len() {
             if !self.alive[i] {
