@@ -133,8 +133,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 "{vip} was already on {}, left by an earlier run: removing it until this node is chosen",
                 cfg.iface
             );
-            addresses.remove(vip)?;
         }
+        // Unconditional (idempotent): also opens the rtnetlink connection now, so the first
+        // takeover does not pay for it.
+        addresses.remove(vip)?;
     }
     let xdp_cfg = XdpConfig {
         cluster_id: cfg.cluster_id,

@@ -18,6 +18,8 @@ use crate::bpffs;
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf.o"));
 /// Name of the XDP entry point in the object.
 pub const PROGRAM: &str = "ha_xdp";
+/// An empty XDP program in the same object, for the benchmark's baseline.
+pub const BASELINE_PROGRAM: &str = "ha_xdp_baseline";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -61,10 +63,10 @@ pub enum AttachMode {
 fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
-                return true;
-            }
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return true;
         }
         cur = err.source();
     }
@@ -100,8 +102,13 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
 
 /// The XDP program of a loaded object.
 pub fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, EbpfError> {
-    ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| EbpfError::Load(format!("the object has no program {PROGRAM}")))?
+    named_program_mut(ebpf, PROGRAM)
+}
+
+/// A program of the object by name (the agent's, or the bench's baseline).
+pub fn named_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, EbpfError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?
         .try_into()
         .map_err(|e: ProgramError| EbpfError::Load(e.to_string()))
 }
@@ -229,10 +236,10 @@ impl Drop for Pins {
         }
         // Only removes directories that are now empty; other clusters' pins stay.
         let _ = fs::remove_dir(&self.dir);
-        if let Some(parent) = self.dir.parent() {
-            if parent != Path::new(bpffs::DEFAULT_ROOT) {
-                let _ = fs::remove_dir(parent);
-            }
+        if let Some(parent) = self.dir.parent()
+            && parent != Path::new(bpffs::DEFAULT_ROOT)
+        {
+            let _ = fs::remove_dir(parent);
         }
     }
 }

@@ -64,6 +64,13 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
+/// An empty program, never attached: the benchmark subtracts its cost (the kernel's test-run
+/// loop) to report what `ha_xdp` itself costs per packet.
+#[xdp]
+pub fn ha_xdp_baseline(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
 /// Why a well-framed heartbeat was not recorded; each reason has its own counter.
 enum Rejected {
     Decode(DecodeError),

@@ -3,6 +3,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod ebpf;
+mod scenario;
 mod setup;
 mod test;
 

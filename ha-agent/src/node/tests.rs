@@ -297,9 +297,9 @@ proptest! {
         let mut now = 0;
         for _ in 0..20 { now += MS; sim.tick(now); }
         prop_assert_eq!(sim.holders(), vec![0]);
-        for i in 1..priorities.len() {
+        for (i, &priority) in priorities.iter().enumerate().skip(1) {
             sim.alive[i] = true;
-            sim.nodes[i] = Node::new(cfg(i as u32 + 1, priorities[i], Preempt::Never), now);
+            sim.nodes[i] = Node::new(cfg(i as u32 + 1, priority, Preempt::Never), now);
         }
         for _ in 0..100 { now += MS; sim.tick(now); prop_assert_eq!(sim.holders(), vec![0]); }
     }

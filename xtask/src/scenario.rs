@@ -1,0 +1,61 @@
+//! One measured failover step, shared by the demo and the benchmark: the client probes the
+//! shared address every millisecond while something happens to the cluster, until the expected
+//! node holds the address; then what the client saw is reported.
+use std::{
+    net::IpAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use ha_lab::{AgentSet, Lab, Prober, VIP};
+
+pub const PROBE_PERIOD: Duration = Duration::from_millis(1);
+/// How long a step may take before it counts as failed.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// Longest gap between answered probes, as the client saw it (0 without loss).
+    pub outage: Duration,
+    pub lost: u64,
+    pub sent: u64,
+    /// From the action until the expected holder (alone, unless allowed otherwise) holds it.
+    pub settled_after: Duration,
+}
+
+/// Runs `action` while the client probes, waits until `done(holders)`, lets the client settle
+/// for `settle`, and returns what the client saw.
+pub fn measure(
+    lab: &Lab,
+    agents: &AgentSet,
+    settle: Duration,
+    action: impl FnOnce() -> Result<()>,
+    done: impl Fn(&[usize]) -> bool,
+) -> Result<Measured> {
+    let prober = Prober::start(lab.client(), IpAddr::V4(VIP), PROBE_PERIOD)?;
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    action()?;
+    agents.wait_for("the expected holder", STEP_TIMEOUT, done)?;
+    let settled_after = start.elapsed();
+    thread::sleep(settle);
+    let report = prober.stop();
+    Ok(Measured { outage: report.longest_outage, lost: report.lost, sent: report.sent, settled_after })
+}
+
+/// Waits until the client's neighbour entry for the shared address names `mac`.
+pub fn client_points_at(lab: &Lab, mac: [u8; 6]) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if lab.client().neigh_mac(IpAddr::V4(VIP)).ok().flatten() == Some(mac) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
