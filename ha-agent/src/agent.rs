@@ -21,6 +21,7 @@ use crate::{
     control::{Command, ControlServer, Hub},
     ebpf::{AttachedXdp, XdpConfig},
     events::Event,
+    guard::AddressGuard,
     link::LinkWatch,
     node::{Inputs, Node, Output, Peer, id},
     peers::PeerMaps,
@@ -44,11 +45,13 @@ struct Io {
     vip_addrs: Vec<IpAddr>,
     hub: Arc<Hub>,
     transitions: u64,
+    guard: AddressGuard,
 }
 
 impl Io {
     /// Takes the addresses: add, announce once, then (in the caller) say ACTIVE; the worker repeats.
     fn take(&mut self) {
+        self.guard.state().holding.store(true, Ordering::Release);
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.add(vip) {
                 log::error!("adding {vip} to {}: {e}", self.cfg.iface);
@@ -63,6 +66,7 @@ impl Io {
     fn release(&mut self) {
         // Stop re-pointing clients at us before the address goes.
         self.repeats.cancel();
+        self.guard.state().holding.store(false, Ordering::Release);
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.remove(vip) {
                 log::error!("removing {vip} from {}: {e}", self.cfg.iface);
@@ -196,7 +200,8 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let _control = ControlServer::start(crate::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
     let maintenance_file = crate::maintenance::MaintenanceFile::new(&cfg.pin_dir);
-    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs, hub, transitions: 0 };
+    let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
+    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs, hub, transitions: 0, guard };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod ebpf;
 pub mod events;
+pub mod guard;
 pub mod iface;
 pub mod link;
 pub mod maintenance;

@@ -1,0 +1,44 @@
+//! What goes wrong around failover agents in the field, made a non-event (issue 7): another
+//! program deleting the shared address from the holder, or adding a copy on a standby.
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ha_lab::{AgentSet, AgentSettings, Lab, PREFIX, Prober, VIP};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
+const WAIT: Duration = Duration::from_secs(5);
+
+fn vip_arg() -> String {
+    format!("{VIP}/{PREFIX}")
+}
+
+#[test]
+fn an_address_deleted_by_another_program_is_restored_and_a_stray_copy_removed() {
+    ha_lab::install_signal_cleanup().expect("signal cleanup");
+    let lab = Lab::new(2).expect("lab");
+    let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
+    agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+    lab.client().ping(IpAddr::V4(VIP), Duration::from_secs(1)).expect("VIP answers");
+
+    let prober = Prober::start(lab.client(), IpAddr::V4(VIP), Duration::from_millis(1)).expect("prober");
+    std::thread::sleep(Duration::from_millis(50));
+    let deleted = Instant::now();
+    lab.node(1).ip(&["addr", "del", &vip_arg(), "dev", "eth0"]).expect("ip addr del");
+    agents.wait_sole_holder(1, WAIT).expect("restored on node 1");
+    let restored_after = deleted.elapsed();
+    std::thread::sleep(Duration::from_millis(100));
+    let report = prober.stop();
+    eprintln!(
+        "client outage {:?}, {} of {} probes lost (restore seen by polling `ip` after {restored_after:?})",
+        report.longest_outage, report.lost, report.sent
+    );
+    assert!(report.lost <= 20, "the client barely notices: {report:?}\n{}", agents.diagnostics());
+    assert!(agents.output(1).contains("removed from eth0 by another program"), "{}", agents.output(1));
+
+    // A copy appearing on the standby is removed.
+    lab.node(2).ip(&["addr", "add", &vip_arg(), "dev", "eth0"]).expect("ip addr add");
+    agents.wait_sole_holder(1, WAIT).expect("the stray copy on node 2 is removed");
+    assert!(agents.output(2).contains("appeared on eth0 while this node does not hold it"), "{}", agents.output(2));
+}
