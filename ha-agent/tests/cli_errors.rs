@@ -1,0 +1,58 @@
+//! Operator mistakes get one line saying what is wrong and what to do, a non-zero exit, and
+//! leave the system untouched.
+use std::process::Command;
+
+use ha_lab::Lab;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
+
+/// Runs `ha-agent run ...` in `lab`'s node 1; returns (success, stderr).
+fn run_in_node(lab: &Lab, prefix: &[&str], args: &[&str]) -> (bool, String) {
+    let mut cmd = lab.node(1).command(prefix.first().copied().unwrap_or(AGENT));
+    if !prefix.is_empty() {
+        cmd.args(&prefix[1..]).arg(AGENT);
+    }
+    cmd.arg("run").args(args).arg("--pin-dir").arg(lab.pin_dir(1));
+    let out = cmd.output().expect("run ha-agent");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_one_line_error(ok: bool, stderr: &str, needle: &str) {
+    assert!(!ok, "must fail: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains(needle), "{needle:?} in {stderr}");
+}
+
+#[test]
+fn mistakes_are_one_clear_line_and_touch_nothing() {
+    ha_lab::install_signal_cleanup().expect("signal cleanup");
+    let lab = Lab::new(1).expect("lab");
+    let vip = ["--iface", "eth0", "--vip", "192.0.2.200/24"];
+
+    let (ok, err) = run_in_node(&lab, &[], &[&vip[..], &["--interval", "10ms", "--tolerance", "10ms"]].concat());
+    assert_one_line_error(ok, &err, "must exceed --interval");
+    let (ok, err) = run_in_node(&lab, &[], &["--iface", "eth9", "--vip", "192.0.2.200/24"]);
+    assert_one_line_error(ok, &err, "no interface named eth9");
+    let (ok, err) = run_in_node(&lab, &[], &["--iface", "eth0", "--vip", "192.0.2.1/24"]);
+    assert_one_line_error(ok, &err, "own address");
+    let (ok, err) = run_in_node(&lab, &[], &["--iface", "eth0", "--vip", "192.0.2.200/33"]);
+    assert!(!ok && err.contains("192.0.2.200/33"), "{err}");
+    // Without privileges (an unprivileged uid with no capabilities).
+    let (ok, err) =
+        run_in_node(&lab, &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"], &vip);
+    assert_one_line_error(ok, &err, "missing CAP_");
+
+    assert!(!lab.pin_dir(1).exists(), "nothing pinned");
+    assert!(!lab.node(1).has_addr("192.0.2.200".parse().expect("ip")).expect("addr"), "nothing added");
+}
+
+#[test]
+fn peers_and_status_without_an_agent_say_so() {
+    let out = Command::new(AGENT).args(["status", "--pin-dir", "/sys/fs/bpf/halab-none"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no running agent answers"), "{err}");
+    let out = Command::new(AGENT).args(["peers", "--pin-dir", "/sys/fs/bpf/halab-none"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is an ha-agent running"), "{err}");
+}
