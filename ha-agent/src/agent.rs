@@ -46,6 +46,7 @@ struct Io {
     hub: Arc<Hub>,
     transitions: u64,
     guard: AddressGuard,
+    lateness: crate::lateness::Lateness,
 }
 
 impl Io {
@@ -113,6 +114,7 @@ impl Io {
             s.leaving = node.is_leaving();
             s.link_up = link_up;
             s.heartbeats_sent = self.sender.sent;
+            s.send_lateness = self.lateness.summary();
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;
             s.drops = status::drops(&stats);
@@ -201,7 +203,20 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         .context("opening the control socket")?;
     let maintenance_file = crate::maintenance::MaintenanceFile::new(&cfg.pin_dir);
     let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
-    let mut io = Io { cfg, addresses, announcer, repeats, sender, link, maps, vip_addrs, hub, transitions: 0, guard };
+    let mut io = Io {
+        cfg,
+        addresses,
+        announcer,
+        repeats,
+        sender,
+        link,
+        maps,
+        vip_addrs,
+        hub,
+        transitions: 0,
+        guard,
+        lateness: Default::default(),
+    };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
@@ -287,6 +302,7 @@ fn event_loop(
         if out.send_now || now >= next_send {
             io.heartbeat(&node);
             if now >= next_send {
+                io.lateness.record(monotonic_ns().saturating_sub(next_send));
                 next_send += interval;
                 if next_send <= now {
                     next_send = now + interval; // we fell behind (paused); do not burst

@@ -12,6 +12,7 @@ pub mod ebpf;
 pub mod events;
 pub mod guard;
 pub mod iface;
+pub mod lateness;
 pub mod link;
 pub mod maintenance;
 pub mod node;

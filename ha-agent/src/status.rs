@@ -44,6 +44,8 @@ pub struct Status {
     pub tolerance_ms: f64,
     pub preempt: String,
     pub heartbeats_sent: u64,
+    /// How late scheduled heartbeats left (the sender's precision).
+    pub send_lateness: crate::lateness::LatenessSummary,
     pub transitions: u64,
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,
@@ -152,8 +154,15 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     let _ = writeln!(out, "priority {} ({}); shared {}", s.priority, parts.join(", "), s.vips.join(" "));
     let _ = writeln!(
         out,
-        "interval {} ms, tolerance {} ms, preempt {}; {} heartbeats sent, {} transitions",
-        s.interval_ms, s.tolerance_ms, s.preempt, s.heartbeats_sent, s.transitions
+        "interval {} ms, tolerance {} ms, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
+        s.interval_ms,
+        s.tolerance_ms,
+        s.preempt,
+        s.heartbeats_sent,
+        s.send_lateness.p50_us,
+        s.send_lateness.p99_us,
+        s.send_lateness.max_us,
+        s.transitions
     );
     peer_lines(&mut out, &s.peers);
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));

@@ -1,0 +1,71 @@
+//! How late scheduled heartbeats leave, relative to their absolute deadline: the measure of the
+//! sender's precision under load. A log2 histogram in microseconds: fixed size, no allocation.
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default)]
+pub struct Lateness {
+    /// Bucket i counts lateness in [2^(i-1), 2^i) µs; bucket 0 is under 1 µs.
+    buckets: [u64; 32],
+    max_ns: u64,
+    count: u64,
+}
+
+/// Quantiles are the upper bound of their bucket: "at most this late".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatenessSummary {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Lateness {
+    pub fn record(&mut self, late_ns: u64) {
+        let us = late_ns / 1_000;
+        let bucket = (u64::BITS - us.leading_zeros()) as usize;
+        self.buckets[bucket.min(31)] += 1;
+        self.max_ns = self.max_ns.max(late_ns);
+        self.count += 1;
+    }
+
+    fn quantile_us(&self, q: f64) -> u64 {
+        let target = (self.count as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target && *n > 0 {
+                return if i == 0 { 1 } else { 1u64 << i };
+            }
+        }
+        self.max_ns / 1_000
+    }
+
+    pub fn summary(&self) -> LatenessSummary {
+        LatenessSummary {
+            count: self.count,
+            p50_us: self.quantile_us(0.5).min(self.max_ns / 1_000 + 1),
+            p99_us: self.quantile_us(0.99).min(self.max_ns / 1_000 + 1),
+            max_us: self.max_ns / 1_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_bound_the_samples() {
+        let mut l = Lateness::default();
+        for _ in 0..98 {
+            l.record(30_000); // 30 µs
+        }
+        l.record(900_000);
+        l.record(5_000_000);
+        let s = l.summary();
+        assert_eq!(s.count, 100);
+        assert!(s.p50_us >= 30 && s.p50_us <= 64, "{s:?}");
+        assert!(s.p99_us >= 900 && s.p99_us <= 1024, "{s:?}");
+        assert_eq!(s.max_us, 5_000);
+    }
+}
