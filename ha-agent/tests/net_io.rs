@@ -6,7 +6,6 @@
 
 use std::{
     net::IpAddr,
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -47,19 +46,7 @@ fn within(limit: Duration, body: impl FnOnce() -> Result<()> + Send + 'static) {
         eprintln!("skipping: the namespace lab needs root");
         return;
     }
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let r = body();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(r) => r.unwrap_or_else(|e| panic!("{e:#}")),
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test did not finish within {limit:?}"),
-    }
+    ha_lab::within(limit, body);
 }
 
 /// Polls `check` every 10 ms until it holds or `limit` passes; true if it held.

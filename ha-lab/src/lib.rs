@@ -7,6 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 mod agents;
+mod bound;
 mod bpffs;
 mod child;
 mod cleanup;
@@ -18,6 +19,7 @@ mod netns;
 mod probe;
 
 pub use agents::{AgentSet, AgentSettings};
+pub use bound::within;
 pub use bpffs::ensure_bpffs;
 pub use child::Child;
 pub use cleanup::{install_signal_cleanup, sweep_leftovers};

@@ -14,24 +14,6 @@ use anyhow::{Context, Result, bail, ensure};
 use ha_lab::{Lab, Prober};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Runs a test body on its own thread and fails the test if it takes longer than `limit`
-/// (a hung body's lab is then left for the next run's sweep).
-fn within(limit: Duration, body: impl FnOnce() -> Result<()> + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let r = body();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(r) => r.unwrap_or_else(|e| panic!("{e:#}")),
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test did not finish within {limit:?}"),
-    }
-}
-
 fn lab_namespaces(id: &str) -> Vec<String> {
     let prefix = format!("{id}-");
     ha_lab::namespaces().unwrap_or_default().into_iter().filter(|n| n.starts_with(&prefix)).collect()
@@ -45,7 +27,7 @@ const SEC: Duration = Duration::from_secs(1);
 
 #[test]
 fn nodes_reach_each_other_and_the_client() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(2)?;
         let pid = std::process::id();
         ensure!(lab.id().starts_with(&format!("halab-{pid}-")), "id {}", lab.id());
@@ -77,7 +59,7 @@ fn nodes_reach_each_other_and_the_client() {
 
 #[test]
 fn run_in_and_command_see_only_the_namespace() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(1)?;
         let n1 = lab.node(1);
         let devs = n1.run_in(|| std::fs::read_to_string("/proc/thread-self/net/dev"))??;
@@ -100,7 +82,7 @@ fn run_in_and_command_see_only_the_namespace() {
 
 #[test]
 fn multicast_from_node1_reaches_node2() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(2)?;
         let group = Ipv4Addr::new(239, 255, 72, 65);
         let port = 7265;
@@ -136,7 +118,7 @@ fn multicast_from_node1_reaches_node2() {
 
 #[test]
 fn prober_sees_no_loss_then_the_cut_link() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(2)?;
         let target = ip(lab.node(1).addr());
         let p = Prober::start(lab.client(), target, Duration::from_millis(10))?;
@@ -179,7 +161,7 @@ fn prober_sees_no_loss_then_the_cut_link() {
 
 #[test]
 fn partition_separates_groups_and_heal_rejoins() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(3)?;
         let t = Duration::from_millis(300);
         let (n1, n2, n3, c) = (lab.node(1), lab.node(2), lab.node(3), lab.client());
@@ -199,7 +181,7 @@ fn partition_separates_groups_and_heal_rejoins() {
 
 #[test]
 fn netem_loss_drops_node_egress() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(2)?;
         let target = ip(lab.node(2).addr());
         lab.netem(1, "loss 100%")?;
@@ -220,7 +202,7 @@ fn netem_loss_drops_node_egress() {
 
 #[test]
 fn children_run_inside_and_die_with_their_guard_or_the_lab() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(1)?;
         let n1 = lab.node(1);
         let mut cmd = n1.command("sh");
@@ -262,7 +244,7 @@ fn children_run_inside_and_die_with_their_guard_or_the_lab() {
 
 #[test]
 fn drop_removes_namespaces_and_pin_dir() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let lab = Lab::new(1)?;
         let id = lab.id().to_string();
         let pin = lab.pin_dir(1);
@@ -279,7 +261,7 @@ fn drop_removes_namespaces_and_pin_dir() {
 
 #[test]
 fn a_panicking_test_still_cleans_up() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let id = std::sync::Mutex::new(String::new());
         let r = std::panic::catch_unwind(|| {
             let lab = Lab::new(2).expect("lab");
@@ -310,7 +292,7 @@ fn fake_ns(name: &str) -> Result<FakeNs> {
 
 #[test]
 fn sweep_removes_only_dead_runs_leftovers() {
-    within(30 * SEC, || {
+    ha_lab::within(30 * SEC, || {
         let mut done = Command::new("true").spawn()?;
         let dead_pid = done.id();
         done.wait()?;
@@ -360,7 +342,7 @@ fn signal_helper() {
 
 #[test]
 fn sigterm_removes_labs_and_exits_130() {
-    within(40 * SEC, || {
+    ha_lab::within(40 * SEC, || {
         let mut helper = Command::new(std::env::current_exe()?)
             .args(["signal_helper", "--exact", "--nocapture", "--test-threads=1"])
             .env(HELPER_ENV, "1")
