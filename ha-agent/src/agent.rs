@@ -24,6 +24,7 @@ use crate::{
     guard::AddressGuard,
     link::LinkWatch,
     node::{Inputs, Node, Output, Peer, id},
+    observe::observe,
     peers::PeerMaps,
     sender::{Sender, SenderConfig},
     status,
@@ -83,11 +84,22 @@ impl Io {
             self.release();
         }
         if out.announce {
-            log::info!("another node claims the shared address; announcing ours again");
+            log::info!(
+                "another node claims the shared address, or a peer we could not hear is back; announcing ours again"
+            );
             if let Err(e) = self.announcer.announce(&self.vip_addrs) {
                 log::warn!("announcing: {e}");
             }
             self.repeats.request(self.vip_addrs.clone());
+        }
+        if out.refresh {
+            log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs);
+            if let Err(e) = self.announcer.announce(&self.vip_addrs) {
+                log::warn!("announcing: {e}");
+            }
+        }
+        if let Some(gap) = out.resumed_after {
+            log::warn!("this agent did not run for {} ms (paused?): listening again before deciding", gap / 1_000_000);
         }
         if let Some(t) = out.transition {
             let took_us = (monotonic_ns().saturating_sub(started_ns)) / 1_000;
@@ -152,7 +164,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     };
     let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
     log::info!(
-        "node {} priority {} on {} (XDP {:?} mode, maps in {}); interval {:?}, tolerance {:?}, preempt {:?}",
+        "node {} priority {} on {} (XDP {:?} mode, maps in {}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
         id(cfg.node.node_id),
         cfg.node.priority,
         cfg.iface,
@@ -161,6 +173,8 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         cfg.interval,
         Duration::from_nanos(cfg.node.tolerance),
         cfg.preempt(),
+        Duration::from_nanos(cfg.node.hold_down),
+        cfg.node.refresh.map(Duration::from_nanos),
     );
     let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
     let sender = Sender::new(SenderConfig {
@@ -251,7 +265,7 @@ fn event_loop(
     let mut read_errors = 0u64;
     let mut link_up = true;
     loop {
-        let now = monotonic_ns();
+        let (now, table) = observe(monotonic_ns, || io.maps.read_peers(&mut raw));
         let mut out = Output::default();
         while let Ok(Command::Maintenance(on)) = commands.try_recv() {
             log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
@@ -273,7 +287,7 @@ fn event_loop(
             }
             Err(e) => log::debug!("reading link state: {e}"),
         }
-        if let Err(e) = io.maps.read_peers(&mut raw) {
+        if let Err(e) = table {
             // Without the peer table no decision is safe: skip this step, keep heartbeating.
             read_errors += 1;
             if read_errors.is_power_of_two() {

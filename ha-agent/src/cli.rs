@@ -83,6 +83,14 @@ pub struct RunArgs {
     /// On a clean stop, how long to wait for a successor's claim before letting go anyway.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub leave_timeout: Duration,
+    /// After yielding to a more worthy holder, how long its silence alone does not make this
+    /// node take the address back (default: 3 x tolerance; 0 turns it off).
+    #[arg(long, value_parser = parse_duration)]
+    pub hold_down: Option<Duration>,
+    /// The holder announces the address again (gratuitous ARP / unsolicited NA) this often, to
+    /// correct clients that cached a wrong MAC (default: off).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub garp_refresh: Option<Duration>,
     /// Where the maps are pinned (default: /sys/fs/bpf/ha/<cluster>).
     #[arg(long)]
     pub pin_dir: Option<PathBuf>,

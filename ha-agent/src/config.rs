@@ -22,6 +22,8 @@ pub enum ConfigError {
     DuplicateVip(SharedAddr),
     #[error("interface {0} has no IPv4 address: give it one, or pass --node-id and --peer")]
     NoIpv4(String),
+    #[error("--garp-refresh {refresh:?} is shorter than --interval {interval:?}: announce less often than heartbeats")]
+    GarpRefreshTooShort { refresh: Duration, interval: Duration },
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +46,9 @@ pub struct RunConfig {
 
 const MIN_INTERVAL: Duration = Duration::from_micros(500);
 const MIN_TICK: Duration = Duration::from_micros(100);
+/// Default hold-down, in tolerances: long enough that a flaky link cannot flap the address
+/// every few beats, short enough to matter little if the new holder dies right away.
+const HOLD_DOWN_TOLERANCES: u32 = 3;
 
 impl RunConfig {
     /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
@@ -68,6 +73,10 @@ impl RunConfig {
             }
             vips.push(*vip);
         }
+        let refresh = args.garp_refresh.filter(|r| !r.is_zero());
+        if let Some(refresh) = refresh.filter(|r| *r < args.interval) {
+            return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
+        }
         let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(args.iface.clone()))?;
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         let nanos = |d: Duration| d.as_nanos() as u64;
@@ -81,6 +90,8 @@ impl RunConfig {
                 tolerance: nanos(args.tolerance),
                 preempt: args.preempt,
                 leave_timeout: nanos(args.leave_timeout),
+                hold_down: nanos(args.hold_down.unwrap_or(args.tolerance * HOLD_DOWN_TOLERANCES)),
+                refresh: refresh.map(nanos),
             },
             interval: args.interval,
             tick: args.tick.unwrap_or(args.interval / 4).max(MIN_TICK),
@@ -151,5 +162,17 @@ mod tests {
         let a = args(&["--vip", "192.0.2.200/24"]);
         assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::DuplicateVip(_))));
         assert!(matches!(RunConfig::new(&args(&[]), &[]), Err(ConfigError::NoIpv4(_))));
+    }
+
+    #[test]
+    fn hold_down_defaults_to_three_tolerances_and_garp_refresh_to_off() {
+        let cfg = RunConfig::new(&args(&["--tolerance", "200ms"]), &OWN).expect("valid");
+        assert_eq!(cfg.node.hold_down, 600_000_000);
+        assert_eq!(cfg.node.refresh, None);
+        let cfg = RunConfig::new(&args(&["--hold-down", "0s", "--garp-refresh", "30s"]), &OWN).expect("valid");
+        assert_eq!((cfg.node.hold_down, cfg.node.refresh), (0, Some(30_000_000_000)));
+        assert_eq!(RunConfig::new(&args(&["--garp-refresh", "0s"]), &OWN).expect("valid").node.refresh, None);
+        let err = RunConfig::new(&args(&["--garp-refresh", "50ms"]), &OWN).unwrap_err();
+        assert!(matches!(err, ConfigError::GarpRefreshTooShort { .. }), "{err}");
     }
 }

@@ -16,6 +16,7 @@ pub mod lateness;
 pub mod link;
 pub mod maintenance;
 pub mod node;
+pub mod observe;
 pub mod peers;
 pub mod privilege;
 pub mod sender;

@@ -12,6 +12,16 @@
 //! - Make-before-break: a taker adds the address, announces it, and says ACTIVE at once; a holder
 //!   releases only when it sees a more worthy live holder (or, leaving, any successor). The
 //!   client is re-pointed before the old holder lets go.
+//! - Hold-down: a node that just yielded to a more worthy holder does not take the address on
+//!   that holder's silence again for `hold_down` (explicit hand-overs still go through). A
+//!   false takeover on a lossy link then costs one round trip, not a flap every few beats.
+//! - Gap guard: a step more than a tolerance after the previous one means this node did not run
+//!   (stopped, starved, or the whole machine paused). Silences in the table may be our own
+//!   absence, so the node listens again for one tolerance before taking anything.
+//! - A holder announces again whenever a peer it could not hear comes back: while apart, that
+//!   peer may have claimed the address and re-pointed clients (a partition healing). It may
+//!   also yield before we ever see its claim, so its return is the only sign we get.
+//! - With `refresh`, the holder announces the address again every period.
 use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
 /// Nanoseconds of `CLOCK_MONOTONIC`.
@@ -35,6 +45,11 @@ pub struct NodeConfig {
     pub preempt: Preempt,
     /// How long a leaving holder waits for a successor's claim before letting go anyway.
     pub leave_timeout: Nanos,
+    /// After yielding to a more worthy holder, how long its silence alone does not make this
+    /// node take the address back (0: off).
+    pub hold_down: Nanos,
+    /// The holder announces the address again this often (None: only on changes).
+    pub refresh: Option<Nanos>,
 }
 
 /// A peer as recorded by the XDP program.
@@ -161,11 +176,16 @@ pub struct Output {
     pub release: bool,
     /// Announce the addresses again (another node claimed them; we keep them).
     pub announce: bool,
+    /// Periodic refresh: announce the addresses once (no repeats).
+    pub refresh: bool,
     /// Send a heartbeat now rather than at the next interval: our state changed.
     pub send_now: bool,
     /// The clean stop is complete.
     pub exit: bool,
     pub transition: Option<Transition>,
+    /// This step came this long after the previous one (more than a tolerance): the node did
+    /// not run meanwhile and listens again before deciding.
+    pub resumed_after: Option<Nanos>,
 }
 
 pub struct Node {
@@ -180,6 +200,16 @@ pub struct Node {
     preempt_ready_since: Option<Nanos>,
     /// Whether another live holder was seen in the last step (to re-announce once per claim).
     other_holder_seen: bool,
+    /// No takeover on a holder's silence before this: we yielded to it recently.
+    held_down_until: Nanos,
+    /// `now` of the previous step, to notice when this node did not run for a while.
+    last_step: Option<Nanos>,
+    /// Whether the previous step restarted the listen after a gap.
+    relistened: bool,
+    /// Peers live at the previous step (a reused buffer: no allocation once warm).
+    live_peers: Vec<u32>,
+    /// When the holder announces again (with `refresh`).
+    next_refresh: Nanos,
 }
 
 impl Node {
@@ -193,6 +223,11 @@ impl Node {
             link_up: true,
             preempt_ready_since: None,
             other_holder_seen: false,
+            held_down_until: 0,
+            last_step: None,
+            relistened: false,
+            live_peers: Vec::new(),
+            next_refresh: 0,
         }
     }
 
@@ -262,9 +297,63 @@ impl Node {
         self.preempt_ready_since = None;
     }
 
-    /// One decision at `inputs.now`.
+    /// One decision at `inputs.now`. `now` must be read before the peer table, so that a step
+    /// that runs late sees peers younger than `now`, never stale ones as silent.
     pub fn step(&mut self, inputs: Inputs<'_>) -> Output {
-        let mut out = Output::default();
+        let mut out = Output { resumed_after: self.note_gap(inputs.now), ..Output::default() };
+        let returned = self.note_returns(inputs.now, inputs.peers);
+        self.decide(inputs, &mut out);
+        if returned && self.state == NodeState::Active && !out.take {
+            out.announce = true;
+        }
+        self.schedule_refresh(inputs.now, &mut out);
+        out
+    }
+
+    /// The gap guard. Kernel timestamps keep the table right while only this process is late;
+    /// but if the machine was paused too, nothing was recorded meanwhile and every peer looks
+    /// silent. Listening again costs one tolerance after a pause; it is not restarted by the
+    /// step right after one that restarted it, so a node starved for good still decides.
+    fn note_gap(&mut self, now: Nanos) -> Option<Nanos> {
+        let prev = self.last_step.replace(now)?;
+        let gap = now.saturating_sub(prev);
+        let relisten = gap > self.cfg.tolerance && !self.relistened;
+        self.relistened = relisten;
+        if !relisten {
+            return None;
+        }
+        self.listening_until = self.listening_until.max(now.saturating_add(self.cfg.tolerance));
+        Some(gap)
+    }
+
+    /// Whether a live peer was not live at the previous step (it joined, or came back).
+    fn note_returns(&mut self, now: Nanos, peers: &[Peer]) -> bool {
+        let mut returned = false;
+        let before = self.live_peers.len();
+        let tolerance = self.cfg.tolerance;
+        for p in peers.iter().filter(|p| now.saturating_sub(p.last_seen) <= tolerance) {
+            returned |= !self.live_peers[..before].contains(&p.node_id);
+            self.live_peers.push(p.node_id);
+        }
+        self.live_peers.drain(..before);
+        returned
+    }
+
+    /// The holder's periodic announcement; any announcement restarts the period.
+    fn schedule_refresh(&mut self, now: Nanos, out: &mut Output) {
+        let Some(period) = self.cfg.refresh else {
+            return;
+        };
+        if self.state != NodeState::Active {
+            return;
+        }
+        if out.take || out.announce || now >= self.next_refresh {
+            out.refresh = !out.take && !out.announce;
+            self.next_refresh = now.saturating_add(period);
+        }
+    }
+
+    fn decide(&mut self, inputs: Inputs<'_>, out: &mut Output) {
         let now = inputs.now;
         if inputs.link_up != self.link_up {
             self.link_up = inputs.link_up;
@@ -272,8 +361,8 @@ impl Node {
                 // Back on the wire: learn who holds the address before deciding anything.
                 self.listening_until = now.saturating_add(self.cfg.tolerance);
             } else if self.state == NodeState::Active {
-                self.become_(NodeState::Standby, Reason::LinkDown, &mut out);
-                return out;
+                self.become_(NodeState::Standby, Reason::LinkDown, out);
+                return;
             }
         }
         let live = |p: &&Peer| self.is_live(p, now);
@@ -281,10 +370,9 @@ impl Node {
         let best_holder =
             inputs.peers.iter().filter(live).filter(|p| p.holds() && p.is_candidate()).max_by_key(|p| p.rank());
         match self.state {
-            NodeState::Active => self.step_active(now, inputs.peers, best_holder, &mut out),
-            NodeState::Standby => self.step_standby(now, inputs.peers, best_holder, &mut out),
+            NodeState::Active => self.step_active(now, inputs.peers, best_holder, out),
+            NodeState::Standby => self.step_standby(now, inputs.peers, best_holder, out),
         }
-        out
     }
 
     fn step_active(&mut self, now: Nanos, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
@@ -299,7 +387,9 @@ impl Node {
                 return;
             };
             let any_candidate = peers.iter().any(|p| self.is_live(p, now) && p.is_candidate());
-            if !any_candidate {
+            // Just resumed from a gap, candidates may only look silent: rely on the timeout.
+            let resuming = now < self.listening_until;
+            if !any_candidate && !resuming {
                 self.become_(NodeState::Standby, Reason::NoSuccessor, out);
                 out.exit = true;
             } else if now.saturating_sub(since) >= self.cfg.leave_timeout {
@@ -312,6 +402,7 @@ impl Node {
             Some(holder) if holder.rank() > self.rank() => {
                 let reason = Reason::MoreWorthyHolder { node_id: holder.node_id, priority: holder.priority };
                 self.become_(NodeState::Standby, reason, out);
+                self.held_down_until = now.saturating_add(self.cfg.hold_down);
             }
             Some(_) => {
                 // A less worthy node claims the address too (it preempted wrongly, or a partition
@@ -340,6 +431,11 @@ impl Node {
         }
         let Some(holder) = best_holder else {
             let reason = self.why_no_holder(now, peers);
+            let on_silence = matches!(reason, Reason::HolderSilent { .. } | Reason::NoHolder);
+            if on_silence && now < self.held_down_until {
+                // We yielded moments ago: one late heartbeat is no reason to take it back.
+                return;
+            }
             self.become_(NodeState::Active, reason, out);
             return;
         };

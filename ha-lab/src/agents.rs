@@ -133,6 +133,11 @@ impl<'l> AgentSet<'l> {
         self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.signal(sig)
     }
 
+    /// Node i's agent process id (e.g. to change its scheduling).
+    pub fn pid(&self, i: usize) -> Result<u32> {
+        Ok(self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.pid())
+    }
+
     pub fn output(&self, i: usize) -> String {
         self.agents[i - 1].as_ref().map(Child::output_so_far).unwrap_or_default()
     }

@@ -3,9 +3,18 @@ use proptest::prelude::*;
 
 const MS: Nanos = 1_000_000;
 const TOL: Nanos = 8 * MS;
+const HOLD_DOWN: Nanos = 3 * TOL;
 
 fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
-    NodeConfig { node_id, priority, tolerance: TOL, preempt, leave_timeout: 100 * MS }
+    NodeConfig {
+        node_id,
+        priority,
+        tolerance: TOL,
+        preempt,
+        leave_timeout: 100 * MS,
+        hold_down: HOLD_DOWN,
+        refresh: None,
+    }
 }
 
 fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer {
@@ -14,6 +23,21 @@ fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer
 
 fn step(node: &mut Node, now: Nanos, peers: &[Peer]) -> Output {
     node.step(Inputs { now, peers, link_up: true })
+}
+
+/// Steps every millisecond from `from` to `to` inclusive, as the agent's tick does, with the
+/// peers `at(t)` shows; returns the outputs that did something.
+fn run(node: &mut Node, from: Nanos, to: Nanos, at: impl Fn(Nanos) -> Vec<Peer>) -> Vec<(Nanos, Output)> {
+    let mut acted = Vec::new();
+    let mut t = from;
+    while t <= to {
+        let out = step(node, t, &at(t));
+        if out != Output::default() {
+            acted.push((t, out));
+        }
+        t += MS;
+    }
+    acted
 }
 
 /// A node that has listened and taken the address alone.
@@ -79,8 +103,8 @@ fn preempt_always_is_make_before_break() {
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::Preempt { node_id: 1, priority: 100 }));
     assert_eq!(
         step(&mut old, t, &[peer(2, 200, NodeState::Standby, t)]),
-        Output::default(),
-        "old holder waits for the claim"
+        Output { announce: true, ..Output::default() },
+        "old holder waits for the claim (and announces again: a peer it had not heard)"
     );
     let out = step(&mut old, t + 1, &[peer(2, 200, NodeState::Active, t + 1)]);
     assert!(out.release && !out.take);
@@ -98,22 +122,22 @@ fn preempt_never_keeps_the_address_where_it_is() {
         assert!(!step(&mut high, t, &[peer(1, 100, NodeState::Active, t)]).take);
     }
     // ...but takes it when the holder dies.
-    assert!(step(&mut high, 60 * MS, &[peer(1, 100, NodeState::Active, 49 * MS)]).take);
+    let acted = run(&mut high, 50 * MS, 60 * MS, |_| vec![peer(1, 100, NodeState::Active, 49 * MS)]);
+    assert_eq!(acted.len(), 1);
+    assert!(acted[0].1.take && acted[0].0 == 49 * MS + TOL + MS);
 }
 
 #[test]
 fn preempt_delay_waits_for_continuous_readiness() {
     let mut n = Node::new(cfg(2, 200, Preempt::Delay(20 * MS)), 0);
-    let h = |t| [peer(1, 100, NodeState::Active, t)];
-    assert!(!step(&mut n, TOL, &h(TOL)).take);
-    assert!(!step(&mut n, TOL + 19 * MS, &h(TOL + 19 * MS)).take);
-    assert!(step(&mut n, TOL + 20 * MS, &h(TOL + 20 * MS)).take);
+    let h = |t| vec![peer(1, 100, NodeState::Active, t)];
+    let took = |acted: Vec<(Nanos, Output)>| acted.iter().filter(|(_, o)| o.take).map(|(t, _)| *t).collect::<Vec<_>>();
+    assert_eq!(took(run(&mut n, TOL, TOL + 30 * MS, h)), vec![TOL + 20 * MS]);
     // An interruption (a more worthy peer appears, then goes) restarts the delay.
     let mut n = Node::new(cfg(2, 200, Preempt::Delay(20 * MS)), 0);
     step(&mut n, TOL, &h(TOL));
     step(&mut n, TOL + MS, &[peer(1, 100, NodeState::Active, TOL + MS), peer(3, 300, NodeState::Standby, TOL + MS)]);
-    assert!(!step(&mut n, TOL + 21 * MS, &h(TOL + 21 * MS)).take);
-    assert!(step(&mut n, TOL + 41 * MS, &h(TOL + 41 * MS)).take);
+    assert_eq!(took(run(&mut n, TOL + 2 * MS, TOL + 50 * MS, h)), vec![TOL + 22 * MS]);
 }
 
 #[test]
@@ -125,6 +149,8 @@ fn clean_stop_hands_over_before_letting_go() {
     assert!(out.send_now && !out.release);
     assert_eq!(leaving.flags() & FLAG_LEAVING, FLAG_LEAVING);
     // Still holding while the standby is live but has not claimed.
+    let out = step(&mut leaving, t, &[peer(1, 100, NodeState::Standby, t)]);
+    assert_eq!(out, Output { announce: true, ..Output::default() }, "announces for a peer it had not heard");
     assert_eq!(step(&mut leaving, t, &[peer(1, 100, NodeState::Standby, t)]), Output::default());
     // The standby takes at once, without waiting for the tolerance.
     let mut leaving_peer = peer(2, 200, NodeState::Active, t);
@@ -207,6 +233,193 @@ fn link_down_releases_and_link_up_listens_again() {
     assert!(!n.step(Inputs { now: 3 * TOL, peers: &[], link_up: false }).take);
     assert!(!n.step(Inputs { now: 4 * TOL, peers: &[], link_up: true }).take, "listens first");
     assert!(n.step(Inputs { now: 5 * TOL, peers: &[], link_up: true }).take);
+}
+
+/// Node 1 (priority 100) took the address alone, then yielded it at `t0` to node 2 (200).
+fn yielded_at(hold_down: Nanos, t0: Nanos) -> Node {
+    let mut n = Node::new(NodeConfig { hold_down, ..cfg(1, 100, Preempt::Always) }, 0);
+    let acted = run(&mut n, 0, t0 - MS, |_| vec![]);
+    assert!(acted.len() == 1 && acted[0].1.take);
+    let out = step(&mut n, t0, &[peer(2, 200, NodeState::Active, t0)]);
+    assert!(out.release);
+    n
+}
+
+#[test]
+fn after_yielding_a_late_heartbeat_is_no_reason_to_take_back() {
+    let t0 = 2 * TOL;
+    let mut n = yielded_at(HOLD_DOWN, t0);
+    // The new holder's next heartbeat comes 2 tolerances late, then they flow again.
+    let late = t0 + 2 * TOL;
+    let acted =
+        run(&mut n, t0 + MS, t0 + 10 * TOL, |t| vec![peer(2, 200, NodeState::Active, if t < late { t0 } else { t })]);
+    assert_eq!(acted, vec![], "held down");
+    // Without the hold-down the same late heartbeat flaps the address.
+    let mut n = yielded_at(0, t0);
+    let acted =
+        run(&mut n, t0 + MS, t0 + 10 * TOL, |t| vec![peer(2, 200, NodeState::Active, if t < late { t0 } else { t })]);
+    let kinds: Vec<(bool, bool)> = acted.iter().map(|(_, o)| (o.take, o.release)).collect();
+    assert_eq!(kinds, vec![(true, false), (false, true)], "take on the silence, yield on the late beat");
+}
+
+#[test]
+fn the_hold_down_delays_a_real_takeover_by_at_most_its_length() {
+    let t0 = 2 * TOL;
+    let mut n = yielded_at(HOLD_DOWN, t0);
+    // The new holder dies right after taking over.
+    let acted = run(&mut n, t0 + MS, t0 + 2 * HOLD_DOWN, |_| vec![peer(2, 200, NodeState::Active, t0)]);
+    assert_eq!(acted.len(), 1);
+    let (t, out) = acted[0];
+    assert_eq!(t, t0 + HOLD_DOWN);
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderSilent { node_id: 2, silent_for: HOLD_DOWN }));
+    // With the hold-down off, one tolerance as usual.
+    let mut n = yielded_at(0, t0);
+    let acted = run(&mut n, t0 + MS, t0 + 2 * HOLD_DOWN, |_| vec![peer(2, 200, NodeState::Active, t0)]);
+    assert_eq!(acted.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![t0 + TOL + MS]);
+}
+
+#[test]
+fn the_hold_down_does_not_stop_explicit_hand_overs() {
+    let t0 = 2 * TOL;
+    for (flags, reason) in [
+        (FLAG_LEAVING, Reason::HolderLeaving { node_id: 2 }),
+        (FLAG_MAINTENANCE, Reason::HolderInMaintenance { node_id: 2 }),
+    ] {
+        let mut n = yielded_at(HOLD_DOWN, t0);
+        let mut holder = peer(2, 200, NodeState::Active, t0 + MS);
+        holder.flags = flags;
+        let out = step(&mut n, t0 + MS, &[holder]);
+        assert!(out.take);
+        assert_eq!(out.transition.map(|t| t.reason), Some(reason));
+    }
+}
+
+proptest! {
+    /// The more worthy holder's heartbeats to the standby are lost at random (60%: false
+    /// takeovers do happen at this tolerance): the holder never lets go, the standby yields on
+    /// the next heartbeat that gets through, and takes again no sooner than the hold-down.
+    #[test]
+    fn a_lossy_link_never_moves_the_address_and_false_takeovers_are_held_down(
+        lost in proptest::collection::vec(proptest::bool::weighted(0.6), 3000),
+    ) {
+        let mut a = holder(2, 200, Preempt::Always);
+        let mut b = Node::new(cfg(1, 100, Preempt::Always), 0);
+        let mut a_seen = TOL;
+        let mut last_yield: Option<Nanos> = None;
+        for (i, &lost) in lost.iter().enumerate() {
+            let now = TOL + (i as Nanos + 1) * MS;
+            if !lost {
+                a_seen = now;
+            }
+            let b_state = b.state();
+            prop_assert!(!step(&mut a, now, &[peer(1, 100, b_state, now)]).release);
+            let was_active = b.state() == NodeState::Active;
+            let out = step(&mut b, now, &[peer(2, 200, NodeState::Active, a_seen)]);
+            if out.take {
+                prop_assert!(last_yield.is_none_or(|y| now - y >= HOLD_DOWN), "took {now} after yielding at {last_yield:?}");
+            }
+            if was_active && !lost {
+                prop_assert!(out.release, "a heard, more worthy holder ends the double claim at once");
+                last_yield = Some(now);
+            }
+        }
+    }
+}
+
+#[test]
+fn after_a_gap_the_node_listens_again_before_taking() {
+    let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    assert_eq!(run(&mut n, 0, 20 * MS, holder_at), vec![]);
+    // Paused until 60 ms, and the machine with it: nothing was recorded meanwhile.
+    let out = step(&mut n, 60 * MS, &holder_at(20 * MS));
+    assert_eq!(out.resumed_after, Some(40 * MS));
+    assert!(!out.take, "the silence is ours, not the holder's");
+    // The holder's heartbeat arrives a few ms after the resume: no takeover at all.
+    let acted = run(&mut n, 61 * MS, 100 * MS, |t| holder_at(if t < 65 * MS { 20 * MS } else { t }));
+    assert_eq!(acted, vec![]);
+    // A holder that really is gone is replaced one tolerance after the resume.
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    run(&mut n, 0, 20 * MS, holder_at);
+    assert!(!step(&mut n, 60 * MS, &holder_at(20 * MS)).take);
+    let acted = run(&mut n, 61 * MS, 100 * MS, |_| holder_at(20 * MS));
+    assert_eq!(acted.len(), 1);
+    assert!(acted[0].1.take && acted[0].0 == 60 * MS + TOL);
+}
+
+#[test]
+fn a_pause_right_at_the_end_of_the_first_listen_is_guarded_too() {
+    let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    run(&mut n, 0, TOL - MS, holder_at);
+    let out = step(&mut n, TOL + 5 * TOL, &holder_at(TOL - MS));
+    assert!(out.resumed_after.is_some() && !out.take, "{out:?}");
+}
+
+#[test]
+fn a_holder_announces_again_when_a_peer_it_could_not_hear_returns() {
+    // A partition heals. The loser hears the survivor first and yields before the survivor
+    // ever sees its claim: all the survivor sees is a peer coming back, already STANDBY. The
+    // clients on the loser's side still point at the loser, so the survivor must announce.
+    let mut survivor = holder(2, 200, Preempt::Always);
+    let apart = run(&mut survivor, TOL + MS, 30 * TOL, |_| vec![peer(1, 100, NodeState::Active, 0)]);
+    assert_eq!(apart, vec![]);
+    let back = 30 * TOL + MS;
+    let out = step(&mut survivor, back, &[peer(1, 100, NodeState::Standby, back)]);
+    assert_eq!(out, Output { announce: true, ..Output::default() });
+    // Once per return.
+    assert_eq!(run(&mut survivor, back + MS, back + 3 * TOL, |t| vec![peer(1, 100, NodeState::Standby, t)]), vec![]);
+    // A standby has nothing to announce.
+    let mut standby = Node::new(cfg(1, 100, Preempt::Always), 0);
+    assert_eq!(run(&mut standby, 0, 5 * MS, |t| vec![peer(2, 200, NodeState::Active, t)]), vec![]);
+}
+
+#[test]
+fn a_node_starved_for_good_still_decides_every_other_step() {
+    let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    run(&mut n, 0, 20 * MS, holder_at);
+    // The holder dies at 20 ms; this node now only runs every two tolerances.
+    let out = step(&mut n, 20 * MS + 2 * TOL, &holder_at(20 * MS));
+    assert!(out.resumed_after.is_some() && !out.take);
+    let out = step(&mut n, 20 * MS + 4 * TOL, &holder_at(20 * MS));
+    assert!(out.resumed_after.is_none() && out.take, "{out:?}");
+}
+
+#[test]
+fn a_leaving_holder_back_from_a_gap_waits_for_its_successor() {
+    let standby_at = |state, t| vec![peer(1, 100, state, t)];
+    let mut n = holder(2, 200, Preempt::Always);
+    run(&mut n, TOL + MS, 20 * MS, |t| standby_at(NodeState::Standby, t));
+    n.leave(20 * MS);
+    // Paused, machine and all, until 60 ms: the standby only looks gone.
+    let out = step(&mut n, 60 * MS, &standby_at(NodeState::Standby, 20 * MS));
+    assert!(!out.release && !out.exit, "{out:?}");
+    let out = step(&mut n, 61 * MS, &standby_at(NodeState::Active, 61 * MS));
+    assert!(out.release && out.exit);
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::SuccessorHolds { node_id: 1 }));
+}
+
+#[test]
+fn the_holder_refreshes_its_announcement_every_period() {
+    let mut n = Node::new(NodeConfig { refresh: Some(10 * MS), ..cfg(1, 100, Preempt::Always) }, 0);
+    let out = step(&mut n, TOL, &[]);
+    assert!(out.take && !out.refresh, "taking announces anyway");
+    let acted = run(&mut n, TOL + MS, TOL + 35 * MS, |_| vec![]);
+    let refreshed: Vec<Nanos> = acted.iter().filter(|(_, o)| o.refresh).map(|(t, _)| *t - TOL).collect();
+    assert_eq!(refreshed, vec![10 * MS, 20 * MS, 30 * MS]);
+    // A claim's re-announcement restarts the period.
+    let t = TOL + 36 * MS;
+    let out = step(&mut n, t, &[peer(2, 50, NodeState::Active, t)]);
+    assert!(out.announce && !out.refresh);
+    let acted = run(&mut n, t + MS, t + 10 * MS, |_| vec![]);
+    assert_eq!(acted.iter().filter(|(_, o)| o.refresh).map(|(at, _)| *at - t).collect::<Vec<_>>(), vec![10 * MS]);
+    // A standby never refreshes; nor does anyone by default.
+    let out = step(&mut n, t + 11 * MS, &[peer(3, 300, NodeState::Active, t + 11 * MS)]);
+    assert!(out.release && !out.refresh);
+    assert!(run(&mut n, t + 12 * MS, t + 40 * MS, |at| vec![peer(3, 300, NodeState::Active, at)]).is_empty());
+    let mut quiet = holder(1, 100, Preempt::Always);
+    assert!(run(&mut quiet, TOL + MS, TOL + 100 * MS, |_| vec![]).is_empty());
 }
 
 /// A cluster with perfect delivery, stepped in lockstep with a 1 ms tick.

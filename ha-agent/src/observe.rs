@@ -1,0 +1,50 @@
+//! One observation for the state machine: the clock first, then the peer table.
+//!
+//! The XDP program stamps each heartbeat with the kernel's clock as it arrives. With `now` read
+//! first, a loop that is preempted, starved or stopped between the two reads finds heartbeats
+//! stamped *after* `now` (age zero), never an old table judged against a late clock. The other
+//! order would let a starved standby declare a live holder dead.
+
+/// Reads `clock`, then `read_table`, in that order.
+pub fn observe<T>(clock: impl FnOnce() -> u64, read_table: impl FnOnce() -> T) -> (u64, T) {
+    let now = clock();
+    (now, read_table())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use ha_common::wire::NodeState;
+
+    use super::observe;
+    use crate::node::{Inputs, Node, NodeConfig, Peer, Preempt};
+
+    #[test]
+    fn a_late_loop_never_sees_a_live_holder_as_silent() {
+        // A kernel clock that a heartbeat stamps as it arrives; the loop is held up for a
+        // second somewhere between its two reads.
+        let kernel = Cell::new(1_000_000_000u64);
+        let tolerance = 100_000_000;
+        let (now, last_seen) = observe(
+            || kernel.get(),
+            || {
+                kernel.set(kernel.get() + 1_000_000_000); // the loop stalls here...
+                kernel.get() // ...while the holder's heartbeats keep arriving
+            },
+        );
+        let cfg = NodeConfig {
+            node_id: 1,
+            priority: 100,
+            tolerance,
+            preempt: Preempt::Always,
+            leave_timeout: 0,
+            hold_down: 0,
+            refresh: None,
+        };
+        let mut node = Node::new(cfg, now - 2 * tolerance);
+        let holder = Peer { node_id: 2, priority: 200, state: NodeState::Active, flags: 0, last_seen };
+        let out = node.step(Inputs { now, peers: &[holder], link_up: true });
+        assert!(!out.take, "the holder's heartbeat is younger than now: it is live");
+    }
+}
