@@ -22,17 +22,20 @@ mod tests {
 
     #[test]
     fn a_late_loop_never_sees_a_live_holder_as_silent() {
-        // A kernel clock that a heartbeat stamps as it arrives; the loop is held up for a
-        // second somewhere between its two reads.
+        // The kernel clock, which stamps the holder's heartbeats as they keep arriving; the
+        // loop stalls for a second right after its first read, whichever that is.
         let kernel = Cell::new(1_000_000_000u64);
+        let stalled = Cell::new(false);
+        let read = || {
+            let value = kernel.get();
+            if !stalled.replace(true) {
+                kernel.set(value + 1_000_000_000);
+            }
+            value
+        };
+        // The table's answer is the holder's last heartbeat: the kernel time of the read.
+        let (now, last_seen) = observe(read, read);
         let tolerance = 100_000_000;
-        let (now, last_seen) = observe(
-            || kernel.get(),
-            || {
-                kernel.set(kernel.get() + 1_000_000_000); // the loop stalls here...
-                kernel.get() // ...while the holder's heartbeats keep arriving
-            },
-        );
         let cfg = NodeConfig {
             node_id: 1,
             priority: 100,
@@ -45,6 +48,6 @@ mod tests {
         let mut node = Node::new(cfg, now - 2 * tolerance);
         let holder = Peer { node_id: 2, priority: 200, state: NodeState::Active, flags: 0, last_seen };
         let out = node.step(Inputs { now, peers: &[holder], link_up: true });
-        assert!(!out.take, "the holder's heartbeat is younger than now: it is live");
+        assert!(!out.take, "now {now}, holder last seen {last_seen}: it is live");
     }
 }
