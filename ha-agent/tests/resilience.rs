@@ -18,6 +18,8 @@ use ha_lab::{AgentSet, AgentSettings, Lab, VIP};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
 const WAIT: Duration = Duration::from_secs(5);
+/// Bound on any one test (they take 2-12 s).
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// The CPU-starvation test loads every core: it runs alone, the others side by side.
 static CPU: RwLock<()> = RwLock::new(());
@@ -28,6 +30,14 @@ fn shared_cpu() -> RwLockReadGuard<'static, ()> {
 
 fn all_cpus() -> RwLockWriteGuard<'static, ()> {
     CPU.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs a lab test body on its own thread; a hang fails the test instead of holding up CI.
+fn bounded(body: impl FnOnce() + Send + 'static) {
+    ha_lab::within(LIMIT, move || {
+        body();
+        Ok(())
+    });
 }
 
 fn lab(nodes: usize) -> Lab {
@@ -132,31 +142,33 @@ fn split_and_heal(lab: &Lab, agents: &AgentSet, mute_loser: bool) -> (Duration, 
 #[test]
 fn split_brain_heals_to_one_holder_which_announces_last() {
     let _cpu = shared_cpu();
-    let lab = lab(2);
-    let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
-    let interval = agents.settings.interval;
-    for mute_loser in [false, true] {
-        let (healed, single, repointed) = split_and_heal(&lab, &agents, mute_loser);
-        eprintln!(
-            "split brain (loser muted during the heal: {mute_loser}): heal() took {healed:?}; a single holder \
+    bounded(move || {
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
+        let interval = agents.settings.interval;
+        for mute_loser in [false, true] {
+            let (healed, single, repointed) = split_and_heal(&lab, &agents, mute_loser);
+            eprintln!(
+                "split brain (loser muted during the heal: {mute_loser}): heal() took {healed:?}; a single holder \
              {single:?} after the heal began ({:.1} intervals of {interval:?}); the client pointed at the survivor \
              {repointed:?} after it",
-            single.as_secs_f64() / interval.as_secs_f64()
-        );
-        // Two intervals is the design target (a heartbeat each way); the bound is for a loaded CI.
-        assert!(single < Duration::from_secs(2), "{single:?}\n{}", agents.diagnostics());
-        let loser = transitions(&agents, 2);
-        assert!(
-            loser.last().is_some_and(|l| l.contains("ACTIVE -> STANDBY") && l.contains("(priority 200) holds")),
-            "node 2 yields to the more worthy holder: {loser:?}"
-        );
-    }
-    assert_eq!(transitions(&agents, 1).len(), 1, "the survivor never let go\n{}", agents.diagnostics());
-    assert!(agents.output(1).contains("announcing ours again"), "{}", agents.diagnostics());
-    lab.client().ping(vip(), Duration::from_secs(1)).expect("the survivor answers");
-    assert_sole_holder_for(&agents, 1, Duration::from_millis(300), Duration::from_millis(20));
+                single.as_secs_f64() / interval.as_secs_f64()
+            );
+            // Two intervals is the design target (a heartbeat each way); the bound is for a loaded CI.
+            assert!(single < Duration::from_secs(2), "{single:?}\n{}", agents.diagnostics());
+            let loser = transitions(&agents, 2);
+            assert!(
+                loser.last().is_some_and(|l| l.contains("ACTIVE -> STANDBY") && l.contains("(priority 200) holds")),
+                "node 2 yields to the more worthy holder: {loser:?}"
+            );
+        }
+        assert_eq!(transitions(&agents, 1).len(), 1, "the survivor never let go\n{}", agents.diagnostics());
+        assert!(agents.output(1).contains("announcing ours again"), "{}", agents.diagnostics());
+        lab.client().ping(vip(), Duration::from_secs(1)).expect("the survivor answers");
+        assert_sole_holder_for(&agents, 1, Duration::from_millis(300), Duration::from_millis(20));
+    });
 }
 
 /// Random heartbeat loss on the holder's link must not move the address.
@@ -172,28 +184,30 @@ fn split_brain_heals_to_one_holder_which_announces_last() {
 #[test]
 fn heartbeat_loss_on_the_holder_link_moves_nothing() {
     let _cpu = shared_cpu();
-    let lab = lab(2);
-    let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 250, &[])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    for (loss, seconds) in [(10, 4), (30, 6)] {
-        let (sent0, recv0) = heartbeat_counts(&lab, 1, 2);
-        lab.netem(1, &format!("loss {loss}%")).expect("impair the holder's link");
-        assert_sole_holder_for(&agents, 1, Duration::from_secs(seconds), Duration::from_millis(50));
-        lab.clear_netem(1).expect("clear");
-        thread::sleep(Duration::from_millis(100)); // let the status catch up
-        let (sent1, recv1) = heartbeat_counts(&lab, 1, 2);
-        let (sent, recv) = (sent1.saturating_sub(sent0), recv1.saturating_sub(recv0));
-        eprintln!(
-            "loss {loss}% for {seconds} s: node 1 sent {sent} heartbeats, node 2 recorded {recv} ({:.1}% lost); \
+    bounded(move || {
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 250, &[])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        for (loss, seconds) in [(10, 4), (30, 6)] {
+            let (sent0, recv0) = heartbeat_counts(&lab, 1, 2);
+            lab.netem(1, &format!("loss {loss}%")).expect("impair the holder's link");
+            assert_sole_holder_for(&agents, 1, Duration::from_secs(seconds), Duration::from_millis(50));
+            lab.clear_netem(1).expect("clear");
+            thread::sleep(Duration::from_millis(100)); // let the status catch up
+            let (sent1, recv1) = heartbeat_counts(&lab, 1, 2);
+            let (sent, recv) = (sent1.saturating_sub(sent0), recv1.saturating_sub(recv0));
+            eprintln!(
+                "loss {loss}% for {seconds} s: node 1 sent {sent} heartbeats, node 2 recorded {recv} ({:.1}% lost); \
              transitions: node 1 {}, node 2 {}",
-            100.0 * (1.0 - recv as f64 / sent.max(1) as f64),
-            transitions(&agents, 1).len(),
-            transitions(&agents, 2).len(),
-        );
-        assert!(recv < sent, "the loss was applied: {recv} of {sent} recorded");
-    }
-    assert_eq!(transitions(&agents, 1).len(), 1, "only the first takeover\n{}", agents.diagnostics());
-    assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "false takeovers\n{}", agents.diagnostics());
+                100.0 * (1.0 - recv as f64 / sent.max(1) as f64),
+                transitions(&agents, 1).len(),
+                transitions(&agents, 2).len(),
+            );
+            assert!(recv < sent, "the loss was applied: {recv} of {sent} recorded");
+        }
+        assert_eq!(transitions(&agents, 1).len(), 1, "only the first takeover\n{}", agents.diagnostics());
+        assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "false takeovers\n{}", agents.diagnostics());
+    });
 }
 
 /// A node that just yielded is held down: a burst of loss on the new holder's link right after
@@ -201,23 +215,28 @@ fn heartbeat_loss_on_the_holder_link_moves_nothing() {
 #[test]
 fn a_node_that_just_yielded_is_held_down_through_a_burst_of_loss() {
     let _cpu = shared_cpu();
-    let lab = lab(2);
-    let mut agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 100, &["--hold-down", "1s"])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    agents.stop(1, WAIT).expect("stop node 1");
-    agents.wait_sole_holder(2, WAIT).expect("node 2 holds");
-    agents.start_node(1).expect("node 1 returns");
-    agents.wait_sole_holder(1, WAIT).expect("node 1 preempts; node 2 yields");
-    let yielded = Instant::now();
-    lab.netem(1, "loss 100%").expect("silence node 1");
-    let from = yielded.elapsed();
-    thread::sleep(agents.settings.tolerance * 5 / 2);
-    lab.clear_netem(1).expect("clear");
-    let to = yielded.elapsed();
-    assert_sole_holder_for(&agents, 1, Duration::from_millis(300), Duration::from_millis(20));
-    let t2 = transitions(&agents, 2);
-    eprintln!("hold-down: node 1 silent from {from:?} to {to:?} after node 2 yielded; node 2's transitions: {t2:#?}");
-    assert_eq!(t2.len(), 2, "node 2 took once and yielded once, nothing since\n{}", agents.diagnostics());
+    bounded(move || {
+        let lab = lab(2);
+        let mut agents =
+            AgentSet::start(&lab, AGENT, settings(&[200, 100], 100, &["--hold-down", "1s"])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        agents.stop(1, WAIT).expect("stop node 1");
+        agents.wait_sole_holder(2, WAIT).expect("node 2 holds");
+        agents.start_node(1).expect("node 1 returns");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 preempts; node 2 yields");
+        let yielded = Instant::now();
+        lab.netem(1, "loss 100%").expect("silence node 1");
+        let from = yielded.elapsed();
+        thread::sleep(agents.settings.tolerance * 5 / 2);
+        lab.clear_netem(1).expect("clear");
+        let to = yielded.elapsed();
+        assert_sole_holder_for(&agents, 1, Duration::from_millis(300), Duration::from_millis(20));
+        let t2 = transitions(&agents, 2);
+        eprintln!(
+            "hold-down: node 1 silent from {from:?} to {to:?} after node 2 yielded; node 2's transitions: {t2:#?}"
+        );
+        assert_eq!(t2.len(), 2, "node 2 took once and yielded once, nothing since\n{}", agents.diagnostics());
+    });
 }
 
 /// Busy loops pinned to every CPU; stopped on drop, and after `max` in any case.
@@ -292,29 +311,31 @@ fn reported_gaps(output: &str) -> Vec<u64> {
 #[test]
 fn a_cpu_starved_standby_does_not_take_over_while_heartbeats_arrive() {
     let _cpu = all_cpus();
-    let lab = lab(2);
-    let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 200, &[])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    let threads = lowest_priority(agents.pid(2).expect("pid"));
-    let (sent0, _) = heartbeat_counts(&lab, 2, 1);
-    let starved = Duration::from_secs(5);
-    {
-        let _hogs = Hogs::start(starved + Duration::from_secs(5));
-        assert_sole_holder_for(&agents, 1, starved, Duration::from_millis(100));
-    }
-    let (sent1, _) = heartbeat_counts(&lab, 2, 1);
-    let gaps = reported_gaps(&agents.output(2));
-    eprintln!(
-        "CPU-starved standby ({threads} threads at SCHED_IDLE, nice 19; busy loops on every core for {starved:?}): \
+    bounded(move || {
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 200, &[])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        let threads = lowest_priority(agents.pid(2).expect("pid"));
+        let (sent0, _) = heartbeat_counts(&lab, 2, 1);
+        let starved = Duration::from_secs(5);
+        {
+            let _hogs = Hogs::start(starved + Duration::from_secs(5));
+            assert_sole_holder_for(&agents, 1, starved, Duration::from_millis(100));
+        }
+        let (sent1, _) = heartbeat_counts(&lab, 2, 1);
+        let gaps = reported_gaps(&agents.output(2));
+        eprintln!(
+            "CPU-starved standby ({threads} threads at SCHED_IDLE, nice 19; busy loops on every core for {starved:?}): \
          it sent {} heartbeats (unstarved: {}), reported {} gaps over the tolerance (longest {:?} ms); transitions {}",
-        sent1.saturating_sub(sent0),
-        starved.as_millis() / agents.settings.interval.as_millis(),
-        gaps.len(),
-        gaps.iter().max(),
-        transitions(&agents, 2).len()
-    );
-    assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "false takeover\n{}", agents.diagnostics());
-    assert_eq!(transitions(&agents, 1).len(), 1);
+            sent1.saturating_sub(sent0),
+            starved.as_millis() / agents.settings.interval.as_millis(),
+            gaps.len(),
+            gaps.iter().max(),
+            transitions(&agents, 2).len()
+        );
+        assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "false takeover\n{}", agents.diagnostics());
+        assert_eq!(transitions(&agents, 1).len(), 1);
+    });
 }
 
 /// SIGSTOP for five tolerances, then SIGCONT: the kernel kept recording the holder meanwhile,
@@ -322,15 +343,22 @@ fn a_cpu_starved_standby_does_not_take_over_while_heartbeats_arrive() {
 #[test]
 fn a_stopped_standby_resumes_without_acting_on_stale_data() {
     let _cpu = shared_cpu();
-    let lab = lab(2);
-    let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    let tolerance = agents.settings.tolerance;
-    agents.signal(2, libc::SIGSTOP).expect("SIGSTOP");
-    thread::sleep(tolerance * 5);
-    agents.signal(2, libc::SIGCONT).expect("SIGCONT");
-    assert_sole_holder_for(&agents, 1, tolerance * 5, Duration::from_millis(10));
-    assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "took over after the pause\n{}", agents.diagnostics());
+    bounded(move || {
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        let tolerance = agents.settings.tolerance;
+        agents.signal(2, libc::SIGSTOP).expect("SIGSTOP");
+        thread::sleep(tolerance * 5);
+        agents.signal(2, libc::SIGCONT).expect("SIGCONT");
+        assert_sole_holder_for(&agents, 1, tolerance * 5, Duration::from_millis(10));
+        assert_eq!(
+            transitions(&agents, 2),
+            Vec::<String>::new(),
+            "took over after the pause\n{}",
+            agents.diagnostics()
+        );
+    });
 }
 
 /// A pause of the whole machine (a VM frozen, say): the process AND its network stop, so the
@@ -340,22 +368,29 @@ fn a_stopped_standby_resumes_without_acting_on_stale_data() {
 #[test]
 fn a_standby_frozen_with_its_network_listens_again_before_deciding() {
     let _cpu = shared_cpu();
-    let lab = lab(2);
-    let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 250, &[])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    let tolerance = agents.settings.tolerance;
-    agents.signal(2, libc::SIGSTOP).expect("SIGSTOP");
-    lab.partition(&[&[1], &[2]]).expect("cut node 2 off");
-    thread::sleep(tolerance * 4);
-    agents.signal(2, libc::SIGCONT).expect("SIGCONT");
-    let thawed = Instant::now();
-    lab.heal().expect("heal");
-    let healed = thawed.elapsed();
-    assert_sole_holder_for(&agents, 1, tolerance * 3, Duration::from_millis(10));
-    let gaps = reported_gaps(&agents.output(2));
-    eprintln!("frozen standby: network back {healed:?} after SIGCONT; gaps reported {gaps:?} ms");
-    assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "took over on stale silence\n{}", agents.diagnostics());
-    assert!(!gaps.is_empty(), "the agent noticed its pause\n{}", agents.diagnostics());
+    bounded(move || {
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, settings(&[200, 100], 250, &[])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        let tolerance = agents.settings.tolerance;
+        agents.signal(2, libc::SIGSTOP).expect("SIGSTOP");
+        lab.partition(&[&[1], &[2]]).expect("cut node 2 off");
+        thread::sleep(tolerance * 4);
+        agents.signal(2, libc::SIGCONT).expect("SIGCONT");
+        let thawed = Instant::now();
+        lab.heal().expect("heal");
+        let healed = thawed.elapsed();
+        assert_sole_holder_for(&agents, 1, tolerance * 3, Duration::from_millis(10));
+        let gaps = reported_gaps(&agents.output(2));
+        eprintln!("frozen standby: network back {healed:?} after SIGCONT; gaps reported {gaps:?} ms");
+        assert_eq!(
+            transitions(&agents, 2),
+            Vec::<String>::new(),
+            "took over on stale silence\n{}",
+            agents.diagnostics()
+        );
+        assert!(!gaps.is_empty(), "the agent noticed its pause\n{}", agents.diagnostics());
+    });
 }
 
 /// `--garp-refresh`: a client whose neighbour entry was pointed at a wrong MAC by hand is
@@ -363,21 +398,23 @@ fn a_standby_frozen_with_its_network_listens_again_before_deciding() {
 #[test]
 fn garp_refresh_corrects_a_client_pointed_at_a_wrong_mac() {
     let _cpu = shared_cpu();
-    let refresh = Duration::from_millis(500);
-    let lab = lab(2);
-    let agents =
-        AgentSet::start(&lab, AGENT, settings(&[200, 100], 100, &["--garp-refresh", "500ms"])).expect("agents");
-    agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
-    lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
-    wait_client_points_at(&lab, lab.node(1).mac());
-    // The takeover's own repeated announcements end 500 ms after it.
-    thread::sleep(Duration::from_millis(700));
-    let wrong = format_mac(lab.node(2).mac());
-    let v = VIP.to_string();
-    lab.client().ip(&["neigh", "replace", &v, "lladdr", &wrong, "dev", "eth0", "nud", "stale"]).expect("corrupt");
-    assert_eq!(lab.client().neigh_mac(vip()).expect("neigh"), Some(lab.node(2).mac()));
-    let took = wait_client_points_at(&lab, lab.node(1).mac());
-    eprintln!("GARP refresh every {refresh:?}: the client was corrected {took:?} after its entry was corrupted");
-    // Within one period (the slack of another is for a loaded CI; without refresh: never).
-    assert!(took < refresh * 2, "{took:?}\n{}", agents.diagnostics());
+    bounded(move || {
+        let refresh = Duration::from_millis(500);
+        let lab = lab(2);
+        let agents =
+            AgentSet::start(&lab, AGENT, settings(&[200, 100], 100, &["--garp-refresh", "500ms"])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
+        wait_client_points_at(&lab, lab.node(1).mac());
+        // The takeover's own repeated announcements end 500 ms after it.
+        thread::sleep(Duration::from_millis(700));
+        let wrong = format_mac(lab.node(2).mac());
+        let v = VIP.to_string();
+        lab.client().ip(&["neigh", "replace", &v, "lladdr", &wrong, "dev", "eth0", "nud", "stale"]).expect("corrupt");
+        assert_eq!(lab.client().neigh_mac(vip()).expect("neigh"), Some(lab.node(2).mac()));
+        let took = wait_client_points_at(&lab, lab.node(1).mac());
+        eprintln!("GARP refresh every {refresh:?}: the client was corrected {took:?} after its entry was corrupted");
+        // Within one period (the slack of another is for a loaded CI; without refresh: never).
+        assert!(took < refresh * 2, "{took:?}\n{}", agents.diagnostics());
+    });
 }
