@@ -18,5 +18,6 @@ pub mod maintenance;
 pub mod node;
 pub mod peers;
 pub mod privilege;
+pub mod rx;
 pub mod sender;
 pub mod status;
