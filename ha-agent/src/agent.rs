@@ -19,13 +19,12 @@ use crate::{
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
     control::{Command, ControlServer, Hub},
-    ebpf::{AttachedXdp, XdpConfig},
     events::Event,
     guard::AddressGuard,
     link::LinkWatch,
     node::{Inputs, Node, Output, Peer, id},
     observe::observe,
-    peers::PeerMaps,
+    rx::Receiver,
     sender::{Sender, SenderConfig},
     status,
 };
@@ -42,7 +41,7 @@ struct Io {
     repeats: AnnounceWorker,
     sender: Sender,
     link: LinkWatch,
-    maps: PeerMaps,
+    rx: Receiver,
     vip_addrs: Vec<IpAddr>,
     hub: Arc<Hub>,
     transitions: u64,
@@ -116,7 +115,7 @@ impl Io {
 
     /// Refreshes what `ha-agent status` shows.
     fn publish_status(&self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
-        let stats = self.maps.stats().unwrap_or_default();
+        let stats = self.rx.stats().unwrap_or_default();
         let peers = status::peer_rows(raw, now, node.config().tolerance);
         self.hub.update_status(|s| {
             s.state = node.state().name().to_string();
@@ -156,33 +155,26 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         // takeover does not pay for it.
         addresses.remove(vip)?;
     }
-    let xdp_cfg = XdpConfig {
-        cluster_id: cfg.cluster_id,
-        node_id: cfg.node.node_id,
-        port: cfg.port,
-        pass_heartbeats: cfg.pass_heartbeats,
-    };
-    let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
+    let rx = Receiver::open(&cfg)?;
     log::info!(
-        "node {} priority {} on {} (XDP {:?} mode, maps in {}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
+        "node {} priority {} on {} ({}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
         id(cfg.node.node_id),
         cfg.node.priority,
         cfg.iface,
-        xdp.mode(),
-        xdp.pin_dir().display(),
+        rx.describe(),
         cfg.interval,
         Duration::from_nanos(cfg.node.tolerance),
         cfg.preempt(),
         Duration::from_nanos(cfg.node.hold_down),
         cfg.node.refresh.map(Duration::from_nanos),
     );
-    let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
     let sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
         group: cfg.group,
         port: cfg.port,
         unicast_peers: cfg.unicast_peers.clone(),
+        join_group: rx.needs_membership(),
         cluster_id: cfg.cluster_id,
         node_id: cfg.node.node_id,
         interval_us: cfg.interval.as_micros() as u32,
@@ -224,7 +216,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         repeats,
         sender,
         link,
-        maps,
+        rx,
         vip_addrs,
         hub,
         transitions: 0,
@@ -236,7 +228,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         // Never leave the address behind on an error exit.
         io.release();
     }
-    drop(xdp); // detach and unpin
+    drop(io); // detach XDP and unpin, or close the socket
     result
 }
 
@@ -265,7 +257,7 @@ fn event_loop(
     let mut read_errors = 0u64;
     let mut link_up = true;
     loop {
-        let (now, table) = observe(monotonic_ns, || io.maps.read_peers(&mut raw));
+        let (now, table) = observe(monotonic_ns, || io.rx.read_peers(&mut raw));
         let mut out = Output::default();
         while let Ok(Command::Maintenance(on)) = commands.try_recv() {
             log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });

@@ -4,7 +4,7 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use ha_common::DEFAULT_PORT;
 
-use crate::{address::SharedAddr, ebpf::AttachMode, node::Preempt};
+use crate::{address::SharedAddr, ebpf::AttachMode, node::Preempt, rx::RxMode};
 
 #[derive(Parser, Debug)]
 #[command(name = "ha-agent", version, about = "eBPF-assisted failover of a shared IP address")]
@@ -73,9 +73,14 @@ pub struct RunArgs {
     /// UDP port of heartbeats.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
-    /// Send heartbeats by unicast to this peer instead of multicast (repeat for each peer).
+    /// Send heartbeats by unicast to this peer instead of multicast (repeat for each peer; the
+    /// same list on every node is fine: a node skips its own address).
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<Ipv4Addr>,
+    /// How heartbeats are received: xdp, a UDP socket (no eBPF, fewer privileges), or auto
+    /// (XDP, else the socket with a warning).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub rx: RxMode,
     /// always: a more worthy node takes over (make-before-break); never: the address stays with
     /// its holder while it lives; delay=DUR: take over after DUR of readiness.
     #[arg(long, default_value = "always", value_parser = parse_preempt)]

@@ -8,7 +8,12 @@ pub fn monotonic_ns() -> u64 {
 
 /// Microseconds of `CLOCK_REALTIME`: the heartbeat epoch, larger after every restart.
 pub fn realtime_us() -> u64 {
-    read(libc::CLOCK_REALTIME) / 1_000
+    realtime_ns() / 1_000
+}
+
+/// Nanoseconds of `CLOCK_REALTIME`: the clock of socket receive timestamps.
+pub fn realtime_ns() -> u64 {
+    read(libc::CLOCK_REALTIME)
 }
 
 fn read(clock: libc::clockid_t) -> u64 {

@@ -6,6 +6,7 @@ use crate::{
     cli::RunArgs,
     ebpf::{self, AttachMode},
     node::{NodeConfig, Preempt},
+    rx::RxMode,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -40,6 +41,7 @@ pub struct RunConfig {
     pub unicast_peers: Vec<Ipv4Addr>,
     pub pin_dir: PathBuf,
     pub xdp_mode: AttachMode,
+    pub rx: RxMode,
     pub pass_heartbeats: bool,
     pub realtime: bool,
 }
@@ -98,9 +100,11 @@ impl RunConfig {
             cluster_id: args.cluster,
             group: args.group,
             port: args.port,
-            unicast_peers: args.peers.clone(),
+            // One --peer list for the whole cluster: each node skips itself.
+            unicast_peers: args.peers.iter().filter(|p| !iface_addrs.contains(p)).copied().collect(),
             pin_dir: args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster)),
             xdp_mode: args.xdp_mode,
+            rx: args.rx,
             pass_heartbeats: args.pass_heartbeats,
             realtime: args.realtime,
         })
@@ -174,5 +178,12 @@ mod tests {
         assert_eq!(RunConfig::new(&args(&["--garp-refresh", "0s"]), &OWN).expect("valid").node.refresh, None);
         let err = RunConfig::new(&args(&["--garp-refresh", "50ms"]), &OWN).unwrap_err();
         assert!(matches!(err, ConfigError::GarpRefreshTooShort { .. }), "{err}");
+    }
+
+    #[test]
+    fn one_peer_list_serves_every_node() {
+        let cfg = RunConfig::new(&args(&["--peer", "192.0.2.1", "--peer", "192.0.2.2"]), &OWN).expect("valid");
+        assert_eq!(cfg.unicast_peers, vec![Ipv4Addr::new(192, 0, 2, 2)], "its own address is skipped");
+        assert_eq!(cfg.rx, RxMode::Auto);
     }
 }

@@ -12,7 +12,7 @@ use aya::{
 };
 use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_PASS_HEARTBEATS, globals};
 
-use crate::bpffs;
+use crate::{bpffs, iface};
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time (empty if it was missing).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf.o"));
@@ -133,7 +133,22 @@ impl AttachedXdp {
         let mut ebpf = load(cfg)?;
         // Pin after a successful load: a failed verification leaves nothing behind.
         let pins = Pins::create(&ebpf, pin_dir)?;
-        let mode = attach_with_fallback(program_mut(&mut ebpf)?, iface, ifindex, mode)?;
+        let stacked = iface::driver(iface).ok().and_then(|d| stacked_kind(&d));
+        let mode = match (mode, stacked) {
+            (AttachMode::Auto, Some(kind)) => {
+                log::info!("{iface} is a {kind} device, which has no native XDP: attaching in generic mode");
+                AttachMode::Skb
+            }
+            _ => mode,
+        };
+        let mode =
+            attach_with_fallback(program_mut(&mut ebpf)?, iface, ifindex, mode).map_err(|e| match (e, stacked) {
+                (EbpfError::Attach { iface, why }, Some(kind)) => EbpfError::Attach {
+                    iface,
+                    why: format!("{why}; {kind} devices have no native XDP: use --xdp-mode auto"),
+                },
+                (e, _) => e,
+            })?;
         Ok(Self { ebpf, mode, pins, _lock: lock })
     }
 
@@ -185,9 +200,23 @@ pub fn ifindex(iface: &str) -> Result<u32, EbpfError> {
     }
 }
 
+/// Stacked (upper) devices: the driver names (ethtool) of device kinds without native XDP. On
+/// them generic mode is the only mode, and the right one: it sees only that device's traffic,
+/// e.g. one VLAN's, tag already removed. The parent would see every VLAN, and with VLAN receive
+/// offload (common, and veth) the tag is not even in the frame XDP reads.
+fn stacked_kind(driver: &str) -> Option<&'static str> {
+    match driver {
+        "802.1Q VLAN Support" => Some("VLAN"),
+        "macvlan" => Some("macvlan"),
+        "ipvlan" => Some("ipvlan"),
+        "bridge" => Some("bridge"),
+        _ => None,
+    }
+}
+
 /// One agent per pin directory: an flock held for the agent's life, so a second agent fails
-/// clearly and a crashed one's pins can be replaced safely.
-fn lock_pin_dir(pin_dir: &Path) -> Result<OwnedFd, EbpfError> {
+/// clearly and a crashed one's pins can be replaced safely. The socket receive path takes it too.
+pub fn lock_pin_dir(pin_dir: &Path) -> Result<OwnedFd, EbpfError> {
     let lock_dir = Path::new("/run/ha-agent");
     let name = pin_dir.to_string_lossy().trim_matches('/').replace('/', "_");
     let path = lock_dir.join(format!("{name}.lock"));
@@ -241,5 +270,18 @@ impl Drop for Pins {
         {
             let _ = fs::remove_dir(parent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stacked_kind;
+
+    #[test]
+    fn stacked_devices_are_known_by_their_driver() {
+        assert_eq!(stacked_kind("802.1Q VLAN Support"), Some("VLAN"));
+        assert_eq!(stacked_kind("macvlan"), Some("macvlan"));
+        assert_eq!(stacked_kind("veth"), None, "veth has native XDP");
+        assert_eq!(stacked_kind("ixgbe"), None);
     }
 }

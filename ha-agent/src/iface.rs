@@ -1,6 +1,6 @@
 //! The interface's own IPv4 addresses, from getifaddrs. Shared addresses we added carry the
-//! label `<iface>:ha`, so they are told apart from the node's own.
-use std::{ffi::CStr, io, net::Ipv4Addr};
+//! label `<iface>:ha`, so they are told apart from the node's own. And its driver, from ethtool.
+use std::{ffi::CStr, io, net::Ipv4Addr, os::fd::AsRawFd};
 
 /// The label of shared addresses on `iface`, when it fits IFNAMSIZ.
 pub fn shared_label(iface: &str) -> Option<String> {
@@ -36,4 +36,39 @@ pub fn own_ipv4_addrs(iface: &str) -> io::Result<Vec<Ipv4Addr>> {
     // SAFETY: head came from getifaddrs.
     unsafe { libc::freeifaddrs(head) };
     Ok(addrs)
+}
+
+/// The interface's driver name as ethtool reports it (`veth`, `macvlan`, `802.1Q VLAN Support`),
+/// asked with SIOCETHTOOL on a socket, so it answers for the calling thread's namespace.
+pub fn driver(iface: &str) -> io::Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {iface:?}")));
+    }
+    // struct ethtool_drvinfo: cmd (u32), then driver[32]; 196 bytes in all, room to spare.
+    let mut info = [0u32; 64];
+    info[0] = ETHTOOL_GDRVINFO;
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = info.as_mut_ptr().cast();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    // SAFETY: req names the interface and points at a buffer larger than ethtool_drvinfo.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bytes: Vec<u8> = info[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_or_bad_interface_names_are_errors() {
+        assert!(super::driver("no-such-if0").is_err());
+        assert!(super::driver(&"x".repeat(40)).is_err());
+    }
 }

@@ -19,5 +19,6 @@ pub mod node;
 pub mod observe;
 pub mod peers;
 pub mod privilege;
+pub mod rx;
 pub mod sender;
 pub mod status;

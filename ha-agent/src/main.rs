@@ -17,7 +17,15 @@ use ha_agent::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new().filter_level(cli.log_level).format_timestamp_millis().format_target(false).init();
+    // aya warns of each kernel feature probe that fails; when XDP is refused (e.g. no CAP_BPF)
+    // that repeats the one line the agent logs about it. Shown from --log-level debug.
+    let probes = if cli.log_level >= log::LevelFilter::Debug { cli.log_level } else { log::LevelFilter::Error };
+    env_logger::Builder::new()
+        .filter_level(cli.log_level)
+        .filter_module("aya::kernel_features", probes)
+        .format_timestamp_millis()
+        .format_target(false)
+        .init();
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Peers(args) => peers(&args),
@@ -41,7 +49,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no interface named {}: check `ip link`", args.iface);
     }
     let cfg = RunConfig::new(args, &own)?;
-    let missing = privilege::missing_capabilities();
+    let missing = privilege::missing_capabilities(cfg.rx);
     if !missing.is_empty() {
         anyhow::bail!("missing {}: run as root or grant them (see README, least privilege)", missing.join(", "));
     }

@@ -10,7 +10,9 @@ use ha_common::maps::{PEERS_MAP, PeerRecord, STATS_MAP, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeersError {
-    #[error("no pinned map at {0}: is an ha-agent running with this cluster / pin directory?")]
+    #[error(
+        "no pinned map at {0}: is an ha-agent running with this cluster / pin directory? (one receiving with --rx socket keeps no maps: use `ha-agent status`)"
+    )]
     NotPinned(String),
     #[error("map {0} is missing from the object")]
     Missing(&'static str),

@@ -18,6 +18,8 @@ pub struct SenderConfig {
     pub port: u16,
     /// Unicast peers; when empty, heartbeats are multicast to `group`.
     pub unicast_peers: Vec<Ipv4Addr>,
+    /// Hold the group membership here (XDP receive); the socket receive path holds its own.
+    pub join_group: bool,
     pub cluster_id: u32,
     pub node_id: u32,
     pub interval_us: u32,
@@ -47,8 +49,8 @@ impl Sender {
         socket.set_tos_v4(0xc0)?; // CS6, network control
         socket.bind(&SockAddr::from(SocketAddrV4::new(cfg.iface_addr, 0)))?;
         let (targets, membership) = if cfg.unicast_peers.is_empty() {
-            let membership = join_group(&cfg)?;
-            (vec![SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port))], Some(membership))
+            let membership = if cfg.join_group { Some(join_group(&cfg)?) } else { None };
+            (vec![SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port))], membership)
         } else {
             (cfg.unicast_peers.iter().map(|p| SockAddr::from(SocketAddrV4::new(*p, cfg.port))).collect(), None)
         };

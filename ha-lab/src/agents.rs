@@ -1,6 +1,7 @@
 //! `ha-agent`s running in a lab: start, stop cleanly, kill, and ask who holds the shared
 //! address. Shared by the integration tests, `xtask demo` and `xtask bench`.
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     path::PathBuf,
     process::ExitStatus,
@@ -24,6 +25,19 @@ pub struct AgentSettings {
     pub vips: Vec<String>,
     /// Appended to every agent's command line.
     pub extra_args: Vec<String>,
+    /// `--iface` of every agent (default: the node's eth0).
+    pub iface: Option<String>,
+    /// What differs for one node (1-based), e.g. its receive path or its capabilities.
+    pub per_node: BTreeMap<usize, NodeOverrides>,
+}
+
+/// One node's departures from the common settings.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOverrides {
+    /// Runs the agent through this, e.g. `["setpriv", "--bounding-set=...", "--"]`.
+    pub prefix: Vec<String>,
+    /// Appended after the common `extra_args`.
+    pub args: Vec<String>,
 }
 
 impl AgentSettings {
@@ -36,7 +50,14 @@ impl AgentSettings {
             preempt: "always".into(),
             vips: vec![format!("{VIP}/{PREFIX}")],
             extra_args: Vec::new(),
+            iface: None,
+            per_node: BTreeMap::new(),
         }
+    }
+
+    /// Node i's overrides, created empty on first use.
+    pub fn node(&mut self, i: usize) -> &mut NodeOverrides {
+        self.per_node.entry(i).or_default()
     }
 }
 
@@ -71,7 +92,8 @@ impl<'l> AgentSet<'l> {
     /// The command line of node i's agent.
     pub fn args(&self, i: usize) -> Vec<String> {
         let s = &self.settings;
-        let mut args: Vec<String> = vec!["run".into(), "--iface".into(), self.lab.node(i).iface().into()];
+        let iface = s.iface.clone().unwrap_or_else(|| self.lab.node(i).iface().into());
+        let mut args: Vec<String> = vec!["run".into(), "--iface".into(), iface];
         for vip in &s.vips {
             args.extend(["--vip".into(), vip.clone()]);
         }
@@ -88,13 +110,24 @@ impl<'l> AgentSet<'l> {
             self.lab.pin_dir(i).display().to_string(),
         ]);
         args.extend(s.extra_args.iter().cloned());
+        if let Some(node) = s.per_node.get(&i) {
+            args.extend(node.args.iter().cloned());
+        }
         args
     }
 
     /// (Re)starts node i's agent.
     pub fn start_node(&mut self, i: usize) -> Result<()> {
         self.reap(i);
-        let mut cmd = self.lab.node(i).command(&self.binary);
+        let prefix = self.settings.per_node.get(&i).map(|n| n.prefix.clone()).unwrap_or_default();
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = self.lab.node(i).command(program);
+                cmd.args(rest).arg(&self.binary);
+                cmd
+            }
+            None => self.lab.node(i).command(&self.binary),
+        };
         cmd.args(self.args(i));
         self.agents[i - 1] = Some(self.lab.node(i).spawn(cmd)?);
         Ok(())
@@ -133,7 +166,7 @@ impl<'l> AgentSet<'l> {
         self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.signal(sig)
     }
 
-    /// Node i's agent process id (e.g. to change its scheduling).
+    /// Node i's agent process id (e.g. to change its scheduling or read its CPU time).
     pub fn pid(&self, i: usize) -> Result<u32> {
         Ok(self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.pid())
     }
@@ -169,9 +202,20 @@ impl<'l> AgentSet<'l> {
 
     /// Polls until `want(holders)`; returns the time it took, or an error with every agent's log.
     pub fn wait_for(&self, what: &str, timeout: Duration, want: impl Fn(&[usize]) -> bool) -> Result<Duration> {
+        self.wait_for_addr(IpAddr::V4(VIP), what, timeout, want)
+    }
+
+    /// [`AgentSet::wait_for`] on the holders of `addr`.
+    pub fn wait_for_addr(
+        &self,
+        addr: IpAddr,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&[usize]) -> bool,
+    ) -> Result<Duration> {
         let start = Instant::now();
         loop {
-            let holders = self.holders()?;
+            let holders = self.holders_of(addr)?;
             if want(&holders) {
                 return Ok(start.elapsed());
             }
@@ -185,5 +229,10 @@ impl<'l> AgentSet<'l> {
     /// Waits until node i alone holds the address.
     pub fn wait_sole_holder(&self, i: usize, timeout: Duration) -> Result<Duration> {
         self.wait_for(&format!("node {i} alone holds the address"), timeout, |h| h == [i])
+    }
+
+    /// Waits until node i alone holds `addr`.
+    pub fn wait_sole_holder_of(&self, addr: IpAddr, i: usize, timeout: Duration) -> Result<Duration> {
+        self.wait_for_addr(addr, &format!("node {i} alone holds {addr}"), timeout, |h| h == [i])
     }
 }

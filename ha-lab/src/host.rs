@@ -132,6 +132,16 @@ impl Host {
         Ok(parse_neigh_mac(&out, addr))
     }
 
+    /// The MAC of another device in the namespace (e.g. a sub-interface).
+    pub fn link_mac(&self, dev: &str) -> Result<[u8; 6]> {
+        let out = self.ip(&["-o", "link", "show", "dev", dev])?;
+        let toks: Vec<&str> = out.split_whitespace().collect();
+        toks.iter()
+            .position(|t| *t == "link/ether")
+            .and_then(|i| parse_mac(toks.get(i + 1)?))
+            .with_context(|| format!("no MAC for {dev} in {}: {out}", self.name))
+    }
+
     /// One ICMP echo to `target`; the round-trip time, or an error after `timeout`.
     pub fn ping(&self, target: IpAddr, timeout: Duration) -> Result<Duration> {
         let sock = self.run_in(|| probe::open_ping_socket(target))??;

@@ -20,7 +20,7 @@ use crate::{
     bpffs,
     cleanup::{self, Registration},
     host::{Host, format_mac},
-    loss, netns,
+    loss, netns, tcx,
 };
 
 /// How long setup, restore and heal wait for bridge ports to forward.
@@ -48,6 +48,8 @@ pub struct Lab {
     /// Extra bridges (`br1`..) currently holding partitioned groups.
     extra_bridges: Mutex<usize>,
     impairments: Mutex<HashMap<usize, Impairment>>,
+    /// tcx filters on every host (e.g. no IPv4 multicast); dropping the fds detaches them.
+    filters: Mutex<Vec<OwnedFd>>,
     /// Last field: dropped after the others, it deletes the namespaces and pin dirs.
     _cleanup: Registration,
 }
@@ -141,6 +143,7 @@ impl Lab {
             lab_byte,
             extra_bridges: Mutex::new(0),
             impairments: Mutex::new(HashMap::new()),
+            filters: Mutex::new(Vec::new()),
             _cleanup: reg,
         };
         let every: Vec<String> = lab.ports().map(|(p, _)| p).collect();
@@ -283,6 +286,73 @@ impl Lab {
         Ok(())
     }
 
+    /// Makes IPv4 multicast unusable on the LAN: every host's eth0 drops frames to IPv4
+    /// multicast MACs on egress (ARP, unicast and IPv6 neighbour discovery still work). For
+    /// unicast-only networks, as many clouds and some switches are.
+    pub fn block_ipv4_multicast(&self) -> Result<()> {
+        let mut filters = locked(&self.filters);
+        for h in self.nodes.iter().chain(std::iter::once(&self.client)) {
+            let link = h
+                .run_in(|| tcx::attach_egress_ipv4_multicast_drop("eth0"))?
+                .with_context(|| format!("blocking IPv4 multicast on {}", h.name()))?;
+            filters.push(link);
+        }
+        Ok(())
+    }
+
+    /// A second LAN over eth0 on every node and the client: the 802.1Q VLAN `tag` as
+    /// `eth0.<tag>` when the kernel has VLAN support, else (kernels without CONFIG_VLAN_8021Q)
+    /// a macvlan `mv<tag>`, the other stacked device kind without native XDP. Host i gets
+    /// [`SUB_NET`].i/24 on it (the client .100). Returns the device's name and kind.
+    pub fn add_sub_interfaces(&self, tag: u16) -> Result<SubIface> {
+        ensure!((1..4095).contains(&tag), "VLAN id {tag} out of range");
+        let hosts: Vec<(&Host, u8)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h, i as u8 + 1))
+            .chain(std::iter::once((&self.client, CLIENT_BYTE)))
+            .collect();
+        let vlan = format!("eth0.{tag}");
+        let sub = match hosts[0].0.ip(&[
+            "link",
+            "add",
+            "link",
+            "eth0",
+            "name",
+            &vlan,
+            "type",
+            "vlan",
+            "id",
+            &tag.to_string(),
+        ]) {
+            Ok(_) => SubIface { name: vlan, kind: "vlan" },
+            Err(e) if format!("{e:#}").contains("Unknown device type") => {
+                SubIface { name: format!("mv{tag}"), kind: "macvlan" }
+            }
+            Err(e) => return Err(e).context("creating a VLAN sub-interface"),
+        };
+        for (n, (h, byte)) in hosts.iter().enumerate() {
+            let mut cmds = Vec::new();
+            match sub.kind {
+                "vlan" if n == 0 => {}
+                "vlan" => cmds.push(format!("link add link eth0 name {} type vlan id {tag}", sub.name)),
+                _ => {
+                    let mac = [0x02, 0, 1, (tag & 0xff) as u8, self.lab_byte, *byte];
+                    cmds.push(format!(
+                        "link add link eth0 name {} address {} type macvlan",
+                        sub.name,
+                        format_mac(&mac)
+                    ));
+                }
+            }
+            cmds.push(format!("addr add {}.{byte}/24 dev {}", SUB_NET, sub.name));
+            cmds.push(format!("link set {} up", sub.name));
+            netns::ip_batch(h.name(), &cmds).with_context(|| format!("adding {} to {}", sub.name, h.name()))?;
+        }
+        Ok(sub)
+    }
+
     fn check_node(&self, i: usize) -> Result<()> {
         ensure!((1..=self.nodes.len()).contains(&i), "lab {} has nodes 1..={}, not {i}", self.id, self.nodes.len());
         Ok(())
@@ -355,6 +425,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Detach loss programs before their namespaces go (closing the fds does it).
         locked(&self.impairments).clear();
+        locked(&self.filters).clear();
         // `_cleanup` (declared last) then kills what runs inside and deletes everything.
     }
 }
@@ -363,6 +434,18 @@ impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lab").field("id", &self.id).field("nodes", &self.nodes.len()).finish()
     }
+}
+
+/// The subnet of [`Lab::add_sub_interfaces`] (TEST-NET-2), as the first three octets.
+pub const SUB_NET: &str = "198.51.100";
+
+/// A sub-interface on every host of a lab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubIface {
+    /// `eth0.<tag>` or `mv<tag>`.
+    pub name: String,
+    /// `vlan` or `macvlan`.
+    pub kind: &'static str,
 }
 
 /// 12 -> 0x12, so node 12 is both 192.0.2.12 and 2001:db8::12.

@@ -17,14 +17,15 @@ mod lab;
 mod loss;
 mod netns;
 mod probe;
+mod tcx;
 
-pub use agents::{AgentSet, AgentSettings};
+pub use agents::{AgentSet, AgentSettings, NodeOverrides};
 pub use bound::within;
 pub use bpffs::ensure_bpffs;
 pub use child::Child;
 pub use cleanup::{install_signal_cleanup, sweep_leftovers};
 pub use host::Host;
-pub use lab::{Lab, MAX_NODES};
+pub use lab::{Lab, MAX_NODES, SUB_NET, SubIface};
 pub use probe::{DEFAULT_MAX_DURATION, LATE_AFTER, Outage, ProbeReport, Prober};
 
 /// The shared address tests fail over (TEST-NET-1, never routed).

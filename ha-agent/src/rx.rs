@@ -1,0 +1,158 @@
+//! Where peers come from: the XDP program's maps, or a UDP socket read in user space. The run
+//! loop only sees [`Receiver::read_peers`] and [`Receiver::stats`], in the same `PeerRecord`
+//! form either way, so the state machine gets the same `Peer` inputs from both.
+pub mod socket;
+pub mod table;
+
+use std::{os::fd::OwnedFd, path::PathBuf};
+
+use ha_common::maps::{PeerRecord, Stats};
+
+use crate::{
+    config::RunConfig,
+    ebpf::{self, AttachedXdp, EbpfError, XdpConfig},
+    peers::{PeerMaps, PeersError},
+};
+use socket::{SocketRx, SocketRxConfig};
+
+/// `--rx`: how heartbeats are received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RxMode {
+    /// XDP when it can be loaded and attached, else a UDP socket (with one warning).
+    Auto,
+    /// XDP only: fail if it cannot be loaded or attached.
+    Xdp,
+    /// A UDP socket: no eBPF, fewer privileges, more per-packet cost.
+    Socket,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RxError {
+    #[error(transparent)]
+    Xdp(#[from] EbpfError),
+    #[error("opening the heartbeat receive socket: {0}")]
+    Socket(std::io::Error),
+    #[error(transparent)]
+    Maps(#[from] PeersError),
+    #[error("reading heartbeats from the socket: {0}")]
+    Read(std::io::Error),
+}
+
+pub enum Receiver {
+    Xdp {
+        maps: PeerMaps,
+        /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
+        /// loaded object is large and the socket variant small.
+        xdp: Box<AttachedXdp>,
+    },
+    Socket {
+        rx: SocketRx,
+        pin_dir: PathBuf,
+        _lock: OwnedFd,
+    },
+}
+
+impl Receiver {
+    /// Opens the receive path `cfg.rx` asks for; in `auto`, falls back from XDP to the socket
+    /// when XDP cannot be had here (no BPF support, no permission, no XDP on the interface).
+    pub fn open(cfg: &RunConfig) -> Result<Self, RxError> {
+        match cfg.rx {
+            RxMode::Xdp => Self::open_xdp(cfg),
+            RxMode::Socket => Self::open_socket(cfg),
+            RxMode::Auto => match Self::open_xdp(cfg) {
+                Err(RxError::Xdp(e)) if falls_back(&e) => {
+                    log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
+                    Self::open_socket(cfg)
+                }
+                other => other,
+            },
+        }
+    }
+
+    fn open_xdp(cfg: &RunConfig) -> Result<Self, RxError> {
+        let xdp_cfg = XdpConfig {
+            cluster_id: cfg.cluster_id,
+            node_id: cfg.node.node_id,
+            port: cfg.port,
+            pass_heartbeats: cfg.pass_heartbeats,
+        };
+        let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
+        let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
+        Ok(Self::Xdp { maps, xdp: Box::new(xdp) })
+    }
+
+    fn open_socket(cfg: &RunConfig) -> Result<Self, RxError> {
+        // One agent per instance, as with XDP: the control socket and state files share its name.
+        let lock = ebpf::lock_pin_dir(&cfg.pin_dir)?;
+        let rx = SocketRx::open(&SocketRxConfig {
+            iface: cfg.iface.clone(),
+            iface_addr: cfg.iface_addr,
+            group: cfg.unicast_peers.is_empty().then_some(cfg.group),
+            port: cfg.port,
+            cluster_id: cfg.cluster_id,
+            node_id: cfg.node.node_id,
+        })
+        .map_err(RxError::Socket)?;
+        Ok(Self::Socket { rx, pin_dir: cfg.pin_dir.clone(), _lock: lock })
+    }
+
+    /// Fills `out` with every peer heard of so far (reusing its allocation: this runs every tick).
+    pub fn read_peers(&mut self, out: &mut Vec<(u32, PeerRecord)>) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { maps, .. } => Ok(maps.read_peers(out)?),
+            Self::Socket { rx, .. } => rx.read_peers(out).map_err(RxError::Read),
+        }
+    }
+
+    /// Outcome counters of received heartbeats.
+    pub fn stats(&self) -> Result<Stats, RxError> {
+        match self {
+            Self::Xdp { maps, .. } => Ok(maps.stats()?),
+            Self::Socket { rx, .. } => Ok(rx.stats()),
+        }
+    }
+
+    /// Whether the sender must hold the group membership itself: XDP reads heartbeats before
+    /// the stack, but NICs that filter multicast by address only pass joined groups.
+    pub fn needs_membership(&self) -> bool {
+        matches!(self, Self::Xdp { .. })
+    }
+
+    /// For the start-up line.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Xdp { xdp, .. } => {
+                format!("XDP {:?} mode, maps in {}", xdp.mode(), xdp.pin_dir().display())
+            }
+            Self::Socket { pin_dir, .. } => format!("UDP socket, no eBPF; instance {}", pin_dir.display()),
+        }
+    }
+}
+
+/// In `auto`, what XDP trouble the socket path can stand in for. Not: a missing interface (the
+/// socket would fail too) or another agent on the same instance (it must stay one agent).
+fn falls_back(e: &EbpfError) -> bool {
+    match e {
+        EbpfError::NotEmbedded
+        | EbpfError::Permission { .. }
+        | EbpfError::Load(_)
+        | EbpfError::Attach { .. }
+        | EbpfError::Pin { .. } => true,
+        EbpfError::NoInterface(_) | EbpfError::Busy(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_for_what_the_socket_can_replace_only() {
+        assert!(falls_back(&EbpfError::Permission { what: "loading".into() }));
+        assert!(falls_back(&EbpfError::Load("no BTF".into())));
+        assert!(falls_back(&EbpfError::NotEmbedded));
+        assert!(falls_back(&EbpfError::Attach { iface: "eth0".into(), why: "EOPNOTSUPP".into() }));
+        assert!(!falls_back(&EbpfError::Busy("/sys/fs/bpf/ha/1".into())));
+        assert!(!falls_back(&EbpfError::NoInterface("eth9".into())));
+    }
+}

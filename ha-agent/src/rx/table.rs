@@ -1,0 +1,217 @@
+//! The peer table of the socket receive path: the same checks, records and counters as the XDP
+//! program (`ha-ebpf/src/main.rs`), kept in user space. Pure: the caller supplies the bytes, the
+//! sender's address and the reception time.
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use ha_common::{
+    maps::{MAX_PEERS, PeerRecord, Stats},
+    wire::{DecodeError, Heartbeat, Sequence},
+};
+
+/// Why a datagram was not recorded; each reason has the counter XDP uses for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    Decode(DecodeError),
+    WrongCluster,
+    Own,
+    Stale,
+    PeersFull,
+}
+
+pub struct PeerTable {
+    cluster_id: u32,
+    node_id: u32,
+    peers: HashMap<u32, PeerRecord>,
+    stats: Stats,
+}
+
+impl PeerTable {
+    pub fn new(cluster_id: u32, node_id: u32) -> Self {
+        Self { cluster_id, node_id, peers: HashMap::new(), stats: Stats::default() }
+    }
+
+    /// Checks one datagram and records it if it is a newer heartbeat of a peer of this cluster.
+    pub fn receive(&mut self, payload: &[u8], src: Ipv4Addr, at_ns: u64) -> Result<(), Rejected> {
+        let outcome = self.check_and_record(payload, src, at_ns);
+        let s = &mut self.stats;
+        match outcome {
+            Ok(()) => s.valid += 1,
+            Err(Rejected::Decode(DecodeError::Truncated)) => s.truncated += 1,
+            Err(Rejected::Decode(DecodeError::BadMagic)) => s.bad_magic += 1,
+            Err(Rejected::Decode(DecodeError::BadVersion)) => s.bad_version += 1,
+            Err(Rejected::Decode(DecodeError::Malformed)) => s.malformed += 1,
+            Err(Rejected::WrongCluster) => s.wrong_cluster += 1,
+            Err(Rejected::Own) => s.own += 1,
+            Err(Rejected::Stale) => s.stale += 1,
+            Err(Rejected::PeersFull) => s.peers_full += 1,
+        }
+        outcome
+    }
+
+    fn check_and_record(&mut self, payload: &[u8], src: Ipv4Addr, at_ns: u64) -> Result<(), Rejected> {
+        let hb = Heartbeat::decode(payload).map_err(Rejected::Decode)?;
+        if hb.cluster_id != self.cluster_id {
+            return Err(Rejected::WrongCluster);
+        }
+        if hb.node_id == self.node_id {
+            return Err(Rejected::Own);
+        }
+        if let Some(rec) = self.peers.get_mut(&hb.node_id) {
+            if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
+                return Err(Rejected::Stale);
+            }
+            fill(rec, &hb, src, at_ns);
+            rec.received += 1;
+            return Ok(());
+        }
+        if self.peers.len() >= MAX_PEERS as usize {
+            return Err(Rejected::PeersFull);
+        }
+        let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
+        fill(&mut rec, &hb, src, at_ns);
+        self.peers.insert(hb.node_id, rec);
+        log::info!("new peer {} priority {} from {src}", crate::node::id(hb.node_id), hb.priority);
+        Ok(())
+    }
+
+    /// Every recorded peer, as `PeerMaps::read_peers` gives them (reusing `out`'s allocation).
+    pub fn snapshot(&self, out: &mut Vec<(u32, PeerRecord)>) {
+        out.clear();
+        out.extend(self.peers.iter().map(|(id, rec)| (*id, *rec)));
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
+fn fill(rec: &mut PeerRecord, hb: &Heartbeat, src: Ipv4Addr, at_ns: u64) {
+    rec.last_seen_ns = at_ns;
+    rec.epoch = hb.seq.epoch;
+    rec.counter = hb.seq.counter;
+    rec.priority = hb.priority;
+    rec.interval_us = hb.interval_us;
+    rec.addr = src.octets();
+    rec.state = hb.state as u8;
+    rec.flags = hb.flags;
+    rec.key_id = hb.key_id;
+}
+
+#[cfg(test)]
+mod tests {
+    use ha_common::wire::{FLAG_LEAVING, HEARTBEAT_LEN, NodeState, TAG_LEN};
+
+    use super::*;
+
+    const CLUSTER: u32 = 42;
+    const SELF_ID: u32 = 1;
+    const SRC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+
+    fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
+        Heartbeat {
+            cluster_id: CLUSTER,
+            node_id,
+            priority: 150,
+            state: NodeState::Active,
+            flags: 0,
+            key_id: 0,
+            interval_us: 2_000,
+            seq: Sequence { epoch: 1_000, counter },
+            tag: [0; TAG_LEN],
+        }
+    }
+
+    fn table() -> PeerTable {
+        PeerTable::new(CLUSTER, SELF_ID)
+    }
+
+    fn peers(t: &PeerTable) -> Vec<(u32, PeerRecord)> {
+        let mut v = Vec::new();
+        t.snapshot(&mut v);
+        v.sort_by_key(|p| p.0);
+        v
+    }
+
+    #[test]
+    fn valid_heartbeat_is_recorded_like_xdp_records_it() {
+        let mut t = table();
+        assert_eq!(t.receive(&heartbeat(7, 1).encode(), SRC, 5_000), Ok(()));
+        assert_eq!(t.stats(), Stats { valid: 1, ..Stats::default() });
+        let (id, rec) = peers(&t)[0];
+        assert_eq!(id, 7);
+        assert_eq!((rec.priority, rec.state, rec.counter, rec.epoch, rec.received), (150, 2, 1, 1_000, 1));
+        assert_eq!((rec.addr, rec.interval_us, rec.last_seen_ns), (SRC.octets(), 2_000, 5_000));
+
+        let mut next = heartbeat(7, 2);
+        next.flags = FLAG_LEAVING;
+        next.state = NodeState::Standby;
+        t.receive(&next.encode(), SRC, 6_000).expect("newer");
+        let (_, rec) = peers(&t)[0];
+        assert_eq!((rec.counter, rec.received, rec.flags, rec.state, rec.last_seen_ns), (2, 2, FLAG_LEAVING, 1, 6_000));
+    }
+
+    #[test]
+    fn stale_and_replayed_sequences_are_ignored_but_a_restart_is_accepted() {
+        let mut t = table();
+        t.receive(&heartbeat(7, 10).encode(), SRC, 1).expect("first");
+        assert_eq!(t.receive(&heartbeat(7, 10).encode(), SRC, 2), Err(Rejected::Stale));
+        assert_eq!(t.receive(&heartbeat(7, 9).encode(), SRC, 3), Err(Rejected::Stale));
+        assert_eq!(peers(&t)[0].1.last_seen_ns, 1, "a replay does not refresh liveness");
+        let mut restarted = heartbeat(7, 0);
+        restarted.seq.epoch = 2_000;
+        t.receive(&restarted.encode(), SRC, 4).expect("restart");
+        assert_eq!(peers(&t)[0].1.epoch, 2_000);
+        assert_eq!((t.stats().valid, t.stats().stale), (2, 2));
+    }
+
+    #[test]
+    fn each_malformed_class_is_counted_and_nothing_recorded() {
+        let mut t = table();
+        let good = heartbeat(7, 1).encode();
+        let mut bad_magic = good;
+        bad_magic[0] = b'X';
+        let mut bad_version = good;
+        bad_version[4] = 9;
+        let mut malformed = good;
+        malformed[5] = 0;
+        let mut wrong_cluster = heartbeat(7, 1);
+        wrong_cluster.cluster_id = CLUSTER + 1;
+        let cases: [&[u8]; 7] = [
+            &good[..30],
+            &good[..HEARTBEAT_LEN - 1],
+            &bad_magic,
+            &bad_version,
+            &malformed,
+            &wrong_cluster.encode(),
+            &heartbeat(SELF_ID, 1).encode(),
+        ];
+        for bytes in cases {
+            assert!(t.receive(bytes, SRC, 1).is_err());
+        }
+        assert_eq!(
+            t.stats(),
+            Stats {
+                truncated: 2,
+                bad_magic: 1,
+                bad_version: 1,
+                malformed: 1,
+                wrong_cluster: 1,
+                own: 1,
+                ..Stats::default()
+            }
+        );
+        assert!(peers(&t).is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded_like_the_map() {
+        let mut t = table();
+        for id in 0..MAX_PEERS {
+            t.receive(&heartbeat(1_000 + id, 1).encode(), SRC, 1).expect("room");
+        }
+        assert_eq!(t.receive(&heartbeat(9, 1).encode(), SRC, 1), Err(Rejected::PeersFull));
+        // Known peers still update.
+        t.receive(&heartbeat(1_000, 2).encode(), SRC, 2).expect("known peer");
+        assert_eq!(t.stats().peers_full, 1);
+    }
+}
