@@ -6,9 +6,11 @@
 //! - Everybody starts STANDBY and first listens for one tolerance, to learn of a holder.
 //! - A peer is live while its last heartbeat is at most one tolerance old. A live peer that is
 //!   leaving or in maintenance is not a candidate for the address.
-//! - Worthiness orders candidates: priority, then node id.
+//! - Worthiness orders candidates: priority, then node id. The priority is the configured one
+//!   less failing health checks (`set_priority`); 0 marks an unhealthy node.
 //! - Only the most worthy live candidate takes the address: when nobody holds it, or (preempt)
-//!   when it is more worthy than the holder.
+//!   when it is more worthy than the holder. A holder at priority 0 is protected by no preempt
+//!   setting: any live candidate above 0 that is the most worthy takes over, make-before-break.
 //! - Make-before-break: a taker adds the address, announces it, and says ACTIVE at once; a holder
 //!   releases only when it sees a more worthy live holder (or, leaving, any successor). The
 //!   client is re-pointed before the old holder lets go.
@@ -107,6 +109,11 @@ pub enum Reason {
     NoSuccessor,
     /// This node's link went down: it cannot serve the address.
     LinkDown,
+    /// The holder announces priority 0 (its checks fail): no preempt setting protects it.
+    HolderUnhealthy { node_id: u32 },
+    /// Not a change of state: this holder met another holder it had not taken the address from
+    /// (a healed split brain), is more worthy, keeps the address and announces it again.
+    SplitBrainWon { node_id: u32, priority: u32 },
 }
 
 impl Reason {
@@ -123,6 +130,8 @@ impl Reason {
             Reason::LeaveTimeout => "leave_timeout",
             Reason::NoSuccessor => "no_successor",
             Reason::LinkDown => "link_down",
+            Reason::HolderUnhealthy { .. } => "holder_unhealthy",
+            Reason::SplitBrainWon { .. } => "split_brain_won",
         }
     }
 }
@@ -151,6 +160,12 @@ impl std::fmt::Display for Reason {
             Reason::LeaveTimeout => write!(f, "no successor claimed the address in time"),
             Reason::NoSuccessor => write!(f, "no live node can take the address"),
             Reason::LinkDown => write!(f, "link is down"),
+            Reason::HolderUnhealthy { node_id } => write!(f, "holder {} is unhealthy (priority 0)", id(*node_id)),
+            Reason::SplitBrainWon { node_id, priority } => write!(
+                f,
+                "{} (priority {priority}) held the address too (split brain); this node is more worthy and keeps it",
+                id(*node_id)
+            ),
         }
     }
 }
@@ -190,6 +205,8 @@ pub struct Output {
 
 pub struct Node {
     cfg: NodeConfig,
+    /// Announced worthiness: the configured priority less failing checks.
+    priority: u32,
     state: NodeState,
     /// No takeover decisions before this: we may not have heard the holder yet.
     listening_until: Nanos,
@@ -210,12 +227,16 @@ pub struct Node {
     live_peers: Vec<u32>,
     /// When the holder announces again (with `refresh`).
     next_refresh: Nanos,
+    /// The holder this node took the address from, while it still claims it: the expected
+    /// overlap of a make-before-break hand-over, not a split brain.
+    took_from: Option<u32>,
 }
 
 impl Node {
     pub fn new(cfg: NodeConfig, now: Nanos) -> Self {
         Self {
             cfg,
+            priority: cfg.priority,
             state: NodeState::Standby,
             listening_until: now.saturating_add(cfg.tolerance),
             leaving_since: None,
@@ -228,7 +249,20 @@ impl Node {
             relistened: false,
             live_peers: Vec::new(),
             next_refresh: 0,
+            took_from: None,
         }
+    }
+
+    /// Worthiness announced now.
+    pub fn priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// Sets the worthiness (the configured priority less failing checks); peers hear at once.
+    pub fn set_priority(&mut self, priority: u32) -> Output {
+        let changed = self.priority != priority;
+        self.priority = priority;
+        Output { send_now: changed, ..Output::default() }
     }
 
     pub fn state(&self) -> NodeState {
@@ -279,7 +313,7 @@ impl Node {
     }
 
     fn rank(&self) -> (u32, u32) {
-        (self.cfg.priority, self.cfg.node_id)
+        (self.priority, self.cfg.node_id)
     }
 
     fn is_live(&self, peer: &Peer, now: Nanos) -> bool {
@@ -295,6 +329,8 @@ impl Node {
         }
         self.state = to;
         self.preempt_ready_since = None;
+        self.other_holder_seen = false;
+        self.took_from = None;
     }
 
     /// One decision at `inputs.now`. `now` must be read before the peer table, so that a step
@@ -404,13 +440,23 @@ impl Node {
                 self.become_(NodeState::Standby, reason, out);
                 self.held_down_until = now.saturating_add(self.cfg.hold_down);
             }
-            Some(_) => {
+            Some(other) => {
                 // A less worthy node claims the address too (it preempted wrongly, or a partition
                 // healed): it will yield; re-point the clients at us meanwhile.
-                out.announce = !self.other_holder_seen;
+                if !self.other_holder_seen {
+                    out.announce = true;
+                    if self.took_from != Some(other.node_id) {
+                        // Hooks and events learn that this node won: it did not change state.
+                        let reason = Reason::SplitBrainWon { node_id: other.node_id, priority: other.priority };
+                        out.transition = Some(Transition { from: NodeState::Active, to: NodeState::Active, reason });
+                    }
+                }
                 self.other_holder_seen = true;
             }
-            None => self.other_holder_seen = false,
+            None => {
+                self.other_holder_seen = false;
+                self.took_from = None;
+            }
         }
     }
 
@@ -440,17 +486,28 @@ impl Node {
             return;
         };
         // A live, less worthy node holds the address.
+        if holder.priority == 0 && self.priority > 0 {
+            // Its checks fail: preempt protects healthy holders only.
+            self.take_from(holder.node_id, Reason::HolderUnhealthy { node_id: holder.node_id }, out);
+            return;
+        }
         let reason = Reason::Preempt { node_id: holder.node_id, priority: holder.priority };
         match self.cfg.preempt {
             Preempt::Never => {}
-            Preempt::Always => self.become_(NodeState::Active, reason, out),
+            Preempt::Always => self.take_from(holder.node_id, reason, out),
             Preempt::Delay(delay) => {
                 let since = *self.preempt_ready_since.get_or_insert(now);
                 if now.saturating_sub(since) >= delay {
-                    self.become_(NodeState::Active, reason, out);
+                    self.take_from(holder.node_id, reason, out);
                 }
             }
         }
+    }
+
+    /// Takes the address from a live holder, which keeps claiming it until it hears us.
+    fn take_from(&mut self, holder: u32, reason: Reason, out: &mut Output) {
+        self.become_(NodeState::Active, reason, out);
+        self.took_from = Some(holder);
     }
 
     fn why_no_holder(&self, now: Nanos, peers: &[Peer]) -> Reason {

@@ -112,6 +112,7 @@ fn preempt_always_is_make_before_break() {
     // The new holder keeps it when it sees the old one still claiming for a moment.
     let out = step(&mut new, t + 1, &[peer(1, 100, NodeState::Active, t + 1)]);
     assert!(!out.release && out.announce, "re-announce once while the old holder still claims");
+    assert_eq!(out.transition, None, "the hand-over's overlap is no split brain");
     assert!(!step(&mut new, t + 2, &[peer(1, 100, NodeState::Active, t + 2)]).announce, "only once per claim");
 }
 
@@ -222,6 +223,58 @@ fn split_brain_heals_to_the_most_worthy_holder() {
     let out_b = step(&mut b, t, &[peer(1, 100, NodeState::Active, t)]);
     assert!(out_a.release);
     assert!(out_b.announce && !out_b.release, "the survivor re-announces");
+    // Hooks and events hear that b won, though its state did not change; once per episode.
+    let won = Transition {
+        from: NodeState::Active,
+        to: NodeState::Active,
+        reason: Reason::SplitBrainWon { node_id: 1, priority: 100 },
+    };
+    assert_eq!(out_b.transition, Some(won));
+    assert_eq!(step(&mut b, t + 1, &[peer(1, 100, NodeState::Active, t + 1)]).transition, None);
+    assert_eq!(step(&mut b, t + 2, &[peer(1, 100, NodeState::Standby, t + 2)]).transition, None);
+    // A later split brain is reported again.
+    assert_eq!(step(&mut b, t + 3, &[peer(1, 100, NodeState::Active, t + 3)]).transition, Some(won));
+}
+
+#[test]
+fn a_lowered_priority_ranks_lower_and_is_announced_at_once() {
+    let mut n = holder(1, 200, Preempt::Always);
+    assert_eq!(n.set_priority(200), Output::default(), "no change, nothing to say");
+    assert!(n.set_priority(150).send_now);
+    assert_eq!(n.priority(), 150);
+    assert_eq!(n.config().priority, 200, "the configured base stays");
+    // A peer of 180 now outranks it: once that peer holds, this holder lets go.
+    let t = 2 * TOL;
+    let out = step(&mut n, t, &[peer(2, 180, NodeState::Active, t)]);
+    assert!(out.release);
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::MoreWorthyHolder { node_id: 2, priority: 180 }));
+    // Healthy again, preempt=always takes it back.
+    n.set_priority(200);
+    let out = step(&mut n, t + TOL, &[peer(2, 180, NodeState::Active, t + TOL)]);
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::Preempt { node_id: 2, priority: 180 }));
+}
+
+#[test]
+fn an_unhealthy_holder_is_taken_over_whatever_preempt_says() {
+    for preempt in [Preempt::Always, Preempt::Never, Preempt::Delay(60_000 * MS)] {
+        let mut n = Node::new(cfg(2, 100, preempt), 0);
+        let out = step(&mut n, TOL, &[peer(1, 0, NodeState::Active, TOL)]);
+        assert!(out.take, "{preempt:?}");
+        assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderUnhealthy { node_id: 1 }), "{preempt:?}");
+        // The old holder still claims for a moment: an expected overlap, not a split brain.
+        let out = step(&mut n, TOL + 1, &[peer(1, 0, NodeState::Active, TOL + 1)]);
+        assert!(out.announce && out.transition.is_none(), "{preempt:?}");
+    }
+    // Merely less worthy is still protected by never.
+    let mut n = Node::new(cfg(2, 100, Preempt::Never), 0);
+    assert!(!step(&mut n, TOL, &[peer(1, 50, NodeState::Active, TOL)]).take);
+    // An unhealthy node does not take from another unhealthy one.
+    let mut n = Node::new(cfg(2, 100, Preempt::Never), 0);
+    n.set_priority(0);
+    assert!(!step(&mut n, TOL, &[peer(1, 0, NodeState::Active, TOL)]).take);
+    // ...but once the other is gone, it serves rather than leave the address unheld.
+    let gone = [peer(1, 0, NodeState::Active, TOL)];
+    assert!((1..=2 * TOL / MS).any(|i| step(&mut n, TOL + i * MS, &gone).take));
 }
 
 #[test]
@@ -447,7 +500,7 @@ impl Sim {
             .enumerate()
             .map(|(i, n)| Peer {
                 node_id: i as u32 + 1,
-                priority: n.cfg.priority,
+                priority: n.priority(),
                 state: n.state(),
                 flags: n.flags(),
                 last_seen: self.last_seen[i],
@@ -467,7 +520,7 @@ impl Sim {
     }
 
     fn most_worthy_alive(&self) -> usize {
-        (0..self.nodes.len()).filter(|&i| self.alive[i]).max_by_key(|&i| (self.nodes[i].cfg.priority, i)).unwrap_or(0)
+        (0..self.nodes.len()).filter(|&i| self.alive[i]).max_by_key(|&i| (self.nodes[i].priority(), i)).unwrap_or(0)
     }
 }
 
@@ -515,5 +568,25 @@ proptest! {
             sim.nodes[i] = Node::new(cfg(i as u32 + 1, priority, Preempt::Never), now);
         }
         for _ in 0..100 { now += MS; sim.tick(now); prop_assert_eq!(sim.holders(), vec![0]); }
+    }
+
+    #[test]
+    fn an_unhealthy_holder_hands_over_to_the_most_worthy_healthy_node_even_with_never(
+        priorities in proptest::collection::vec(1u32..5, 2..6),
+        preempt_never in any::<bool>(),
+    ) {
+        let preempt = if preempt_never { Preempt::Never } else { Preempt::Always };
+        let mut sim = Sim::new(&priorities, preempt);
+        let mut now = 0;
+        for _ in 0..30 { now += MS; sim.tick(now); }
+        let holders = sim.holders();
+        prop_assert_eq!(holders.len(), 1);
+        let sick = holders[0];
+        sim.nodes[sick].set_priority(0);
+        for _ in 0..5 { now += MS; sim.tick(now); }
+        let healthy_best = (0..priorities.len()).filter(|&i| i != sick).max_by_key(|&i| (priorities[i], i));
+        prop_assert_eq!(sim.holders(), healthy_best.into_iter().collect::<Vec<_>>());
+        // Steady afterwards: exactly one holder at every tick.
+        for _ in 0..30 { now += MS; sim.tick(now); prop_assert_eq!(sim.holders().len(), 1); }
     }
 }
