@@ -16,12 +16,16 @@ use ha_common::wire::NodeState;
 use crate::{
     address::AddressManager,
     announce::{AnnounceWorker, Announcer},
+    checks::Checks,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
     control::{Command, ControlServer, Hub},
     events::Event,
     guard::AddressGuard,
+    hooks::{Hooks, NodeFacts},
     link::LinkWatch,
+    metrics::Metrics,
+    metrics_http::MetricsServer,
     node::{Inputs, Node, Output, Peer, id},
     observe::observe,
     rx::Receiver,
@@ -47,6 +51,9 @@ struct Io {
     transitions: u64,
     guard: AddressGuard,
     lateness: crate::lateness::Lateness,
+    metrics: Arc<Metrics>,
+    hooks: Hooks,
+    checks: Checks,
 }
 
 impl Io {
@@ -77,15 +84,19 @@ impl Io {
 
     fn apply(&mut self, node: &Node, out: &Output, started_ns: u64) {
         if out.take {
+            let decided = monotonic_ns();
             self.take();
+            self.metrics.takeover(monotonic_ns().saturating_sub(decided) as f64 / 1e9);
         }
         if out.release {
             self.release();
         }
         if out.announce {
-            log::info!(
-                "another node claims the shared address, or a peer we could not hear is back; announcing ours again"
-            );
+            if out.transition.is_none() {
+                log::info!(
+                    "another node claims the shared address, or a peer we could not hear is back; announcing ours again"
+                );
+            }
             if let Err(e) = self.announcer.announce(&self.vip_addrs) {
                 log::warn!("announcing: {e}");
             }
@@ -102,14 +113,20 @@ impl Io {
         }
         if let Some(t) = out.transition {
             let took_us = (monotonic_ns().saturating_sub(started_ns)) / 1_000;
-            log::info!("{} -> {}: {} (acted in {took_us} us)", t.from.name(), t.to.name(), t.reason);
+            let (from, to, label) = (t.from.name(), t.to.name(), t.reason.label());
+            log::info!(
+                event = "transition", from = from, to = to, reason = label, took_us = took_us;
+                "{from} -> {to}: {} (acted in {took_us} us)", t.reason
+            );
             self.transitions += 1;
+            self.metrics.transition(from, to, label);
             let event = Event::new(node.config().node_id, &t);
             self.hub.update_status(|s| {
                 s.since_unix_ms = event.unix_ms;
                 s.reason = t.reason.to_string();
             });
             self.hub.publish_event(&event.to_json());
+            self.hooks.fire(&event, node.priority());
         }
     }
 
@@ -117,10 +134,12 @@ impl Io {
     fn publish_status(&self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
         let stats = self.rx.stats().unwrap_or_default();
         let peers = status::peer_rows(raw, now, node.config().tolerance);
+        let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         self.hub.update_status(|s| {
             s.state = node.state().name().to_string();
-            s.priority = node.config().priority;
-            s.priority_parts = vec![("base".into(), i64::from(node.config().priority))];
+            s.priority = node.priority();
+            s.priority_parts = priority_parts;
+            s.checks = checks;
             s.maintenance = node.in_maintenance();
             s.leaving = node.is_leaving();
             s.link_up = link_up;
@@ -134,7 +153,7 @@ impl Io {
     }
 
     fn heartbeat(&mut self, node: &Node) {
-        if let Err(e) = self.sender.send(node.state(), node.flags(), node.config().priority) {
+        if let Err(e) = self.sender.send(node.state(), node.flags(), node.priority()) {
             // Counted; the link may be down. Logged once per burst at debug to stay quiet.
             log::debug!("sending heartbeat: {e}");
         }
@@ -207,6 +226,16 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     });
     let _control = ControlServer::start(crate::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
+    let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
+    let _metrics_server = match cfg.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
+        None => None,
+    };
+    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
+    let hooks = Hooks::start(cfg.hooks.clone(), facts, Arc::clone(&metrics)).context("starting the hook thread")?;
+    let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
+    let checks =
+        Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
     let maintenance_file = crate::maintenance::MaintenanceFile::new(&cfg.pin_dir);
     let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
     let mut io = Io {
@@ -222,6 +251,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         transitions: 0,
         guard,
         lateness: Default::default(),
+        metrics,
+        hooks,
+        checks,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -279,6 +311,7 @@ fn event_loop(
             }
             Err(e) => log::debug!("reading link state: {e}"),
         }
+        out.send_now |= node.set_priority(io.checks.priority()).send_now;
         if let Err(e) = table {
             // Without the peer table no decision is safe: skip this step, keep heartbeating.
             read_errors += 1;
@@ -324,10 +357,11 @@ fn event_loop(
 }
 
 /// SCHED_FIFO for the loop thread and locked memory, as keepalived does for short intervals.
+/// Reset-on-fork: threads and commands (hooks, checks) started later run at normal priority.
 fn realtime() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 50 };
     // SAFETY: valid parameter struct; 0 means the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: no pointers involved.

@@ -1,10 +1,14 @@
 //! The command line. Parsing only; validation that needs the system lives in `config`.
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use ha_common::DEFAULT_PORT;
 
-use crate::{address::SharedAddr, ebpf::AttachMode, node::Preempt, rx::RxMode};
+use crate::{address::SharedAddr, ebpf::AttachMode, logging::LogFormat, node::Preempt, rx::RxMode};
 
 #[derive(Parser, Debug)]
 #[command(name = "ha-agent", version, about = "eBPF-assisted failover of a shared IP address")]
@@ -14,6 +18,9 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: log::LevelFilter,
+    /// Log lines for people (human) or one JSON object per line (json).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,11 +50,16 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Interface that carries heartbeats and the shared address.
+    /// TOML file with any of these options, keyed by flag name (see examples/ha-agent.toml);
+    /// flags given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface that carries heartbeats and the shared address (required, here or in the file).
     #[arg(long)]
-    pub iface: String,
-    /// Shared address with prefix, e.g. 192.0.2.200/24 (repeat for several, moved together).
-    #[arg(long = "vip", required = true, value_name = "ADDR/PREFIX")]
+    pub iface: Option<String>,
+    /// Shared address with prefix, e.g. 192.0.2.200/24 (repeat for several, moved together;
+    /// required, here or in the file).
+    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
     pub vips: Vec<SharedAddr>,
     /// Worthiness: the most worthy live node holds the address (ties: higher node id).
     #[arg(long, default_value_t = 100)]
@@ -108,16 +120,70 @@ pub struct RunArgs {
     /// Run the heartbeat/decision thread at real-time priority and lock memory (short intervals).
     #[arg(long)]
     pub realtime: bool,
+    /// Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9465.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Shell command run when this node takes the address (args: STATE REASON; env: HA_*).
+    #[arg(long, value_name = "CMD")]
+    pub on_active: Option<String>,
+    /// Shell command run when this node lets the address go (args: STATE REASON; env: HA_*).
+    #[arg(long, value_name = "CMD")]
+    pub on_standby: Option<String>,
+    /// Shell command run on every transition, after on-active/on-standby (args: STATE REASON).
+    #[arg(long, value_name = "CMD")]
+    pub notify: Option<String>,
+    /// A hook still running after this is killed; hooks never hold up a failover.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+    /// Health check: a shell command that exits 0 while this node can serve (repeat for several).
+    #[arg(long = "check", value_name = "CMD")]
+    pub checks: Vec<String>,
+    /// Time between runs of the health checks.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub check_interval: Duration,
+    /// A check still running after this counts as failed (default: the check interval).
+    #[arg(long, value_parser = parse_duration)]
+    pub check_timeout: Option<Duration>,
+    /// Consecutive failures before a passing check counts as failing.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub check_fall: u32,
+    /// Consecutive passes before a failing check counts as passing again.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub check_rise: u32,
+    /// Priority taken off per failing check (default: all of it, to 0, which no --preempt
+    /// setting protects: any healthy peer takes over).
+    #[arg(long, value_name = "W")]
+    pub check_weight: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct PinArgs {
-    /// Cluster id of the running agent.
-    #[arg(long, default_value_t = 1)]
-    pub cluster: u32,
+    /// The running agent's config file: its cluster and pin-dir are used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Cluster id of the running agent [default: 1].
+    #[arg(long)]
+    pub cluster: Option<u32>,
     /// Pin directory of the running agent (overrides --cluster).
     #[arg(long)]
     pub pin_dir: Option<PathBuf>,
+}
+
+/// Parses a command line, keeping clap's matches so the config file can tell which flags were
+/// given (they win over the file) from defaults (the file wins over them).
+pub fn parse_from<I, T>(argv: I) -> Result<(Cli, ArgMatches), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
+/// Whether the argument with clap id `id` (its field name) was on the command line.
+pub fn given_on_command_line(matches: &ArgMatches, id: &str) -> bool {
+    matches.try_get_raw(id).is_ok() && matches.value_source(id) == Some(ValueSource::CommandLine)
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -1,10 +1,16 @@
 //! A run's configuration, validated before anything on the system is touched.
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use crate::{
     address::SharedAddr,
+    checks::CheckConfig,
     cli::RunArgs,
     ebpf::{self, AttachMode},
+    hooks::HookConfig,
     node::{NodeConfig, Preempt},
     rx::RxMode,
 };
@@ -25,6 +31,12 @@ pub enum ConfigError {
     NoIpv4(String),
     #[error("--garp-refresh {refresh:?} is shorter than --interval {interval:?}: announce less often than heartbeats")]
     GarpRefreshTooShort { refresh: Duration, interval: Duration },
+    #[error("no interface: give --iface NAME (or iface in the config file)")]
+    NoIface,
+    #[error("no shared address: give --vip ADDR/PREFIX (or vip in the config file)")]
+    NoVip,
+    #[error("--priority 0 is reserved for a node whose checks fail: use 1 or more")]
+    ZeroPriority,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +56,9 @@ pub struct RunConfig {
     pub rx: RxMode,
     pub pass_heartbeats: bool,
     pub realtime: bool,
+    pub metrics: Option<SocketAddr>,
+    pub hooks: HookConfig,
+    pub checks: CheckConfig,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_micros(500);
@@ -65,6 +80,13 @@ impl RunConfig {
                 ratio: args.tolerance.as_secs_f64() / args.interval.as_secs_f64(),
             });
         }
+        let iface = args.iface.clone().ok_or(ConfigError::NoIface)?;
+        if args.vips.is_empty() {
+            return Err(ConfigError::NoVip);
+        }
+        if args.priority == 0 {
+            return Err(ConfigError::ZeroPriority);
+        }
         let mut vips: Vec<SharedAddr> = Vec::new();
         for vip in &args.vips {
             if iface_addrs.iter().any(|a| std::net::IpAddr::V4(*a) == vip.addr) {
@@ -79,11 +101,11 @@ impl RunConfig {
         if let Some(refresh) = refresh.filter(|r| *r < args.interval) {
             return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
         }
-        let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(args.iface.clone()))?;
+        let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(iface.clone()))?;
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         let nanos = |d: Duration| d.as_nanos() as u64;
         Ok(Self {
-            iface: args.iface.clone(),
+            iface,
             iface_addr,
             vips,
             node: NodeConfig {
@@ -107,7 +129,38 @@ impl RunConfig {
             rx: args.rx,
             pass_heartbeats: args.pass_heartbeats,
             realtime: args.realtime,
+            metrics: args.metrics,
+            hooks: HookConfig {
+                on_active: args.on_active.clone(),
+                on_standby: args.on_standby.clone(),
+                notify: args.notify.clone(),
+                timeout: args.hook_timeout,
+            },
+            checks: CheckConfig {
+                commands: args.checks.clone(),
+                interval: args.check_interval,
+                timeout: args.check_timeout.unwrap_or(args.check_interval),
+                fall: args.check_fall.max(1),
+                rise: args.check_rise.max(1),
+                weight: args.check_weight,
+            },
         })
+    }
+
+    /// Settings that work but probably not as meant; logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self.tolerance_warning().into_iter().collect();
+        let left = self.checks.weight.map(|w| self.node.priority.saturating_sub(w)).filter(|left| *left > 0);
+        if let (Some(left), Preempt::Never | Preempt::Delay(_), false) =
+            (left, self.preempt(), self.checks.commands.is_empty())
+        {
+            warnings.push(format!(
+                "a failing check leaves priority {left}: with --preempt {:?} the holder keeps the address while \
+                 failing (only priority 0 is handed over at once); leave --check-weight out to hand over",
+                self.preempt()
+            ));
+        }
+        warnings
     }
 
     /// Fewer than two intervals of tolerance turn one lost heartbeat into a failover.
@@ -148,6 +201,28 @@ mod tests {
         assert_eq!(cfg.tick, Duration::from_millis(25));
         assert_eq!(cfg.pin_dir, PathBuf::from("/sys/fs/bpf/ha/1"));
         assert!(cfg.tolerance_warning().is_none());
+        assert!(cfg.warnings().is_empty());
+        assert_eq!(cfg.checks.timeout, cfg.checks.interval, "check timeout defaults to the interval");
+    }
+
+    #[test]
+    fn missing_iface_or_vip_and_priority_zero_are_refused() {
+        let mut a = args(&[]);
+        a.iface = None;
+        assert_eq!(RunConfig::new(&a, &OWN).unwrap_err(), ConfigError::NoIface);
+        let mut a = args(&[]);
+        a.vips.clear();
+        assert_eq!(RunConfig::new(&a, &OWN).unwrap_err(), ConfigError::NoVip);
+        assert_eq!(RunConfig::new(&args(&["--priority", "0"]), &OWN).unwrap_err(), ConfigError::ZeroPriority);
+    }
+
+    #[test]
+    fn a_partial_check_weight_under_preempt_never_is_warned_about() {
+        let cfg = RunConfig::new(&args(&["--check", "true", "--check-weight", "30", "--preempt", "never"]), &OWN)
+            .expect("valid");
+        assert!(cfg.warnings().iter().any(|w| w.contains("leaves priority 70")), "{:?}", cfg.warnings());
+        let cfg = RunConfig::new(&args(&["--check", "true", "--preempt", "never"]), &OWN).expect("valid");
+        assert!(cfg.warnings().is_empty(), "the default weight hands over: {:?}", cfg.warnings());
     }
 
     #[test]

@@ -4,28 +4,41 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::Parser;
 use ha_agent::{
     agent,
-    cli::{Cli, Command, PinArgs, RunArgs},
+    cli::{self, Command, PinArgs, RunArgs},
     clock::monotonic_ns,
     config::RunConfig,
-    control, ebpf, iface,
+    config_file::FileConfig,
+    control, ebpf, iface, logging,
     peers::PeerMaps,
     privilege, status,
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // aya warns of each kernel feature probe that fails; when XDP is refused (e.g. no CAP_BPF)
-    // that repeats the one line the agent logs about it. Shown from --log-level debug.
-    let probes = if cli.log_level >= log::LevelFilter::Debug { cli.log_level } else { log::LevelFilter::Error };
-    env_logger::Builder::new()
-        .filter_level(cli.log_level)
-        .filter_module("aya::kernel_features", probes)
-        .format_timestamp_millis()
-        .format_target(false)
-        .init();
+    let (mut cli, matches) = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    // The config file is read before the logger starts: it may set the log level and format.
+    if let Command::Run(args) = &mut cli.command
+        && let Some(path) = args.config.clone()
+    {
+        let file = match FileConfig::load(&path) {
+            Ok(file) => file,
+            Err(e) => return fail(&e.into()),
+        };
+        let given = |id: &str| matches.subcommand_matches("run").is_some_and(|m| cli::given_on_command_line(m, id));
+        if !given("log_level")
+            && let Some(level) = file.log_level
+        {
+            cli.log_level = level;
+        }
+        if !given("log_format")
+            && let Some(format) = file.log_format
+        {
+            cli.log_format = format;
+        }
+        file.apply(args, given);
+    }
+    logging::init(cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Peers(args) => peers(&args),
@@ -35,26 +48,31 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: what went wrong, through every cause.
-            eprintln!("ha-agent: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
 }
 
+fn fail(e: &anyhow::Error) -> ExitCode {
+    // One line: what went wrong, through every cause.
+    eprintln!("ha-agent: {e:#}");
+    ExitCode::FAILURE
+}
+
 fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let own = iface::own_ipv4_addrs(&args.iface).context("listing interface addresses")?;
-    if ebpf::ifindex(&args.iface).is_err() {
-        anyhow::bail!("no interface named {}: check `ip link`", args.iface);
+    let Some(iface) = args.iface.as_deref() else {
+        anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
+    };
+    let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
+    if ebpf::ifindex(iface).is_err() {
+        anyhow::bail!("no interface named {iface}: check `ip link`");
     }
     let cfg = RunConfig::new(args, &own)?;
+    for warning in cfg.warnings() {
+        log::warn!("{warning}");
+    }
     let missing = privilege::missing_capabilities(cfg.rx);
     if !missing.is_empty() {
         anyhow::bail!("missing {}: run as root or grant them (see README, least privilege)", missing.join(", "));
-    }
-    if let Some(warning) = cfg.tolerance_warning() {
-        log::warn!("{warning}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -63,12 +81,18 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     agent::run(cfg, stop)
 }
 
-fn pin_dir(args: &PinArgs) -> std::path::PathBuf {
-    args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster))
+/// The running agent's pin directory: from the flags, else its config file, else the default.
+fn pin_dir(args: &PinArgs) -> anyhow::Result<std::path::PathBuf> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let cluster = args.cluster.or(file.cluster).unwrap_or(1);
+    Ok(args.pin_dir.clone().or(file.pin_dir).unwrap_or_else(|| ebpf::default_pin_dir(cluster)))
 }
 
 fn peers(args: &PinArgs) -> anyhow::Result<()> {
-    let maps = PeerMaps::open_pinned(&pin_dir(args))?;
+    let maps = PeerMaps::open_pinned(&pin_dir(args)?)?;
     let mut records = Vec::new();
     maps.read_peers(&mut records)?;
     // Liveness needs the agent's tolerance; without the agent at hand, show ages only.
@@ -77,7 +101,7 @@ fn peers(args: &PinArgs) -> anyhow::Result<()> {
 }
 
 fn show_status(args: &PinArgs, json: bool) -> anyhow::Result<()> {
-    let reply = control::request(&control::socket_path(&pin_dir(args)), "status")?;
+    let reply = control::request(&control::socket_path(&pin_dir(args)?), "status")?;
     if json {
         println!("{reply}");
         return Ok(());
@@ -89,7 +113,7 @@ fn show_status(args: &PinArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn maintenance(args: &PinArgs, mode: &str) -> anyhow::Result<()> {
-    let reply = control::request(&control::socket_path(&pin_dir(args)), &format!("maintenance {mode}"))?;
+    let reply = control::request(&control::socket_path(&pin_dir(args)?), &format!("maintenance {mode}"))?;
     anyhow::ensure!(reply == "ok", "the agent answered {reply:?}");
     println!("maintenance {mode}");
     Ok(())
@@ -98,7 +122,7 @@ fn maintenance(args: &PinArgs, mode: &str) -> anyhow::Result<()> {
 fn events(args: &PinArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout();
-    control::follow(&control::socket_path(&pin_dir(args)), |line| {
+    control::follow(&control::socket_path(&pin_dir(args)?), |line| {
         writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_ok()
     })?;
     Ok(())

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::node::id;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerStatus {
     pub node_id: String,
     pub address: String,
@@ -23,7 +24,20 @@ pub struct PeerStatus {
     pub flags: Vec<String>,
 }
 
+/// One health check as `status` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckStatus {
+    pub command: String,
+    /// pending, passing or failing.
+    pub state: String,
+    /// Why it fails: exit status or timeout, and its last line of output.
+    pub detail: String,
+}
+
+/// Missing fields default, so `status` of one version reads an agent of another.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     pub node_id: String,
     pub iface: String,
@@ -50,6 +64,7 @@ pub struct Status {
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,
     pub peers: Vec<PeerStatus>,
+    pub checks: Vec<CheckStatus>,
 }
 
 pub fn flag_names(flags: u8) -> Vec<String> {
@@ -164,6 +179,10 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         s.send_lateness.max_us,
         s.transitions
     );
+    for c in &s.checks {
+        let detail = if c.detail.is_empty() { String::new() } else { format!(" ({})", c.detail) };
+        let _ = writeln!(out, "check `{}`: {}{detail}", c.command, c.state);
+    }
     peer_lines(&mut out, &s.peers);
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
     out
@@ -202,12 +221,16 @@ mod tests {
             priority_parts: vec![("base".into(), 100), ("check web".into(), -10)],
             since_unix_ms: 1_000,
             link_up: true,
+            checks: vec![CheckStatus { command: "web".into(), state: "failing".into(), detail: "exit 1: down".into() }],
             ..Status::default()
         };
         let text = render(&s, 3_500);
+        assert!(text.contains("check `web`: failing (exit 1: down)"), "{text}");
         assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address"), "{text}");
         assert!(text.contains("priority 90 (base +100, check web -10)"), "{text}");
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Status>(&json).expect("parse"), s);
+        let older: Status = serde_json::from_str(r#"{"state":"STANDBY"}"#).expect("fields default");
+        assert_eq!(older.state, "STANDBY");
     }
 }
