@@ -1,9 +1,12 @@
 //! Types shared by the XDP program (`ha-ebpf`) and user space (`ha-agent`):
-//! the heartbeat wire format and the key/value types of every BPF map.
+//! the heartbeat wire format, its authentication (SipHash-2-4) and the key/value types of every
+//! BPF map.
 //! `no_std`, no allocation: the kernel side decodes through the same code.
 #![no_std]
 
+pub mod auth;
 pub mod maps;
+pub mod siphash;
 pub mod wire;
 
 /// Default UDP port of heartbeats.

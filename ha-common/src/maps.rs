@@ -7,6 +7,11 @@ pub const PEERS_MAP: &str = "PEERS";
 pub const STATS_MAP: &str = "STATS";
 /// Capacity of `PEERS`; heartbeats from further node ids are counted as `peers_full`.
 pub const MAX_PEERS: u32 = 256;
+/// `KEYS`: array of [`KEY_SLOTS`] [`AuthKey`]s, written by the agent (at start and on each
+/// reload of its key file), read by XDP to verify heartbeat tags. Not pinned.
+pub const KEYS_MAP: &str = "KEYS";
+/// Keys accepted at once: the signing key and one more, the rotation window.
+pub const KEY_SLOTS: u32 = 2;
 
 /// Load-time globals of the XDP program (set with `EbpfLoader::override_global`).
 pub mod globals {
@@ -22,6 +27,40 @@ pub mod globals {
 
 /// Let recorded heartbeats continue up the stack (for `--rx socket` comparison, tcpdump).
 pub const XDP_FLAG_PASS_HEARTBEATS: u32 = 0x1;
+/// `--insecure-no-auth`: accept unauthenticated heartbeats (key id 0), and only those. Without
+/// it, a heartbeat must carry the tag of a key in `KEYS`: an empty `KEYS` accepts nothing.
+pub const XDP_FLAG_INSECURE_NO_AUTH: u32 = 0x2;
+
+/// One slot of `KEYS`: XDP accepts a heartbeat whose key id equals `key_id` of a slot with
+/// `valid != 0` and whose tag verifies under (`k0`, `k1`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthKey {
+    /// 1..=255, as in the heartbeat header.
+    pub key_id: u32,
+    /// Non-zero when the slot holds a key.
+    pub valid: u32,
+    pub k0: u64,
+    pub k1: u64,
+}
+
+impl AuthKey {
+    pub const fn new(key_id: u8, key: crate::siphash::SipKey) -> Self {
+        Self { key_id: key_id as u32, valid: 1, k0: key.k0, k1: key.k1 }
+    }
+
+    #[inline(always)]
+    pub const fn sip_key(&self) -> crate::siphash::SipKey {
+        crate::siphash::SipKey { k0: self.k0, k1: self.k1 }
+    }
+}
+
+/// Never prints the key material.
+impl core::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AuthKey").field("key_id", &self.key_id).field("valid", &self.valid).finish_non_exhaustive()
+    }
+}
 
 /// What the agent learns about one peer, written by XDP on each valid heartbeat.
 #[repr(C)]
@@ -65,6 +104,12 @@ pub struct Stats {
     pub own: u64,
     /// `PEERS` is full.
     pub peers_full: u64,
+    /// The tag does not verify under the key its key id names (forged or corrupted).
+    pub bad_auth: u64,
+    /// Its key id names no key in `KEYS` (or, with `--insecure-no-auth`, is not 0).
+    pub unknown_key: u64,
+    /// Key id 0 (no tag) while authentication is required.
+    pub unauthenticated: u64,
 }
 
 impl Stats {
@@ -80,10 +125,13 @@ impl Stats {
         self.stale += other.stale;
         self.own += other.own;
         self.peers_full += other.peers_full;
+        self.bad_auth += other.bad_auth;
+        self.unknown_key += other.unknown_key;
+        self.unauthenticated += other.unauthenticated;
     }
 
     /// Dropped heartbeats by reason, for status and metrics.
-    pub fn drops(&self) -> [(&'static str, u64); 8] {
+    pub fn drops(&self) -> [(&'static str, u64); 11] {
         [
             ("truncated", self.truncated),
             ("bad_magic", self.bad_magic),
@@ -93,6 +141,9 @@ impl Stats {
             ("stale", self.stale),
             ("own", self.own),
             ("peers_full", self.peers_full),
+            ("bad_auth", self.bad_auth),
+            ("unknown_key", self.unknown_key),
+            ("unauthenticated", self.unauthenticated),
         ]
     }
 }
@@ -102,4 +153,5 @@ mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::PeerRecord {}
     unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::AuthKey {}
 }

@@ -9,7 +9,8 @@
 //! 20      sender's interval in microseconds (u32)
 //! 24      epoch (u64): the sender's boot nonce, grows across restarts
 //! 32      counter (u64): grows within one epoch
-//! 40      authentication tag (16 bytes, zero when unauthenticated)
+//! 40      authentication tag (16 bytes): SipHash-2-4 of bytes 0..40 under the key named by
+//!         the key id, then 8 zero bytes (see `auth`); all zero when unauthenticated
 //! 56      end
 //! ```
 //! Trailing bytes after the 56 are ignored, so a later version may append fields.
@@ -158,6 +159,13 @@ impl Heartbeat {
         b[24..32].copy_from_slice(&self.seq.epoch.to_be_bytes());
         b[32..40].copy_from_slice(&self.seq.counter.to_be_bytes());
         b[TAG_OFFSET..].copy_from_slice(&self.tag);
+        b
+    }
+
+    /// Encodes with `key_id` in the header and the tag of `key` (see [`crate::auth`]).
+    pub fn encode_signed(&self, key_id: u8, key: &crate::siphash::SipKey) -> [u8; HEARTBEAT_LEN] {
+        let mut b = Self { key_id, tag: [0; TAG_LEN], ..*self }.encode();
+        crate::auth::sign(&mut b, key);
         b
     }
 
