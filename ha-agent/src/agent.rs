@@ -16,6 +16,7 @@ use ha_common::wire::NodeState;
 use crate::{
     address::AddressManager,
     announce::{AnnounceWorker, Announcer},
+    auth::Auth,
     checks::Checks,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
@@ -54,6 +55,7 @@ struct Io {
     metrics: Arc<Metrics>,
     hooks: Hooks,
     checks: Checks,
+    auth: Auth,
 }
 
 impl Io {
@@ -162,6 +164,11 @@ impl Io {
 
 /// Runs until `stop` is set and the clean stop has handed the address over.
 pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    // Keys first: a bad key file must stop us before anything on the system changes.
+    let reload_keys = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_keys))
+        .context("installing the SIGHUP handler")?;
+    let auth = Auth::start(&cfg.auth, reload_keys)?;
     let addresses = AddressManager::new(&cfg.iface)?;
     for vip in &cfg.vips {
         if addresses.is_present(vip)? {
@@ -174,7 +181,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         // takeover does not pay for it.
         addresses.remove(vip)?;
     }
-    let rx = Receiver::open(&cfg)?;
+    let rx = Receiver::open(&cfg, auth.mode())?;
     log::info!(
         "node {} priority {} on {} ({}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
         id(cfg.node.node_id),
@@ -187,7 +194,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         Duration::from_nanos(cfg.node.hold_down),
         cfg.node.refresh.map(Duration::from_nanos),
     );
-    let sender = Sender::new(SenderConfig {
+    let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
         group: cfg.group,
@@ -200,6 +207,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         epoch: realtime_us(),
     })
     .context("opening the heartbeat socket")?;
+    sender.set_signing_key(auth.signing());
     let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
     let repeats = AnnounceWorker::spawn(
         Announcer::new(&cfg.iface).context("opening the announcement socket")?,
@@ -254,6 +262,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         metrics,
         hooks,
         checks,
+        auth,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -291,6 +300,7 @@ fn event_loop(
     loop {
         let (now, table) = observe(monotonic_ns, || io.rx.read_peers(&mut raw));
         let mut out = Output::default();
+        io.auth.reload_if_asked(&mut io.rx, &mut io.sender);
         while let Ok(Command::Maintenance(on)) = commands.try_recv() {
             log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
             if let Err(e) = maintenance_file.set(on) {

@@ -154,6 +154,13 @@ pub struct RunArgs {
     /// setting protects: any healthy peer takes over).
     #[arg(long, value_name = "W")]
     pub check_weight: Option<u32>,
+    /// Heartbeat keys, one `<key-id 1-255> <32 hex digits>` per line, mode 0600; the first signs,
+    /// a second is also accepted (rotation). SIGHUP reloads it.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Send and accept unauthenticated heartbeats: anyone on the LAN can then take the address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -37,6 +37,18 @@ pub enum ConfigError {
     NoVip,
     #[error("--priority 0 is reserved for a node whose checks fail: use 1 or more")]
     ZeroPriority,
+    #[error("heartbeats need a key: pass --key-file PATH (see README, authentication), or --insecure-no-auth")]
+    NoAuth,
+    #[error("--key-file and --insecure-no-auth contradict each other: pass only one")]
+    AuthConflict,
+}
+
+/// How heartbeats are authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// Signed and verified with the keys of this file (read at start and on SIGHUP).
+    KeyFile(PathBuf),
+    InsecureNoAuth,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +71,7 @@ pub struct RunConfig {
     pub metrics: Option<SocketAddr>,
     pub hooks: HookConfig,
     pub checks: CheckConfig,
+    pub auth: AuthConfig,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_micros(500);
@@ -102,6 +115,12 @@ impl RunConfig {
             return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
         }
         let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(iface.clone()))?;
+        let auth = match (&args.key_file, args.insecure_no_auth) {
+            (Some(path), false) => AuthConfig::KeyFile(path.clone()),
+            (None, true) => AuthConfig::InsecureNoAuth,
+            (Some(_), true) => return Err(ConfigError::AuthConflict),
+            (None, false) => return Err(ConfigError::NoAuth),
+        };
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         let nanos = |d: Duration| d.as_nanos() as u64;
         Ok(Self {
@@ -144,6 +163,7 @@ impl RunConfig {
                 rise: args.check_rise.max(1),
                 weight: args.check_weight,
             },
+            auth,
         })
     }
 
@@ -185,6 +205,9 @@ mod tests {
 
     fn args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"];
+        if !extra.iter().any(|a| a.contains("auth") || *a == "--key-file") {
+            argv.push("--insecure-no-auth");
+        }
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).expect("parse").command {
             Command::Run(a) => *a,
@@ -260,5 +283,17 @@ mod tests {
         let cfg = RunConfig::new(&args(&["--peer", "192.0.2.1", "--peer", "192.0.2.2"]), &OWN).expect("valid");
         assert_eq!(cfg.unicast_peers, vec![Ipv4Addr::new(192, 0, 2, 2)], "its own address is skipped");
         assert_eq!(cfg.rx, RxMode::Auto);
+    }
+
+    #[test]
+    fn heartbeat_authentication_is_chosen_explicitly() {
+        let cfg = RunConfig::new(&args(&["--key-file", "/etc/ha/keys"]), &OWN).expect("valid");
+        assert_eq!(cfg.auth, AuthConfig::KeyFile("/etc/ha/keys".into()));
+        assert_eq!(RunConfig::new(&args(&[]), &OWN).expect("valid").auth, AuthConfig::InsecureNoAuth);
+        let mut neither = args(&[]);
+        neither.insecure_no_auth = false;
+        assert_eq!(RunConfig::new(&neither, &OWN).unwrap_err(), ConfigError::NoAuth);
+        let both = args(&["--key-file", "k", "--insecure-no-auth"]);
+        assert_eq!(RunConfig::new(&both, &OWN).unwrap_err(), ConfigError::AuthConflict);
     }
 }

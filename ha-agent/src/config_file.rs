@@ -87,6 +87,8 @@ pub struct FileConfig {
     pub check_fall: Option<NonZeroU32>,
     pub check_rise: Option<NonZeroU32>,
     pub check_weight: Option<u32>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_no_auth: Option<bool>,
     /// Global flags, read by `main` before the logger starts.
     #[serde(default, deserialize_with = "one")]
     pub log_level: Option<log::LevelFilter>,
@@ -168,6 +170,8 @@ impl FileConfig {
             check_fall(NonZeroU32::get),
             check_rise(NonZeroU32::get),
             check_weight,
+            key_file,
+            insecure_no_auth,
         );
     }
 }

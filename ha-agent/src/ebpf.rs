@@ -10,9 +10,12 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp, XdpMode},
 };
-use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_PASS_HEARTBEATS, globals};
+use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals};
 
-use crate::{bpffs, iface};
+use crate::{
+    bpffs, iface,
+    keys::{AuthMode, KeysMap},
+};
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time (empty if it was missing).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf.o"));
@@ -50,6 +53,8 @@ pub struct XdpConfig {
     pub node_id: u32,
     pub port: u16,
     pub pass_heartbeats: bool,
+    /// Which heartbeats are accepted; with keys, they are in `KEYS` before the program is attached.
+    pub auth: AuthMode,
 }
 
 /// How to attach: native driver mode, falling back to generic (skb) mode with a warning.
@@ -88,7 +93,10 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
     if OBJECT.is_empty() {
         return Err(EbpfError::NotEmbedded);
     }
-    let flags = if cfg.pass_heartbeats { XDP_FLAG_PASS_HEARTBEATS } else { 0 };
+    let mut flags = if cfg.pass_heartbeats { XDP_FLAG_PASS_HEARTBEATS } else { 0 };
+    if let AuthMode::InsecureNoAuth = cfg.auth {
+        flags |= XDP_FLAG_INSECURE_NO_AUTH;
+    }
     let mut ebpf = EbpfLoader::new()
         .override_global(globals::PORT, &cfg.port, true)
         .override_global(globals::CLUSTER_ID, &cfg.cluster_id, true)
@@ -97,6 +105,13 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
         .load(OBJECT)
         .map_err(|e| classify("loading the object", e))?;
     program_mut(&mut ebpf)?.load().map_err(|e| classify("verifying the XDP program", e))?;
+    if let AuthMode::Keys(slots) = cfg.auth {
+        // Through a second handle: the map stays in `ebpf` for whoever takes it later.
+        let map = ebpf
+            .map_mut(ha_common::maps::KEYS_MAP)
+            .ok_or_else(|| EbpfError::Load("the object has no map KEYS".into()))?;
+        KeysMap::write_into(map, &slots).map_err(|e| EbpfError::Load(e.to_string()))?;
+    }
     Ok(ebpf)
 }
 

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod agent;
 pub mod announce;
+pub mod auth;
 pub mod bpffs;
 pub mod checks;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod guard;
 pub mod hooks;
 pub mod iface;
+pub mod keys;
 pub mod lateness;
 pub mod link;
 pub mod logging;

@@ -11,6 +11,7 @@ use ha_common::maps::{PeerRecord, Stats};
 use crate::{
     config::RunConfig,
     ebpf::{self, AttachedXdp, EbpfError, XdpConfig},
+    keys::{AuthMode, KeySet, KeysMap, KeysMapError},
     peers::{PeerMaps, PeersError},
 };
 use socket::{SocketRx, SocketRxConfig};
@@ -36,11 +37,15 @@ pub enum RxError {
     Maps(#[from] PeersError),
     #[error("reading heartbeats from the socket: {0}")]
     Read(std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] KeysMapError),
 }
 
 pub enum Receiver {
     Xdp {
         maps: PeerMaps,
+        /// Where new keys go on a reload (None with `--insecure-no-auth`).
+        keys: Option<KeysMap>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -55,33 +60,39 @@ pub enum Receiver {
 impl Receiver {
     /// Opens the receive path `cfg.rx` asks for; in `auto`, falls back from XDP to the socket
     /// when XDP cannot be had here (no BPF support, no permission, no XDP on the interface).
-    pub fn open(cfg: &RunConfig) -> Result<Self, RxError> {
+    /// Either path accepts only what `auth` allows, with the same rule (`ha_common::auth::check`).
+    pub fn open(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
         match cfg.rx {
-            RxMode::Xdp => Self::open_xdp(cfg),
-            RxMode::Socket => Self::open_socket(cfg),
-            RxMode::Auto => match Self::open_xdp(cfg) {
+            RxMode::Xdp => Self::open_xdp(cfg, auth),
+            RxMode::Socket => Self::open_socket(cfg, auth),
+            RxMode::Auto => match Self::open_xdp(cfg, auth) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
-                    Self::open_socket(cfg)
+                    Self::open_socket(cfg, auth)
                 }
                 other => other,
             },
         }
     }
 
-    fn open_xdp(cfg: &RunConfig) -> Result<Self, RxError> {
+    fn open_xdp(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
         let xdp_cfg = XdpConfig {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
             port: cfg.port,
             pass_heartbeats: cfg.pass_heartbeats,
+            auth,
         };
         let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
         let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
-        Ok(Self::Xdp { maps, xdp: Box::new(xdp) })
+        let keys = match auth {
+            AuthMode::Keys(_) => Some(KeysMap::take_from(xdp.ebpf_mut())?),
+            AuthMode::InsecureNoAuth => None,
+        };
+        Ok(Self::Xdp { maps, keys, xdp: Box::new(xdp) })
     }
 
-    fn open_socket(cfg: &RunConfig) -> Result<Self, RxError> {
+    fn open_socket(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
         // One agent per instance, as with XDP: the control socket and state files share its name.
         let lock = ebpf::lock_pin_dir(&cfg.pin_dir)?;
         let rx = SocketRx::open(&SocketRxConfig {
@@ -91,6 +102,7 @@ impl Receiver {
             port: cfg.port,
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
+            auth,
         })
         .map_err(RxError::Socket)?;
         Ok(Self::Socket { rx, pin_dir: cfg.pin_dir.clone(), _lock: lock })
@@ -101,6 +113,18 @@ impl Receiver {
         match self {
             Self::Xdp { maps, .. } => Ok(maps.read_peers(out)?),
             Self::Socket { rx, .. } => rx.read_peers(out).map_err(RxError::Read),
+        }
+    }
+
+    /// Accepts `keys` from now on (a SIGHUP reload), keeping each kept key where it is.
+    pub fn install_keys(&mut self, keys: &KeySet) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { keys: Some(map), .. } => Ok(map.install(keys)?),
+            Self::Xdp { keys: None, .. } => Ok(()),
+            Self::Socket { rx, .. } => {
+                rx.install_keys(keys);
+                Ok(())
+            }
         }
     }
 

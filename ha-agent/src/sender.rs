@@ -6,8 +6,13 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4},
 };
 
-use ha_common::wire::{Heartbeat, NodeState, Sequence, TAG_LEN};
+use ha_common::{
+    auth::NO_KEY,
+    wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::keys::SigningKey;
 
 /// Where heartbeats go.
 #[derive(Clone, Debug)]
@@ -33,6 +38,8 @@ pub struct Sender {
     targets: Vec<SockAddr>,
     cfg: SenderConfig,
     counter: u64,
+    /// None: unauthenticated heartbeats (`--insecure-no-auth`).
+    signing: Option<SigningKey>,
     pub sent: u64,
     pub errors: u64,
 }
@@ -54,7 +61,12 @@ impl Sender {
         } else {
             (cfg.unicast_peers.iter().map(|p| SockAddr::from(SocketAddrV4::new(*p, cfg.port))).collect(), None)
         };
-        Ok(Self { socket, _membership: membership, targets, cfg, counter: 0, sent: 0, errors: 0 })
+        Ok(Self { socket, _membership: membership, targets, cfg, counter: 0, signing: None, sent: 0, errors: 0 })
+    }
+
+    /// Signs every heartbeat from now on with `key` (None: unauthenticated).
+    pub fn set_signing_key(&mut self, key: Option<SigningKey>) {
+        self.signing = key;
     }
 
     /// Builds the next heartbeat (a fresh sequence number each time).
@@ -66,7 +78,7 @@ impl Sender {
             priority,
             state,
             flags,
-            key_id: 0,
+            key_id: self.signing.map_or(NO_KEY, |k| k.key_id),
             interval_us: self.cfg.interval_us,
             seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
             tag: [0; TAG_LEN],
@@ -76,7 +88,11 @@ impl Sender {
     /// Sends one heartbeat to every target. A full send buffer or a down link is counted, not
     /// fatal: the next interval tries again.
     pub fn send(&mut self, state: NodeState, flags: u8, priority: u32) -> io::Result<()> {
-        let bytes = self.next_heartbeat(state, flags, priority).encode();
+        let hb = self.next_heartbeat(state, flags, priority);
+        let bytes = match &self.signing {
+            Some(k) => hb.encode_signed(k.key_id, &k.key),
+            None => hb.encode(),
+        };
         let mut last_err = None;
         for target in &self.targets {
             match self.socket.send_to(&bytes, target) {

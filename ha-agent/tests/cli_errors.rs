@@ -39,8 +39,11 @@ fn mistakes_are_one_clear_line_and_touch_nothing() {
     let (ok, err) = run_in_node(&lab, &[], &["--iface", "eth0", "--vip", "192.0.2.200/33"]);
     assert!(!ok && err.contains("192.0.2.200/33"), "{err}");
     // Without privileges (an unprivileged uid with no capabilities).
-    let (ok, err) =
-        run_in_node(&lab, &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"], &vip);
+    let (ok, err) = run_in_node(
+        &lab,
+        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"],
+        &[&vip[..], &["--insecure-no-auth"]].concat(),
+    );
     assert_one_line_error(ok, &err, "missing CAP_");
 
     assert!(!lab.pin_dir(1).exists(), "nothing pinned");
@@ -55,4 +58,36 @@ fn peers_and_status_without_an_agent_say_so() {
     let out = Command::new(AGENT).args(["peers", "--pin-dir", "/sys/fs/bpf/halab-none"]).output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("is an ha-agent running"), "{err}");
+}
+
+#[test]
+fn key_mistakes_are_one_clear_line_and_touch_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    ha_lab::install_signal_cleanup().expect("signal cleanup");
+    let lab = Lab::new(1).expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("keys");
+    let path = key_file.to_str().expect("utf-8 path");
+    let vip = ["--iface", "eth0", "--vip", "192.0.2.200/24"];
+    let with = |extra: &[&str]| run_in_node(&lab, &[], &[&vip[..], extra].concat());
+
+    let (ok, err) = with(&[]);
+    assert_one_line_error(ok, &err, "heartbeats need a key: pass --key-file PATH");
+    let (ok, err) = with(&["--key-file", path, "--insecure-no-auth"]);
+    assert_one_line_error(ok, &err, "contradict");
+    let (ok, err) = with(&["--key-file", path]);
+    assert_one_line_error(ok, &err, "cannot read key file");
+
+    ha_lab::write_key_file(&key_file, &[(1, ha_lab::LAB_KEY)]).expect("key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, err) = with(&["--key-file", path]);
+    assert_one_line_error(ok, &err, &format!("run `chmod 600 {path}`"));
+
+    std::fs::write(&key_file, "1 not-a-key\n").expect("write");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (ok, err) = with(&["--key-file", path]);
+    assert_one_line_error(ok, &err, "line 1: the key of id 1 is not 32 hex digits");
+
+    assert!(!lab.pin_dir(1).exists(), "nothing pinned");
+    assert!(!lab.node(1).has_addr("192.0.2.200".parse().expect("ip")).expect("addr"), "nothing added");
 }

@@ -71,7 +71,7 @@ fn without_cap_net_admin_the_agent_stops_at_once_with_one_line() {
         let prefix = only_caps(caps);
         let mut cmd = lab.node(1).command(&prefix[0]);
         cmd.args(&prefix[1..]).arg(AGENT);
-        cmd.args(["run", "--iface", "eth0", "--vip", "192.0.2.200/24", "--rx", rx, "--pin-dir"]);
+        cmd.args(["run", "--iface", "eth0", "--vip", "192.0.2.200/24", "--insecure-no-auth", "--rx", rx, "--pin-dir"]);
         cmd.arg(lab.pin_dir(1));
         let mut child = lab.node(1).spawn(cmd).expect("spawn");
         let status = child.wait_timeout(Duration::from_secs(3)).expect("exits at once");

@@ -1,80 +1,15 @@
 //! The real XDP program on crafted frames through BPF_PROG_TEST_RUN: every outcome class gets
-//! its verdict and its counter; a valid heartbeat lands in PEERS; other traffic passes unchanged.
-//! Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunOptions},
-};
-use ha_agent::{
-    ebpf::{self, XdpConfig},
-    peers::PeerMaps,
-};
+//! its verdict and its counter; a valid (signed) heartbeat lands in PEERS; other traffic passes
+//! unchanged. Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
+mod xdp_harness;
+
+use ha_agent::{ebpf::XdpConfig, keys::AuthMode};
 use ha_common::{
     maps::Stats,
-    wire::{FLAG_LEAVING, Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{FLAG_LEAVING, NodeState},
 };
 use ha_lab::frames::{self, FrameSpec};
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const PORT: u16 = 7265;
-const CLUSTER: u32 = 42;
-const SELF_ID: u32 = 1;
-
-struct Harness {
-    ebpf: Ebpf,
-    maps: PeerMaps,
-}
-
-impl Harness {
-    fn new() -> Self {
-        Self::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false })
-    }
-
-    fn with(cfg: XdpConfig) -> Self {
-        let mut ebpf = ebpf::load(&cfg).expect("load the XDP program (root and `cargo xtask build-ebpf` needed)");
-        let maps = PeerMaps::take_from(&mut ebpf).expect("maps");
-        Self { ebpf, maps }
-    }
-
-    /// Runs one frame; returns the verdict and the frame as the program left it.
-    fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog = ebpf::program_mut(&mut self.ebpf).expect("program");
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat: 1, ..Default::default() };
-        let result = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn stats(&self) -> Stats {
-        self.maps.stats().expect("stats")
-    }
-
-    fn peers(&self) -> Vec<(u32, ha_common::maps::PeerRecord)> {
-        let mut v = Vec::new();
-        self.maps.read_peers(&mut v).expect("peers");
-        v
-    }
-}
-
-fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
-    Heartbeat {
-        cluster_id: CLUSTER,
-        node_id,
-        priority: 150,
-        state: NodeState::Active,
-        flags: 0,
-        key_id: 0,
-        interval_us: 2_000,
-        seq: Sequence { epoch: 1_000, counter },
-        tag: [0; TAG_LEN],
-    }
-}
-
-fn frame(hb: &Heartbeat) -> Vec<u8> {
-    FrameSpec::heartbeat(hb, PORT).build()
-}
+use xdp_harness::*;
 
 #[test]
 fn valid_heartbeat_is_recorded_and_dropped() {
@@ -121,7 +56,7 @@ fn stale_and_replayed_sequences_are_ignored_but_a_restart_is_accepted() {
 #[test]
 fn each_malformed_class_is_counted_and_dropped() {
     let mut h = Harness::new();
-    let good = heartbeat(7, 1).encode();
+    let good = heartbeat(7, 1).encode_signed(KEY_ID, &KEY);
     let mut bad_magic = good;
     bad_magic[0] = b'X';
     let mut bad_version = good;
@@ -163,9 +98,9 @@ fn each_malformed_class_is_counted_and_dropped() {
 #[test]
 fn vlan_and_ip_options_are_parsed() {
     let mut h = Harness::new();
-    let mut tagged = FrameSpec::heartbeat(&heartbeat(8, 1), PORT);
+    let mut tagged = FrameSpec::udp(PORT, &heartbeat(8, 1).encode_signed(KEY_ID, &KEY));
     tagged.vlan = Some(100);
-    let mut options = FrameSpec::heartbeat(&heartbeat(9, 1), PORT);
+    let mut options = FrameSpec::udp(PORT, &heartbeat(9, 1).encode_signed(KEY_ID, &KEY));
     options.ihl_words = 15;
     assert_eq!(h.run(&tagged.build()).0, XDP_DROP);
     assert_eq!(h.run(&options.build()).0, XDP_DROP);
@@ -198,14 +133,14 @@ fn other_traffic_passes_byte_for_byte() {
 
 #[test]
 fn pass_flag_lets_recorded_heartbeats_through() {
-    let mut h = Harness::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: true });
+    let mut h = Harness::with(XdpConfig { pass_heartbeats: true, ..config(AuthMode::Keys(default_keys())) });
     assert_eq!(h.run(&frame(&heartbeat(7, 1))).0, XDP_PASS);
     assert_eq!(h.stats().valid, 1);
 }
 
 #[test]
 fn configured_port_is_honoured() {
-    let mut h = Harness::with(XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: 9999, pass_heartbeats: false });
+    let mut h = Harness::with(XdpConfig { port: 9999, ..config(AuthMode::Keys(default_keys())) });
     assert_eq!(h.run(&frame(&heartbeat(7, 1))).0, XDP_PASS, "7265 is not the port now");
-    assert_eq!(h.run(&FrameSpec::heartbeat(&heartbeat(7, 1), 9999).build()).0, XDP_DROP);
+    assert_eq!(h.run(&FrameSpec::udp(9999, &heartbeat(7, 1).encode_signed(KEY_ID, &KEY)).build()).0, XDP_DROP);
 }

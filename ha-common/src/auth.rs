@@ -7,13 +7,44 @@
 //! and until then they cannot carry anything unauthenticated.
 use crate::{
     siphash::{SipKey, siphash24},
-    wire::{HEARTBEAT_LEN, TAG_LEN, TAG_OFFSET},
+    wire::{HEARTBEAT_LEN, KEY_ID_OFFSET, TAG_LEN, TAG_OFFSET},
 };
 
 /// Bytes of the tag field that carry the MAC; the rest are zero.
 pub const MAC_LEN: usize = 8;
 /// Key id of unauthenticated heartbeats (accepted only with `--insecure-no-auth`).
 pub const NO_KEY: u8 = 0;
+
+/// Why a heartbeat is not taken as authentic; each reason has its `STATS` counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// Key id 0 (no tag) while authentication is required.
+    Unauthenticated,
+    /// No valid key has its key id (with `insecure`: its key id is not 0).
+    UnknownKey,
+    /// The tag is not the MAC under the key its key id names.
+    BadAuth,
+}
+
+/// The acceptance rule, one definition for the XDP program and the socket receive path.
+/// `insecure` (`--insecure-no-auth`): key id 0, and only it, is accepted untagged. Otherwise
+/// the key id must name a key (`key_of`) and the tag must verify under it.
+#[inline(always)]
+pub fn check(
+    bytes: &[u8; HEARTBEAT_LEN],
+    insecure: bool,
+    key_of: impl FnOnce(u8) -> Option<SipKey>,
+) -> Result<(), AuthError> {
+    let key_id = bytes[KEY_ID_OFFSET];
+    if key_id == NO_KEY {
+        return if insecure { Ok(()) } else { Err(AuthError::Unauthenticated) };
+    }
+    if insecure {
+        return Err(AuthError::UnknownKey);
+    }
+    let key = key_of(key_id).ok_or(AuthError::UnknownKey)?;
+    if verify(bytes, &key) { Ok(()) } else { Err(AuthError::BadAuth) }
+}
 
 /// The MAC of a heartbeat's authenticated bytes.
 #[inline(always)]
@@ -95,5 +126,18 @@ mod tests {
     #[test]
     fn unsigned_heartbeat_does_not_verify() {
         assert!(!verify(&heartbeat().encode(), &KEY));
+    }
+
+    #[test]
+    fn check_names_each_reason() {
+        let keys = |id: u8| (id == 3).then_some(KEY);
+        let signed = heartbeat().encode_signed(3, &KEY);
+        assert_eq!(check(&signed, false, keys), Ok(()));
+        assert_eq!(check(&heartbeat().encode_signed(3, &SipKey::default()), false, keys), Err(AuthError::BadAuth));
+        assert_eq!(check(&heartbeat().encode_signed(4, &KEY), false, keys), Err(AuthError::UnknownKey));
+        let unsigned = Heartbeat { key_id: NO_KEY, ..heartbeat() }.encode();
+        assert_eq!(check(&unsigned, false, keys), Err(AuthError::Unauthenticated));
+        assert_eq!(check(&unsigned, true, keys), Ok(()));
+        assert_eq!(check(&signed, true, keys), Err(AuthError::UnknownKey), "insecure accepts key id 0 only");
     }
 }

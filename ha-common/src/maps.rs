@@ -53,6 +53,17 @@ impl AuthKey {
     pub const fn sip_key(&self) -> crate::siphash::SipKey {
         crate::siphash::SipKey { k0: self.k0, k1: self.k1 }
     }
+
+    /// Whether this slot holds the key with this id.
+    #[inline(always)]
+    pub const fn matches(&self, key_id: u8) -> bool {
+        self.valid != 0 && self.key_id == key_id as u32
+    }
+
+    /// The key with this id among `slots` (user space; XDP scans `KEYS` the same way).
+    pub fn find(slots: &[AuthKey], key_id: u8) -> Option<crate::siphash::SipKey> {
+        slots.iter().find(|k| k.matches(key_id)).map(AuthKey::sip_key)
+    }
 }
 
 /// Never prints the key material.

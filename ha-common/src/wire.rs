@@ -20,6 +20,8 @@ pub const MAGIC: u32 = 0x4841_4842;
 pub const VERSION: u8 = 1;
 pub const HEARTBEAT_LEN: usize = 56;
 pub const TAG_LEN: usize = 16;
+/// Offset of the key id (authenticated: it is before the tag).
+pub const KEY_ID_OFFSET: usize = 7;
 /// Offset of the authentication tag: the tag covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 40;
 
@@ -134,7 +136,7 @@ impl Heartbeat {
         Ok(Self {
             state,
             flags,
-            key_id: b[7],
+            key_id: b[KEY_ID_OFFSET],
             cluster_id: be_u32(b, 8),
             node_id: be_u32(b, 12),
             priority: be_u32(b, 16),
@@ -151,7 +153,7 @@ impl Heartbeat {
         b[4] = VERSION;
         b[5] = self.state as u8;
         b[6] = self.flags;
-        b[7] = self.key_id;
+        b[KEY_ID_OFFSET] = self.key_id;
         b[8..12].copy_from_slice(&self.cluster_id.to_be_bytes());
         b[12..16].copy_from_slice(&self.node_id.to_be_bytes());
         b[16..20].copy_from_slice(&self.priority.to_be_bytes());

@@ -1,5 +1,6 @@
-//! XDP program: recognises heartbeats, records each peer in `PEERS`, counts every outcome in
-//! `STATS`. No policy here: who is ACTIVE is decided in user space from what is recorded.
+//! XDP program: recognises heartbeats, verifies their tag against `KEYS`, records each peer in
+//! `PEERS`, counts every outcome in `STATS`. No policy here: who is ACTIVE is decided in user
+//! space from what is recorded. Nothing unauthenticated or stale reaches `PEERS`.
 #![no_std]
 #![no_main]
 
@@ -8,7 +9,7 @@ mod parse;
 use aya_ebpf::{
     Global,
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, PerCpuArray},
     helpers::bpf_ktime_get_ns,
     macros::{btf_map, xdp},
     programs::XdpContext,
@@ -16,7 +17,9 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use ha_common::{
     DEFAULT_PORT,
-    maps::{MAX_PEERS, PeerRecord, Stats, XDP_FLAG_PASS_HEARTBEATS},
+    auth::{self, AuthError},
+    maps::{AuthKey, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS},
+    siphash::SipKey,
     wire::{DecodeError, Heartbeat, Sequence},
 };
 use parse::{Frame, HeartbeatFrame};
@@ -26,6 +29,9 @@ static PEERS: HashMap<u32, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
 
 #[btf_map]
 static STATS: PerCpuArray<Stats, 1> = PerCpuArray::new();
+
+#[btf_map]
+static KEYS: Array<AuthKey, { KEY_SLOTS as usize }> = Array::new();
 
 // Load-time configuration; names are ha_common::maps::globals.
 #[unsafe(no_mangle)]
@@ -76,6 +82,11 @@ enum Rejected {
     Decode(DecodeError),
     WrongCluster,
     Own,
+    // Flat rather than `Auth(AuthError)`: with a second payload-carrying variant LLVM emitted a
+    // read of a clobbered register for the payload-less ones, which the verifier refuses.
+    Unauthenticated,
+    UnknownKey,
+    BadAuth,
     Stale,
     PeersFull,
 }
@@ -90,6 +101,9 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
         Err(Rejected::Decode(DecodeError::Malformed)) => s.malformed += 1,
         Err(Rejected::WrongCluster) => s.wrong_cluster += 1,
         Err(Rejected::Own) => s.own += 1,
+        Err(Rejected::Unauthenticated) => s.unauthenticated += 1,
+        Err(Rejected::UnknownKey) => s.unknown_key += 1,
+        Err(Rejected::BadAuth) => s.bad_auth += 1,
         Err(Rejected::Stale) => s.stale += 1,
         Err(Rejected::PeersFull) => s.peers_full += 1,
     });
@@ -105,6 +119,13 @@ fn check_and_record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), Reje
     if hb.node_id == HA_NODE_ID.load() {
         return Err(Rejected::Own);
     }
+    // Before any map update: only a heartbeat signed with a key we hold may change state.
+    let insecure = HA_FLAGS.load() & XDP_FLAG_INSECURE_NO_AUTH != 0;
+    auth::check(&frame.payload, insecure, find_key).map_err(|e| match e {
+        AuthError::Unauthenticated => Rejected::Unauthenticated,
+        AuthError::UnknownKey => Rejected::UnknownKey,
+        AuthError::BadAuth => Rejected::BadAuth,
+    })?;
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(rec) = PEERS.get_ptr_mut(&hb.node_id) {
@@ -123,6 +144,21 @@ fn check_and_record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), Reje
     PEERS.insert(&hb.node_id, &rec, 0).map_err(|_| Rejected::PeersFull)?;
     info!(ctx, "new peer {} priority {} from {:i}", hb.node_id, hb.priority, u32::from_be_bytes(frame.src));
     Ok(())
+}
+
+/// The key of a valid slot with this id (slots are few: a linear scan is cheapest).
+#[inline(always)]
+fn find_key(key_id: u8) -> Option<SipKey> {
+    let mut slot = 0;
+    while slot < KEY_SLOTS {
+        if let Some(k) = KEYS.get(slot)
+            && k.matches(key_id)
+        {
+            return Some(k.sip_key());
+        }
+        slot += 1;
+    }
+    None
 }
 
 #[inline(always)]

@@ -2,8 +2,11 @@
 //! address. Shared by the integration tests, `xtask demo` and `xtask bench`.
 use std::{
     collections::BTreeMap,
+    fs,
+    io::Write,
     net::IpAddr,
-    path::PathBuf,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
     process::ExitStatus,
     thread,
     time::{Duration, Instant},
@@ -29,6 +32,8 @@ pub struct AgentSettings {
     pub iface: Option<String>,
     /// What differs for one node (1-based), e.g. its receive path or its capabilities.
     pub per_node: BTreeMap<usize, NodeOverrides>,
+    /// How heartbeats are authenticated (default: every agent gets [`LAB_KEY`]).
+    pub auth: LabAuth,
 }
 
 /// One node's departures from the common settings.
@@ -38,6 +43,38 @@ pub struct NodeOverrides {
     pub prefix: Vec<String>,
     /// Appended after the common `extra_args`.
     pub args: Vec<String>,
+}
+
+/// How the agents of a set authenticate heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabAuth {
+    /// `--key-file` with [`LAB_KEY`] as key [`LAB_KEY_ID`], written for the set (mode 0600).
+    LabKey,
+    /// `--insecure-no-auth`.
+    Insecure,
+    /// Nothing added: the test passes its own flags in `extra_args`.
+    Manual,
+}
+
+/// Key id of [`LAB_KEY`].
+pub const LAB_KEY_ID: u8 = 1;
+/// The key lab agents sign with by default (a test key: never use it on a real network).
+pub const LAB_KEY: [u8; 16] = *b"ha-lab test key!";
+
+/// Writes a key file (mode 0600) holding `keys` in order, the first one signing.
+pub fn write_key_file(path: &Path, keys: &[(u8, [u8; 16])]) -> Result<()> {
+    let text: String = keys
+        .iter()
+        .map(|(id, key)| format!("{id} {}\n", key.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        .collect();
+    let _ = fs::remove_file(path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating key file {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing key file {}", path.display()))
 }
 
 impl AgentSettings {
@@ -52,6 +89,7 @@ impl AgentSettings {
             extra_args: Vec::new(),
             iface: None,
             per_node: BTreeMap::new(),
+            auth: LabAuth::LabKey,
         }
     }
 
@@ -72,6 +110,8 @@ pub struct AgentSet<'l> {
     agents: Vec<Option<Child>>,
     /// Output of agents that were stopped or killed, kept for diagnostics.
     finished: Vec<String>,
+    /// Holds the key file of [`LabAuth::LabKey`]; removed on drop.
+    key_dir: tempfile::TempDir,
 }
 
 impl<'l> AgentSet<'l> {
@@ -81,8 +121,18 @@ impl<'l> AgentSet<'l> {
         if n > lab.nodes().len() {
             bail!("{n} agents for a lab of {} nodes", lab.nodes().len());
         }
-        let mut set =
-            Self { lab, binary: binary.into(), settings, agents: (0..n).map(|_| None).collect(), finished: Vec::new() };
+        let key_dir = tempfile::tempdir().context("creating a directory for the lab's key file")?;
+        if settings.auth == LabAuth::LabKey {
+            write_key_file(&key_dir.path().join("keys"), &[(LAB_KEY_ID, LAB_KEY)])?;
+        }
+        let mut set = Self {
+            lab,
+            binary: binary.into(),
+            settings,
+            agents: (0..n).map(|_| None).collect(),
+            finished: Vec::new(),
+            key_dir,
+        };
         for i in 1..=n {
             set.start_node(i)?;
         }
@@ -109,11 +159,21 @@ impl<'l> AgentSet<'l> {
             "--pin-dir".into(),
             self.lab.pin_dir(i).display().to_string(),
         ]);
+        match s.auth {
+            LabAuth::LabKey => args.extend(["--key-file".into(), self.key_file().display().to_string()]),
+            LabAuth::Insecure => args.push("--insecure-no-auth".into()),
+            LabAuth::Manual => {}
+        }
         args.extend(s.extra_args.iter().cloned());
         if let Some(node) = s.per_node.get(&i) {
             args.extend(node.args.iter().cloned());
         }
         args
+    }
+
+    /// The key file [`LabAuth::LabKey`] passes (rewrite it and SIGHUP the agents to rotate).
+    pub fn key_file(&self) -> PathBuf {
+        self.key_dir.path().join("keys")
     }
 
     /// (Re)starts node i's agent.

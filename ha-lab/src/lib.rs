@@ -13,18 +13,20 @@ mod child;
 mod cleanup;
 pub mod frames;
 mod host;
+mod inject;
 mod lab;
 mod loss;
 mod netns;
 mod probe;
 mod tcx;
 
-pub use agents::{AgentSet, AgentSettings, NodeOverrides};
+pub use agents::{AgentSet, AgentSettings, LAB_KEY, LAB_KEY_ID, LabAuth, NodeOverrides, write_key_file};
 pub use bound::within;
 pub use bpffs::ensure_bpffs;
 pub use child::Child;
 pub use cleanup::{install_signal_cleanup, sweep_leftovers};
 pub use host::Host;
+pub use inject::FrameSender;
 pub use lab::{Lab, MAX_NODES, SUB_NET, SubIface};
 pub use probe::{DEFAULT_MAX_DURATION, LATE_AFTER, Outage, ProbeReport, Prober};
 

@@ -116,7 +116,7 @@ fn flags_on_the_command_line_win_over_the_file() {
     let Command::Run(mut args) = cli.command else { panic!("run") };
     let file = parse(
         "iface = \"eth1\"\nvip = \"192.0.2.200/24\"\ninterval = \"1s\"\ntolerance = \"5s\"\n\
-         check = [\"file-check\"]\nrealtime = true\nnode-id = \"192.0.2.9\"\n",
+         check = [\"file-check\"]\nrealtime = true\nnode-id = \"192.0.2.9\"\nkey-file = \"/etc/ha-agent/heartbeat.key\"\n",
     )
     .expect("file");
     let run = matches.subcommand_matches("run").expect("run matches");
@@ -127,6 +127,7 @@ fn flags_on_the_command_line_win_over_the_file() {
     assert_eq!(args.checks, vec!["flag-check".to_string()], "a repeated flag replaces the file's list");
     assert!(args.realtime);
     assert_eq!(args.node_id, Some(0xc000_0209));
+    assert_eq!(args.key_file.as_deref(), Some(Path::new("/etc/ha-agent/heartbeat.key")));
     assert_eq!(args.priority, 100, "neither: the default");
 }
 

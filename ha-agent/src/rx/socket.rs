@@ -11,7 +11,10 @@ use ha_common::maps::{PeerRecord, Stats};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::table::PeerTable;
-use crate::clock::{monotonic_ns, realtime_ns};
+use crate::{
+    clock::{monotonic_ns, realtime_ns},
+    keys::{AuthMode, KeySet},
+};
 
 /// Datagrams read per call at most, so a flood cannot starve the run loop.
 const MAX_PER_DRAIN: usize = 1024;
@@ -30,6 +33,7 @@ pub struct SocketRxConfig {
     pub port: u16,
     pub cluster_id: u32,
     pub node_id: u32,
+    pub auth: AuthMode,
 }
 
 pub struct SocketRx {
@@ -56,7 +60,13 @@ impl SocketRx {
         if let Some(group) = cfg.group {
             socket.join_multicast_v4(&group, &cfg.iface_addr)?;
         }
-        Ok(Self { socket, table: PeerTable::new(cfg.cluster_id, cfg.node_id), drained_at: monotonic_ns(), errors: 0 })
+        let table = PeerTable::new(cfg.cluster_id, cfg.node_id, cfg.auth);
+        Ok(Self { socket, table, drained_at: monotonic_ns(), errors: 0 })
+    }
+
+    /// Accepts `keys` from now on (a SIGHUP reload).
+    pub fn install_keys(&mut self, keys: &KeySet) {
+        self.table.install_keys(keys);
     }
 
     /// Reads what arrived since the last call, then fills `out` with every recorded peer.
@@ -190,6 +200,7 @@ mod tests {
             port: 0,
             cluster_id: 1,
             node_id: 1,
+            auth: AuthMode::InsecureNoAuth,
         };
         let Ok(rx) = SocketRx::open(&cfg) else {
             eprintln!("skipping: cannot bind to lo here");

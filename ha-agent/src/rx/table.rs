@@ -1,12 +1,16 @@
 //! The peer table of the socket receive path: the same checks, records and counters as the XDP
-//! program (`ha-ebpf/src/main.rs`), kept in user space. Pure: the caller supplies the bytes, the
-//! sender's address and the reception time.
+//! program (`ha-ebpf/src/main.rs`), kept in user space, authentication included (the same
+//! `ha_common::auth::check`). Pure: the caller supplies the bytes, the sender's address and the
+//! reception time.
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use ha_common::{
-    maps::{MAX_PEERS, PeerRecord, Stats},
-    wire::{DecodeError, Heartbeat, Sequence},
+    auth::{self, AuthError},
+    maps::{AuthKey, MAX_PEERS, PeerRecord, Stats},
+    wire::{DecodeError, HEARTBEAT_LEN, Heartbeat, Sequence},
 };
+
+use crate::keys::{AuthMode, KeySet};
 
 /// Why a datagram was not recorded; each reason has the counter XDP uses for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +18,7 @@ pub enum Rejected {
     Decode(DecodeError),
     WrongCluster,
     Own,
+    Auth(AuthError),
     Stale,
     PeersFull,
 }
@@ -21,13 +26,21 @@ pub enum Rejected {
 pub struct PeerTable {
     cluster_id: u32,
     node_id: u32,
+    auth: AuthMode,
     peers: HashMap<u32, PeerRecord>,
     stats: Stats,
 }
 
 impl PeerTable {
-    pub fn new(cluster_id: u32, node_id: u32) -> Self {
-        Self { cluster_id, node_id, peers: HashMap::new(), stats: Stats::default() }
+    pub fn new(cluster_id: u32, node_id: u32, auth: AuthMode) -> Self {
+        Self { cluster_id, node_id, auth, peers: HashMap::new(), stats: Stats::default() }
+    }
+
+    /// Accepts `keys` from now on (a SIGHUP reload; ignored with `--insecure-no-auth`).
+    pub fn install_keys(&mut self, keys: &KeySet) {
+        if let AuthMode::Keys(slots) = &mut self.auth {
+            *slots = keys.slots(slots);
+        }
     }
 
     /// Checks one datagram and records it if it is a newer heartbeat of a peer of this cluster.
@@ -42,6 +55,9 @@ impl PeerTable {
             Err(Rejected::Decode(DecodeError::Malformed)) => s.malformed += 1,
             Err(Rejected::WrongCluster) => s.wrong_cluster += 1,
             Err(Rejected::Own) => s.own += 1,
+            Err(Rejected::Auth(AuthError::Unauthenticated)) => s.unauthenticated += 1,
+            Err(Rejected::Auth(AuthError::UnknownKey)) => s.unknown_key += 1,
+            Err(Rejected::Auth(AuthError::BadAuth)) => s.bad_auth += 1,
             Err(Rejected::Stale) => s.stale += 1,
             Err(Rejected::PeersFull) => s.peers_full += 1,
         }
@@ -56,6 +72,13 @@ impl PeerTable {
         if hb.node_id == self.node_id {
             return Err(Rejected::Own);
         }
+        // Before the table is touched, as XDP does before its maps are.
+        let bytes = payload.first_chunk::<HEARTBEAT_LEN>().ok_or(Rejected::Decode(DecodeError::Truncated))?;
+        let result = match &self.auth {
+            AuthMode::Keys(slots) => auth::check(bytes, false, |id| AuthKey::find(slots, id)),
+            AuthMode::InsecureNoAuth => auth::check(bytes, true, |_| None),
+        };
+        result.map_err(Rejected::Auth)?;
         if let Some(rec) = self.peers.get_mut(&hb.node_id) {
             if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
                 return Err(Rejected::Stale);
@@ -99,7 +122,10 @@ fn fill(rec: &mut PeerRecord, hb: &Heartbeat, src: Ipv4Addr, at_ns: u64) {
 
 #[cfg(test)]
 mod tests {
-    use ha_common::wire::{FLAG_LEAVING, HEARTBEAT_LEN, NodeState, TAG_LEN};
+    use ha_common::{
+        siphash::SipKey,
+        wire::{FLAG_LEAVING, NodeState, TAG_LEN},
+    };
 
     use super::*;
 
@@ -121,8 +147,15 @@ mod tests {
         }
     }
 
+    /// Unauthenticated, so the tests of the table's own logic can use plain heartbeats.
     fn table() -> PeerTable {
-        PeerTable::new(CLUSTER, SELF_ID)
+        PeerTable::new(CLUSTER, SELF_ID, AuthMode::InsecureNoAuth)
+    }
+
+    const KEY: SipKey = SipKey { k0: 11, k1: 22 };
+
+    fn keyed_table() -> PeerTable {
+        PeerTable::new(CLUSTER, SELF_ID, AuthMode::Keys([AuthKey::new(1, KEY), AuthKey::default()]))
     }
 
     fn peers(t: &PeerTable) -> Vec<(u32, PeerRecord)> {
@@ -201,6 +234,46 @@ mod tests {
             }
         );
         assert!(peers(&t).is_empty());
+    }
+
+    #[test]
+    fn with_keys_only_signed_heartbeats_are_recorded_and_replays_stay_stale() {
+        let mut t = keyed_table();
+        let signed = |hb: &Heartbeat| hb.encode_signed(1, &KEY);
+        assert_eq!(t.receive(&signed(&heartbeat(7, 1)), SRC, 1), Ok(()));
+        let mut forged = heartbeat(7, 2);
+        forged.priority = u32::MAX;
+        let bad = [
+            (forged.encode_signed(1, &SipKey::default()), Rejected::Auth(AuthError::BadAuth)),
+            (forged.encode_signed(2, &KEY), Rejected::Auth(AuthError::UnknownKey)),
+            (forged.encode(), Rejected::Auth(AuthError::Unauthenticated)),
+            (signed(&heartbeat(7, 1)), Rejected::Stale),
+        ];
+        for (bytes, why) in &bad {
+            assert_eq!(t.receive(bytes, SRC, 2), Err(*why));
+        }
+        let s = t.stats();
+        assert_eq!((s.valid, s.bad_auth, s.unknown_key, s.unauthenticated, s.stale), (1, 1, 1, 1, 1));
+        assert_eq!((peers(&t)[0].1.priority, peers(&t)[0].1.last_seen_ns), (150, 1), "nothing forged was recorded");
+        // Unauthenticated mode takes key id 0 only.
+        assert_eq!(table().receive(&signed(&heartbeat(7, 1)), SRC, 1), Err(Rejected::Auth(AuthError::UnknownKey)));
+    }
+
+    #[test]
+    fn installed_keys_apply_from_the_next_heartbeat() {
+        let mut t = keyed_table();
+        let next = SipKey { k0: 33, k1: 44 };
+        let hex = |k: &SipKey| -> String {
+            k.k0.to_le_bytes().iter().chain(&k.k1.to_le_bytes()).map(|b| format!("{b:02x}")).collect()
+        };
+        assert!(t.receive(&heartbeat(7, 1).encode_signed(2, &next), SRC, 1).is_err());
+        t.install_keys(&KeySet::parse("keys", &format!("2 {}", hex(&next))).expect("keys"));
+        assert_eq!(t.receive(&heartbeat(7, 2).encode_signed(2, &next), SRC, 2), Ok(()));
+        assert_eq!(
+            t.receive(&heartbeat(7, 3).encode_signed(1, &KEY), SRC, 3),
+            Err(Rejected::Auth(AuthError::UnknownKey)),
+            "the retired key"
+        );
     }
 
     #[test]
