@@ -52,6 +52,7 @@ struct Io {
     transitions: u64,
     guard: AddressGuard,
     lateness: crate::lateness::Lateness,
+    key_alarm: crate::key_alarm::KeyAlarm,
     metrics: Arc<Metrics>,
     hooks: Hooks,
     checks: Checks,
@@ -133,8 +134,11 @@ impl Io {
     }
 
     /// Refreshes what `ha-agent status` shows.
-    fn publish_status(&self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
+    fn publish_status(&mut self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
         let stats = self.rx.stats().unwrap_or_default();
+        if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
+            log::warn!("{warning}");
+        }
         let peers = status::peer_rows(raw, now, node.config().tolerance);
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         self.hub.update_status(|s| {
@@ -259,6 +263,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         transitions: 0,
         guard,
         lateness: Default::default(),
+        key_alarm: Default::default(),
         metrics,
         hooks,
         checks,

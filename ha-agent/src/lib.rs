@@ -16,6 +16,7 @@ pub mod events;
 pub mod guard;
 pub mod hooks;
 pub mod iface;
+pub mod key_alarm;
 pub mod keys;
 pub mod lateness;
 pub mod link;

@@ -42,3 +42,35 @@ fn an_address_deleted_by_another_program_is_restored_and_a_stray_copy_removed() 
     agents.wait_sole_holder(1, WAIT).expect("the stray copy on node 2 is removed");
     assert!(agents.output(2).contains("appeared on eth0 while this node does not hold it"), "{}", agents.output(2));
 }
+
+#[test]
+fn a_second_cluster_with_the_same_id_but_another_key_is_reported_not_mixed() {
+    use ha_lab::{LabAuth, write_key_file};
+    ha_lab::install_signal_cleanup().expect("signal cleanup");
+    let lab = Lab::new(3).expect("lab");
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (ours, theirs) = (keys.path().join("ours"), keys.path().join("theirs"));
+    write_key_file(&ours, &[(1, ha_lab::LAB_KEY)]).expect("key");
+    write_key_file(&theirs, &[(1, core::array::from_fn(|i| 0x30 + i as u8))]).expect("key");
+    let mut settings = AgentSettings::new(&[200, 100, 300]);
+    settings.auth = LabAuth::Manual;
+    for i in 1..=2 {
+        settings.node(i).args = vec!["--key-file".into(), ours.display().to_string()];
+    }
+    // The other cluster: same id (and, misconfigured, the same address), its own key, and more
+    // worthy: without the key it can neither preempt ours nor be mistaken for one of ours.
+    settings.node(3).args = vec!["--key-file".into(), theirs.display().to_string()];
+    let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
+    agents
+        .wait_for("node 1 holds for our cluster", WAIT, |h| h.contains(&1) && !h.contains(&2))
+        .expect("node 1 does not yield to the more worthy stranger");
+    let start = Instant::now();
+    while !agents.output(1).contains("failed authentication") {
+        assert!(start.elapsed() < WAIT, "no warning on node 1:\n{}", agents.diagnostics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = ha_agent::peers::PeerMaps::open_pinned(&lab.pin_dir(1)).expect("maps").stats().expect("stats");
+    assert!(stats.bad_auth > 0, "{stats:?}");
+    let holders = agents.holders().expect("holders");
+    assert!(holders.contains(&1) && !holders.contains(&2), "not mixed: {holders:?}");
+}
