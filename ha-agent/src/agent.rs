@@ -367,8 +367,22 @@ fn event_loop(
             log::info!("clean stop complete");
             return Ok(());
         }
-        sleep_until_ns(next_send.min(now + tick));
+        sleep_until_ns(next_wake(now, next_send, tick, &raw, io.cfg.node.tolerance));
     }
+}
+
+/// When the loop must look again: the next heartbeat to send, the instant the next live peer
+/// would count as silent (so a dead holder is noticed exactly at the tolerance, not up to a tick
+/// later), and at most `tick` from now. Nothing else can change a decision in between, so an
+/// idle node wakes about once per interval.
+fn next_wake(now: u64, next_send: u64, tick: u64, peers: &[(u32, ha_common::maps::PeerRecord)], tolerance: u64) -> u64 {
+    let expiry = peers
+        .iter()
+        .map(|(_, rec)| rec.last_seen_ns.saturating_add(tolerance).saturating_add(1))
+        .filter(|&at| at > now)
+        .min()
+        .unwrap_or(u64::MAX);
+    next_send.min(now.saturating_add(tick)).min(expiry)
 }
 
 /// SCHED_FIFO for the loop thread and locked memory, as keepalived does for short intervals.

@@ -70,7 +70,9 @@ pub struct RunArgs {
     /// Silence after which a peer counts as dead (must exceed the interval; 3-5 intervals is usual).
     #[arg(long, default_value = "350ms", value_parser = parse_duration)]
     pub tolerance: Duration,
-    /// How often the peer table is read and the state machine runs (default: interval / 4).
+    /// Longest time between two looks at the peer table (default: the interval). The agent also
+    /// wakes exactly when a peer's silence reaches the tolerance; a shorter tick only makes it
+    /// notice a peer's leaving or claim sooner.
     #[arg(long, value_parser = parse_duration)]
     pub tick: Option<Duration>,
     /// Cluster id: heartbeats of other clusters on the LAN are ignored.

@@ -137,7 +137,7 @@ impl RunConfig {
                 refresh: refresh.map(nanos),
             },
             interval: args.interval,
-            tick: args.tick.unwrap_or(args.interval / 4).max(MIN_TICK),
+            tick: args.tick.unwrap_or(args.interval).max(MIN_TICK),
             cluster_id: args.cluster,
             group: args.group,
             port: args.port,
@@ -221,7 +221,7 @@ mod tests {
     fn defaults_validate_and_derive_node_id_and_tick() {
         let cfg = RunConfig::new(&args(&[]), &OWN).expect("valid");
         assert_eq!(cfg.node.node_id, u32::from(OWN[0]));
-        assert_eq!(cfg.tick, Duration::from_millis(25));
+        assert_eq!(cfg.tick, Duration::from_millis(100));
         assert_eq!(cfg.pin_dir, PathBuf::from("/sys/fs/bpf/ha/1"));
         assert!(cfg.tolerance_warning().is_none());
         assert!(cfg.warnings().is_empty());
