@@ -1,13 +1,14 @@
 //! One measured failover step, shared by the demo and the benchmark: the client probes the
 //! shared address every millisecond while something happens to the cluster, until the expected
-//! node holds the address; then what the client saw is reported.
+//! node holds the address; then what the client saw is reported. Works for any [`Cluster`]:
+//! our agents, or keepalived in the benchmark's comparison.
 use std::{
     net::IpAddr,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use ha_lab::{AgentSet, Lab, Prober, VIP};
 
 pub const PROBE_PERIOD: Duration = Duration::from_millis(1);
@@ -24,11 +25,50 @@ pub struct Measured {
     pub settled_after: Duration,
 }
 
+/// Whatever moves the shared address between the lab's nodes: who holds it now, and what to
+/// show when a step times out.
+pub trait Cluster {
+    /// Nodes (1-based) that hold the shared address now.
+    fn holders(&self) -> Result<Vec<usize>>;
+    /// Every daemon's output, for an error message.
+    fn diagnostics(&self) -> String;
+}
+
+impl Cluster for AgentSet<'_> {
+    fn holders(&self) -> Result<Vec<usize>> {
+        AgentSet::holders(self)
+    }
+
+    fn diagnostics(&self) -> String {
+        AgentSet::diagnostics(self)
+    }
+}
+
+/// Polls (every 5 ms, at most `timeout`) until `want(holders)`; returns the time it took.
+pub fn wait_for(
+    cluster: &impl Cluster,
+    what: &str,
+    timeout: Duration,
+    want: impl Fn(&[usize]) -> bool,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let holders = cluster.holders()?;
+        if want(&holders) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("{what}: not within {timeout:?} (holders now {holders:?})\n{}", cluster.diagnostics());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs `action` while the client probes, waits until `done(holders)`, lets the client settle
 /// for `settle`, and returns what the client saw.
 pub fn measure(
     lab: &Lab,
-    agents: &AgentSet,
+    cluster: &impl Cluster,
     settle: Duration,
     action: impl FnOnce() -> Result<()>,
     done: impl Fn(&[usize]) -> bool,
@@ -37,7 +77,7 @@ pub fn measure(
     thread::sleep(Duration::from_millis(50));
     let start = Instant::now();
     action()?;
-    agents.wait_for("the expected holder", STEP_TIMEOUT, done)?;
+    wait_for(cluster, "the expected holder", STEP_TIMEOUT, done)?;
     let settled_after = start.elapsed();
     thread::sleep(settle);
     let report = prober.stop();

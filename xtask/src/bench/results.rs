@@ -1,0 +1,189 @@
+//! The results file `bench/results/<date>.json`: raw measurements only (every repetition), so
+//! the report can be regenerated from it and statistics recomputed. Summaries live in `stats`.
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Results {
+    pub schema: u32,
+    /// UTC date of the start, `YYYY-MM-DD`.
+    pub date: String,
+    pub started_unix: u64,
+    /// Wall time of the whole run, builds included.
+    pub duration_s: f64,
+    /// `git describe`-like identification of the code measured.
+    pub commit: String,
+    pub machine: Machine,
+    pub options: Options,
+    #[serde(default)]
+    pub xdp: Vec<XdpCase>,
+    #[serde(default)]
+    pub failover: Vec<FailoverSeries>,
+    #[serde(default)]
+    pub keepalived: KeepalivedInfo,
+    #[serde(default)]
+    pub stability: Vec<StabilityRun>,
+    #[serde(default)]
+    pub scale: Vec<ScalePoint>,
+    #[serde(default)]
+    pub rest: Vec<RestPoint>,
+    /// Benchmarks that failed part-way, one line each; the others still ran.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub memory_mib: u64,
+    /// 1, 5 and 15 minute load averages when the run started and ended.
+    pub load_start: [f64; 3],
+    pub load_end: [f64; 3],
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Options {
+    pub reps: usize,
+    pub stability_secs: u64,
+    pub window_secs: u64,
+    pub realtime: bool,
+    pub scale_nodes: Vec<usize>,
+    /// How our agents authenticated heartbeats (`lab key` or `none`).
+    #[serde(default)]
+    pub agent_auth: String,
+}
+
+/// One row of the `ha-agent` bench target `xdp` (`--json`); rows it adds later (e.g. with
+/// authentication) appear in the report as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct XdpCase {
+    pub case: String,
+    pub measured_ns: f64,
+    pub program_ns: f64,
+    pub loop_ns: f64,
+    pub target_ns: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    HardFailure,
+    Crash,
+    CleanStop,
+    Preemption,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [Scenario::HardFailure, Scenario::Crash, Scenario::CleanStop, Scenario::Preemption];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::HardFailure => "hard failure (link down)",
+            Scenario::Crash => "crash (SIGKILL)",
+            Scenario::CleanStop => "clean stop (SIGTERM)",
+            Scenario::Preemption => "preemption (holder returns)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Implementation {
+    Ha,
+    Keepalived,
+}
+
+impl Implementation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Ha => "ha",
+            Implementation::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// All repetitions of the four scenarios at one setting of one implementation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailoverSeries {
+    pub implementation: Implementation,
+    /// `2/8 ms` (interval/tolerance) or `advert 0.01 s`.
+    pub setting: String,
+    pub interval_ms: f64,
+    /// Silence after which the standby takes over (keepalived: 3 adverts + skew).
+    pub tolerance_ms: f64,
+    pub scenarios: Vec<ScenarioRuns>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioRuns {
+    pub scenario: Scenario,
+    pub runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Run {
+    /// Longest gap between answered 1 ms probes (0 without loss).
+    pub outage_ms: f64,
+    pub lost: u64,
+    pub sent: u64,
+    /// From the action until the expected node held the address.
+    pub settled_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeepalivedInfo {
+    /// `Keepalived v2.2.7 (01/16,2022)` when it ran.
+    pub version: Option<String>,
+    /// Why the comparison did not run.
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StabilityRun {
+    pub implementation: Implementation,
+    /// `loss 10%` or `cpu saturation`.
+    pub condition: String,
+    pub setting: String,
+    pub interval_ms: f64,
+    pub tolerance_ms: f64,
+    pub duration_s: f64,
+    /// The standby took the address while the holder was alive.
+    pub false_takeovers: u64,
+    /// Every state change of every node during the period.
+    pub transitions: u64,
+}
+
+/// One cluster size at a 10 ms interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScalePoint {
+    pub nodes: usize,
+    /// From starting the first agent until the most worthy node alone holds the address.
+    pub converge_ms: f64,
+    /// Agent CPU (utime+stime) per node, % of one core: mean and max over the nodes.
+    pub cpu_pct_mean: f64,
+    pub cpu_pct_max: f64,
+    pub rss_mib_mean: f64,
+    pub rss_mib_max: f64,
+    /// All nodes' XDP programs together, % of one core, and per packet.
+    pub xdp_cpu_pct_total: f64,
+    pub xdp_ns_per_packet: f64,
+    pub xdp_packets_per_s: f64,
+    pub window_s: f64,
+}
+
+/// Two idle nodes (one holder, one standby) at one interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestPoint {
+    pub interval_ms: f64,
+    pub tolerance_ms: f64,
+    /// Holder first, then the standby.
+    pub cpu_pct: Vec<f64>,
+    pub rss_mib: Vec<f64>,
+    pub xdp_cpu_pct_total: f64,
+    pub xdp_ns_per_packet: f64,
+    pub window_s: f64,
+}
