@@ -27,7 +27,7 @@ use crate::{
     link::LinkWatch,
     metrics::Metrics,
     metrics_http::MetricsServer,
-    node::{Inputs, Node, Output, Peer, id},
+    node::{Beats, Inputs, Node, Output, Peer, id},
     observe::observe,
     rx::Receiver,
     sender::{Sender, SenderConfig},
@@ -139,7 +139,7 @@ impl Io {
         if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
             log::warn!("{warning}");
         }
-        let peers = status::peer_rows(raw, now, node.config().tolerance);
+        let peers = status::peer_rows(raw, now, node.config().tolerance, |id| Some(node.peer_liveness(id)));
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         self.hub.update_status(|s| {
             s.state = node.state().name().to_string();
@@ -342,6 +342,12 @@ fn event_loop(
                     state: NodeState::from_u8(rec.state)?,
                     flags: rec.flags,
                     last_seen: rec.last_seen_ns,
+                    beats: Beats {
+                        interval: u64::from(rec.interval_us) * 1_000,
+                        epoch: rec.epoch,
+                        sent: rec.counter,
+                        received: rec.received,
+                    },
                 })
             }));
             let stepped = node.step(Inputs { now, peers: &peers, link_up });
@@ -367,21 +373,16 @@ fn event_loop(
             log::info!("clean stop complete");
             return Ok(());
         }
-        sleep_until_ns(next_wake(now, next_send, tick, &raw, io.cfg.node.tolerance));
+        sleep_until_ns(next_wake(now, next_send, tick, peers.iter().map(|p| node.silent_at(p))));
     }
 }
 
 /// When the loop must look again: the next heartbeat to send, the instant the next live peer
-/// would count as silent (so a dead holder is noticed exactly at the tolerance, not up to a tick
-/// later), and at most `tick` from now. Nothing else can change a decision in between, so an
-/// idle node wakes about once per interval.
-fn next_wake(now: u64, next_send: u64, tick: u64, peers: &[(u32, ha_common::maps::PeerRecord)], tolerance: u64) -> u64 {
-    let expiry = peers
-        .iter()
-        .map(|(_, rec)| rec.last_seen_ns.saturating_add(tolerance).saturating_add(1))
-        .filter(|&at| at > now)
-        .min()
-        .unwrap_or(u64::MAX);
+/// would count as silent (so a dead holder is noticed exactly at its silence limit, not up to a
+/// tick later), and at most `tick` from now. Nothing else can change a decision in between, so
+/// an idle node wakes about once per interval.
+fn next_wake(now: u64, next_send: u64, tick: u64, silent_at: impl Iterator<Item = u64>) -> u64 {
+    let expiry = silent_at.filter(|&at| at > now).min().unwrap_or(u64::MAX);
     next_send.min(now.saturating_add(tick)).min(expiry)
 }
 

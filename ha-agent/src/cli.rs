@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Silence after which a peer counts as dead (must exceed the interval; 3-5 intervals is usual).
     #[arg(long, default_value = "350ms", value_parser = parse_duration)]
     pub tolerance: Duration,
+    /// While a peer's heartbeats are being lost, its silence limit grows above --tolerance so
+    /// that lost heartbeats alone do not look like death, up to this (default: 2 x tolerance;
+    /// equal to --tolerance turns it off). On a clean link the limit is --tolerance.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub max_tolerance: Option<Duration>,
     /// Longest time between two looks at the peer table (default: the interval). The agent also
     /// wakes exactly when a peer's silence reaches the tolerance; a shorter tick only makes it
     /// notice a peer's leaving or claim sooner.

@@ -21,6 +21,10 @@ pub enum ConfigError {
         "--tolerance {tolerance:?} must exceed --interval {interval:?} (it covers {ratio:.1} intervals; 3 to 5 is usual)"
     )]
     ToleranceTooShort { tolerance: Duration, interval: Duration, ratio: f64 },
+    #[error(
+        "--max-tolerance {max:?} is below --tolerance {tolerance:?}: give at least the tolerance (equal: it never grows)"
+    )]
+    MaxToleranceTooShort { max: Duration, tolerance: Duration },
     #[error("--interval {0:?} is too short: 500us is the minimum")]
     IntervalTooShort(Duration),
     #[error("--vip {0} is this node's own address on the interface: choose an address no host has")]
@@ -79,6 +83,9 @@ const MIN_TICK: Duration = Duration::from_micros(100);
 /// Default hold-down, in tolerances: long enough that a flaky link cannot flap the address
 /// every few beats, short enough to matter little if the new holder dies right away.
 const HOLD_DOWN_TOLERANCES: u32 = 3;
+/// Default bound of a peer's silence limit under loss, in tolerances: at 4 intervals of
+/// tolerance it covers 10% loss (6 lost in a row); detection on a lossy link takes at most this.
+const MAX_TOLERANCE_TOLERANCES: u32 = 2;
 
 impl RunConfig {
     /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
@@ -92,6 +99,10 @@ impl RunConfig {
                 interval: args.interval,
                 ratio: args.tolerance.as_secs_f64() / args.interval.as_secs_f64(),
             });
+        }
+        let max_tolerance = args.max_tolerance.unwrap_or(args.tolerance * MAX_TOLERANCE_TOLERANCES);
+        if max_tolerance < args.tolerance {
+            return Err(ConfigError::MaxToleranceTooShort { max: max_tolerance, tolerance: args.tolerance });
         }
         let iface = args.iface.clone().ok_or(ConfigError::NoIface)?;
         if args.vips.is_empty() {
@@ -131,6 +142,7 @@ impl RunConfig {
                 node_id,
                 priority: args.priority,
                 tolerance: nanos(args.tolerance),
+                max_tolerance: nanos(max_tolerance),
                 preempt: args.preempt,
                 leave_timeout: nanos(args.leave_timeout),
                 hold_down: nanos(args.hold_down.unwrap_or(args.tolerance * HOLD_DOWN_TOLERANCES)),
@@ -254,6 +266,16 @@ mod tests {
         assert!(err.to_string().contains("covers 1.0 intervals"), "{err}");
         let cfg = RunConfig::new(&args(&["--interval", "10ms", "--tolerance", "15ms"]), &OWN).expect("valid");
         assert!(cfg.tolerance_warning().is_some());
+    }
+
+    #[test]
+    fn max_tolerance_defaults_to_twice_the_tolerance_and_may_not_be_below_it() {
+        let cfg = RunConfig::new(&args(&["--interval", "10ms", "--tolerance", "40ms"]), &OWN).expect("valid");
+        assert_eq!(cfg.node.max_tolerance, 80_000_000);
+        let cfg = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "400ms"]), &OWN).expect("valid");
+        assert_eq!(cfg.node.max_tolerance, cfg.node.tolerance);
+        let err = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "300ms"]), &OWN).unwrap_err();
+        assert!(matches!(err, ConfigError::MaxToleranceTooShort { .. }), "{err}");
     }
 
     #[test]

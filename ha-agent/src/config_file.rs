@@ -65,6 +65,8 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "one")]
     pub hold_down: Option<Duration>,
     #[serde(default, deserialize_with = "one")]
+    pub max_tolerance: Option<Duration>,
+    #[serde(default, deserialize_with = "one")]
     pub garp_refresh: Option<Duration>,
     pub pin_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "one")]
@@ -144,6 +146,7 @@ impl FileConfig {
             priority,
             interval,
             tolerance,
+            max_tolerance,
             tick,
             cluster,
             node_id(|n: NodeId| n.0),

@@ -20,6 +20,7 @@ pub mod key_alarm;
 pub mod keys;
 pub mod lateness;
 pub mod link;
+pub mod liveness;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;

@@ -185,7 +185,23 @@ impl Collector for FromStatus {
         let priority = s.peers.iter().map(|p| (peer(p), ConstGauge::new(i64::from(p.priority))));
         family(&mut e, "peer_priority", "Each peer's announced priority.", MetricType::Gauge, priority)?;
         let live = s.peers.iter().map(|p| (peer(p), ConstGauge::new(flag(p.live))));
-        family(&mut e, "peer_live", "1 while a peer is heard within the tolerance.", MetricType::Gauge, live)?;
+        family(&mut e, "peer_live", "1 while a peer is heard within its silence limit.", MetricType::Gauge, live)?;
+        let loss = s.peers.iter().filter_map(|p| Some((peer(p), ConstGauge::new(p.loss_pct? / 100.0))));
+        family(
+            &mut e,
+            "peer_loss_ratio",
+            "Estimated share of each peer's heartbeats lost lately.",
+            MetricType::Gauge,
+            loss,
+        )?;
+        let limit = s.peers.iter().filter_map(|p| Some((peer(p), ConstGauge::new(p.limit_ms? / 1e3))));
+        family(
+            &mut e,
+            "peer_silence_limit_seconds",
+            "How long each peer may be silent and still count as live: the tolerance, more under loss.",
+            MetricType::Gauge,
+            limit,
+        )?;
         Ok(())
     }
 }
@@ -210,6 +226,8 @@ mod tests {
                 age_ms: 250.0,
                 received: 7,
                 live: true,
+                loss_pct: Some(10.0),
+                limit_ms: Some(65.0),
                 ..Default::default()
             });
         });
@@ -226,6 +244,8 @@ mod tests {
             "ha_check_failing{check=\"test -e /x\"} 1",
             "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",
             "ha_peer_heartbeats_received_total{node=\"192.0.2.2\"} 7",
+            "ha_peer_loss_ratio{node=\"192.0.2.2\"} 0.1",
+            "ha_peer_silence_limit_seconds{node=\"192.0.2.2\"} 0.065",
             "ha_transitions_total{from=\"STANDBY\",to=\"ACTIVE\",reason=\"no_holder\"} 1",
             "ha_takeover_duration_seconds_bucket{le=\"0.0005\"} 1",
             "ha_takeover_duration_seconds_count 1",

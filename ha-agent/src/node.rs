@@ -4,8 +4,9 @@
 //!
 //! Rules:
 //! - Everybody starts STANDBY and first listens for one tolerance, to learn of a holder.
-//! - A peer is live while its last heartbeat is at most one tolerance old. A live peer that is
-//!   leaving or in maintenance is not a candidate for the address.
+//! - A peer is live while its last heartbeat is at most its silence limit old: the tolerance, or
+//!   more while its heartbeats are being lost (`liveness`), up to `max_tolerance`. A live peer
+//!   that is leaving or in maintenance is not a candidate for the address.
 //! - Worthiness orders candidates: priority, then node id. The priority is the configured one
 //!   less failing health checks (`set_priority`); 0 marks an unhealthy node.
 //! - Only the most worthy live candidate takes the address: when nobody holds it, or (preempt)
@@ -26,6 +27,9 @@
 //! - With `refresh`, the holder announces the address again every period.
 use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
+pub use crate::liveness::Beats;
+use crate::liveness::{Liveness, LivenessConfig};
+
 /// Nanoseconds of `CLOCK_MONOTONIC`.
 pub type Nanos = u64;
 
@@ -44,6 +48,8 @@ pub struct NodeConfig {
     pub node_id: u32,
     pub priority: u32,
     pub tolerance: Nanos,
+    /// The most a peer's silence limit grows above `tolerance` while its heartbeats are lost.
+    pub max_tolerance: Nanos,
     pub preempt: Preempt,
     /// How long a leaving holder waits for a successor's claim before letting go anyway.
     pub leave_timeout: Nanos,
@@ -62,6 +68,8 @@ pub struct Peer {
     pub state: NodeState,
     pub flags: u8,
     pub last_seen: Nanos,
+    /// Its heartbeat counts, from which its loss rate is estimated.
+    pub beats: Beats,
 }
 
 impl Peer {
@@ -230,6 +238,8 @@ pub struct Node {
     /// The holder this node took the address from, while it still claims it: the expected
     /// overlap of a make-before-break hand-over, not a split brain.
     took_from: Option<u32>,
+    /// Each peer's silence limit, from its loss rate.
+    liveness: Liveness,
 }
 
 impl Node {
@@ -250,6 +260,7 @@ impl Node {
             live_peers: Vec::new(),
             next_refresh: 0,
             took_from: None,
+            liveness: Liveness::new(LivenessConfig { tolerance: cfg.tolerance, max_tolerance: cfg.max_tolerance }),
         }
     }
 
@@ -317,7 +328,17 @@ impl Node {
     }
 
     fn is_live(&self, peer: &Peer, now: Nanos) -> bool {
-        now.saturating_sub(peer.last_seen) <= self.cfg.tolerance
+        now.saturating_sub(peer.last_seen) <= self.liveness.limit(peer.node_id)
+    }
+
+    /// The first instant at which `peer`, unheard meanwhile, counts as silent.
+    pub fn silent_at(&self, peer: &Peer) -> Nanos {
+        peer.last_seen.saturating_add(self.liveness.limit(peer.node_id)).saturating_add(1)
+    }
+
+    /// How long this peer may be silent and still count as live, and its estimated loss rate.
+    pub fn peer_liveness(&self, node_id: u32) -> (Nanos, f64) {
+        (self.liveness.limit(node_id), self.liveness.loss(node_id))
     }
 
     fn become_(&mut self, to: NodeState, reason: Reason, out: &mut Output) {
@@ -337,6 +358,7 @@ impl Node {
     /// that runs late sees peers younger than `now`, never stale ones as silent.
     pub fn step(&mut self, inputs: Inputs<'_>) -> Output {
         let mut out = Output { resumed_after: self.note_gap(inputs.now), ..Output::default() };
+        self.liveness.observe(inputs.peers);
         let returned = self.note_returns(inputs.now, inputs.peers);
         self.decide(inputs, &mut out);
         if returned && self.state == NodeState::Active && !out.take {
@@ -366,8 +388,8 @@ impl Node {
     fn note_returns(&mut self, now: Nanos, peers: &[Peer]) -> bool {
         let mut returned = false;
         let before = self.live_peers.len();
-        let tolerance = self.cfg.tolerance;
-        for p in peers.iter().filter(|p| now.saturating_sub(p.last_seen) <= tolerance) {
+        let liveness = &self.liveness;
+        for p in peers.iter().filter(|p| now.saturating_sub(p.last_seen) <= liveness.limit(p.node_id)) {
             returned |= !self.live_peers[..before].contains(&p.node_id);
             self.live_peers.push(p.node_id);
         }

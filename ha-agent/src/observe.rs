@@ -40,13 +40,21 @@ mod tests {
             node_id: 1,
             priority: 100,
             tolerance,
+            max_tolerance: tolerance,
             preempt: Preempt::Always,
             leave_timeout: 0,
             hold_down: 0,
             refresh: None,
         };
         let mut node = Node::new(cfg, now - 2 * tolerance);
-        let holder = Peer { node_id: 2, priority: 200, state: NodeState::Active, flags: 0, last_seen };
+        let holder = Peer {
+            node_id: 2,
+            priority: 200,
+            state: NodeState::Active,
+            flags: 0,
+            last_seen,
+            beats: Default::default(),
+        };
         let out = node.step(Inputs { now, peers: &[holder], link_up: true });
         assert!(!out.take, "now {now}, holder last seen {last_seen}: it is live");
     }

@@ -21,8 +21,15 @@ pub struct PeerStatus {
     pub live: bool,
     pub seq: u64,
     pub received: u64,
+    /// Estimated share of its heartbeats lost lately, in percent (known to a running agent only).
+    pub loss_pct: Option<f64>,
+    /// How long it may be silent and still count as live: the tolerance, more under loss.
+    pub limit_ms: Option<f64>,
     pub flags: Vec<String>,
 }
+
+/// A peer's silence limit (ns) and loss rate (0..1), when the caller knows them.
+pub type PeerLiveness = Option<(u64, f64)>;
 
 /// One health check as `status` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -79,20 +86,30 @@ pub fn flag_names(flags: u8) -> Vec<String> {
 }
 
 /// Peer rows from the map, most worthy first.
-pub fn peer_rows(peers: &[(u32, PeerRecord)], now_ns: u64, tolerance_ns: u64) -> Vec<PeerStatus> {
+/// `liveness` gives each peer's silence limit and loss (None: judge it by `tolerance_ns`).
+pub fn peer_rows(
+    peers: &[(u32, PeerRecord)],
+    now_ns: u64,
+    tolerance_ns: u64,
+    liveness: impl Fn(u32) -> PeerLiveness,
+) -> Vec<PeerStatus> {
     let mut rows: Vec<PeerStatus> = peers
         .iter()
         .map(|(node, rec)| {
             let age = now_ns.saturating_sub(rec.last_seen_ns);
+            let known = liveness(*node);
+            let limit = known.map_or(tolerance_ns, |(limit, _)| limit);
             PeerStatus {
                 node_id: id(*node).to_string(),
                 address: std::net::Ipv4Addr::from(rec.addr).to_string(),
                 state: NodeState::from_u8(rec.state).map_or("?", NodeState::name).to_string(),
                 priority: rec.priority,
                 age_ms: age as f64 / 1e6,
-                live: age <= tolerance_ns,
+                live: age <= limit,
                 seq: rec.counter,
                 received: rec.received,
+                loss_pct: known.map(|(_, loss)| loss * 100.0),
+                limit_ms: known.map(|(limit, _)| limit as f64 / 1e6),
                 flags: flag_names(rec.flags),
             }
         })
@@ -108,9 +125,10 @@ pub fn drops(stats: &Stats) -> BTreeMap<String, u64> {
 fn peer_lines(out: &mut String, peers: &[PeerStatus]) {
     let _ = writeln!(
         out,
-        "{:<16} {:<16} {:<8} {:>8} {:>10} {:>10} {:>10}  flags",
-        "node", "address", "state", "priority", "age ms", "seq", "received"
+        "{:<16} {:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>7} {:>9}  flags",
+        "node", "address", "state", "priority", "age ms", "seq", "received", "loss %", "limit ms"
     );
+    let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     for p in peers {
         let mut flags = p.flags.clone();
         if !p.live {
@@ -118,7 +136,7 @@ fn peer_lines(out: &mut String, peers: &[PeerStatus]) {
         }
         let _ = writeln!(
             out,
-            "{:<16} {:<16} {:<8} {:>8} {:>10.1} {:>10} {:>10}  {}",
+            "{:<16} {:<16} {:<8} {:>8} {:>10.1} {:>10} {:>10} {:>7} {:>9}  {}",
             p.node_id,
             p.address,
             p.state,
@@ -126,6 +144,8 @@ fn peer_lines(out: &mut String, peers: &[PeerStatus]) {
             p.age_ms,
             p.seq,
             p.received,
+            or_dash(p.loss_pct),
+            or_dash(p.limit_ms),
             flags.join(",")
         );
     }
@@ -140,7 +160,7 @@ fn drop_line(recorded: u64, drops: &BTreeMap<String, u64>) -> String {
 /// The peer table alone (`ha-agent peers`, from pinned maps).
 pub fn peer_table(peers: &[(u32, PeerRecord)], stats: &Stats, now_ns: u64, tolerance_ns: u64) -> String {
     let mut out = String::new();
-    peer_lines(&mut out, &peer_rows(peers, now_ns, tolerance_ns));
+    peer_lines(&mut out, &peer_rows(peers, now_ns, tolerance_ns, |_| None));
     out.push_str(&drop_line(stats.valid, &drops(stats)));
     out
 }

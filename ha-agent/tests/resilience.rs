@@ -210,6 +210,37 @@ fn heartbeat_loss_on_the_holder_link_moves_nothing() {
     });
 }
 
+/// At the stability bench's condition (10 ms heartbeats, tolerance 4 intervals), 10% loss on the
+/// holder's link: the standby estimates the loss from the real XDP counts and widens the holder's
+/// silence limit above the tolerance (with the tolerance alone, a false takeover about every
+/// 30 s here); the address stays put.
+#[test]
+fn under_loss_the_standby_widens_the_holders_silence_limit() {
+    let _cpu = shared_cpu();
+    bounded(move || {
+        let lab = lab(2);
+        let mut s = settings(&[200, 100], 40, &[]);
+        s.interval = Duration::from_millis(10);
+        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        let holder = lab.node(1).addr().to_string();
+        let seen_by_standby = || {
+            let peers = status(&lab, 2)["peers"].as_array().cloned().unwrap_or_default();
+            let row = peers.into_iter().find(|p| p["node_id"] == holder.as_str()).expect("holder in status");
+            (row["loss_pct"].as_f64().unwrap_or(-1.0), row["limit_ms"].as_f64().unwrap_or(-1.0))
+        };
+        assert_eq!(seen_by_standby(), (0.0, 40.0), "a clean link keeps the tolerance");
+        lab.netem(1, "loss 10%").expect("impair the holder's link");
+        assert_sole_holder_for(&agents, 1, Duration::from_secs(6), Duration::from_millis(50));
+        let (loss, limit) = seen_by_standby();
+        lab.clear_netem(1).expect("clear");
+        eprintln!("standby's view of the holder after 6 s of 10% loss: {loss:.1}% lost, silence limit {limit} ms");
+        assert!((4.0..25.0).contains(&loss), "estimated loss {loss}%");
+        assert!(limit > 40.0 && limit <= 80.0, "silence limit {limit} ms");
+        assert_eq!(transitions(&agents, 2), Vec::<String>::new(), "false takeovers\n{}", agents.diagnostics());
+    });
+}
+
 /// A node that just yielded is held down: a burst of loss on the new holder's link right after
 /// the hand-over (a "late packet" of 2.5 tolerances) does not make it take the address back.
 #[test]

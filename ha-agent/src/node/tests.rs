@@ -10,6 +10,7 @@ fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
         node_id,
         priority,
         tolerance: TOL,
+        max_tolerance: TOL,
         preempt,
         leave_timeout: 100 * MS,
         hold_down: HOLD_DOWN,
@@ -18,7 +19,7 @@ fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
 }
 
 fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer {
-    Peer { node_id, priority, state, flags: 0, last_seen }
+    Peer { node_id, priority, state, flags: 0, last_seen, beats: Beats::default() }
 }
 
 fn step(node: &mut Node, now: Nanos, peers: &[Peer]) -> Output {
@@ -504,6 +505,7 @@ impl Sim {
                 state: n.state(),
                 flags: n.flags(),
                 last_seen: self.last_seen[i],
+                beats: Beats::default(),
             })
             .collect();
         for i in 0..self.nodes.len() {
@@ -589,4 +591,47 @@ proptest! {
         // Steady afterwards: exactly one holder at every tick.
         for _ in 0..30 { now += MS; sim.tick(now); prop_assert_eq!(sim.holders().len(), 1); }
     }
+}
+
+#[test]
+fn heartbeats_lost_at_random_do_not_make_a_standby_take_over_but_a_death_does() {
+    // 2 ms heartbeats, tolerance 4 intervals, 10% lost: with the tolerance alone, dozens of false
+    // takeovers in these 100 s. The silence limit grows with the loss instead.
+    const INTERVAL: Nanos = 2 * MS;
+    let mut n = Node::new(NodeConfig { max_tolerance: 2 * TOL, hold_down: 0, ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut coin = crate::liveness::tests::Coin(99);
+    let mut holder = peer(2, 200, NodeState::Active, 0);
+    holder.beats = Beats { interval: INTERVAL, epoch: 1, sent: 0, received: 0 };
+    let mut now = 0;
+    for _ in 0..50_000 {
+        now += INTERVAL;
+        holder.beats.sent += 1;
+        if !coin.flip(0.1) {
+            holder.beats.received += 1;
+            holder.last_seen = now;
+        }
+        // Two looks per interval, the second half an interval late.
+        assert!(!step(&mut n, now, &[holder]).take, "false takeover at {} ms", now / MS);
+        assert!(!step(&mut n, now + INTERVAL / 2, &[holder]).take, "false takeover at {} ms", now / MS);
+    }
+    // It dies: the standby takes over within the grown limit, and not before the tolerance.
+    let died = holder.last_seen;
+    let (limit, loss) = n.peer_liveness(2);
+    assert!(limit > TOL && limit <= 2 * TOL && loss > 0.05, "limit {limit}, loss {loss}");
+    let acted = run(&mut n, now + MS, died + 3 * TOL, |_| vec![holder]);
+    assert_eq!(acted.first().map(|(t, o)| (*t, o.take)), Some((n.silent_at(&holder).div_ceil(MS) * MS, true)));
+}
+
+#[test]
+fn on_a_clean_link_a_death_is_noticed_at_the_tolerance_even_with_a_maximum() {
+    let mut n = Node::new(NodeConfig { max_tolerance: 2 * TOL, ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut holder = peer(2, 200, NodeState::Active, 0);
+    for beat in 1..=100 {
+        holder.last_seen = beat * 2 * MS;
+        holder.beats = Beats { interval: 2 * MS, epoch: 1, sent: beat, received: beat };
+        assert!(!step(&mut n, holder.last_seen, &[holder]).take);
+    }
+    let died = holder.last_seen;
+    let acted = run(&mut n, died + MS, died + 2 * TOL, |_| vec![holder]);
+    assert_eq!(acted.first().map(|(t, o)| (*t, o.take)), Some((died + TOL + MS, true)));
 }
