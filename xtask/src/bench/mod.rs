@@ -71,7 +71,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub realtime: bool,
     /// Length of each stability run (ours and keepalived, under loss and under CPU load).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 120)]
     pub stability_secs: u64,
     /// Measuring window for CPU use (scale and rest).
     #[arg(long, default_value_t = 10)]

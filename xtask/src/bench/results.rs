@@ -155,6 +155,11 @@ pub struct StabilityRun {
     pub false_takeovers: u64,
     /// Every state change of every node during the period.
     pub transitions: u64,
+    /// At the end of the period, still under the condition, the holder's link is cut: how long
+    /// until the standby held the address (polled every 5 ms). Shows what tolerating the
+    /// condition costs in detection time.
+    #[serde(default)]
+    pub failure_taken_over_ms: Option<f64>,
 }
 
 /// One cluster size at a 10 ms interval.

@@ -90,16 +90,19 @@ fn push(
     interval: Duration,
     tolerance: Duration,
     period: Duration,
-    r: Result<(u64, u64)>,
+    r: Result<Observed>,
 ) {
     match r {
-        Ok((false_takeovers, transitions)) => {
+        Ok(Observed { false_takeovers, transitions, failure_taken_over }) => {
             println!(
                 "{} {setting} under {}: {false_takeovers} false takeovers, {transitions} transitions in {} s",
                 implementation.name(),
                 condition.name(),
                 period.as_secs()
             );
+            if let Some(t) = failure_taken_over {
+                println!("  then the holder's link was cut: the standby held the address after {:.0} ms", ms(t));
+            }
             res.stability.push(StabilityRun {
                 implementation,
                 condition: condition.name().into(),
@@ -109,6 +112,7 @@ fn push(
                 duration_s: period.as_secs_f64(),
                 false_takeovers,
                 transitions,
+                failure_taken_over_ms: failure_taken_over.map(ms),
             });
         }
         Err(e) => {
@@ -123,9 +127,18 @@ fn push(
     }
 }
 
-/// Waits for node 1 to hold the address, applies `condition` for `period`, and returns
-/// (false takeovers, transitions) that happened meanwhile.
-fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) -> Result<(u64, u64)> {
+/// What one stability run saw.
+struct Observed {
+    false_takeovers: u64,
+    transitions: u64,
+    /// After the period, under the condition still, from cutting the holder's link until the
+    /// standby held the address (None: it did not within the step timeout).
+    failure_taken_over: Option<Duration>,
+}
+
+/// Waits for node 1 to hold the address, applies `condition` for `period`, counts the false
+/// takeovers and transitions meanwhile, then cuts node 1's link and times the takeover.
+fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) -> Result<Observed> {
     scenario::wait_for(d, "node 1 alone holds the address", STEP_TIMEOUT, |h| h == [1])?;
     thread::sleep(Duration::from_secs(1));
     let before: Vec<usize> = (1..=2).map(|i| d.transitions(i).len()).collect();
@@ -163,14 +176,22 @@ fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) 
             bail!("a daemon exited during the stability run\n{}", d.diagnostics());
         }
     }
-    let counted = count();
+    let (false_takeovers, transitions) = count();
+    let failure_taken_over = if d.holders()? == [1] {
+        lab.cut_link(1)?;
+        let taken = scenario::wait_for(d, "node 2 alone holds the address", STEP_TIMEOUT, |h| h == [2]);
+        lab.restore_link(1)?;
+        taken.ok()
+    } else {
+        None
+    };
     if let Some(b) = burner {
         b.stop();
     }
     for i in 1..=2 {
         lab.clear_netem(i)?;
     }
-    Ok(counted)
+    Ok(Observed { false_takeovers, transitions, failure_taken_over })
 }
 
 /// One busy thread per core until stopped or `max` elapsed (so it ends by itself).
