@@ -23,6 +23,7 @@ pub mod link;
 pub mod liveness;
 pub mod logging;
 pub mod maintenance;
+pub mod map_batch;
 pub mod metrics;
 pub mod metrics_http;
 pub mod node;

@@ -1,12 +1,14 @@
 //! Reading what the XDP program recorded: `PEERS` and `STATS`, from the loaded object (the agent)
 //! or from pins (`ha-agent peers`/`status` in another process).
-use std::path::Path;
+use std::{cell::RefCell, path::Path};
 
 use aya::{
     Ebpf,
-    maps::{HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{HashMap, IterableMap, Map, MapData, MapError, PerCpuArray},
 };
-use ha_common::maps::{PEERS_MAP, PeerRecord, STATS_MAP, Stats};
+use ha_common::maps::{MAX_PEERS, PEERS_MAP, PeerRecord, STATS_MAP, Stats};
+
+use crate::map_batch::{self, BatchReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeersError {
@@ -23,6 +25,9 @@ pub enum PeersError {
 pub struct PeerMaps {
     peers: HashMap<MapData, u32, PeerRecord>,
     stats: PerCpuArray<MapData, Stats>,
+    /// Buffers of the one-syscall read, reused by every read; None once the kernel said it
+    /// cannot batch (then entries are iterated).
+    batch: RefCell<Option<Box<BatchReader<u32, PeerRecord>>>>,
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> PeersError {
@@ -52,12 +57,29 @@ impl PeerMaps {
         Ok(Self {
             peers: HashMap::try_from(peers).map_err(map_err("PEERS"))?,
             stats: PerCpuArray::try_from(stats).map_err(map_err("STATS"))?,
+            batch: RefCell::new(Some(Box::new(BatchReader::new(MAX_PEERS)))),
         })
     }
 
     /// Fills `out` with every recorded peer (reusing its allocation: this runs every tick).
     pub fn read_peers(&self, out: &mut Vec<(u32, PeerRecord)>) -> Result<(), PeersError> {
         out.clear();
+        let mut batch = self.batch.borrow_mut();
+        if let Some(reader) = batch.as_mut() {
+            match reader.read_all(map_batch::fd_of(self.peers.map()), out) {
+                Ok(()) => return Ok(()),
+                Err(e) if map_batch::unsupported(&e) => {
+                    log::debug!("batch lookup of PEERS unavailable ({e}): iterating instead");
+                    *batch = None;
+                    out.clear();
+                }
+                Err(io_error) => {
+                    let source =
+                        MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error });
+                    return Err(PeersError::Map { name: "PEERS", source });
+                }
+            }
+        }
         for entry in self.peers.iter() {
             match entry {
                 Ok(pair) => out.push(pair),

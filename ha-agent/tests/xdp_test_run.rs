@@ -5,7 +5,7 @@ mod xdp_harness;
 
 use ha_agent::{ebpf::XdpConfig, keys::AuthMode};
 use ha_common::{
-    maps::Stats,
+    maps::{MAX_PEERS, Stats},
     wire::{FLAG_LEAVING, NodeState},
 };
 use ha_lab::frames::{self, FrameSpec};
@@ -35,6 +35,25 @@ fn valid_heartbeat_is_recorded_and_dropped() {
     h.run(&frame(&next));
     let (_, rec) = h.peers()[0];
     assert_eq!((rec.counter, rec.received, rec.flags, rec.state), (2, 2, FLAG_LEAVING, 1));
+}
+
+#[test]
+fn a_full_peer_table_reads_back_whole_and_forgetting_shrinks_it() {
+    // The agent reads PEERS with one batch lookup; it must give every entry, each with its own
+    // record, also when the table is full (every bucket chain in use).
+    let mut h = Harness::new();
+    let ids: Vec<u32> = (0..MAX_PEERS).map(|i| 100 + i * 7).collect();
+    for (n, &id) in ids.iter().enumerate() {
+        h.run(&frame(&heartbeat(id, n as u64 + 1)));
+    }
+    let peers = h.peers();
+    assert_eq!(peers.iter().map(|p| p.0).collect::<Vec<_>>(), ids);
+    for (n, (_, rec)) in peers.iter().enumerate() {
+        assert_eq!(rec.counter, n as u64 + 1, "record of peer {} is its own", ids[n]);
+    }
+    h.maps.forget(ids[3]).expect("forget");
+    assert_eq!(h.peers().len(), ids.len() - 1);
+    assert!(h.peers().iter().all(|p| p.0 != ids[3]));
 }
 
 #[test]
