@@ -317,14 +317,10 @@ fn event_loop(
             log::info!("stopping: handing the address over before leaving");
             out = node.leave(now);
         }
-        match io.link.is_up() {
-            Ok(up) => {
-                if up != link_up {
-                    log::warn!("link {} is {}", io.cfg.iface, if up { "up" } else { "down" });
-                }
-                link_up = up;
-            }
-            Err(e) => log::debug!("reading link state: {e}"),
+        let up = io.link.is_up();
+        if up != link_up {
+            log::warn!("link {} is {}", io.cfg.iface, if up { "up" } else { "down" });
+            link_up = up;
         }
         out.send_now |= node.set_priority(io.checks.priority()).send_now;
         if let Err(e) = table {
