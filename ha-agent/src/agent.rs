@@ -24,6 +24,7 @@ use crate::{
     events::Event,
     guard::AddressGuard,
     hooks::{Hooks, NodeFacts},
+    linger::{self, Linger},
     link::LinkWatch,
     metrics::Metrics,
     metrics_http::MetricsServer,
@@ -57,11 +58,14 @@ struct Io {
     hooks: Hooks,
     checks: Checks,
     auth: Auth,
+    /// Addresses kept for a grace after a hand-over.
+    linger: Linger,
 }
 
 impl Io {
     /// Takes the addresses: add, announce once, then (in the caller) say ACTIVE; the worker repeats.
     fn take(&mut self) {
+        self.linger.cancel();
         self.guard.state().holding.store(true, Ordering::Release);
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.add(vip) {
@@ -75,9 +79,27 @@ impl Io {
     }
 
     fn release(&mut self) {
-        // Stop re-pointing clients at us before the address goes.
+        self.stop_claiming();
+        self.remove_addresses();
+    }
+
+    /// Stop re-pointing clients at us (before the address goes); the guard no longer restores it.
+    fn stop_claiming(&mut self) {
         self.repeats.cancel();
         self.guard.state().holding.store(false, Ordering::Release);
+    }
+
+    /// A hand-over: stop announcing now, but keep answering for one tolerance, until the new
+    /// holder has had the last word (see `linger`).
+    fn let_go(&mut self, now: u64) {
+        self.stop_claiming();
+        let grace = self.cfg.node.tolerance;
+        log::debug!("handed over: keeping the addresses {} ms for clients still pointed here", grace / 1_000_000);
+        self.linger.start(now, grace);
+    }
+
+    fn remove_addresses(&mut self) {
+        self.linger.cancel();
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.remove(vip) {
                 log::error!("removing {vip} from {}: {e}", self.cfg.iface);
@@ -92,12 +114,16 @@ impl Io {
             self.metrics.takeover(monotonic_ns().saturating_sub(decided) as f64 / 1e9);
         }
         if out.release {
-            self.release();
+            if out.transition.is_some_and(|t| linger::after_hand_over(&t.reason)) {
+                self.let_go(started_ns);
+            } else {
+                self.release();
+            }
         }
         if out.announce {
             if out.transition.is_none() {
                 log::info!(
-                    "another node claims the shared address, or a peer we could not hear is back; announcing ours again"
+                    "another node claims the shared address, a peer we could not hear is back, or the node we took it from let go; announcing ours again"
                 );
             }
             if let Err(e) = self.announcer.announce(&self.vip_addrs) {
@@ -268,6 +294,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         hooks,
         checks,
         auth,
+        linger: Linger::default(),
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -351,6 +378,9 @@ fn event_loop(
             out = Output { send_now: out.send_now, ..stepped };
         }
         io.apply(&node, &out, now);
+        if io.linger.due(monotonic_ns()) {
+            io.remove_addresses();
+        }
         if out.transition.is_some() || out.send_now || now.saturating_sub(last_status) >= STATUS_EVERY_NS {
             io.publish_status(&node, &raw, now, link_up);
             last_status = now;
@@ -366,10 +396,16 @@ fn event_loop(
             }
         }
         if out.exit {
+            if let Some(at) = io.linger.deadline() {
+                // Handed over moments ago: answer stray clients for the rest of the grace.
+                sleep_until_ns(at);
+                io.remove_addresses();
+            }
             log::info!("clean stop complete");
             return Ok(());
         }
-        sleep_until_ns(next_wake(now, next_send, tick, peers.iter().map(|p| node.silent_at(p))));
+        let wake = next_wake(now, next_send, tick, peers.iter().map(|p| node.silent_at(p)));
+        sleep_until_ns(io.linger.deadline().map_or(wake, |at| wake.min(at)));
     }
 }
 

@@ -19,6 +19,7 @@ pub mod iface;
 pub mod key_alarm;
 pub mod keys;
 pub mod lateness;
+pub mod linger;
 pub mod link;
 pub mod liveness;
 pub mod logging;

@@ -15,6 +15,9 @@
 //! - Make-before-break: a taker adds the address, announces it, and says ACTIVE at once; a holder
 //!   releases only when it sees a more worthy live holder (or, leaving, any successor). The
 //!   client is re-pointed before the old holder lets go.
+//! - The taker has the last word: once the holder it took from stops claiming, it announces
+//!   again. The old holder may have announced (a scheduled repeat) after the taker did but
+//!   before it heard the claim; the agent keeps the old holder's address for a grace meanwhile.
 //! - Hold-down: a node that just yielded to a more worthy holder does not take the address on
 //!   that holder's silence again for `hold_down` (explicit hand-overs still go through). A
 //!   false takeover on a lossy link then costs one round trip, not a flap every few beats.
@@ -195,7 +198,8 @@ pub struct Transition {
 pub struct Output {
     /// Add the shared addresses, announce them, then say ACTIVE.
     pub take: bool,
-    /// Stop announcing and remove the shared addresses.
+    /// Stop announcing and remove the shared addresses (after a hand-over the agent keeps them
+    /// for a grace: see `linger`).
     pub release: bool,
     /// Announce the addresses again (another node claimed them; we keep them).
     pub announce: bool,
@@ -475,10 +479,21 @@ impl Node {
                 }
                 self.other_holder_seen = true;
             }
-            None => {
-                self.other_holder_seen = false;
-                self.took_from = None;
-            }
+            None => self.other_holder_seen = false,
+        }
+        self.announce_once_old_holder_lets_go(now, peers, out);
+    }
+
+    /// The last word of a hand-over, once the holder we took from stopped claiming (yielded or
+    /// died): its scheduled announcements may have re-pointed clients after ours.
+    fn announce_once_old_holder_lets_go(&mut self, now: Nanos, peers: &[Peer], out: &mut Output) {
+        let Some(old) = self.took_from else {
+            return;
+        };
+        let still_claims = peers.iter().any(|p| p.node_id == old && p.holds() && self.is_live(p, now));
+        if !still_claims {
+            self.took_from = None;
+            out.announce = true;
         }
     }
 
@@ -504,7 +519,13 @@ impl Node {
                 // We yielded moments ago: one late heartbeat is no reason to take it back.
                 return;
             }
-            self.become_(NodeState::Active, reason, out);
+            match reason {
+                // A hand-over: that holder still claims until it hears us.
+                Reason::HolderLeaving { node_id } | Reason::HolderInMaintenance { node_id } => {
+                    self.take_from(node_id, reason, out)
+                }
+                _ => self.become_(NodeState::Active, reason, out),
+            }
             return;
         };
         // A live, less worthy node holds the address.

@@ -118,6 +118,35 @@ fn preempt_always_is_make_before_break() {
 }
 
 #[test]
+fn the_taker_announces_last_once_the_old_holder_lets_go() {
+    // The old holder's scheduled announcement can leave after the taker's and before the old
+    // holder hears the claim: the client then follows it to a node about to let go. So the
+    // taker announces once more when the old holder stops claiming.
+    let t = 2 * TOL;
+    let mut new = Node::new(cfg(2, 200, Preempt::Always), 0);
+    assert!(step(&mut new, t, &[peer(1, 100, NodeState::Active, t)]).take);
+    step(&mut new, t + 1, &[peer(1, 100, NodeState::Active, t + 1)]); // the overlap's announcement
+    assert!(!step(&mut new, t + 2, &[peer(1, 100, NodeState::Active, t + 2)]).announce, "not while it still claims");
+    let out = step(&mut new, t + 3, &[peer(1, 100, NodeState::Standby, t + 3)]);
+    assert_eq!(out, Output { announce: true, ..Output::default() });
+    assert!(run(&mut new, t + 4, t + 3 * TOL, |at| vec![peer(1, 100, NodeState::Standby, at)]).is_empty(), "once");
+
+    // Also after a clean stop's hand-over, and when the old holder dies instead of yielding.
+    let mut leaving = peer(1, 300, NodeState::Active, t);
+    leaving.flags = FLAG_LEAVING;
+    let mut successor = Node::new(cfg(2, 200, Preempt::Always), 0);
+    assert!(step(&mut successor, t, &[leaving]).take);
+    assert!(!step(&mut successor, t + 1, &[leaving]).announce, "the leaving holder still claims");
+    let out = step(&mut successor, t + 2, &[Peer { state: NodeState::Standby, last_seen: t + 2, ..leaving }]);
+    assert!(out.announce && out.transition.is_none());
+    let mut taker = Node::new(cfg(2, 200, Preempt::Always), 0);
+    assert!(step(&mut taker, t, &[peer(1, 100, NodeState::Active, t)]).take);
+    let acted = run(&mut taker, t + MS, t + 2 * TOL, |_| vec![peer(1, 100, NodeState::Active, t)]);
+    let announce = Output { announce: true, ..Output::default() };
+    assert_eq!(acted, vec![(t + MS, announce), (t + TOL + MS, announce)], "still claiming, then silent");
+}
+
+#[test]
 fn preempt_never_keeps_the_address_where_it_is() {
     let mut high = Node::new(cfg(2, 200, Preempt::Never), 0);
     for t in (0..50).map(|i| i * MS) {

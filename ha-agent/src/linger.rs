@@ -1,0 +1,81 @@
+//! After a make-before-break hand-over the old holder stops announcing at once but keeps its
+//! shared addresses for a grace before removing them.
+//!
+//! Why: an announcement of ours that was already scheduled (the repeats after a re-announce)
+//! can leave after the new holder's and before we hear its claim. Clients then point at us
+//! again. The new holder announces once more when it sees us stop claiming (see `node`); until
+//! then we must still answer, or those clients lose packets for up to one of its repeats.
+use crate::node::{Nanos, Reason};
+
+/// Whether letting go for `reason` hands the address to a live successor (make-before-break),
+/// so that clients may still reach us for a moment. Other releases (link down, no successor)
+/// have nobody to wait for.
+pub fn after_hand_over(reason: &Reason) -> bool {
+    matches!(reason, Reason::MoreWorthyHolder { .. } | Reason::SuccessorHolds { .. })
+}
+
+/// The pending removal of addresses we no longer claim.
+#[derive(Debug, Default)]
+pub struct Linger {
+    remove_at: Option<Nanos>,
+}
+
+impl Linger {
+    /// Keeps the addresses until `now + grace`.
+    pub fn start(&mut self, now: Nanos, grace: Nanos) {
+        self.remove_at = Some(now.saturating_add(grace));
+    }
+
+    /// We claim the addresses again (or remove them at once): nothing pending.
+    pub fn cancel(&mut self) {
+        self.remove_at = None;
+    }
+
+    /// True once, when the grace is over: remove the addresses now.
+    pub fn due(&mut self, now: Nanos) -> bool {
+        let due = self.remove_at.is_some_and(|at| now >= at);
+        if due {
+            self.remove_at = None;
+        }
+        due
+    }
+
+    /// When the run loop must wake to remove the addresses.
+    pub fn deadline(&self) -> Option<Nanos> {
+        self.remove_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_once_after_the_grace() {
+        let mut l = Linger::default();
+        assert!(!l.due(0) && l.deadline().is_none(), "nothing pending");
+        l.start(10, 5);
+        assert_eq!(l.deadline(), Some(15));
+        assert!(!l.due(14));
+        assert!(l.due(15));
+        assert!(!l.due(16), "only once");
+        assert_eq!(l.deadline(), None);
+    }
+
+    #[test]
+    fn claiming_again_cancels_the_removal() {
+        let mut l = Linger::default();
+        l.start(10, 5);
+        l.cancel();
+        assert!(!l.due(100));
+    }
+
+    #[test]
+    fn only_hand_overs_linger() {
+        assert!(after_hand_over(&Reason::MoreWorthyHolder { node_id: 2, priority: 200 }));
+        assert!(after_hand_over(&Reason::SuccessorHolds { node_id: 2 }));
+        for reason in [Reason::LinkDown, Reason::LeaveTimeout, Reason::NoSuccessor] {
+            assert!(!after_hand_over(&reason), "{reason:?}");
+        }
+    }
+}
