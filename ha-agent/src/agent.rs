@@ -371,6 +371,7 @@ fn event_loop(
                         sent: rec.counter,
                         received: rec.received,
                     },
+                    claimed_at: rec.claimed_ns,
                 })
             }));
             let stepped = node.step(Inputs { now, peers: &peers, link_up });

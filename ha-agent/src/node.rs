@@ -24,6 +24,8 @@
 //! - Gap guard: a step more than a tolerance after the previous one means this node did not run
 //!   (stopped, starved, or the whole machine paused). Silences in the table may be our own
 //!   absence, so the node listens again for one tolerance before taking anything.
+//! - A holder announces again when a peer claimed the address and withdrew between two of its
+//!   looks (a false takeover while this holder stalled): clients may point at that peer now.
 //! - A holder announces again whenever a peer it could not hear comes back: while apart, that
 //!   peer may have claimed the address and re-pointed clients (a partition healing). It may
 //!   also yield before we ever see its claim, so its return is the only sign we get.
@@ -73,6 +75,8 @@ pub struct Peer {
     pub last_seen: Nanos,
     /// Its heartbeat counts, from which its loss rate is estimated.
     pub beats: Beats,
+    /// When its last heartbeat claiming the address arrived (0: never).
+    pub claimed_at: Nanos,
 }
 
 impl Peer {
@@ -361,11 +365,13 @@ impl Node {
     /// One decision at `inputs.now`. `now` must be read before the peer table, so that a step
     /// that runs late sees peers younger than `now`, never stale ones as silent.
     pub fn step(&mut self, inputs: Inputs<'_>) -> Output {
+        let previous_look = self.last_step;
         let mut out = Output { resumed_after: self.note_gap(inputs.now), ..Output::default() };
         self.liveness.observe(inputs.peers);
         let returned = self.note_returns(inputs.now, inputs.peers);
+        let missed_claim = previous_look.is_some_and(|at| missed_claim(inputs.peers, at));
         self.decide(inputs, &mut out);
-        if returned && self.state == NodeState::Active && !out.take {
+        if (returned || missed_claim) && self.state == NodeState::Active && !out.take {
             out.announce = true;
         }
         self.schedule_refresh(inputs.now, &mut out);
@@ -570,6 +576,13 @@ impl Node {
             None => Reason::NoHolder,
         }
     }
+}
+
+/// Whether a peer claimed the address after `since` and no longer does: it took the address
+/// and gave it back between two looks, so its claim was never seen, but its announcement may
+/// have re-pointed clients.
+fn missed_claim(peers: &[Peer], since: Nanos) -> bool {
+    peers.iter().any(|p| p.claimed_at > since && !p.holds())
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ mod tests {
             flags: 0,
             last_seen,
             beats: Default::default(),
+            claimed_at: 0,
         };
         let out = node.step(Inputs { now, peers: &[holder], link_up: true });
         assert!(!out.take, "now {now}, holder last seen {last_seen}: it is live");

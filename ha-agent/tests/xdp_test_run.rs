@@ -27,6 +27,8 @@ fn valid_heartbeat_is_recorded_and_dropped() {
     assert_eq!(rec.interval_us, 2_000);
     let after = ha_agent::clock::monotonic_ns();
     assert!(rec.last_seen_ns >= before && rec.last_seen_ns <= after, "kernel time is CLOCK_MONOTONIC");
+    assert_eq!(rec.claimed_ns, rec.last_seen_ns, "an ACTIVE heartbeat is a claim");
+    let claimed = rec.claimed_ns;
 
     // A newer one updates the record; flags come through.
     let mut next = heartbeat(7, 2);
@@ -35,6 +37,8 @@ fn valid_heartbeat_is_recorded_and_dropped() {
     h.run(&frame(&next));
     let (_, rec) = h.peers()[0];
     assert_eq!((rec.counter, rec.received, rec.flags, rec.state), (2, 2, FLAG_LEAVING, 1));
+    assert_eq!(rec.claimed_ns, claimed, "a STANDBY heartbeat keeps the last claim");
+    assert!(rec.last_seen_ns > claimed);
 }
 
 #[test]

@@ -83,6 +83,9 @@ pub struct PeerRecord {
     pub counter: u64,
     /// Valid heartbeats recorded from this peer.
     pub received: u64,
+    /// `last_seen_ns` of its last heartbeat that claimed the address (state ACTIVE); 0: never.
+    /// Kept when it yields, so a holder that did not look meanwhile still learns of the claim.
+    pub claimed_ns: u64,
     pub priority: u32,
     pub interval_us: u32,
     /// IPv4 source address of the last heartbeat.
@@ -92,6 +95,26 @@ pub struct PeerRecord {
     pub flags: u8,
     pub key_id: u8,
     pub _pad: u8,
+}
+
+impl PeerRecord {
+    /// Records a valid, newer heartbeat from `src`, received at `now_ns` (XDP and the socket
+    /// path alike). The caller counts it in `received`.
+    #[inline(always)]
+    pub fn record(&mut self, hb: &crate::wire::Heartbeat, src: [u8; 4], now_ns: u64) {
+        self.last_seen_ns = now_ns;
+        self.epoch = hb.seq.epoch;
+        self.counter = hb.seq.counter;
+        self.priority = hb.priority;
+        self.interval_us = hb.interval_us;
+        self.addr = src;
+        self.state = hb.state as u8;
+        self.flags = hb.flags;
+        self.key_id = hb.key_id;
+        if hb.state == crate::wire::NodeState::Active {
+            self.claimed_ns = now_ns;
+        }
+    }
 }
 
 /// Packet outcomes counted by XDP; one instance per CPU.

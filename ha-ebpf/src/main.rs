@@ -135,12 +135,12 @@ fn check_and_record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), Reje
         if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
             return Err(Rejected::Stale);
         }
-        fill(rec, &hb, frame, now);
+        rec.record(&hb, frame.src, now);
         rec.received += 1;
         return Ok(());
     }
     let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
-    fill(&mut rec, &hb, frame, now);
+    rec.record(&hb, frame.src, now);
     PEERS.insert(&hb.node_id, &rec, 0).map_err(|_| Rejected::PeersFull)?;
     info!(ctx, "new peer {} priority {} from {:i}", hb.node_id, hb.priority, u32::from_be_bytes(frame.src));
     Ok(())
@@ -159,19 +159,6 @@ fn find_key(key_id: u8) -> Option<SipKey> {
         slot += 1;
     }
     None
-}
-
-#[inline(always)]
-fn fill(rec: &mut PeerRecord, hb: &Heartbeat, frame: &HeartbeatFrame, now: u64) {
-    rec.last_seen_ns = now;
-    rec.epoch = hb.seq.epoch;
-    rec.counter = hb.seq.counter;
-    rec.priority = hb.priority;
-    rec.interval_us = hb.interval_us;
-    rec.addr = frame.src;
-    rec.state = hb.state as u8;
-    rec.flags = hb.flags;
-    rec.key_id = hb.key_id;
 }
 
 #[cfg(not(test))]

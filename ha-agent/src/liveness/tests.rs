@@ -15,6 +15,7 @@ fn peer(sent: u64, received: u64, last_seen: Nanos) -> Peer {
         flags: 0,
         last_seen,
         beats: Beats { interval: INTERVAL, epoch: 1, sent, received },
+        claimed_at: 0,
     }
 }
 

@@ -19,7 +19,7 @@ fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
 }
 
 fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer {
-    Peer { node_id, priority, state, flags: 0, last_seen, beats: Beats::default() }
+    Peer { node_id, priority, state, flags: 0, last_seen, beats: Beats::default(), claimed_at: 0 }
 }
 
 fn step(node: &mut Node, now: Nanos, peers: &[Peer]) -> Output {
@@ -535,6 +535,7 @@ impl Sim {
                 flags: n.flags(),
                 last_seen: self.last_seen[i],
                 beats: Beats::default(),
+                claimed_at: 0,
             })
             .collect();
         for i in 0..self.nodes.len() {
@@ -663,4 +664,33 @@ fn on_a_clean_link_a_death_is_noticed_at_the_tolerance_even_with_a_maximum() {
     let died = holder.last_seen;
     let acted = run(&mut n, died + MS, died + 2 * TOL, |_| vec![holder]);
     assert_eq!(acted.first().map(|(t, o)| (*t, o.take)), Some((died + TOL + MS, true)));
+}
+
+#[test]
+fn a_holder_announces_again_after_a_claim_it_did_not_see() {
+    // The holder stalls; meanwhile the standby takes the address on its silence, announces,
+    // hears the holder again and yields. The holder's next look shows a standby that claimed
+    // after the previous look: clients may point at it, so the holder announces.
+    let mut n = holder(1, 200, Preempt::Always);
+    let mut standby = peer(2, 100, NodeState::Standby, TOL);
+    step(&mut n, TOL + MS, &[standby]); // a new peer: announced as a return
+    assert!(!step(&mut n, TOL + 2 * MS, &[standby]).announce);
+    standby.claimed_at = TOL + 20 * MS;
+    standby.last_seen = TOL + 21 * MS;
+    let out = step(&mut n, TOL + 22 * MS, &[standby]);
+    assert!(out.announce && !out.release && out.transition.is_none(), "{out:?}");
+    // Once: the claim is older than this look now.
+    assert!(!step(&mut n, TOL + 23 * MS, &[standby]).announce);
+}
+
+#[test]
+fn a_claim_still_standing_is_left_to_the_split_brain_rule() {
+    let mut n = holder(1, 200, Preempt::Always);
+    let mut other = peer(2, 100, NodeState::Active, TOL + MS);
+    other.claimed_at = TOL + MS;
+    let first = step(&mut n, TOL + 2 * MS, &[other]);
+    assert!(first.announce, "the split brain rule announces once");
+    other.claimed_at = TOL + 3 * MS;
+    other.last_seen = TOL + 3 * MS;
+    assert!(!step(&mut n, TOL + 4 * MS, &[other]).announce, "not on every heartbeat of a standing claim");
 }

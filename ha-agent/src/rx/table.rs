@@ -83,7 +83,7 @@ impl PeerTable {
             if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
                 return Err(Rejected::Stale);
             }
-            fill(rec, &hb, src, at_ns);
+            rec.record(&hb, src.octets(), at_ns);
             rec.received += 1;
             return Ok(());
         }
@@ -91,7 +91,7 @@ impl PeerTable {
             return Err(Rejected::PeersFull);
         }
         let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
-        fill(&mut rec, &hb, src, at_ns);
+        rec.record(&hb, src.octets(), at_ns);
         self.peers.insert(hb.node_id, rec);
         log::info!("new peer {} priority {} from {src}", crate::node::id(hb.node_id), hb.priority);
         Ok(())
@@ -106,18 +106,6 @@ impl PeerTable {
     pub fn stats(&self) -> Stats {
         self.stats
     }
-}
-
-fn fill(rec: &mut PeerRecord, hb: &Heartbeat, src: Ipv4Addr, at_ns: u64) {
-    rec.last_seen_ns = at_ns;
-    rec.epoch = hb.seq.epoch;
-    rec.counter = hb.seq.counter;
-    rec.priority = hb.priority;
-    rec.interval_us = hb.interval_us;
-    rec.addr = src.octets();
-    rec.state = hb.state as u8;
-    rec.flags = hb.flags;
-    rec.key_id = hb.key_id;
 }
 
 #[cfg(test)]
