@@ -10,7 +10,6 @@
 //! act on the network namespace the creating thread was in.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -356,18 +355,10 @@ fn address_message(ifindex: u32, a: &SharedAddr) -> AddressMessage {
 }
 
 fn if_index(iface: &str) -> Result<u32, AddressError> {
-    let missing = || AddressError::NoSuchInterface(iface.to_owned());
-    let name = CString::new(iface).map_err(|_| missing())?;
-    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index != 0 {
-        return Ok(index);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENODEV) | Some(libc::ENXIO) | Some(libc::EINVAL) => Err(missing()),
-        _ => Err(AddressError::Setup(err)),
-    }
+    crate::iface::index(iface).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => AddressError::NoSuchInterface(iface.to_owned()),
+        _ => AddressError::Setup(e),
+    })
 }
 
 /// One address as the kernel reports it.
@@ -503,7 +494,7 @@ fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
 }
 
 /// Receives one datagram; EINTR is retried, a blocking timeout is TimedOut.
-fn recv_datagram(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv_datagram(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
@@ -524,12 +515,12 @@ fn recv_datagram(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Splits a datagram into netlink messages.
-struct Messages<'a> {
+pub(crate) struct Messages<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Messages<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Messages { rest: buf }
     }
 }

@@ -143,7 +143,7 @@ impl Announcer {
     /// network namespace) and reads the interface's MAC.
     pub fn new(iface: &str) -> io::Result<Self> {
         let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} on interface {iface}: {e}"));
-        let ifindex = if_index(iface)?;
+        let ifindex = crate::iface::index(iface)?;
         let fd = packet_socket().map_err(|e| context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)", e))?;
         bind_to(&fd, ifindex).map_err(|e| context("cannot bind the AF_PACKET socket", e))?;
         let mac = bound_mac(&fd).map_err(|e| context("cannot read the MAC address", e))?;
@@ -203,16 +203,6 @@ impl Announcer {
             return Err(io::Error::new(e.kind(), format!("cannot announce {addr} on {}: {e}", self.iface)));
         }
         Ok(())
-    }
-}
-
-fn if_index(iface: &str) -> io::Result<u32> {
-    let missing = || io::Error::new(io::ErrorKind::NotFound, format!("no interface named {iface}"));
-    let name = std::ffi::CString::new(iface).map_err(|_| missing())?;
-    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(missing()),
-        index => Ok(index),
     }
 }
 

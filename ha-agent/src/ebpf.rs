@@ -207,12 +207,7 @@ fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachM
 }
 
 pub fn ifindex(iface: &str) -> Result<u32, EbpfError> {
-    let name = std::ffi::CString::new(iface).map_err(|_| EbpfError::NoInterface(iface.to_string()))?;
-    // SAFETY: valid C string.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(EbpfError::NoInterface(iface.to_string())),
-        index => Ok(index),
-    }
+    crate::iface::index(iface).map_err(|_| EbpfError::NoInterface(iface.to_string()))
 }
 
 /// Stacked (upper) devices: the driver names (ethtool) of device kinds without native XDP. On

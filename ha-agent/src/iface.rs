@@ -2,6 +2,23 @@
 //! label `<iface>:ha`, so they are told apart from the node's own. And its driver, from ethtool.
 use std::{ffi::CStr, io, net::Ipv4Addr, os::fd::AsRawFd};
 
+/// The index of `iface` in the calling thread's network namespace (NotFound: no such interface).
+pub fn index(iface: &str) -> io::Result<u32> {
+    let missing = || io::Error::new(io::ErrorKind::NotFound, format!("no interface named {iface}"));
+    let name = std::ffi::CString::new(iface).map_err(|_| missing())?;
+    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ENODEV | libc::ENXIO | libc::EINVAL) | None => Err(missing()),
+                _ => Err(err),
+            }
+        }
+        index => Ok(index),
+    }
+}
+
 /// The label of shared addresses on `iface`, when it fits IFNAMSIZ.
 pub fn shared_label(iface: &str) -> Option<String> {
     let label = format!("{iface}:ha");

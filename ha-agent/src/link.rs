@@ -15,14 +15,17 @@ use std::{
     thread::{self, JoinHandle},
 };
 
+use rtnetlink::{
+    packet_core::{NetlinkMessage, NetlinkPayload},
+    packet_route::{RouteNetlinkMessage, link::LinkFlags},
+    sys::{Socket as NetlinkSocket, protocols::NETLINK_ROUTE},
+};
 use socket2::{Domain, Socket, Type};
 
-/// linux/rtnetlink.h
-const RTMGRP_LINK: u32 = 1;
-const RTM_NEWLINK: u16 = 16;
-/// sizeof(struct nlmsghdr), sizeof(struct ifinfomsg)
-const NLMSG_HDR_LEN: usize = 16;
-const IFINFOMSG_LEN: usize = 16;
+use crate::address::{Messages, recv_datagram};
+
+/// linux/rtnetlink.h: the link notification group.
+const RTNLGRP_LINK: u32 = 1;
 
 pub struct LinkWatch {
     up: Arc<AtomicBool>,
@@ -36,7 +39,7 @@ impl LinkWatch {
         let query = FlagsQuery::new(iface)?;
         // Subscribe before the first query, so no change falls between the two.
         let events = subscribe()?;
-        let ifindex = ifindex_of(iface)?;
+        let ifindex = crate::iface::index(iface)?;
         let up = Arc::new(AtomicBool::new(query.is_up()?));
         let stop = eventfd()?;
         let (shared, stop_fd) = (Arc::clone(&up), stop.as_raw_fd());
@@ -65,7 +68,7 @@ impl Drop for LinkWatch {
 }
 
 /// The thread: blocks until a notification or the stop request, never on a timer.
-fn follow(events: &Socket, stop: i32, ifindex: i32, query: &FlagsQuery, up: &AtomicBool, iface: &str) {
+fn follow(events: &NetlinkSocket, stop: i32, ifindex: u32, query: &FlagsQuery, up: &AtomicBool, iface: &str) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let mut fds = [
@@ -85,72 +88,53 @@ fn follow(events: &Socket, stop: i32, ifindex: i32, query: &FlagsQuery, up: &Ato
         if fds[1].revents != 0 {
             return;
         }
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(events.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => {}
-                // Notifications were lost: ask the kernel instead.
-                Some(libc::ENOBUFS) => match query.is_up() {
+        let n = match recv_datagram(events, &mut buf) {
+            Ok(n) => n,
+            // Nothing there after all (the socket does not block).
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+            // Notifications were lost: ask the kernel instead.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                match query.is_up() {
                     Ok(now) => up.store(now, Ordering::Release),
                     Err(e) => log::debug!("reading link state of {iface}: {e}"),
-                },
-                _ => {
-                    log::warn!("reading link notifications of {iface}: {e}");
-                    return;
                 }
+                continue;
             }
-            continue;
-        }
-        if let Some(flags) = last_flags_of(&buf[..n as usize], ifindex) {
+            Err(e) => {
+                log::warn!("reading link notifications of {iface}: {e}");
+                return;
+            }
+        };
+        if let Some(flags) = last_flags_of(&buf[..n], ifindex) {
             up.store(is_up(flags), Ordering::Release);
         }
     }
 }
 
 fn is_up(flags: u32) -> bool {
-    let flags = flags as libc::c_int;
-    flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
+    LinkFlags::from_bits_retain(flags).contains(LinkFlags::Up | LinkFlags::Running)
 }
 
 /// The interface flags in the last RTM_NEWLINK for `ifindex` in a datagram, if any. A deleted
 /// interface (RTM_DELLINK) changes nothing, as the ioctl's error changed nothing before.
-fn last_flags_of(datagram: &[u8], ifindex: i32) -> Option<u32> {
-    let (mut rest, mut found) = (datagram, None);
-    while rest.len() >= NLMSG_HDR_LEN {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().ok()?) as usize;
-        if len < NLMSG_HDR_LEN || len > rest.len() {
-            break;
-        }
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().ok()?);
-        let body = &rest[NLMSG_HDR_LEN..len];
-        if kind == RTM_NEWLINK && body.len() >= IFINFOMSG_LEN {
-            let index = i32::from_ne_bytes(body[4..8].try_into().ok()?);
-            if index == ifindex {
-                found = Some(u32::from_ne_bytes(body[8..12].try_into().ok()?));
+fn last_flags_of(datagram: &[u8], ifindex: u32) -> Option<u32> {
+    Messages::new(datagram)
+        .filter_map(Result::ok)
+        .filter_map(|msg: NetlinkMessage<RouteNetlinkMessage>| match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) if link.header.index == ifindex => {
+                Some(link.header.flags.bits())
             }
-        }
-        // Messages are 4-byte aligned within the datagram.
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
-    }
-    found
+            _ => None,
+        })
+        .last()
 }
 
 /// A netlink socket in the link notification group of the calling thread's namespace.
-fn subscribe() -> io::Result<Socket> {
-    let socket = Socket::new(Domain::from(libc::AF_NETLINK), Type::RAW, Some(libc::NETLINK_ROUTE.into()))?;
-    // SAFETY: sockaddr_nl is plain data; all zero but the family and groups.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    addr.nl_groups = RTMGRP_LINK;
-    // SAFETY: a valid sockaddr_nl and its length.
-    let rc = unsafe {
-        libc::bind(socket.as_raw_fd(), (&raw const addr).cast(), size_of::<libc::sockaddr_nl>() as libc::socklen_t)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+fn subscribe() -> io::Result<NetlinkSocket> {
+    let mut socket = NetlinkSocket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.add_membership(RTNLGRP_LINK)?;
+    socket.set_non_blocking(true)?;
     Ok(socket)
 }
 
@@ -162,15 +146,6 @@ fn eventfd() -> io::Result<OwnedFd> {
     }
     // SAFETY: a new fd we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn ifindex_of(iface: &str) -> io::Result<i32> {
-    let name = std::ffi::CString::new(iface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: a valid NUL-terminated name.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        index => Ok(index as i32),
-    }
 }
 
 /// SIOCGIFFLAGS on a socket: works in any network namespace (sysfs shows the namespace that
@@ -209,20 +184,29 @@ impl FlagsQuery {
 mod tests {
     use super::*;
 
-    /// One netlink message: header, ifinfomsg, then `extra` attribute bytes.
-    fn link_msg(kind: u16, index: i32, flags: u32, extra: usize) -> Vec<u8> {
-        let len = NLMSG_HDR_LEN + IFINFOMSG_LEN + extra;
-        let mut m = Vec::new();
-        m.extend((len as u32).to_ne_bytes());
-        m.extend(kind.to_ne_bytes());
-        m.extend([0u8; 10]);
-        m.extend([0u8, 0, 1, 0]); // family, pad, type
-        m.extend(index.to_ne_bytes());
-        m.extend(flags.to_ne_bytes());
-        m.extend(0xffff_ffffu32.to_ne_bytes());
-        m.extend(vec![0u8; extra]);
-        m.resize(len.next_multiple_of(4), 0);
-        m
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_DELLINK: u16 = 17;
+
+    /// One serialized link notification; `extra` bytes of interface name pad its attributes.
+    fn link_msg(kind: u16, index: u32, flags: u32, extra: usize) -> Vec<u8> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.header.flags = LinkFlags::from_bits_retain(flags);
+        if extra > 0 {
+            link.attributes.push(LinkAttribute::IfName("e".repeat(extra)));
+        }
+        let inner = match kind {
+            RTM_NEWLINK => RouteNetlinkMessage::NewLink(link),
+            _ => RouteNetlinkMessage::DelLink(link),
+        };
+        let mut msg = NetlinkMessage::from(inner);
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        buf.resize(buf.len().next_multiple_of(4), 0);
+        buf
     }
 
     const UP: u32 = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
@@ -239,7 +223,7 @@ mod tests {
 
     #[test]
     fn deleted_or_malformed_changes_nothing() {
-        assert_eq!(last_flags_of(&link_msg(17, 3, 0, 0), 3), None, "RTM_DELLINK");
+        assert_eq!(last_flags_of(&link_msg(RTM_DELLINK, 3, 0, 0), 3), None, "RTM_DELLINK");
         let mut bad = link_msg(RTM_NEWLINK, 3, 0, 0);
         bad[0] = 200; // longer than the datagram
         assert_eq!(last_flags_of(&bad, 3), None);
