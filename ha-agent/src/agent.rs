@@ -1,6 +1,7 @@
-//! The agent's run loop: one thread that reads the peer table, steps the state machine, carries
-//! out what it decides, and sends heartbeats on a drift-free schedule. Everything here is I/O;
-//! every decision is in `node`.
+//! The agent's run loop: a thin driver of `ha_core::Failover`. It reads the clock and the peer
+//! table, tells the core what happened, carries out the actions the core hands back (addresses,
+//! announcements, heartbeats) and reports its events (logs, metrics, hooks, status). Every
+//! decision, schedule and wake time is the core's.
 use std::{
     net::IpAddr,
     sync::{
@@ -12,10 +13,13 @@ use std::{
 
 use anyhow::Context as _;
 use ha_common::wire::NodeState;
+use ha_core::{
+    Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, Failover, FailoverConfig, Instant, Peer,
+};
 
 use crate::{
     address::AddressManager,
-    announce::{AnnounceWorker, Announcer},
+    announce::Announcer,
     auth::Auth,
     checks::Checks,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
@@ -24,27 +28,21 @@ use crate::{
     events::Event,
     guard::AddressGuard,
     hooks::{Hooks, NodeFacts},
-    linger::{self, Linger},
     link::LinkWatch,
     metrics::Metrics,
     metrics_http::MetricsServer,
-    node::{Beats, Inputs, Node, Output, Peer, id},
+    node::id,
     observe::observe,
     rx::Receiver,
     sender::{Sender, SenderConfig},
     status,
 };
 
-/// Repeats of the announcement after the first, which goes out before the ACTIVE heartbeat.
-const ANNOUNCE_REPEATS: [Duration; 4] =
-    [Duration::from_millis(5), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
-
 /// The system side of a run: what the loop touches.
 struct Io {
     cfg: RunConfig,
     addresses: AddressManager,
     announcer: Announcer,
-    repeats: AnnounceWorker,
     sender: Sender,
     link: LinkWatch,
     rx: Receiver,
@@ -58,48 +56,56 @@ struct Io {
     hooks: Hooks,
     checks: Checks,
     auth: Auth,
-    /// Addresses kept for a grace after a hand-over.
-    linger: Linger,
+    /// Failed reads of the peer table, for a log line at powers of two.
+    read_errors: u64,
 }
 
 impl Io {
-    /// Takes the addresses: add, announce once, then (in the caller) say ACTIVE; the worker repeats.
-    fn take(&mut self) {
-        self.linger.cancel();
-        self.guard.state().holding.store(true, Ordering::Release);
-        for vip in &self.cfg.vips {
-            if let Err(e) = self.addresses.add(vip) {
-                log::error!("adding {vip} to {}: {e}", self.cfg.iface);
+    /// Carries out one action of the core.
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Take => {
+                let started = monotonic_ns();
+                self.guard.state().holding.store(true, Ordering::Release);
+                for vip in &self.cfg.vips {
+                    if let Err(e) = self.addresses.add(vip) {
+                        log::error!("adding {vip} to {}: {e}", self.cfg.iface);
+                    }
+                }
+                self.announce();
+                self.metrics.takeover(monotonic_ns().saturating_sub(started) as f64 / 1e9);
+            }
+            Action::StopClaiming => self.guard.state().holding.store(false, Ordering::Release),
+            Action::RemoveAddresses => self.remove_addresses(),
+            Action::Announce(cause) => {
+                match cause {
+                    AnnounceCause::Reclaim => log::info!(
+                        "another node claims the shared address, a peer we could not hear is back, or the node we took it from let go; announcing ours again"
+                    ),
+                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs),
+                    AnnounceCause::Repeat => {}
+                }
+                self.announce();
+            }
+            Action::SendHeartbeat { state, flags, priority, scheduled } => {
+                if let Err(e) = self.sender.send(state, flags, priority) {
+                    // Counted; the link may be down. Logged once per burst at debug to stay quiet.
+                    log::debug!("sending heartbeat: {e}");
+                }
+                if let Some(at) = scheduled {
+                    self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
+                }
             }
         }
+    }
+
+    fn announce(&mut self) {
         if let Err(e) = self.announcer.announce(&self.vip_addrs) {
             log::warn!("announcing {:?}: {e}", self.vip_addrs);
         }
-        self.repeats.request(self.vip_addrs.clone());
-    }
-
-    fn release(&mut self) {
-        self.stop_claiming();
-        self.remove_addresses();
-    }
-
-    /// Stop re-pointing clients at us (before the address goes); the guard no longer restores it.
-    fn stop_claiming(&mut self) {
-        self.repeats.cancel();
-        self.guard.state().holding.store(false, Ordering::Release);
-    }
-
-    /// A hand-over: stop announcing now, but keep answering for one tolerance, until the new
-    /// holder has had the last word (see `linger`).
-    fn let_go(&mut self, now: u64) {
-        self.stop_claiming();
-        let grace = self.cfg.node.tolerance;
-        log::debug!("handed over: keeping the addresses {} ms for clients still pointed here", grace / 1_000_000);
-        self.linger.start(now, grace);
     }
 
     fn remove_addresses(&mut self) {
-        self.linger.cancel();
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.remove(vip) {
                 log::error!("removing {vip} from {}: {e}", self.cfg.iface);
@@ -107,66 +113,61 @@ impl Io {
         }
     }
 
-    fn apply(&mut self, node: &Node, out: &Output, started_ns: u64) {
-        if out.take {
-            let decided = monotonic_ns();
-            self.take();
-            self.metrics.takeover(monotonic_ns().saturating_sub(decided) as f64 / 1e9);
-        }
-        if out.release {
-            if out.transition.is_some_and(|t| linger::after_hand_over(&t.reason)) {
-                self.let_go(started_ns);
-            } else {
-                self.release();
-            }
-        }
-        if out.announce {
-            if out.transition.is_none() {
+    /// Reports one event of the core.
+    fn report(
+        &mut self,
+        event: CoreEvent,
+        failover: &Failover,
+        raw: &[(u32, ha_common::maps::PeerRecord)],
+        now: Instant,
+    ) {
+        match event {
+            CoreEvent::Transition(t) => {
+                let took_us = monotonic_ns().saturating_sub(now.as_nanos()) / 1_000;
+                let (from, to, label) = (t.from.name(), t.to.name(), t.reason.label());
                 log::info!(
-                    "another node claims the shared address, a peer we could not hear is back, or the node we took it from let go; announcing ours again"
+                    event = "transition", from = from, to = to, reason = label, took_us = took_us;
+                    "{from} -> {to}: {} (acted in {took_us} us)", t.reason
                 );
+                self.transitions += 1;
+                self.metrics.transition(from, to, label);
+                let event = Event::new(failover.node().config().node_id, &t);
+                self.hub.update_status(|s| {
+                    s.since_unix_ms = event.unix_ms;
+                    s.reason = t.reason.to_string();
+                });
+                self.hub.publish_event(&event.to_json());
+                self.hooks.fire(&event, failover.node().priority());
             }
-            if let Err(e) = self.announcer.announce(&self.vip_addrs) {
-                log::warn!("announcing: {e}");
+            CoreEvent::Resumed { gap } => {
+                log::warn!(
+                    "this agent did not run for {} ms (paused?): listening again before deciding",
+                    gap.as_millis()
+                )
             }
-            self.repeats.request(self.vip_addrs.clone());
-        }
-        if out.refresh {
-            log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs);
-            if let Err(e) = self.announcer.announce(&self.vip_addrs) {
-                log::warn!("announcing: {e}");
+            CoreEvent::Lingering { grace } => {
+                log::debug!(
+                    "handed over: keeping the addresses {} ms for clients still pointed here",
+                    grace.as_millis()
+                )
             }
-        }
-        if let Some(gap) = out.resumed_after {
-            log::warn!("this agent did not run for {} ms (paused?): listening again before deciding", gap / 1_000_000);
-        }
-        if let Some(t) = out.transition {
-            let took_us = (monotonic_ns().saturating_sub(started_ns)) / 1_000;
-            let (from, to, label) = (t.from.name(), t.to.name(), t.reason.label());
-            log::info!(
-                event = "transition", from = from, to = to, reason = label, took_us = took_us;
-                "{from} -> {to}: {} (acted in {took_us} us)", t.reason
-            );
-            self.transitions += 1;
-            self.metrics.transition(from, to, label);
-            let event = Event::new(node.config().node_id, &t);
-            self.hub.update_status(|s| {
-                s.since_unix_ms = event.unix_ms;
-                s.reason = t.reason.to_string();
-            });
-            self.hub.publish_event(&event.to_json());
-            self.hooks.fire(&event, node.priority());
+            CoreEvent::Link { up } => log::warn!("link {} is {}", self.cfg.iface, if up { "up" } else { "down" }),
+            CoreEvent::StatusDue => self.publish_status(failover, raw, now),
+            CoreEvent::Done => log::info!("clean stop complete"),
         }
     }
 
     /// Refreshes what `ha-agent status` shows.
-    fn publish_status(&mut self, node: &Node, raw: &[(u32, ha_common::maps::PeerRecord)], now: u64, link_up: bool) {
+    fn publish_status(&mut self, failover: &Failover, raw: &[(u32, ha_common::maps::PeerRecord)], now: Instant) {
+        let node = failover.node();
+        let now = now.as_nanos();
         let stats = self.rx.stats().unwrap_or_default();
         if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
             log::warn!("{warning}");
         }
         let peers = status::peer_rows(raw, now, node.config().tolerance, |id| Some(node.peer_liveness(id)));
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
+        let link_up = failover.link_up();
         self.hub.update_status(|s| {
             s.state = node.state().name().to_string();
             s.priority = node.priority();
@@ -182,13 +183,6 @@ impl Io {
             s.drops = status::drops(&stats);
             s.peers = peers;
         });
-    }
-
-    fn heartbeat(&mut self, node: &Node) {
-        if let Err(e) = self.sender.send(node.state(), node.flags(), node.priority()) {
-            // Counted; the link may be down. Logged once per burst at debug to stay quiet.
-            log::debug!("sending heartbeat: {e}");
-        }
     }
 }
 
@@ -239,11 +233,6 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     .context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
     let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
-    let repeats = AnnounceWorker::spawn(
-        Announcer::new(&cfg.iface).context("opening the announcement socket")?,
-        ANNOUNCE_REPEATS.to_vec(),
-    )
-    .context("starting the announcer")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
@@ -280,7 +269,6 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         cfg,
         addresses,
         announcer,
-        repeats,
         sender,
         link,
         rx,
@@ -294,19 +282,17 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         hooks,
         checks,
         auth,
-        linger: Linger::default(),
+        read_errors: 0,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
-        io.release();
+        io.guard.state().holding.store(false, Ordering::Release);
+        io.remove_addresses();
     }
     drop(io); // detach XDP and unpin, or close the socket
     result
 }
-
-/// How often `status` is refreshed when nothing changes.
-const STATUS_EVERY_NS: u64 = 50_000_000;
 
 fn event_loop(
     io: &mut Io,
@@ -314,109 +300,61 @@ fn event_loop(
     commands: &std::sync::mpsc::Receiver<Command>,
     maintenance_file: &crate::maintenance::MaintenanceFile,
 ) -> anyhow::Result<()> {
-    let interval = io.cfg.interval.as_nanos() as u64;
-    let tick = io.cfg.tick.as_nanos() as u64;
-    let mut node = Node::new(io.cfg.node, monotonic_ns());
+    let clock = || Instant::from_nanos(monotonic_ns());
+    let cfg = FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick);
+    let mut failover = Failover::new(cfg, clock());
     if maintenance_file.is_on() {
         log::warn!(
             "in maintenance (since before this start): this node will not take the address; `ha-agent maintenance off` ends it"
         );
-        node.set_maintenance(true);
+        failover.handle_command(clock(), CoreCommand::Maintenance(true));
     }
-    let mut last_status = 0u64;
     let mut raw = Vec::with_capacity(16);
     let mut peers: Vec<Peer> = Vec::with_capacity(16);
-    let mut next_send = monotonic_ns();
-    let mut read_errors = 0u64;
-    let mut link_up = true;
+    let mut leaving = false;
     loop {
-        let (now, table) = observe(monotonic_ns, || io.rx.read_peers(&mut raw));
-        let mut out = Output::default();
+        let (now, table) = observe(clock, || io.rx.read_peers(&mut raw));
         io.auth.reload_if_asked(&mut io.rx, &mut io.sender);
         while let Ok(Command::Maintenance(on)) = commands.try_recv() {
             log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
             if let Err(e) = maintenance_file.set(on) {
                 log::warn!("maintenance will not survive a restart: {e}");
             }
-            out.send_now |= node.set_maintenance(on).send_now;
+            failover.handle_command(now, CoreCommand::Maintenance(on));
         }
-        if stop.load(Ordering::Relaxed) && !node.is_leaving() {
+        if stop.load(Ordering::Relaxed) && !leaving {
             log::info!("stopping: handing the address over before leaving");
-            out = node.leave(now);
+            leaving = true;
+            failover.handle_command(now, CoreCommand::Leave);
         }
-        let up = io.link.is_up();
-        if up != link_up {
-            log::warn!("link {} is {}", io.cfg.iface, if up { "up" } else { "down" });
-            link_up = up;
-        }
-        out.send_now |= node.set_priority(io.checks.priority()).send_now;
-        if let Err(e) = table {
-            // Without the peer table no decision is safe: skip this step, keep heartbeating.
-            read_errors += 1;
-            if read_errors.is_power_of_two() {
-                log::error!("reading peers ({read_errors} failures): {e}");
+        failover.handle_link(now, io.link.is_up());
+        failover.handle_priority(now, io.checks.priority());
+        match table {
+            Ok(()) => {
+                peers.clear();
+                peers.extend(raw.iter().filter_map(|(node_id, rec)| Peer::from_record(*node_id, rec)));
+                failover.handle_peers(now, &peers);
             }
-        } else {
-            peers.clear();
-            peers.extend(raw.iter().filter_map(|(node_id, rec)| {
-                Some(Peer {
-                    node_id: *node_id,
-                    priority: rec.priority,
-                    state: NodeState::from_u8(rec.state)?,
-                    flags: rec.flags,
-                    last_seen: rec.last_seen_ns,
-                    beats: Beats {
-                        interval: u64::from(rec.interval_us) * 1_000,
-                        epoch: rec.epoch,
-                        sent: rec.counter,
-                        received: rec.received,
-                    },
-                    claimed_at: rec.claimed_ns,
-                })
-            }));
-            let stepped = node.step(Inputs { now, peers: &peers, link_up });
-            out.send_now |= stepped.send_now;
-            out = Output { send_now: out.send_now, ..stepped };
-        }
-        io.apply(&node, &out, now);
-        if io.linger.due(monotonic_ns()) {
-            io.remove_addresses();
-        }
-        if out.transition.is_some() || out.send_now || now.saturating_sub(last_status) >= STATUS_EVERY_NS {
-            io.publish_status(&node, &raw, now, link_up);
-            last_status = now;
-        }
-        if out.send_now || now >= next_send {
-            io.heartbeat(&node);
-            if now >= next_send {
-                io.lateness.record(monotonic_ns().saturating_sub(next_send));
-                next_send += interval;
-                if next_send <= now {
-                    next_send = now + interval; // we fell behind (paused); do not burst
+            Err(e) => {
+                io.read_errors += 1;
+                if io.read_errors.is_power_of_two() {
+                    log::error!("reading peers ({} failures): {e}", io.read_errors);
                 }
+                failover.handle_table_unreadable(now);
             }
         }
-        if out.exit {
-            if let Some(at) = io.linger.deadline() {
-                // Handed over moments ago: answer stray clients for the rest of the grace.
-                sleep_until_ns(at);
-                io.remove_addresses();
-            }
-            log::info!("clean stop complete");
+        failover.handle_timeout(now);
+        while let Some(action) = failover.poll_action() {
+            io.carry_out(action);
+        }
+        while let Some(event) = failover.poll_event() {
+            io.report(event, &failover, &raw, now);
+        }
+        if failover.is_done() {
             return Ok(());
         }
-        let wake = next_wake(now, next_send, tick, peers.iter().map(|p| node.silent_at(p)));
-        sleep_until_ns(io.linger.deadline().map_or(wake, |at| wake.min(at)));
+        sleep_until_ns(failover.poll_timeout().as_nanos());
     }
-}
-
-/// When the loop must look again: the next heartbeat to send, the instant the next live peer
-/// would count as silent (so a dead holder is noticed exactly at its silence limit, not up to a
-/// tick later), and at most `tick` from now. Nothing else can change a decision in between, so
-/// an idle node wakes about once per interval.
-fn next_wake(now: u64, next_send: u64, tick: u64, silent_at: impl Iterator<Item = u64>) -> u64 {
-    let expiry = silent_at.filter(|&at| at > now).min().unwrap_or(u64::MAX);
-    next_send.min(now.saturating_add(tick)).min(expiry)
 }
 
 /// SCHED_FIFO for the loop thread and locked memory, as keepalived does for short intervals.

@@ -2,6 +2,8 @@
 //! between, and the shared address moved make-before-break.
 pub mod address;
 pub mod agent;
+// The decision logic lives in ha-core; these paths keep the agent's modules short.
+pub use ha_core::{linger, liveness, node};
 pub mod announce;
 pub mod auth;
 pub mod bpffs;
@@ -19,15 +21,12 @@ pub mod iface;
 pub mod key_alarm;
 pub mod keys;
 pub mod lateness;
-pub mod linger;
 pub mod link;
-pub mod liveness;
 pub mod logging;
 pub mod maintenance;
 pub mod map_batch;
 pub mod metrics;
 pub mod metrics_http;
-pub mod node;
 pub mod observe;
 pub mod peers;
 pub mod privilege;

@@ -6,7 +6,7 @@
 //! order would let a starved standby declare a live holder dead.
 
 /// Reads `clock`, then `read_table`, in that order.
-pub fn observe<T>(clock: impl FnOnce() -> u64, read_table: impl FnOnce() -> T) -> (u64, T) {
+pub fn observe<C, T>(clock: impl FnOnce() -> C, read_table: impl FnOnce() -> T) -> (C, T) {
     let now = clock();
     (now, read_table())
 }

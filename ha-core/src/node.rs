@@ -80,6 +80,24 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The peer as the receive path recorded it (`None` for a state this build does not know).
+    pub fn from_record(node_id: u32, rec: &ha_common::maps::PeerRecord) -> Option<Self> {
+        Some(Peer {
+            node_id,
+            priority: rec.priority,
+            state: NodeState::from_u8(rec.state)?,
+            flags: rec.flags,
+            last_seen: rec.last_seen_ns,
+            beats: Beats {
+                interval: u64::from(rec.interval_us) * 1_000,
+                epoch: rec.epoch,
+                sent: rec.counter,
+                received: rec.received,
+            },
+            claimed_at: rec.claimed_ns,
+        })
+    }
+
     fn rank(&self) -> (u32, u32) {
         (self.priority, self.node_id)
     }

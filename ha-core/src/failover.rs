@@ -1,0 +1,334 @@
+//! The whole failover logic of one node, sans I/O, in the style of quinn-proto's `Connection`:
+//! the driver feeds what happened through `handle_*`, carries out what [`Failover::poll_action`]
+//! and [`Failover::poll_event`] hand back, in that order, and sleeps until
+//! [`Failover::poll_timeout`] (or until something happens). Every schedule lives here: the
+//! heartbeat times and their catch-up after a stall, the repeats of an announcement, the grace
+//! an old holder keeps its address after a hand-over, the next wake. The decision itself is
+//! [`Node`]'s.
+//!
+//! One wake of a driver:
+//! 1. `now` from the clock, *then* the peer table (see [`Failover::handle_peers`]);
+//! 2. `handle_link`, `handle_priority`, `handle_command` for whatever changed;
+//! 3. `handle_peers` with the table (or `handle_table_unreadable`);
+//! 4. `handle_timeout(now)`;
+//! 5. drain `poll_action` (addresses, announcements, heartbeats), then `poll_event`;
+//! 6. stop when `is_done()`, else sleep until `poll_timeout()`.
+use std::collections::VecDeque;
+
+use ha_common::wire::NodeState;
+
+use crate::{
+    linger::{Linger, after_hand_over},
+    node::{Node, NodeConfig, Output, Peer, Transition},
+    time::{Duration, Instant, as_nanos},
+};
+
+/// Repeats of an announcement after the first (which goes out with the take, before the
+/// ACTIVE heartbeat): clients whose first ARP reply was lost, or that cached ours late.
+pub const ANNOUNCE_REPEATS: [Duration; 4] =
+    [Duration::from_millis(5), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+
+/// How often the operator's view (`status`) is refreshed when nothing changes.
+pub const STATUS_EVERY: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct FailoverConfig {
+    pub node: NodeConfig,
+    /// Time between two heartbeats of this node.
+    pub interval: Duration,
+    /// Longest time between two looks at the peer table.
+    pub tick: Duration,
+    /// When an announcement is repeated, after its first.
+    pub announce_repeats: Vec<Duration>,
+}
+
+impl FailoverConfig {
+    pub fn new(node: NodeConfig, interval: Duration, tick: Duration) -> Self {
+        Self { node, interval, tick, announce_repeats: ANNOUNCE_REPEATS.to_vec() }
+    }
+}
+
+/// A request from outside the node: an operator, the service manager, a health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Maintenance on (hand the address over and stay out) or off.
+    Maintenance(bool),
+    /// A clean stop: hand the address over make-before-break, then finish.
+    Leave,
+}
+
+/// Why the addresses are announced (ARP, unsolicited NA) without a change of state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnounceCause {
+    /// A scheduled repeat of the previous announcement.
+    Repeat,
+    /// Another node claims the address, a peer we could not hear is back, or the node we took
+    /// the address from let go: clients may point elsewhere.
+    Reclaim,
+    /// The periodic refresh (`refresh`).
+    Refresh,
+}
+
+/// What the driver must do, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Add the shared addresses and announce them once; from now on they are ours.
+    Take,
+    /// Stop announcing and stop defending the addresses; keep them until `RemoveAddresses`.
+    StopClaiming,
+    /// Remove the shared addresses.
+    RemoveAddresses,
+    /// Announce the shared addresses.
+    Announce(AnnounceCause),
+    /// Send a heartbeat saying this. `scheduled` is when the schedule wanted it (`None`: sent
+    /// early because the state changed), so the driver can measure how late it went.
+    SendHeartbeat { state: NodeState, flags: u8, priority: u32, scheduled: Option<Instant> },
+}
+
+/// What the driver reports (logs, metrics, hooks, status); no system change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A change of state, or a healed split brain this node won (`from == to`).
+    Transition(Transition),
+    /// This node did not run for `gap` (paused, starved): it listens again before deciding.
+    Resumed { gap: Duration },
+    /// After a hand-over the addresses stay for `grace`, for clients still pointed here.
+    Lingering { grace: Duration },
+    /// The link went up or down.
+    Link { up: bool },
+    /// Time to refresh the operator's view.
+    StatusDue,
+    /// The clean stop is complete: the driver exits once the actions are carried out.
+    Done,
+}
+
+pub struct Failover {
+    cfg: FailoverConfig,
+    node: Node,
+    link_up: bool,
+    /// A heartbeat should go out at the next `handle_timeout`: our state changed.
+    send_now: bool,
+    next_send: Instant,
+    /// Pending repeats of the last announcement, soonest last.
+    repeats: Vec<Instant>,
+    linger: Linger,
+    /// The clean stop is decided; finished once the linger is over.
+    exiting: bool,
+    done: bool,
+    /// The peers of the last table, for their expiry times.
+    peers: Vec<Peer>,
+    last_now: Instant,
+    last_status: Option<Instant>,
+    status_now: bool,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Failover {
+    pub fn new(cfg: FailoverConfig, now: Instant) -> Self {
+        let node = Node::new(cfg.node, now.as_nanos());
+        Self {
+            cfg,
+            node,
+            link_up: true,
+            send_now: false,
+            next_send: now,
+            repeats: Vec::new(),
+            linger: Linger::default(),
+            exiting: false,
+            done: false,
+            peers: Vec::new(),
+            last_now: now,
+            last_status: None,
+            status_now: true,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The decision state machine, for the operator's view.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn config(&self) -> &FailoverConfig {
+        &self.cfg
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// The link of the heartbeat interface, as last reported.
+    pub fn handle_link(&mut self, now: Instant, up: bool) {
+        self.last_now = now;
+        if up != self.link_up {
+            self.link_up = up;
+            self.events.push_back(Event::Link { up });
+        }
+    }
+
+    /// The node's worthiness now: the configured priority less failing checks.
+    pub fn handle_priority(&mut self, now: Instant, priority: u32) {
+        self.last_now = now;
+        let out = self.node.set_priority(priority);
+        self.merge(now, out);
+    }
+
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        self.last_now = now;
+        let out = match command {
+            Command::Maintenance(on) => self.node.set_maintenance(on),
+            Command::Leave if self.node.is_leaving() => Output::default(),
+            Command::Leave => self.node.leave(now.as_nanos()),
+        };
+        self.merge(now, out);
+    }
+
+    /// One decision on the peer table as recorded. `now` must be read *before* the table: a
+    /// driver that is late then sees heartbeats younger than `now`, never a live holder as
+    /// silent.
+    pub fn handle_peers(&mut self, now: Instant, peers: &[Peer]) {
+        self.last_now = now;
+        self.peers.clear();
+        self.peers.extend_from_slice(peers);
+        let out = self.node.step(crate::node::Inputs { now: now.as_nanos(), peers, link_up: self.link_up });
+        self.merge(now, out);
+    }
+
+    /// The peer table could not be read: no decision is safe, heartbeats go on.
+    pub fn handle_table_unreadable(&mut self, now: Instant) {
+        self.last_now = now;
+    }
+
+    /// Whatever is due at `now`: announcement repeats, the end of a linger, the heartbeat.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        let before = self.repeats.len();
+        self.repeats.retain(|&at| at > now);
+        if self.repeats.len() < before {
+            self.actions.push_back(Action::Announce(AnnounceCause::Repeat));
+        }
+        if self.linger.due(now.as_nanos()) {
+            self.actions.push_back(Action::RemoveAddresses);
+        }
+        self.heartbeat(now);
+        if self.status_now || self.last_status.is_none_or(|at| now.since(at) >= STATUS_EVERY) {
+            self.status_now = false;
+            self.last_status = Some(now);
+            self.events.push_back(Event::StatusDue);
+        }
+        if self.exiting && self.linger.deadline().is_none() && !self.done {
+            self.done = true;
+            self.events.push_back(Event::Done);
+        }
+    }
+
+    /// The next thing for the driver to do, in order; `None` when there is nothing.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next thing to report; drain after the actions.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call `handle_timeout` next (with a fresh table) if nothing happens before: the
+    /// next heartbeat, the instant the next live peer would count as silent (so a dead holder
+    /// is noticed exactly at its limit), a repeat, the end of a linger, and at most a tick.
+    pub fn poll_timeout(&self) -> Instant {
+        let now = self.last_now;
+        if self.send_now || !self.actions.is_empty() {
+            return now;
+        }
+        let expiry = self
+            .peers
+            .iter()
+            .map(|p| Instant::from_nanos(self.node.silent_at(p)))
+            .filter(|&at| at > now)
+            .min()
+            .unwrap_or(Instant::NEVER);
+        let linger = self.linger.deadline().map_or(Instant::NEVER, Instant::from_nanos);
+        let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
+        self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat)
+    }
+
+    /// The clean stop is complete and every action has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.done && self.actions.is_empty()
+    }
+
+    fn heartbeat(&mut self, now: Instant) {
+        let due = now >= self.next_send;
+        if !(self.send_now || due) {
+            return;
+        }
+        self.send_now = false;
+        let scheduled = due.then_some(self.next_send);
+        let node = &self.node;
+        self.actions.push_back(Action::SendHeartbeat {
+            state: node.state(),
+            flags: node.flags(),
+            priority: node.priority(),
+            scheduled,
+        });
+        if due {
+            self.next_send = self.next_send + self.cfg.interval;
+            if self.next_send <= now {
+                // We fell behind (paused): no burst of heartbeats to catch up.
+                self.next_send = now + self.cfg.interval;
+            }
+        }
+    }
+
+    /// Turns one decision into actions and events, and schedules what follows from it.
+    fn merge(&mut self, now: Instant, out: Output) {
+        self.send_now |= out.send_now;
+        if out.take {
+            self.linger.cancel();
+            self.actions.push_back(Action::Take);
+            self.schedule_repeats(now);
+        }
+        if out.release {
+            self.repeats.clear();
+            self.actions.push_back(Action::StopClaiming);
+            if out.transition.is_some_and(|t| after_hand_over(&t.reason)) {
+                let grace = Duration::from_nanos(self.cfg.node.tolerance);
+                self.linger.start(now.as_nanos(), as_nanos(grace));
+                self.events.push_back(Event::Lingering { grace });
+            } else {
+                self.linger.cancel();
+                self.actions.push_back(Action::RemoveAddresses);
+            }
+        }
+        if out.announce {
+            self.actions.push_back(Action::Announce(AnnounceCause::Reclaim));
+            self.schedule_repeats(now);
+        }
+        if out.refresh {
+            self.actions.push_back(Action::Announce(AnnounceCause::Refresh));
+        }
+        if let Some(gap) = out.resumed_after {
+            self.events.push_back(Event::Resumed { gap: Duration::from_nanos(gap) });
+        }
+        if let Some(t) = out.transition {
+            self.events.push_back(Event::Transition(t));
+            self.status_now = true;
+        }
+        if out.send_now {
+            self.status_now = true;
+        }
+        if out.exit {
+            self.exiting = true;
+        }
+    }
+
+    fn schedule_repeats(&mut self, now: Instant) {
+        self.repeats.clear();
+        self.repeats.extend(self.cfg.announce_repeats.iter().map(|&d| now + d));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+use ha_common::wire::NodeState;
+
+use super::*;
+use crate::node::{Beats, Preempt, Reason};
+
+const MS: Duration = Duration::from_millis(1);
+const INTERVAL: Duration = Duration::from_millis(2);
+const TOL: Duration = Duration::from_millis(8);
+
+fn at(ms: u64) -> Instant {
+    Instant::ZERO + MS * ms as u32
+}
+
+fn config(node_id: u32, priority: u32) -> FailoverConfig {
+    let tol = as_nanos(TOL);
+    FailoverConfig::new(
+        NodeConfig {
+            node_id,
+            priority,
+            tolerance: tol,
+            max_tolerance: tol,
+            preempt: Preempt::Always,
+            leave_timeout: 100 * as_nanos(MS),
+            hold_down: 3 * tol,
+            refresh: None,
+        },
+        INTERVAL,
+        INTERVAL,
+    )
+}
+
+fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Instant) -> Peer {
+    Peer {
+        node_id,
+        priority,
+        state,
+        flags: 0,
+        last_seen: last_seen.as_nanos(),
+        beats: Beats::default(),
+        claimed_at: if state == NodeState::Active { last_seen.as_nanos() } else { 0 },
+    }
+}
+
+/// One wake of a driver: the table, then the timeout; returns what it was told to do.
+fn wake(f: &mut Failover, now: Instant, peers: &[Peer]) -> (Vec<Action>, Vec<Event>) {
+    f.handle_peers(now, peers);
+    f.handle_timeout(now);
+    (std::iter::from_fn(|| f.poll_action()).collect(), std::iter::from_fn(|| f.poll_event()).collect())
+}
+
+fn sends(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| matches!(a, Action::SendHeartbeat { .. })).count()
+}
+
+/// A node that listened alone for a tolerance and took the address at `TOL`.
+fn holder() -> Failover {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let (actions, _) = wake(&mut f, at(8), &[]);
+    assert_eq!(actions.first(), Some(&Action::Take));
+    f
+}
+
+#[test]
+fn heartbeats_follow_the_interval_and_do_not_burst_after_a_stall() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let (actions, _) = wake(&mut f, at(0), &[]);
+    assert_eq!(sends(&actions), 1, "the first heartbeat goes at once");
+    assert_eq!(f.poll_timeout(), at(2), "next heartbeat");
+    assert_eq!(sends(&wake(&mut f, at(1), &[]).0), 0, "not due yet");
+    let (actions, _) = wake(&mut f, at(2), &[]);
+    assert_eq!(
+        actions,
+        vec![Action::SendHeartbeat { state: NodeState::Standby, flags: 0, priority: 100, scheduled: Some(at(2)) }]
+    );
+    // Paused for 5 intervals: one heartbeat, then the schedule restarts from now.
+    assert_eq!(sends(&wake(&mut f, at(13), &[]).0), 1);
+    assert_eq!(f.poll_timeout(), at(15));
+}
+
+#[test]
+fn a_take_announces_then_says_active_at_once_and_repeats_the_announcement() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    wake(&mut f, at(0), &[]);
+    let (actions, events) = wake(&mut f, at(8), &[]);
+    assert_eq!(actions[0], Action::Take, "address and first announcement before the ACTIVE heartbeat");
+    assert!(
+        matches!(actions[1], Action::SendHeartbeat { state: NodeState::Active, scheduled: Some(_), .. }),
+        "{actions:?}"
+    );
+    assert!(matches!(events[0], Event::Transition(t) if t.reason == Reason::NoHolder));
+    // Repeats 5, 20, 100 and 500 ms later, each one wake.
+    let mut repeats = Vec::new();
+    let mut now = at(8);
+    while now < at(600) {
+        now = f.poll_timeout();
+        let (actions, _) = wake(&mut f, now, &[]);
+        if actions.contains(&Action::Announce(AnnounceCause::Repeat)) {
+            repeats.push(now - at(8));
+        }
+    }
+    assert_eq!(repeats, ANNOUNCE_REPEATS.to_vec());
+}
+
+#[test]
+fn the_wake_is_exactly_when_the_holder_would_count_as_silent() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let h = peer(2, 200, NodeState::Active, at(1) + Duration::from_micros(300));
+    wake(&mut f, at(1) + Duration::from_micros(500), &[h]);
+    // Heartbeats every 2 ms would wake at 2, 4, ...; the silence limit ends at 9.3 ms + 1 ns.
+    let expected = h.last_seen_instant() + TOL + Duration::from_nanos(1);
+    while f.poll_timeout() < expected {
+        let now = f.poll_timeout();
+        let (actions, _) = wake(&mut f, now, &[h]);
+        assert!(!actions.contains(&Action::Take), "took at {now:?}");
+    }
+    assert_eq!(f.poll_timeout(), expected);
+    let expiry = f.poll_timeout();
+    let (actions, _) = wake(&mut f, expiry, &[h]);
+    assert_eq!(actions[0], Action::Take);
+}
+
+#[test]
+fn a_hand_over_stops_claiming_at_once_and_removes_the_address_one_tolerance_later() {
+    let mut f = holder();
+    let t = at(20);
+    let (actions, events) = wake(&mut f, t, &[peer(2, 200, NodeState::Active, t)]);
+    assert_eq!(actions[0], Action::StopClaiming);
+    assert!(!actions.contains(&Action::RemoveAddresses), "clients may still be pointed here");
+    assert!(events.contains(&Event::Lingering { grace: TOL }));
+    assert_eq!(f.poll_timeout().min(t + TOL), f.poll_timeout(), "wakes for the end of the grace");
+    let mut removed_at = None;
+    let mut now = t;
+    while now < t + TOL * 2 {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        let (actions, _) = wake(&mut f, now, &[peer(2, 200, NodeState::Active, now)]);
+        assert!(!actions.contains(&Action::Announce(AnnounceCause::Repeat)), "repeats were cancelled");
+        if actions.contains(&Action::RemoveAddresses) {
+            assert!(removed_at.is_none(), "removed once");
+            removed_at = Some(now);
+        }
+    }
+    assert_eq!(removed_at, Some(t + TOL));
+}
+
+#[test]
+fn a_release_without_successor_removes_at_once() {
+    let mut f = holder();
+    f.handle_link(at(20), false);
+    let (actions, events) = wake(&mut f, at(20), &[]);
+    assert_eq!(&actions[..2], &[Action::StopClaiming, Action::RemoveAddresses]);
+    assert!(events.contains(&Event::Link { up: false }));
+}
+
+#[test]
+fn a_clean_stop_finishes_only_after_the_grace() {
+    let mut f = holder();
+    let t = at(20);
+    f.handle_command(t, Command::Leave);
+    let (actions, _) = wake(&mut f, t, &[peer(2, 100, NodeState::Standby, t)]);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::SendHeartbeat { flags, state: NodeState::Active, .. } if flags & ha_common::wire::FLAG_LEAVING != 0)),
+        "peers hear at once: {actions:?}"
+    );
+    assert!(!f.is_done());
+    let t2 = t + MS;
+    let (actions, _) = wake(&mut f, t2, &[peer(2, 100, NodeState::Active, t2)]);
+    assert_eq!(actions[0], Action::StopClaiming, "the successor claims: let go");
+    assert!(!f.is_done(), "still answering clients pointed here");
+    let mut now = t2;
+    while !f.is_done() {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        assert!(now <= t2 + TOL, "done by the end of the grace");
+        wake(&mut f, now, &[peer(2, 100, NodeState::Active, now)]);
+    }
+    assert_eq!(now, t2 + TOL);
+}
+
+#[test]
+fn the_next_wake_is_never_later_than_a_tick() {
+    let mut cfg = config(1, 100);
+    cfg.interval = Duration::from_millis(100);
+    cfg.tick = Duration::from_millis(3);
+    let mut f = Failover::new(cfg, Instant::ZERO);
+    wake(&mut f, at(0), &[]);
+    assert_eq!(f.poll_timeout(), at(3));
+}
+
+trait LastSeen {
+    fn last_seen_instant(&self) -> Instant;
+}
+
+impl LastSeen for Peer {
+    fn last_seen_instant(&self) -> Instant {
+        Instant::from_nanos(self.last_seen)
+    }
+}

@@ -1,0 +1,18 @@
+//! `ha-core`: every decision of the `ha` failover agent, with no I/O and no clock of its own.
+//!
+//! - [`failover::Failover`] is what a driver runs: `handle_*` in, `poll_*` out,
+//!   `poll_timeout()` for the next wake. The agent (`ha-agent`) and the cluster simulator
+//!   (`ha-sim`) drive the same code.
+//! - [`node::Node`] is the decision: who holds the address, given the peers as recorded.
+//! - [`liveness`] says when a peer's silence means it is gone, from its measured loss.
+//! - [`linger`] is the grace an old holder keeps its address for after a hand-over.
+//! - [`time`] is the one unit of time: [`time::Instant`] on `CLOCK_MONOTONIC`, `Duration`.
+pub mod failover;
+pub mod linger;
+pub mod liveness;
+pub mod node;
+pub mod time;
+
+pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig};
+pub use node::{Beats, NodeConfig, Peer, Preempt, Reason, Transition};
+pub use time::{Duration, Instant};
