@@ -165,7 +165,11 @@ impl Io {
         if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
             log::warn!("{warning}");
         }
-        let peers = status::peer_rows(raw, now, node.config().tolerance, |id| Some(node.peer_liveness(id)));
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let peers = status::peer_rows(raw, now, ns(node.config().tolerance), |id| {
+            let (limit, loss) = node.peer_liveness(id);
+            Some((ns(limit), loss))
+        });
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         let link_up = failover.link_up();
         self.hub.update_status(|s| {
@@ -213,10 +217,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         cfg.iface,
         rx.describe(),
         cfg.interval,
-        Duration::from_nanos(cfg.node.tolerance),
+        cfg.node.tolerance,
         cfg.preempt(),
-        Duration::from_nanos(cfg.node.hold_down),
-        cfg.node.refresh.map(Duration::from_nanos),
+        cfg.node.hold_down,
+        cfg.node.refresh,
     );
     let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
@@ -248,7 +252,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         s.since_unix_ms = realtime_us() / 1_000;
         s.reason = "started; listening for a holder".into();
         s.interval_ms = cfg.interval.as_secs_f64() * 1e3;
-        s.tolerance_ms = cfg.node.tolerance as f64 / 1e6;
+        s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
     });
     let _control = ControlServer::start(crate::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))

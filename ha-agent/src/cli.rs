@@ -215,7 +215,7 @@ pub fn parse_preempt(s: &str) -> Result<Preempt, String> {
         "always" => Ok(Preempt::Always),
         "never" => Ok(Preempt::Never),
         _ => match s.strip_prefix("delay=") {
-            Some(d) => parse_duration(d).map(|d| Preempt::Delay(d.as_nanos() as u64)),
+            Some(d) => parse_duration(d).map(Preempt::Delay),
             None => Err(format!("{s:?}: expected always, never or delay=DUR")),
         },
     }
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(parse_duration("2ms"), Ok(Duration::from_millis(2)));
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
         assert!(parse_duration("fast").is_err());
-        assert_eq!(parse_preempt("delay=30s"), Ok(Preempt::Delay(30_000_000_000)));
+        assert_eq!(parse_preempt("delay=30s"), Ok(Preempt::Delay(std::time::Duration::from_secs(30))));
         assert_eq!(parse_preempt("never"), Ok(Preempt::Never));
         assert!(parse_preempt("sometimes").is_err());
         assert_eq!(parse_node_id("192.0.2.1"), Ok(0xc000_0201));

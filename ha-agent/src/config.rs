@@ -133,7 +133,6 @@ impl RunConfig {
             (None, false) => return Err(ConfigError::NoAuth),
         };
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
-        let nanos = |d: Duration| d.as_nanos() as u64;
         Ok(Self {
             iface,
             iface_addr,
@@ -141,12 +140,12 @@ impl RunConfig {
             node: NodeConfig {
                 node_id,
                 priority: args.priority,
-                tolerance: nanos(args.tolerance),
-                max_tolerance: nanos(max_tolerance),
+                tolerance: args.tolerance,
+                max_tolerance,
                 preempt: args.preempt,
-                leave_timeout: nanos(args.leave_timeout),
-                hold_down: nanos(args.hold_down.unwrap_or(args.tolerance * HOLD_DOWN_TOLERANCES)),
-                refresh: refresh.map(nanos),
+                leave_timeout: args.leave_timeout,
+                hold_down: args.hold_down.unwrap_or(args.tolerance * HOLD_DOWN_TOLERANCES),
+                refresh,
             },
             interval: args.interval,
             tick: args.tick.unwrap_or(args.interval).max(MIN_TICK),
@@ -197,7 +196,7 @@ impl RunConfig {
 
     /// Fewer than two intervals of tolerance turn one lost heartbeat into a failover.
     pub fn tolerance_warning(&self) -> Option<String> {
-        let ratio = self.node.tolerance as f64 / self.interval.as_nanos() as f64;
+        let ratio = self.node.tolerance.as_secs_f64() / self.interval.as_secs_f64();
         (ratio < 2.0).then(|| {
             format!("--tolerance covers only {ratio:.1} intervals: a single lost heartbeat will cause a failover")
         })
@@ -271,7 +270,7 @@ mod tests {
     #[test]
     fn max_tolerance_defaults_to_twice_the_tolerance_and_may_not_be_below_it() {
         let cfg = RunConfig::new(&args(&["--interval", "10ms", "--tolerance", "40ms"]), &OWN).expect("valid");
-        assert_eq!(cfg.node.max_tolerance, 80_000_000);
+        assert_eq!(cfg.node.max_tolerance, Duration::from_millis(80));
         let cfg = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "400ms"]), &OWN).expect("valid");
         assert_eq!(cfg.node.max_tolerance, cfg.node.tolerance);
         let err = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "300ms"]), &OWN).unwrap_err();
@@ -291,10 +290,10 @@ mod tests {
     #[test]
     fn hold_down_defaults_to_three_tolerances_and_garp_refresh_to_off() {
         let cfg = RunConfig::new(&args(&["--tolerance", "200ms"]), &OWN).expect("valid");
-        assert_eq!(cfg.node.hold_down, 600_000_000);
+        assert_eq!(cfg.node.hold_down, Duration::from_millis(600));
         assert_eq!(cfg.node.refresh, None);
         let cfg = RunConfig::new(&args(&["--hold-down", "0s", "--garp-refresh", "30s"]), &OWN).expect("valid");
-        assert_eq!((cfg.node.hold_down, cfg.node.refresh), (0, Some(30_000_000_000)));
+        assert_eq!((cfg.node.hold_down, cfg.node.refresh), (Duration::ZERO, Some(Duration::from_secs(30))));
         assert_eq!(RunConfig::new(&args(&["--garp-refresh", "0s"]), &OWN).expect("valid").node.refresh, None);
         let err = RunConfig::new(&args(&["--garp-refresh", "50ms"]), &OWN).unwrap_err();
         assert!(matches!(err, ConfigError::GarpRefreshTooShort { .. }), "{err}");

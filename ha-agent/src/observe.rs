@@ -18,32 +18,35 @@ mod tests {
     use ha_common::wire::NodeState;
 
     use super::observe;
-    use crate::node::{Inputs, Node, NodeConfig, Peer, Preempt};
+    use ha_core::{
+        Duration, Instant,
+        node::{Inputs, Node, NodeConfig, Peer, Preempt},
+    };
 
     #[test]
     fn a_late_loop_never_sees_a_live_holder_as_silent() {
         // The kernel clock, which stamps the holder's heartbeats as they keep arriving; the
         // loop stalls for a second right after its first read, whichever that is.
-        let kernel = Cell::new(1_000_000_000u64);
+        let kernel = Cell::new(Instant::from_nanos(1_000_000_000));
         let stalled = Cell::new(false);
         let read = || {
             let value = kernel.get();
             if !stalled.replace(true) {
-                kernel.set(value + 1_000_000_000);
+                kernel.set(value + Duration::from_secs(1));
             }
             value
         };
         // The table's answer is the holder's last heartbeat: the kernel time of the read.
         let (now, last_seen) = observe(read, read);
-        let tolerance = 100_000_000;
+        let tolerance = Duration::from_millis(100);
         let cfg = NodeConfig {
             node_id: 1,
             priority: 100,
             tolerance,
             max_tolerance: tolerance,
             preempt: Preempt::Always,
-            leave_timeout: 0,
-            hold_down: 0,
+            leave_timeout: Duration::ZERO,
+            hold_down: Duration::ZERO,
             refresh: None,
         };
         let mut node = Node::new(cfg, now - 2 * tolerance);
@@ -54,9 +57,9 @@ mod tests {
             flags: 0,
             last_seen,
             beats: Default::default(),
-            claimed_at: 0,
+            claimed_at: None,
         };
         let out = node.step(Inputs { now, peers: &[holder], link_up: true });
-        assert!(!out.take, "now {now}, holder last seen {last_seen}: it is live");
+        assert!(!out.take, "now {now:?}, holder last seen {last_seen:?}: it is live");
     }
 }

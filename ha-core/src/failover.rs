@@ -20,7 +20,7 @@ use ha_common::wire::NodeState;
 use crate::{
     linger::{Linger, after_hand_over},
     node::{Node, NodeConfig, Output, Peer, Transition},
-    time::{Duration, Instant, as_nanos},
+    time::{Duration, Instant},
 };
 
 /// Repeats of an announcement after the first (which goes out with the take, before the
@@ -126,7 +126,7 @@ pub struct Failover {
 
 impl Failover {
     pub fn new(cfg: FailoverConfig, now: Instant) -> Self {
-        let node = Node::new(cfg.node, now.as_nanos());
+        let node = Node::new(cfg.node, now);
         Self {
             cfg,
             node,
@@ -180,7 +180,7 @@ impl Failover {
         let out = match command {
             Command::Maintenance(on) => self.node.set_maintenance(on),
             Command::Leave if self.node.is_leaving() => Output::default(),
-            Command::Leave => self.node.leave(now.as_nanos()),
+            Command::Leave => self.node.leave(now),
         };
         self.merge(now, out);
     }
@@ -192,7 +192,7 @@ impl Failover {
         self.last_now = now;
         self.peers.clear();
         self.peers.extend_from_slice(peers);
-        let out = self.node.step(crate::node::Inputs { now: now.as_nanos(), peers, link_up: self.link_up });
+        let out = self.node.step(crate::node::Inputs { now, peers, link_up: self.link_up });
         self.merge(now, out);
     }
 
@@ -209,7 +209,7 @@ impl Failover {
         if self.repeats.len() < before {
             self.actions.push_back(Action::Announce(AnnounceCause::Repeat));
         }
-        if self.linger.due(now.as_nanos()) {
+        if self.linger.due(now) {
             self.actions.push_back(Action::RemoveAddresses);
         }
         self.heartbeat(now);
@@ -242,14 +242,9 @@ impl Failover {
         if self.send_now || !self.actions.is_empty() {
             return now;
         }
-        let expiry = self
-            .peers
-            .iter()
-            .map(|p| Instant::from_nanos(self.node.silent_at(p)))
-            .filter(|&at| at > now)
-            .min()
-            .unwrap_or(Instant::NEVER);
-        let linger = self.linger.deadline().map_or(Instant::NEVER, Instant::from_nanos);
+        let expiry =
+            self.peers.iter().map(|p| self.node.silent_at(p)).filter(|&at| at > now).min().unwrap_or(Instant::NEVER);
+        let linger = self.linger.deadline().unwrap_or(Instant::NEVER);
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
         self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat)
     }
@@ -294,8 +289,8 @@ impl Failover {
             self.repeats.clear();
             self.actions.push_back(Action::StopClaiming);
             if out.transition.is_some_and(|t| after_hand_over(&t.reason)) {
-                let grace = Duration::from_nanos(self.cfg.node.tolerance);
-                self.linger.start(now.as_nanos(), as_nanos(grace));
+                let grace = self.cfg.node.tolerance;
+                self.linger.start(now, grace);
                 self.events.push_back(Event::Lingering { grace });
             } else {
                 self.linger.cancel();
@@ -310,7 +305,7 @@ impl Failover {
             self.actions.push_back(Action::Announce(AnnounceCause::Refresh));
         }
         if let Some(gap) = out.resumed_after {
-            self.events.push_back(Event::Resumed { gap: Duration::from_nanos(gap) });
+            self.events.push_back(Event::Resumed { gap });
         }
         if let Some(t) = out.transition {
             self.events.push_back(Event::Transition(t));

@@ -5,7 +5,10 @@
 //! can leave after the new holder's and before we hear its claim. Clients then point at us
 //! again. The new holder announces once more when it sees us stop claiming (see `node`); until
 //! then we must still answer, or those clients lose packets for up to one of its repeats.
-use crate::node::{Nanos, Reason};
+use crate::{
+    node::Reason,
+    time::{Duration, Instant},
+};
 
 /// Whether letting go for `reason` hands the address to a live successor (make-before-break),
 /// so that clients may still reach us for a moment. Other releases (link down, no successor)
@@ -17,13 +20,13 @@ pub fn after_hand_over(reason: &Reason) -> bool {
 /// The pending removal of addresses we no longer claim.
 #[derive(Debug, Default)]
 pub struct Linger {
-    remove_at: Option<Nanos>,
+    remove_at: Option<Instant>,
 }
 
 impl Linger {
     /// Keeps the addresses until `now + grace`.
-    pub fn start(&mut self, now: Nanos, grace: Nanos) {
-        self.remove_at = Some(now.saturating_add(grace));
+    pub fn start(&mut self, now: Instant, grace: Duration) {
+        self.remove_at = Some(now + grace);
     }
 
     /// We claim the addresses again (or remove them at once): nothing pending.
@@ -32,7 +35,7 @@ impl Linger {
     }
 
     /// True once, when the grace is over: remove the addresses now.
-    pub fn due(&mut self, now: Nanos) -> bool {
+    pub fn due(&mut self, now: Instant) -> bool {
         let due = self.remove_at.is_some_and(|at| now >= at);
         if due {
             self.remove_at = None;
@@ -41,7 +44,7 @@ impl Linger {
     }
 
     /// When the run loop must wake to remove the addresses.
-    pub fn deadline(&self) -> Option<Nanos> {
+    pub fn deadline(&self) -> Option<Instant> {
         self.remove_at
     }
 }
@@ -50,24 +53,28 @@ impl Linger {
 mod tests {
     use super::*;
 
+    fn at(ns: u64) -> Instant {
+        Instant::from_nanos(ns)
+    }
+
     #[test]
     fn removes_once_after_the_grace() {
         let mut l = Linger::default();
-        assert!(!l.due(0) && l.deadline().is_none(), "nothing pending");
-        l.start(10, 5);
-        assert_eq!(l.deadline(), Some(15));
-        assert!(!l.due(14));
-        assert!(l.due(15));
-        assert!(!l.due(16), "only once");
+        assert!(!l.due(at(0)) && l.deadline().is_none(), "nothing pending");
+        l.start(at(10), Duration::from_nanos(5));
+        assert_eq!(l.deadline(), Some(at(15)));
+        assert!(!l.due(at(14)));
+        assert!(l.due(at(15)));
+        assert!(!l.due(at(16)), "only once");
         assert_eq!(l.deadline(), None);
     }
 
     #[test]
     fn claiming_again_cancels_the_removal() {
         let mut l = Linger::default();
-        l.start(10, 5);
+        l.start(at(10), Duration::from_nanos(5));
         l.cancel();
-        assert!(!l.due(100));
+        assert!(!l.due(at(100)));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! A silence the limit did not cover (the peer was down, cut off, or partitioned away) is an
 //! outage, not loss: it is not counted, so a peer that comes back is judged as before.
 //! Pure: no clock, no I/O; fed the peers of each step.
-use crate::node::{Nanos, Peer};
+use crate::{node::Peer, time::Duration};
 
 /// Accepted chance, per heartbeat, that a live peer's heartbeats are all lost for a whole
 /// silence limit: at 100 heartbeats/s, one false alarm in about three hours of steady loss.
@@ -24,16 +24,16 @@ const SLOW_HALF_LIFE: f64 = 256.0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessConfig {
     /// A peer's silence limit on a clean link.
-    pub tolerance: Nanos,
+    pub tolerance: Duration,
     /// The most the limit may grow to under loss (equal to `tolerance`: never grows).
-    pub max_tolerance: Nanos,
+    pub max_tolerance: Duration,
 }
 
 /// A peer's heartbeat counts, as recorded with its last heartbeat.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Beats {
     /// The peer's heartbeat interval (0: unknown, the limit stays the tolerance).
-    pub interval: Nanos,
+    pub interval: Duration,
     /// The peer's run (a new epoch starts the counter again).
     pub epoch: u64,
     /// The peer's heartbeat counter: heartbeats it has sent in this epoch.
@@ -74,11 +74,11 @@ struct Track {
     last: Beats,
     fast: LossRate,
     slow: LossRate,
-    limit: Nanos,
+    limit: Duration,
 }
 
 impl Track {
-    fn new(node_id: u32, beats: Beats, tolerance: Nanos) -> Self {
+    fn new(node_id: u32, beats: Beats, tolerance: Duration) -> Self {
         Self {
             node_id,
             last: beats,
@@ -126,7 +126,7 @@ impl Liveness {
             let lost = sent.saturating_sub(received);
             // As many lost in a row as the limit did not cover: an outage (it was counted dead),
             // not loss. Counting it would slow the detection of its next real failure.
-            let outage = lost as u128 * beats.interval as u128 >= track.limit as u128;
+            let outage = u128::from(lost) * beats.interval.as_nanos() >= track.limit.as_nanos();
             if outage {
                 continue;
             }
@@ -137,7 +137,7 @@ impl Liveness {
     }
 
     /// How long this peer may be silent and still count as live.
-    pub fn limit(&self, node_id: u32) -> Nanos {
+    pub fn limit(&self, node_id: u32) -> Duration {
         self.track(node_id).map_or(self.cfg.tolerance, |t| t.limit)
     }
 
@@ -154,19 +154,19 @@ impl Liveness {
 /// The silence that `loss` explains with at most [`FALSE_ALARM`] chance: `n` heartbeats lost in
 /// a row, with `loss^n <= FALSE_ALARM`, and the next one up to half an interval late. Never
 /// below the tolerance, never above the maximum.
-pub fn silence_limit(loss: f64, interval: Nanos, cfg: &LivenessConfig) -> Nanos {
-    if loss <= 0.0 || interval == 0 {
+pub fn silence_limit(loss: f64, interval: Duration, cfg: &LivenessConfig) -> Duration {
+    if loss <= 0.0 || interval.is_zero() {
         return cfg.tolerance;
     }
     if loss >= 1.0 {
         return cfg.max_tolerance;
     }
     let in_a_row = (FALSE_ALARM.ln() / loss.ln()).ceil();
-    let needed = (in_a_row + 0.5) * interval as f64;
-    if needed >= cfg.max_tolerance as f64 {
+    let needed = (in_a_row + 0.5) * interval.as_nanos() as f64;
+    if needed >= cfg.max_tolerance.as_nanos() as f64 {
         return cfg.max_tolerance;
     }
-    (needed as Nanos).max(cfg.tolerance)
+    Duration::from_nanos(needed as u64).max(cfg.tolerance)
 }
 
 #[cfg(test)]

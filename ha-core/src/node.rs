@@ -33,10 +33,10 @@
 use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
 pub use crate::liveness::Beats;
-use crate::liveness::{Liveness, LivenessConfig};
-
-/// Nanoseconds of `CLOCK_MONOTONIC`.
-pub type Nanos = u64;
+use crate::{
+    liveness::{Liveness, LivenessConfig},
+    time::{Duration, Instant},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preempt {
@@ -45,24 +45,24 @@ pub enum Preempt {
     /// The address stays with its holder while the holder lives (bi-stable).
     Never,
     /// Like `Always`, after the more worthy node has been ready this long without interruption.
-    Delay(Nanos),
+    Delay(Duration),
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct NodeConfig {
     pub node_id: u32,
     pub priority: u32,
-    pub tolerance: Nanos,
+    pub tolerance: Duration,
     /// The most a peer's silence limit grows above `tolerance` while its heartbeats are lost.
-    pub max_tolerance: Nanos,
+    pub max_tolerance: Duration,
     pub preempt: Preempt,
     /// How long a leaving holder waits for a successor's claim before letting go anyway.
-    pub leave_timeout: Nanos,
+    pub leave_timeout: Duration,
     /// After yielding to a more worthy holder, how long its silence alone does not make this
     /// node take the address back (0: off).
-    pub hold_down: Nanos,
+    pub hold_down: Duration,
     /// The holder announces the address again this often (None: only on changes).
-    pub refresh: Option<Nanos>,
+    pub refresh: Option<Duration>,
 }
 
 /// A peer as recorded by the XDP program.
@@ -72,11 +72,11 @@ pub struct Peer {
     pub priority: u32,
     pub state: NodeState,
     pub flags: u8,
-    pub last_seen: Nanos,
+    pub last_seen: Instant,
     /// Its heartbeat counts, from which its loss rate is estimated.
     pub beats: Beats,
-    /// When its last heartbeat claiming the address arrived (0: never).
-    pub claimed_at: Nanos,
+    /// When its last heartbeat claiming the address arrived.
+    pub claimed_at: Option<Instant>,
 }
 
 impl Peer {
@@ -87,14 +87,14 @@ impl Peer {
             priority: rec.priority,
             state: NodeState::from_u8(rec.state)?,
             flags: rec.flags,
-            last_seen: rec.last_seen_ns,
+            last_seen: Instant::from_nanos(rec.last_seen_ns),
             beats: Beats {
-                interval: u64::from(rec.interval_us) * 1_000,
+                interval: Duration::from_micros(u64::from(rec.interval_us)),
                 epoch: rec.epoch,
                 sent: rec.counter,
                 received: rec.received,
             },
-            claimed_at: rec.claimed_ns,
+            claimed_at: (rec.claimed_ns != 0).then_some(Instant::from_nanos(rec.claimed_ns)),
         })
     }
 
@@ -114,7 +114,7 @@ impl Peer {
 /// What the node observes at one instant.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs<'a> {
-    pub now: Nanos,
+    pub now: Instant,
     pub peers: &'a [Peer],
     pub link_up: bool,
 }
@@ -125,7 +125,7 @@ pub enum Reason {
     /// Nobody held the address and this node is the most worthy live one.
     NoHolder,
     /// The holder's heartbeats stopped.
-    HolderSilent { node_id: u32, silent_for: Nanos },
+    HolderSilent { node_id: u32, silent_for: Duration },
     /// The holder announced a clean stop.
     HolderLeaving { node_id: u32 },
     /// The holder went into maintenance.
@@ -171,7 +171,7 @@ impl Reason {
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |ns: &Nanos| *ns as f64 / 1e6;
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         match self {
             Reason::NoHolder => write!(f, "nobody holds the address and this node is the most worthy"),
             Reason::HolderSilent { node_id, silent_for } => {
@@ -234,7 +234,7 @@ pub struct Output {
     pub transition: Option<Transition>,
     /// This step came this long after the previous one (more than a tolerance): the node did
     /// not run meanwhile and listens again before deciding.
-    pub resumed_after: Option<Nanos>,
+    pub resumed_after: Option<Duration>,
 }
 
 pub struct Node {
@@ -243,24 +243,24 @@ pub struct Node {
     priority: u32,
     state: NodeState,
     /// No takeover decisions before this: we may not have heard the holder yet.
-    listening_until: Nanos,
-    leaving_since: Option<Nanos>,
+    listening_until: Instant,
+    leaving_since: Option<Instant>,
     maintenance: bool,
     link_up: bool,
     /// Since when a preemption with a delay has been continuously possible.
-    preempt_ready_since: Option<Nanos>,
+    preempt_ready_since: Option<Instant>,
     /// Whether another live holder was seen in the last step (to re-announce once per claim).
     other_holder_seen: bool,
     /// No takeover on a holder's silence before this: we yielded to it recently.
-    held_down_until: Nanos,
+    held_down_until: Instant,
     /// `now` of the previous step, to notice when this node did not run for a while.
-    last_step: Option<Nanos>,
+    last_step: Option<Instant>,
     /// Whether the previous step restarted the listen after a gap.
     relistened: bool,
     /// Peers live at the previous step (a reused buffer: no allocation once warm).
     live_peers: Vec<u32>,
     /// When the holder announces again (with `refresh`).
-    next_refresh: Nanos,
+    next_refresh: Instant,
     /// The holder this node took the address from, while it still claims it: the expected
     /// overlap of a make-before-break hand-over, not a split brain.
     took_from: Option<u32>,
@@ -269,22 +269,22 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(cfg: NodeConfig, now: Nanos) -> Self {
+    pub fn new(cfg: NodeConfig, now: Instant) -> Self {
         Self {
             cfg,
             priority: cfg.priority,
             state: NodeState::Standby,
-            listening_until: now.saturating_add(cfg.tolerance),
+            listening_until: now + cfg.tolerance,
             leaving_since: None,
             maintenance: false,
             link_up: true,
             preempt_ready_since: None,
             other_holder_seen: false,
-            held_down_until: 0,
+            held_down_until: Instant::ZERO,
             last_step: None,
             relistened: false,
             live_peers: Vec::new(),
-            next_refresh: 0,
+            next_refresh: Instant::ZERO,
             took_from: None,
             liveness: Liveness::new(LivenessConfig { tolerance: cfg.tolerance, max_tolerance: cfg.max_tolerance }),
         }
@@ -327,7 +327,7 @@ impl Node {
     }
 
     /// Begins a clean stop: peers are told at once, the most worthy takes over, we let go after.
-    pub fn leave(&mut self, now: Nanos) -> Output {
+    pub fn leave(&mut self, now: Instant) -> Output {
         if self.leaving_since.is_none() {
             self.leaving_since = Some(now);
         }
@@ -353,17 +353,17 @@ impl Node {
         (self.priority, self.cfg.node_id)
     }
 
-    fn is_live(&self, peer: &Peer, now: Nanos) -> bool {
-        now.saturating_sub(peer.last_seen) <= self.liveness.limit(peer.node_id)
+    fn is_live(&self, peer: &Peer, now: Instant) -> bool {
+        now - peer.last_seen <= self.liveness.limit(peer.node_id)
     }
 
     /// The first instant at which `peer`, unheard meanwhile, counts as silent.
-    pub fn silent_at(&self, peer: &Peer) -> Nanos {
-        peer.last_seen.saturating_add(self.liveness.limit(peer.node_id)).saturating_add(1)
+    pub fn silent_at(&self, peer: &Peer) -> Instant {
+        peer.last_seen + self.liveness.limit(peer.node_id) + Duration::from_nanos(1)
     }
 
     /// How long this peer may be silent and still count as live, and its estimated loss rate.
-    pub fn peer_liveness(&self, node_id: u32) -> (Nanos, f64) {
+    pub fn peer_liveness(&self, node_id: u32) -> (Duration, f64) {
         (self.liveness.limit(node_id), self.liveness.loss(node_id))
     }
 
@@ -400,24 +400,24 @@ impl Node {
     /// but if the machine was paused too, nothing was recorded meanwhile and every peer looks
     /// silent. Listening again costs one tolerance after a pause; it is not restarted by the
     /// step right after one that restarted it, so a node starved for good still decides.
-    fn note_gap(&mut self, now: Nanos) -> Option<Nanos> {
+    fn note_gap(&mut self, now: Instant) -> Option<Duration> {
         let prev = self.last_step.replace(now)?;
-        let gap = now.saturating_sub(prev);
+        let gap = now - prev;
         let relisten = gap > self.cfg.tolerance && !self.relistened;
         self.relistened = relisten;
         if !relisten {
             return None;
         }
-        self.listening_until = self.listening_until.max(now.saturating_add(self.cfg.tolerance));
+        self.listening_until = self.listening_until.max(now + self.cfg.tolerance);
         Some(gap)
     }
 
     /// Whether a live peer was not live at the previous step (it joined, or came back).
-    fn note_returns(&mut self, now: Nanos, peers: &[Peer]) -> bool {
+    fn note_returns(&mut self, now: Instant, peers: &[Peer]) -> bool {
         let mut returned = false;
         let before = self.live_peers.len();
         let liveness = &self.liveness;
-        for p in peers.iter().filter(|p| now.saturating_sub(p.last_seen) <= liveness.limit(p.node_id)) {
+        for p in peers.iter().filter(|p| now - p.last_seen <= liveness.limit(p.node_id)) {
             returned |= !self.live_peers[..before].contains(&p.node_id);
             self.live_peers.push(p.node_id);
         }
@@ -426,7 +426,7 @@ impl Node {
     }
 
     /// The holder's periodic announcement; any announcement restarts the period.
-    fn schedule_refresh(&mut self, now: Nanos, out: &mut Output) {
+    fn schedule_refresh(&mut self, now: Instant, out: &mut Output) {
         let Some(period) = self.cfg.refresh else {
             return;
         };
@@ -435,7 +435,7 @@ impl Node {
         }
         if out.take || out.announce || now >= self.next_refresh {
             out.refresh = !out.take && !out.announce;
-            self.next_refresh = now.saturating_add(period);
+            self.next_refresh = now + period;
         }
     }
 
@@ -445,7 +445,7 @@ impl Node {
             self.link_up = inputs.link_up;
             if inputs.link_up {
                 // Back on the wire: learn who holds the address before deciding anything.
-                self.listening_until = now.saturating_add(self.cfg.tolerance);
+                self.listening_until = now + self.cfg.tolerance;
             } else if self.state == NodeState::Active {
                 self.become_(NodeState::Standby, Reason::LinkDown, out);
                 return;
@@ -461,7 +461,7 @@ impl Node {
         }
     }
 
-    fn step_active(&mut self, now: Nanos, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
+    fn step_active(&mut self, now: Instant, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
         if !self.is_candidate() {
             // Leaving or in maintenance: let go once a successor holds the address.
             if let Some(successor) = best_holder {
@@ -478,7 +478,7 @@ impl Node {
             if !any_candidate && !resuming {
                 self.become_(NodeState::Standby, Reason::NoSuccessor, out);
                 out.exit = true;
-            } else if now.saturating_sub(since) >= self.cfg.leave_timeout {
+            } else if now - since >= self.cfg.leave_timeout {
                 self.become_(NodeState::Standby, Reason::LeaveTimeout, out);
                 out.exit = true;
             }
@@ -488,7 +488,7 @@ impl Node {
             Some(holder) if holder.rank() > self.rank() => {
                 let reason = Reason::MoreWorthyHolder { node_id: holder.node_id, priority: holder.priority };
                 self.become_(NodeState::Standby, reason, out);
-                self.held_down_until = now.saturating_add(self.cfg.hold_down);
+                self.held_down_until = now + self.cfg.hold_down;
             }
             Some(other) => {
                 // A less worthy node claims the address too (it preempted wrongly, or a partition
@@ -510,7 +510,7 @@ impl Node {
 
     /// The last word of a hand-over, once the holder we took from stopped claiming (yielded or
     /// died): its scheduled announcements may have re-pointed clients after ours.
-    fn announce_once_old_holder_lets_go(&mut self, now: Nanos, peers: &[Peer], out: &mut Output) {
+    fn announce_once_old_holder_lets_go(&mut self, now: Instant, peers: &[Peer], out: &mut Output) {
         let Some(old) = self.took_from else {
             return;
         };
@@ -521,7 +521,7 @@ impl Node {
         }
     }
 
-    fn step_standby(&mut self, now: Nanos, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
+    fn step_standby(&mut self, now: Instant, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
         if self.is_leaving() {
             out.exit = true;
             return;
@@ -564,7 +564,7 @@ impl Node {
             Preempt::Always => self.take_from(holder.node_id, reason, out),
             Preempt::Delay(delay) => {
                 let since = *self.preempt_ready_since.get_or_insert(now);
-                if now.saturating_sub(since) >= delay {
+                if now - since >= delay {
                     self.take_from(holder.node_id, reason, out);
                 }
             }
@@ -577,7 +577,7 @@ impl Node {
         self.took_from = Some(holder);
     }
 
-    fn why_no_holder(&self, now: Nanos, peers: &[Peer]) -> Reason {
+    fn why_no_holder(&self, now: Instant, peers: &[Peer]) -> Reason {
         let live_holder = peers.iter().filter(|p| self.is_live(p, now) && p.holds()).max_by_key(|p| p.rank());
         if let Some(holder) = live_holder {
             return if holder.flags & FLAG_LEAVING != 0 {
@@ -588,9 +588,7 @@ impl Node {
         }
         // The most recently heard holder, now silent.
         match peers.iter().filter(|p| p.holds()).max_by_key(|p| p.last_seen) {
-            Some(holder) => {
-                Reason::HolderSilent { node_id: holder.node_id, silent_for: now.saturating_sub(holder.last_seen) }
-            }
+            Some(holder) => Reason::HolderSilent { node_id: holder.node_id, silent_for: now - holder.last_seen },
             None => Reason::NoHolder,
         }
     }
@@ -599,8 +597,8 @@ impl Node {
 /// Whether a peer claimed the address after `since` and no longer does: it took the address
 /// and gave it back between two looks, so its claim was never seen, but its announcement may
 /// have re-pointed clients.
-fn missed_claim(peers: &[Peer], since: Nanos) -> bool {
-    peers.iter().any(|p| p.claimed_at > since && !p.holds())
+fn missed_claim(peers: &[Peer], since: Instant) -> bool {
+    peers.iter().any(|p| p.claimed_at.is_some_and(|at| at > since) && !p.holds())
 }
 
 #[cfg(test)]

@@ -12,16 +12,15 @@ fn at(ms: u64) -> Instant {
 }
 
 fn config(node_id: u32, priority: u32) -> FailoverConfig {
-    let tol = as_nanos(TOL);
     FailoverConfig::new(
         NodeConfig {
             node_id,
             priority,
-            tolerance: tol,
-            max_tolerance: tol,
+            tolerance: TOL,
+            max_tolerance: TOL,
             preempt: Preempt::Always,
-            leave_timeout: 100 * as_nanos(MS),
-            hold_down: 3 * tol,
+            leave_timeout: 100 * MS,
+            hold_down: 3 * TOL,
             refresh: None,
         },
         INTERVAL,
@@ -35,9 +34,9 @@ fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Instant) -> Pe
         priority,
         state,
         flags: 0,
-        last_seen: last_seen.as_nanos(),
+        last_seen,
         beats: Beats::default(),
-        claimed_at: if state == NodeState::Active { last_seen.as_nanos() } else { 0 },
+        claimed_at: (state == NodeState::Active).then_some(last_seen),
     }
 }
 
@@ -107,7 +106,7 @@ fn the_wake_is_exactly_when_the_holder_would_count_as_silent() {
     let h = peer(2, 200, NodeState::Active, at(1) + Duration::from_micros(300));
     wake(&mut f, at(1) + Duration::from_micros(500), &[h]);
     // Heartbeats every 2 ms would wake at 2, 4, ...; the silence limit ends at 9.3 ms + 1 ns.
-    let expected = h.last_seen_instant() + TOL + Duration::from_nanos(1);
+    let expected = h.last_seen + TOL + Duration::from_nanos(1);
     while f.poll_timeout() < expected {
         let now = f.poll_timeout();
         let (actions, _) = wake(&mut f, now, &[h]);
@@ -183,14 +182,4 @@ fn the_next_wake_is_never_later_than_a_tick() {
     let mut f = Failover::new(cfg, Instant::ZERO);
     wake(&mut f, at(0), &[]);
     assert_eq!(f.poll_timeout(), at(3));
-}
-
-trait LastSeen {
-    fn last_seen_instant(&self) -> Instant;
-}
-
-impl LastSeen for Peer {
-    fn last_seen_instant(&self) -> Instant {
-        Instant::from_nanos(self.last_seen)
-    }
 }

@@ -3,19 +3,26 @@ use proptest::prelude::*;
 
 use super::*;
 
-const MS: Nanos = 1_000_000;
-const INTERVAL: Nanos = 10 * MS;
-const CFG: LivenessConfig = LivenessConfig { tolerance: 40 * MS, max_tolerance: 80 * MS };
+use crate::time::Instant;
 
-fn peer(sent: u64, received: u64, last_seen: Nanos) -> Peer {
+/// Times in these tests are whole nanoseconds, to count heartbeats with integers.
+const MS: u64 = 1_000_000;
+const INTERVAL: u64 = 10 * MS;
+const CFG: LivenessConfig = LivenessConfig { tolerance: ms(40), max_tolerance: ms(80) };
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn peer(sent: u64, received: u64, last_seen: u64) -> Peer {
     Peer {
         node_id: 7,
         priority: 100,
         state: NodeState::Active,
         flags: 0,
-        last_seen,
-        beats: Beats { interval: INTERVAL, epoch: 1, sent, received },
-        claimed_at: 0,
+        last_seen: Instant::from_nanos(last_seen),
+        beats: Beats { interval: Duration::from_nanos(INTERVAL), epoch: 1, sent, received },
+        claimed_at: None,
     }
 }
 
@@ -34,7 +41,7 @@ impl Coin {
 /// Sends `beats` heartbeats at `INTERVAL`, each lost with probability `loss`, stepping once per
 /// interval as the agent does. Returns the limit at the end and the times a live peer's silence
 /// went past its limit (false alarms).
-fn simulate(live: &mut Liveness, beats: u64, loss: f64, seed: u64) -> (Nanos, u64) {
+fn simulate(live: &mut Liveness, beats: u64, loss: f64, seed: u64) -> (Duration, u64) {
     let mut coin = Coin(seed);
     let (mut received, mut last_seen, mut false_alarms, mut counted) = (0, 0, 0, false);
     for sent in 1..=beats {
@@ -46,7 +53,7 @@ fn simulate(live: &mut Liveness, beats: u64, loss: f64, seed: u64) -> (Nanos, u6
         let p = peer(sent, received, last_seen);
         live.observe(&[p]);
         // Just before the next heartbeat, up to half an interval late: still live?
-        let silent = now + INTERVAL + INTERVAL / 2 - last_seen > live.limit(7);
+        let silent = Duration::from_nanos(now + INTERVAL + INTERVAL / 2 - last_seen) > live.limit(7);
         if silent && !counted {
             false_alarms += 1;
         }
@@ -69,7 +76,7 @@ fn ten_percent_loss_raises_the_limit_to_six_or_seven_lost_heartbeats_in_a_row() 
     assert!((0.07..0.13).contains(&live.loss(7)), "loss {}", live.loss(7));
     // 0.1^6 = 1e-6: six lost and the next half an interval late; seven when the estimate is
     // just above 10%.
-    assert!(limit == 65 * MS || limit == 75 * MS, "limit {limit}");
+    assert!(limit == ms(65) || limit == ms(75), "limit {limit:?}");
 }
 
 #[test]
@@ -114,19 +121,20 @@ fn a_restarted_peer_starts_with_a_clean_record() {
 fn unknown_peers_and_intervals_get_the_tolerance() {
     let live = Liveness::new(CFG);
     assert_eq!(live.limit(9), CFG.tolerance);
-    assert_eq!(silence_limit(0.1, 0, &CFG), CFG.tolerance);
+    assert_eq!(silence_limit(0.1, Duration::ZERO, &CFG), CFG.tolerance);
 }
 
 #[test]
 fn a_maximum_below_the_tolerance_means_the_tolerance() {
-    let live = Liveness::new(LivenessConfig { tolerance: 40 * MS, max_tolerance: 0 });
-    assert_eq!(live.limit(1), 40 * MS);
+    let live = Liveness::new(LivenessConfig { tolerance: ms(40), max_tolerance: Duration::ZERO });
+    assert_eq!(live.limit(1), ms(40));
 }
 
 proptest! {
     #[test]
     fn the_limit_grows_with_loss_within_its_bounds(a in 0.0f64..1.0, b in 0.0f64..1.0, interval in 1u64..50_000_000) {
         let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        let interval = Duration::from_nanos(interval);
         let (l, h) = (silence_limit(low, interval, &CFG), silence_limit(high, interval, &CFG));
         prop_assert!(l <= h);
         prop_assert!((CFG.tolerance..=CFG.max_tolerance).contains(&l));

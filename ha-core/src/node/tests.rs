@@ -1,5 +1,18 @@
-use super::*;
 use proptest::prelude::*;
+
+use super::*;
+
+/// Times in these tests are whole nanoseconds, so that steps can be counted with integers;
+/// `at` and `d` turn them into the core's types at the boundary.
+type Nanos = u64;
+
+fn at(ns: Nanos) -> Instant {
+    Instant::from_nanos(ns)
+}
+
+fn d(ns: Nanos) -> Duration {
+    Duration::from_nanos(ns)
+}
 
 const MS: Nanos = 1_000_000;
 const TOL: Nanos = 8 * MS;
@@ -9,21 +22,21 @@ fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
     NodeConfig {
         node_id,
         priority,
-        tolerance: TOL,
-        max_tolerance: TOL,
+        tolerance: d(TOL),
+        max_tolerance: d(TOL),
         preempt,
-        leave_timeout: 100 * MS,
-        hold_down: HOLD_DOWN,
+        leave_timeout: d(100 * MS),
+        hold_down: d(HOLD_DOWN),
         refresh: None,
     }
 }
 
 fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer {
-    Peer { node_id, priority, state, flags: 0, last_seen, beats: Beats::default(), claimed_at: 0 }
+    Peer { node_id, priority, state, flags: 0, last_seen: at(last_seen), beats: Beats::default(), claimed_at: None }
 }
 
 fn step(node: &mut Node, now: Nanos, peers: &[Peer]) -> Output {
-    node.step(Inputs { now, peers, link_up: true })
+    node.step(Inputs { now: at(now), peers, link_up: true })
 }
 
 /// Steps every millisecond from `from` to `to` inclusive, as the agent's tick does, with the
@@ -43,7 +56,7 @@ fn run(node: &mut Node, from: Nanos, to: Nanos, at: impl Fn(Nanos) -> Vec<Peer>)
 
 /// A node that has listened and taken the address alone.
 fn holder(node_id: u32, priority: u32, preempt: Preempt) -> Node {
-    let mut n = Node::new(cfg(node_id, priority, preempt), 0);
+    let mut n = Node::new(cfg(node_id, priority, preempt), at(0));
     let out = step(&mut n, TOL, &[]);
     assert!(out.take);
     n
@@ -51,7 +64,7 @@ fn holder(node_id: u32, priority: u32, preempt: Preempt) -> Node {
 
 #[test]
 fn starts_standby_and_listens_one_tolerance_before_taking() {
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     assert_eq!(n.state(), NodeState::Standby);
     assert_eq!(step(&mut n, TOL - 1, &[]), Output::default());
     let out = step(&mut n, TOL, &[]);
@@ -62,31 +75,31 @@ fn starts_standby_and_listens_one_tolerance_before_taking() {
 
 #[test]
 fn less_worthy_node_waits_for_the_more_worthy_one() {
-    let mut low = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut low = Node::new(cfg(1, 100, Preempt::Always), at(0));
     let high = peer(2, 200, NodeState::Standby, TOL);
     assert!(!step(&mut low, TOL, &[high]).take);
     // Equal priority: the node id decides.
-    let mut a = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut a = Node::new(cfg(1, 100, Preempt::Always), at(0));
     assert!(!step(&mut a, TOL, &[peer(2, 100, NodeState::Standby, TOL)]).take);
-    let mut b = Node::new(cfg(2, 100, Preempt::Always), 0);
+    let mut b = Node::new(cfg(2, 100, Preempt::Always), at(0));
     assert!(step(&mut b, TOL, &[peer(1, 100, NodeState::Standby, TOL)]).take);
 }
 
 #[test]
 fn takes_over_exactly_when_the_holder_has_been_silent_for_the_tolerance() {
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     let last = 20 * MS;
     let h = peer(2, 200, NodeState::Active, last);
     assert!(!step(&mut n, last + TOL, &[h]).take, "still live at exactly the tolerance");
     let out = step(&mut n, last + TOL + 1, &[h]);
     assert!(out.take);
-    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderSilent { node_id: 2, silent_for: TOL + 1 }));
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderSilent { node_id: 2, silent_for: d(TOL + 1) }));
 }
 
 #[test]
 fn a_silent_peer_is_not_a_candidate_either() {
     // The more worthy standby died too: the less worthy one must not wait for it.
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     let dead_high = peer(3, 300, NodeState::Standby, 0);
     let dead_holder = peer(2, 200, NodeState::Active, 0);
     assert!(step(&mut n, TOL + 1, &[dead_high, dead_holder]).take);
@@ -95,7 +108,7 @@ fn a_silent_peer_is_not_a_candidate_either() {
 #[test]
 fn preempt_always_is_make_before_break() {
     let mut old = holder(1, 100, Preempt::Always);
-    let mut new = Node::new(cfg(2, 200, Preempt::Always), 0);
+    let mut new = Node::new(cfg(2, 200, Preempt::Always), at(0));
     // The new node hears the old holder, listens, then claims; the old one keeps the address
     // until it hears the claim.
     let t = 2 * TOL;
@@ -123,7 +136,7 @@ fn the_taker_announces_last_once_the_old_holder_lets_go() {
     // holder hears the claim: the client then follows it to a node about to let go. So the
     // taker announces once more when the old holder stops claiming.
     let t = 2 * TOL;
-    let mut new = Node::new(cfg(2, 200, Preempt::Always), 0);
+    let mut new = Node::new(cfg(2, 200, Preempt::Always), at(0));
     assert!(step(&mut new, t, &[peer(1, 100, NodeState::Active, t)]).take);
     step(&mut new, t + 1, &[peer(1, 100, NodeState::Active, t + 1)]); // the overlap's announcement
     assert!(!step(&mut new, t + 2, &[peer(1, 100, NodeState::Active, t + 2)]).announce, "not while it still claims");
@@ -134,12 +147,12 @@ fn the_taker_announces_last_once_the_old_holder_lets_go() {
     // Also after a clean stop's hand-over, and when the old holder dies instead of yielding.
     let mut leaving = peer(1, 300, NodeState::Active, t);
     leaving.flags = FLAG_LEAVING;
-    let mut successor = Node::new(cfg(2, 200, Preempt::Always), 0);
+    let mut successor = Node::new(cfg(2, 200, Preempt::Always), at(0));
     assert!(step(&mut successor, t, &[leaving]).take);
     assert!(!step(&mut successor, t + 1, &[leaving]).announce, "the leaving holder still claims");
-    let out = step(&mut successor, t + 2, &[Peer { state: NodeState::Standby, last_seen: t + 2, ..leaving }]);
+    let out = step(&mut successor, t + 2, &[Peer { state: NodeState::Standby, last_seen: at(t + 2), ..leaving }]);
     assert!(out.announce && out.transition.is_none());
-    let mut taker = Node::new(cfg(2, 200, Preempt::Always), 0);
+    let mut taker = Node::new(cfg(2, 200, Preempt::Always), at(0));
     assert!(step(&mut taker, t, &[peer(1, 100, NodeState::Active, t)]).take);
     let acted = run(&mut taker, t + MS, t + 2 * TOL, |_| vec![peer(1, 100, NodeState::Active, t)]);
     let announce = Output { announce: true, ..Output::default() };
@@ -148,7 +161,7 @@ fn the_taker_announces_last_once_the_old_holder_lets_go() {
 
 #[test]
 fn preempt_never_keeps_the_address_where_it_is() {
-    let mut high = Node::new(cfg(2, 200, Preempt::Never), 0);
+    let mut high = Node::new(cfg(2, 200, Preempt::Never), at(0));
     for t in (0..50).map(|i| i * MS) {
         assert!(!step(&mut high, t, &[peer(1, 100, NodeState::Active, t)]).take);
     }
@@ -160,12 +173,12 @@ fn preempt_never_keeps_the_address_where_it_is() {
 
 #[test]
 fn preempt_delay_waits_for_continuous_readiness() {
-    let mut n = Node::new(cfg(2, 200, Preempt::Delay(20 * MS)), 0);
+    let mut n = Node::new(cfg(2, 200, Preempt::Delay(d(20 * MS))), at(0));
     let h = |t| vec![peer(1, 100, NodeState::Active, t)];
     let took = |acted: Vec<(Nanos, Output)>| acted.iter().filter(|(_, o)| o.take).map(|(t, _)| *t).collect::<Vec<_>>();
     assert_eq!(took(run(&mut n, TOL, TOL + 30 * MS, h)), vec![TOL + 20 * MS]);
     // An interruption (a more worthy peer appears, then goes) restarts the delay.
-    let mut n = Node::new(cfg(2, 200, Preempt::Delay(20 * MS)), 0);
+    let mut n = Node::new(cfg(2, 200, Preempt::Delay(d(20 * MS))), at(0));
     step(&mut n, TOL, &h(TOL));
     step(&mut n, TOL + MS, &[peer(1, 100, NodeState::Active, TOL + MS), peer(3, 300, NodeState::Standby, TOL + MS)]);
     assert_eq!(took(run(&mut n, TOL + 2 * MS, TOL + 50 * MS, h)), vec![TOL + 22 * MS]);
@@ -174,9 +187,9 @@ fn preempt_delay_waits_for_continuous_readiness() {
 #[test]
 fn clean_stop_hands_over_before_letting_go() {
     let mut leaving = holder(2, 200, Preempt::Always);
-    let mut standby = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut standby = Node::new(cfg(1, 100, Preempt::Always), at(0));
     let t = 2 * TOL;
-    let out = leaving.leave(t);
+    let out = leaving.leave(at(t));
     assert!(out.send_now && !out.release);
     assert_eq!(leaving.flags() & FLAG_LEAVING, FLAG_LEAVING);
     // Still holding while the standby is live but has not claimed.
@@ -197,13 +210,13 @@ fn clean_stop_hands_over_before_letting_go() {
 #[test]
 fn clean_stop_alone_lets_go_at_once_and_times_out_otherwise() {
     let mut alone = holder(1, 100, Preempt::Always);
-    alone.leave(TOL);
+    alone.leave(at(TOL));
     let out = step(&mut alone, TOL, &[]);
     assert!(out.release && out.exit);
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::NoSuccessor));
 
     let mut stuck = holder(1, 100, Preempt::Always);
-    stuck.leave(TOL);
+    stuck.leave(at(TOL));
     let t = TOL + 99 * MS;
     assert!(!step(&mut stuck, t, &[peer(2, 50, NodeState::Standby, t)]).exit);
     let t = TOL + 100 * MS;
@@ -214,15 +227,15 @@ fn clean_stop_alone_lets_go_at_once_and_times_out_otherwise() {
 
 #[test]
 fn a_standby_leaves_at_once() {
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
-    n.leave(MS);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
+    n.leave(at(MS));
     let out = step(&mut n, MS, &[peer(2, 200, NodeState::Active, MS)]);
     assert!(out.exit && !out.release && !out.take);
 }
 
 #[test]
 fn leaving_and_maintenance_peers_are_not_candidates() {
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     let mut maint = peer(2, 200, NodeState::Standby, TOL);
     maint.flags = FLAG_MAINTENANCE;
     assert!(step(&mut n, TOL, &[maint]).take);
@@ -286,8 +299,8 @@ fn a_lowered_priority_ranks_lower_and_is_announced_at_once() {
 
 #[test]
 fn an_unhealthy_holder_is_taken_over_whatever_preempt_says() {
-    for preempt in [Preempt::Always, Preempt::Never, Preempt::Delay(60_000 * MS)] {
-        let mut n = Node::new(cfg(2, 100, preempt), 0);
+    for preempt in [Preempt::Always, Preempt::Never, Preempt::Delay(d(60_000 * MS))] {
+        let mut n = Node::new(cfg(2, 100, preempt), at(0));
         let out = step(&mut n, TOL, &[peer(1, 0, NodeState::Active, TOL)]);
         assert!(out.take, "{preempt:?}");
         assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderUnhealthy { node_id: 1 }), "{preempt:?}");
@@ -296,10 +309,10 @@ fn an_unhealthy_holder_is_taken_over_whatever_preempt_says() {
         assert!(out.announce && out.transition.is_none(), "{preempt:?}");
     }
     // Merely less worthy is still protected by never.
-    let mut n = Node::new(cfg(2, 100, Preempt::Never), 0);
+    let mut n = Node::new(cfg(2, 100, Preempt::Never), at(0));
     assert!(!step(&mut n, TOL, &[peer(1, 50, NodeState::Active, TOL)]).take);
     // An unhealthy node does not take from another unhealthy one.
-    let mut n = Node::new(cfg(2, 100, Preempt::Never), 0);
+    let mut n = Node::new(cfg(2, 100, Preempt::Never), at(0));
     n.set_priority(0);
     assert!(!step(&mut n, TOL, &[peer(1, 0, NodeState::Active, TOL)]).take);
     // ...but once the other is gone, it serves rather than leave the address unheld.
@@ -310,17 +323,17 @@ fn an_unhealthy_holder_is_taken_over_whatever_preempt_says() {
 #[test]
 fn link_down_releases_and_link_up_listens_again() {
     let mut n = holder(1, 100, Preempt::Always);
-    let out = n.step(Inputs { now: 2 * TOL, peers: &[], link_up: false });
+    let out = n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false });
     assert!(out.release);
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::LinkDown));
-    assert!(!n.step(Inputs { now: 3 * TOL, peers: &[], link_up: false }).take);
-    assert!(!n.step(Inputs { now: 4 * TOL, peers: &[], link_up: true }).take, "listens first");
-    assert!(n.step(Inputs { now: 5 * TOL, peers: &[], link_up: true }).take);
+    assert!(!n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: false }).take);
+    assert!(!n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).take, "listens first");
+    assert!(n.step(Inputs { now: at(5 * TOL), peers: &[], link_up: true }).take);
 }
 
 /// Node 1 (priority 100) took the address alone, then yielded it at `t0` to node 2 (200).
 fn yielded_at(hold_down: Nanos, t0: Nanos) -> Node {
-    let mut n = Node::new(NodeConfig { hold_down, ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut n = Node::new(NodeConfig { hold_down: d(hold_down), ..cfg(1, 100, Preempt::Always) }, at(0));
     let acted = run(&mut n, 0, t0 - MS, |_| vec![]);
     assert!(acted.len() == 1 && acted[0].1.take);
     let out = step(&mut n, t0, &[peer(2, 200, NodeState::Active, t0)]);
@@ -354,7 +367,7 @@ fn the_hold_down_delays_a_real_takeover_by_at_most_its_length() {
     assert_eq!(acted.len(), 1);
     let (t, out) = acted[0];
     assert_eq!(t, t0 + HOLD_DOWN);
-    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderSilent { node_id: 2, silent_for: HOLD_DOWN }));
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::HolderSilent { node_id: 2, silent_for: d(HOLD_DOWN) }));
     // With the hold-down off, one tolerance as usual.
     let mut n = yielded_at(0, t0);
     let acted = run(&mut n, t0 + MS, t0 + 2 * HOLD_DOWN, |_| vec![peer(2, 200, NodeState::Active, t0)]);
@@ -386,7 +399,7 @@ proptest! {
         lost in proptest::collection::vec(proptest::bool::weighted(0.6), 3000),
     ) {
         let mut a = holder(2, 200, Preempt::Always);
-        let mut b = Node::new(cfg(1, 100, Preempt::Always), 0);
+        let mut b = Node::new(cfg(1, 100, Preempt::Always), at(0));
         let mut a_seen = TOL;
         let mut last_yield: Option<Nanos> = None;
         for (i, &lost) in lost.iter().enumerate() {
@@ -412,17 +425,17 @@ proptest! {
 #[test]
 fn after_a_gap_the_node_listens_again_before_taking() {
     let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     assert_eq!(run(&mut n, 0, 20 * MS, holder_at), vec![]);
     // Paused until 60 ms, and the machine with it: nothing was recorded meanwhile.
     let out = step(&mut n, 60 * MS, &holder_at(20 * MS));
-    assert_eq!(out.resumed_after, Some(40 * MS));
+    assert_eq!(out.resumed_after, Some(d(40 * MS)));
     assert!(!out.take, "the silence is ours, not the holder's");
     // The holder's heartbeat arrives a few ms after the resume: no takeover at all.
     let acted = run(&mut n, 61 * MS, 100 * MS, |t| holder_at(if t < 65 * MS { 20 * MS } else { t }));
     assert_eq!(acted, vec![]);
     // A holder that really is gone is replaced one tolerance after the resume.
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     run(&mut n, 0, 20 * MS, holder_at);
     assert!(!step(&mut n, 60 * MS, &holder_at(20 * MS)).take);
     let acted = run(&mut n, 61 * MS, 100 * MS, |_| holder_at(20 * MS));
@@ -433,7 +446,7 @@ fn after_a_gap_the_node_listens_again_before_taking() {
 #[test]
 fn a_pause_right_at_the_end_of_the_first_listen_is_guarded_too() {
     let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     run(&mut n, 0, TOL - MS, holder_at);
     let out = step(&mut n, TOL + 5 * TOL, &holder_at(TOL - MS));
     assert!(out.resumed_after.is_some() && !out.take, "{out:?}");
@@ -453,14 +466,14 @@ fn a_holder_announces_again_when_a_peer_it_could_not_hear_returns() {
     // Once per return.
     assert_eq!(run(&mut survivor, back + MS, back + 3 * TOL, |t| vec![peer(1, 100, NodeState::Standby, t)]), vec![]);
     // A standby has nothing to announce.
-    let mut standby = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut standby = Node::new(cfg(1, 100, Preempt::Always), at(0));
     assert_eq!(run(&mut standby, 0, 5 * MS, |t| vec![peer(2, 200, NodeState::Active, t)]), vec![]);
 }
 
 #[test]
 fn a_node_starved_for_good_still_decides_every_other_step() {
     let holder_at = |t| vec![peer(2, 200, NodeState::Active, t)];
-    let mut n = Node::new(cfg(1, 100, Preempt::Always), 0);
+    let mut n = Node::new(cfg(1, 100, Preempt::Always), at(0));
     run(&mut n, 0, 20 * MS, holder_at);
     // The holder dies at 20 ms; this node now only runs every two tolerances.
     let out = step(&mut n, 20 * MS + 2 * TOL, &holder_at(20 * MS));
@@ -474,7 +487,7 @@ fn a_leaving_holder_back_from_a_gap_waits_for_its_successor() {
     let standby_at = |state, t| vec![peer(1, 100, state, t)];
     let mut n = holder(2, 200, Preempt::Always);
     run(&mut n, TOL + MS, 20 * MS, |t| standby_at(NodeState::Standby, t));
-    n.leave(20 * MS);
+    n.leave(at(20 * MS));
     // Paused, machine and all, until 60 ms: the standby only looks gone.
     let out = step(&mut n, 60 * MS, &standby_at(NodeState::Standby, 20 * MS));
     assert!(!out.release && !out.exit, "{out:?}");
@@ -485,7 +498,7 @@ fn a_leaving_holder_back_from_a_gap_waits_for_its_successor() {
 
 #[test]
 fn the_holder_refreshes_its_announcement_every_period() {
-    let mut n = Node::new(NodeConfig { refresh: Some(10 * MS), ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut n = Node::new(NodeConfig { refresh: Some(d(10 * MS)), ..cfg(1, 100, Preempt::Always) }, at(0));
     let out = step(&mut n, TOL, &[]);
     assert!(out.take && !out.refresh, "taking announces anyway");
     let acted = run(&mut n, TOL + MS, TOL + 35 * MS, |_| vec![]);
@@ -514,7 +527,8 @@ struct Sim {
 
 impl Sim {
     fn new(priorities: &[u32], preempt: Preempt) -> Self {
-        let nodes = priorities.iter().enumerate().map(|(i, &p)| Node::new(cfg(i as u32 + 1, p, preempt), 0)).collect();
+        let nodes =
+            priorities.iter().enumerate().map(|(i, &p)| Node::new(cfg(i as u32 + 1, p, preempt), at(0))).collect();
         Self { nodes, alive: vec![true; priorities.len()], last_seen: vec![0; priorities.len()] }
     }
 
@@ -533,9 +547,9 @@ impl Sim {
                 priority: n.priority(),
                 state: n.state(),
                 flags: n.flags(),
-                last_seen: self.last_seen[i],
+                last_seen: at(self.last_seen[i]),
                 beats: Beats::default(),
-                claimed_at: 0,
+                claimed_at: None,
             })
             .collect();
         for i in 0..self.nodes.len() {
@@ -543,7 +557,7 @@ impl Sim {
                 continue;
             }
             let others: Vec<Peer> = snapshot.iter().copied().filter(|p| p.node_id != i as u32 + 1).collect();
-            self.nodes[i].step(Inputs { now, peers: &others, link_up: true });
+            self.nodes[i].step(Inputs { now: at(now), peers: &others, link_up: true });
         }
     }
 
@@ -597,7 +611,7 @@ proptest! {
         prop_assert_eq!(sim.holders(), vec![0]);
         for (i, &priority) in priorities.iter().enumerate().skip(1) {
             sim.alive[i] = true;
-            sim.nodes[i] = Node::new(cfg(i as u32 + 1, priority, Preempt::Never), now);
+            sim.nodes[i] = Node::new(cfg(i as u32 + 1, priority, Preempt::Never), at(now));
         }
         for _ in 0..100 { now += MS; sim.tick(now); prop_assert_eq!(sim.holders(), vec![0]); }
     }
@@ -628,40 +642,46 @@ fn heartbeats_lost_at_random_do_not_make_a_standby_take_over_but_a_death_does() 
     // 2 ms heartbeats, tolerance 4 intervals, 10% lost: with the tolerance alone, dozens of false
     // takeovers in these 100 s. The silence limit grows with the loss instead.
     const INTERVAL: Nanos = 2 * MS;
-    let mut n = Node::new(NodeConfig { max_tolerance: 2 * TOL, hold_down: 0, ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut n = Node::new(
+        NodeConfig { max_tolerance: d(2 * TOL), hold_down: Duration::ZERO, ..cfg(1, 100, Preempt::Always) },
+        at(0),
+    );
     let mut coin = crate::liveness::tests::Coin(99);
     let mut holder = peer(2, 200, NodeState::Active, 0);
-    holder.beats = Beats { interval: INTERVAL, epoch: 1, sent: 0, received: 0 };
+    holder.beats = Beats { interval: d(INTERVAL), epoch: 1, sent: 0, received: 0 };
     let mut now = 0;
     for _ in 0..50_000 {
         now += INTERVAL;
         holder.beats.sent += 1;
         if !coin.flip(0.1) {
             holder.beats.received += 1;
-            holder.last_seen = now;
+            holder.last_seen = at(now);
         }
         // Two looks per interval, the second half an interval late.
         assert!(!step(&mut n, now, &[holder]).take, "false takeover at {} ms", now / MS);
         assert!(!step(&mut n, now + INTERVAL / 2, &[holder]).take, "false takeover at {} ms", now / MS);
     }
     // It dies: the standby takes over within the grown limit, and not before the tolerance.
-    let died = holder.last_seen;
+    let died = holder.last_seen.as_nanos();
     let (limit, loss) = n.peer_liveness(2);
-    assert!(limit > TOL && limit <= 2 * TOL && loss > 0.05, "limit {limit}, loss {loss}");
+    assert!(limit > d(TOL) && limit <= d(2 * TOL) && loss > 0.05, "limit {limit:?}, loss {loss}");
     let acted = run(&mut n, now + MS, died + 3 * TOL, |_| vec![holder]);
-    assert_eq!(acted.first().map(|(t, o)| (*t, o.take)), Some((n.silent_at(&holder).div_ceil(MS) * MS, true)));
+    assert_eq!(
+        acted.first().map(|(t, o)| (*t, o.take)),
+        Some((n.silent_at(&holder).as_nanos().div_ceil(MS) * MS, true))
+    );
 }
 
 #[test]
 fn on_a_clean_link_a_death_is_noticed_at_the_tolerance_even_with_a_maximum() {
-    let mut n = Node::new(NodeConfig { max_tolerance: 2 * TOL, ..cfg(1, 100, Preempt::Always) }, 0);
+    let mut n = Node::new(NodeConfig { max_tolerance: d(2 * TOL), ..cfg(1, 100, Preempt::Always) }, at(0));
     let mut holder = peer(2, 200, NodeState::Active, 0);
     for beat in 1..=100 {
-        holder.last_seen = beat * 2 * MS;
-        holder.beats = Beats { interval: 2 * MS, epoch: 1, sent: beat, received: beat };
-        assert!(!step(&mut n, holder.last_seen, &[holder]).take);
+        holder.last_seen = at(beat * 2 * MS);
+        holder.beats = Beats { interval: d(2 * MS), epoch: 1, sent: beat, received: beat };
+        assert!(!step(&mut n, beat * 2 * MS, &[holder]).take);
     }
-    let died = holder.last_seen;
+    let died = holder.last_seen.as_nanos();
     let acted = run(&mut n, died + MS, died + 2 * TOL, |_| vec![holder]);
     assert_eq!(acted.first().map(|(t, o)| (*t, o.take)), Some((died + TOL + MS, true)));
 }
@@ -675,8 +695,8 @@ fn a_holder_announces_again_after_a_claim_it_did_not_see() {
     let mut standby = peer(2, 100, NodeState::Standby, TOL);
     step(&mut n, TOL + MS, &[standby]); // a new peer: announced as a return
     assert!(!step(&mut n, TOL + 2 * MS, &[standby]).announce);
-    standby.claimed_at = TOL + 20 * MS;
-    standby.last_seen = TOL + 21 * MS;
+    standby.claimed_at = Some(at(TOL + 20 * MS));
+    standby.last_seen = at(TOL + 21 * MS);
     let out = step(&mut n, TOL + 22 * MS, &[standby]);
     assert!(out.announce && !out.release && out.transition.is_none(), "{out:?}");
     // Once: the claim is older than this look now.
@@ -687,10 +707,10 @@ fn a_holder_announces_again_after_a_claim_it_did_not_see() {
 fn a_claim_still_standing_is_left_to_the_split_brain_rule() {
     let mut n = holder(1, 200, Preempt::Always);
     let mut other = peer(2, 100, NodeState::Active, TOL + MS);
-    other.claimed_at = TOL + MS;
+    other.claimed_at = Some(at(TOL + MS));
     let first = step(&mut n, TOL + 2 * MS, &[other]);
     assert!(first.announce, "the split brain rule announces once");
-    other.claimed_at = TOL + 3 * MS;
-    other.last_seen = TOL + 3 * MS;
+    other.claimed_at = Some(at(TOL + 3 * MS));
+    other.last_seen = at(TOL + 3 * MS);
     assert!(!step(&mut n, TOL + 4 * MS, &[other]).announce, "not on every heartbeat of a standing claim");
 }
