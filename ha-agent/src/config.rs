@@ -1,14 +1,17 @@
 //! A run's configuration, validated before anything on the system is touched.
+pub mod cli;
+pub mod file;
+
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
 
+use self::cli::RunArgs;
 use crate::{
     address::SharedAddr,
     checks::CheckConfig,
-    cli::RunArgs,
     ebpf::{self, AttachMode},
     hooks::HookConfig,
     node::{NodeConfig, Preempt},
@@ -213,7 +216,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::config::cli::{Cli, Command};
 
     fn args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"];

@@ -6,10 +6,12 @@ use std::{
 use anyhow::Context as _;
 use ha_agent::{
     agent,
-    cli::{self, Command, PinArgs, RunArgs},
     clock::monotonic_ns,
-    config::RunConfig,
-    config_file::FileConfig,
+    config::{
+        RunConfig,
+        cli::{self, Command, PinArgs, RunArgs},
+        file::FileConfig,
+    },
     control, ebpf, iface, logging,
     peers::PeerMaps,
     privilege, status,

@@ -18,7 +18,7 @@ use serde::{
 
 use crate::{
     address::SharedAddr,
-    cli::{RunArgs, parse_duration, parse_node_id, parse_preempt},
+    config::cli::{RunArgs, parse_duration, parse_node_id, parse_preempt},
     ebpf::AttachMode,
     logging::LogFormat,
     node::Preempt,

@@ -1,9 +1,9 @@
 use clap::CommandFactory;
 
 use super::*;
-use crate::cli::{Cli, Command, parse_from};
+use crate::config::cli::{Cli, Command, parse_from};
 
-const EXAMPLE: &str = include_str!("../../../examples/ha-agent.toml");
+const EXAMPLE: &str = include_str!("../../../../examples/ha-agent.toml");
 
 fn parse(text: &str) -> Result<FileConfig, FileError> {
     FileConfig::parse(text, Path::new("ha.toml"))
@@ -120,7 +120,7 @@ fn flags_on_the_command_line_win_over_the_file() {
     )
     .expect("file");
     let run = matches.subcommand_matches("run").expect("run matches");
-    file.apply(&mut args, |id| crate::cli::given_on_command_line(run, id));
+    file.apply(&mut args, |id| crate::config::cli::given_on_command_line(run, id));
     assert_eq!(args.iface.as_deref(), Some("eth1"), "from the file");
     assert_eq!(args.interval, Duration::from_millis(50), "the flag wins");
     assert_eq!(args.tolerance, Duration::from_secs(5), "from the file, over the flag's default");
