@@ -1,29 +1,24 @@
-//! The TOML config file (`--config FILE`): every `run` flag is a key named as the flag without
-//! its dashes (`leave-timeout = "1s"`; repeatable flags take a list or one value). Values go
-//! through the flags' own parsers, so a bad value is reported at its line with what is expected.
-//! The file fills in what the command line did not give: a flag always wins over the file.
+//! The TOML config file (`--config FILE`). Its keys are not declared here: every `run` flag (and
+//! the global log flags) is a key named as the flag without its dashes (`leave-timeout = "1s"`;
+//! repeatable flags take a list or one value). Each value goes through its flag's own parser,
+//! bounds included, so a bad value is reported at its line in the flag's words. The file's
+//! values then become the flags' defaults: a flag given on the command line wins over the file,
+//! and the file over the built-in default.
 use std::{
-    fmt,
-    marker::PhantomData,
-    net::{Ipv4Addr, SocketAddr},
-    num::NonZeroU32,
+    ops::Range,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
-use serde::{
-    Deserialize, Deserializer,
-    de::{self, DeserializeSeed, SeqAccess, Visitor},
+use clap::{
+    Arg, ArgAction, CommandFactory, FromArgMatches,
+    error::{ContextKind, ContextValue, ErrorKind},
+};
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue},
 };
 
-use crate::{
-    address::SharedAddr,
-    config::cli::{RunArgs, parse_duration, parse_node_id, parse_preempt},
-    ebpf::AttachMode,
-    logging::LogFormat,
-    node::Preempt,
-    rx::RxMode,
-};
+use super::cli::{Cli, RunArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -34,72 +29,21 @@ pub enum FileError {
     Invalid { path: PathBuf, line: usize, column: usize, message: String },
 }
 
-/// The keys of the file. Field names match `RunArgs` so `apply` can merge them by name.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// A config file's settings, each checked by its flag's parser.
+#[derive(Debug, Default, Clone)]
 pub struct FileConfig {
-    pub iface: Option<String>,
-    #[serde(rename = "vip", default, deserialize_with = "many")]
-    pub vips: Option<Vec<SharedAddr>>,
-    pub priority: Option<u32>,
-    #[serde(default, deserialize_with = "one")]
-    pub interval: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub tolerance: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub tick: Option<Duration>,
-    pub cluster: Option<u32>,
-    #[serde(default, deserialize_with = "one")]
-    pub node_id: Option<NodeId>,
-    #[serde(default, deserialize_with = "one")]
-    pub group: Option<Ipv4Addr>,
-    pub port: Option<u16>,
-    #[serde(rename = "peer", default, deserialize_with = "many")]
-    pub peers: Option<Vec<Ipv4Addr>>,
-    #[serde(default, deserialize_with = "one")]
-    pub rx: Option<RxMode>,
-    #[serde(default, deserialize_with = "one")]
-    pub preempt: Option<Preempt>,
-    #[serde(default, deserialize_with = "one")]
-    pub leave_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub hold_down: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub max_tolerance: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub garp_refresh: Option<Duration>,
-    pub pin_dir: Option<PathBuf>,
-    #[serde(default, deserialize_with = "one")]
-    pub xdp_mode: Option<AttachMode>,
-    pub pass_heartbeats: Option<bool>,
-    pub realtime: Option<bool>,
-    #[serde(default, deserialize_with = "one")]
-    pub metrics: Option<SocketAddr>,
-    pub on_active: Option<String>,
-    pub on_standby: Option<String>,
-    pub notify: Option<String>,
-    #[serde(default, deserialize_with = "one")]
-    pub hook_timeout: Option<Duration>,
-    #[serde(rename = "check", default, deserialize_with = "many")]
-    pub checks: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "one")]
-    pub check_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "one")]
-    pub check_timeout: Option<Duration>,
-    pub check_fall: Option<NonZeroU32>,
-    pub check_rise: Option<NonZeroU32>,
-    pub check_weight: Option<u32>,
-    pub key_file: Option<PathBuf>,
-    pub insecure_no_auth: Option<bool>,
-    /// Global flags, read by `main` before the logger starts.
-    #[serde(default, deserialize_with = "one")]
-    pub log_level: Option<log::LevelFilter>,
-    pub log_format: Option<LogFormat>,
+    settings: Vec<Setting>,
 }
 
-/// A node id as the flag takes it: a number or an IPv4 address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NodeId(pub u32);
+#[derive(Debug, Clone)]
+struct Setting {
+    /// The clap id of the flag.
+    id: String,
+    /// Declared on the top-level command (the log flags) rather than on `run`.
+    global: bool,
+    /// As they would be written after the flag.
+    values: Vec<String>,
+}
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, FileError> {
@@ -109,263 +53,135 @@ impl FileConfig {
 
     /// `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, FileError> {
-        toml::from_str(text).map_err(|e| {
-            let start = e.span().map_or(0, |s| s.start).min(text.len());
-            let before = &text[..start];
+        let at = |span: Range<usize>, message: String| {
+            let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            FileError::Invalid { path: path.to_owned(), line, column, message: explain(e.message()) }
-        })
+            FileError::Invalid { path: path.to_owned(), line, column, message }
+        };
+        let table = DeTable::parse(text).map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
+        let mut cli = Cli::command();
+        cli.build();
+        let mut settings = Vec::new();
+        for (key, value) in table.get_ref() {
+            let arg = option(&cli, key.get_ref()).ok_or_else(|| at(key.span(), unknown_key(key.get_ref())))?;
+            let items: Vec<&Spanned<DeValue>> = match value.get_ref() {
+                DeValue::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items.iter().collect(),
+                DeValue::Array(_) => {
+                    return Err(at(value.span(), format!("`{key}` takes one value, not a list", key = key.get_ref())));
+                }
+                _ => vec![value],
+            };
+            let mut values = Vec::new();
+            for item in items {
+                let text = scalar(item.get_ref()).and_then(|t| check(&cli, arg, t)).map_err(|m| at(item.span(), m))?;
+                values.push(text);
+            }
+            settings.push(Setting { id: arg.get_id().to_string(), global: arg.is_global_set(), values });
+        }
+        Ok(Self { settings })
     }
 
     /// Every key the file accepts, as written in it.
-    pub fn keys() -> &'static [&'static str] {
-        let mut names = FieldNames(&[]);
-        // Always fails: the names are caught on the way.
-        let _ = FileConfig::deserialize(&mut names);
-        names.0
+    pub fn keys() -> Vec<String> {
+        let mut cli = Cli::command();
+        cli.build();
+        run_command(&cli)
+            .get_arguments()
+            .filter(|a| is_key(a))
+            .filter_map(|a| a.get_long())
+            .map(str::to_string)
+            .collect()
     }
 
-    /// Takes the file's value for each option the command line did not give.
-    /// `given(id)`: whether the flag with that clap id (the field name) was on the command line.
-    pub fn apply(self, args: &mut RunArgs, given: impl Fn(&str) -> bool) {
-        // `.into()` also wraps values for the `Option` fields of `RunArgs`.
-        macro_rules! take {
-            ($($field:ident $(($via:expr))?),* $(,)?) => {$(
-                if let Some(value) = self.$field
-                    && !given(stringify!($field))
-                {
-                    $(let value = $via(value);)?
-                    args.$field = value.into();
-                }
-            )*};
+    /// `cli` with the file's values as its flags' defaults.
+    pub fn apply(&self, mut cli: clap::Command) -> clap::Command {
+        for s in &self.settings {
+            let set = |arg: Arg| arg.default_values(s.values.clone());
+            cli = if s.global {
+                cli.mut_arg(&s.id, set)
+            } else {
+                cli.mut_subcommand("run", |run| run.mut_arg(&s.id, set))
+            };
         }
-        take!(
-            iface,
-            vips,
-            priority,
-            interval,
-            tolerance,
-            max_tolerance,
-            tick,
-            cluster,
-            node_id(|n: NodeId| n.0),
-            group,
-            port,
-            peers,
-            rx,
-            preempt,
-            leave_timeout,
-            hold_down,
-            garp_refresh,
-            pin_dir,
-            xdp_mode,
-            pass_heartbeats,
-            realtime,
-            metrics,
-            on_active,
-            on_standby,
-            notify,
-            hook_timeout,
-            checks,
-            check_interval,
-            check_timeout,
-            check_fall(NonZeroU32::get),
-            check_rise(NonZeroU32::get),
-            check_weight,
-            key_file,
-            insecure_no_auth,
-        );
+        cli
+    }
+
+    /// The `run` options as the file alone sets them (the rest at their defaults).
+    pub fn run_args(&self) -> Result<RunArgs, clap::Error> {
+        let matches = self.apply(Cli::command()).try_get_matches_from(["ha-agent", "run"])?;
+        let run = matches.subcommand_matches("run").ok_or_else(|| clap::Error::new(ErrorKind::MissingSubcommand))?;
+        RunArgs::from_arg_matches(run)
     }
 }
 
-/// serde lists every accepted key in an unknown-key error; name the likely one instead.
-fn explain(message: &str) -> String {
-    let message = message.trim();
-    let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.to_string();
-    };
-    let key = rest.split('`').next().unwrap_or_default();
+fn run_command(cli: &clap::Command) -> &clap::Command {
+    cli.find_subcommand("run").unwrap_or(cli)
+}
+
+/// `--config` names the file and cannot be in it.
+fn is_key(arg: &Arg) -> bool {
+    arg.get_long().is_some_and(|l| !matches!(l, "config" | "help"))
+}
+
+fn option<'a>(cli: &'a clap::Command, key: &str) -> Option<&'a Arg> {
+    run_command(cli).get_arguments().find(|a| is_key(a) && a.get_long() == Some(key))
+}
+
+/// A value as it would be written on the command line.
+fn scalar(value: &DeValue) -> Result<String, String> {
+    Ok(match value {
+        DeValue::String(s) => s.to_string(),
+        DeValue::Integer(i) => {
+            i128::from_str_radix(i.as_str(), i.radix()).map_err(|_| format!("{i} is too large"))?.to_string()
+        }
+        DeValue::Float(f) => f.as_str().to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => d.to_string(),
+        DeValue::Array(_) => return Err("expected one value, not a list".to_string()),
+        DeValue::Table(_) => {
+            return Err("expected a value: the file has no sections, only `key = value` lines".to_string());
+        }
+    })
+}
+
+/// Runs `text` through the flag's parser: what the command line would say, without the rest.
+fn check(cli: &clap::Command, arg: &Arg, text: String) -> Result<String, String> {
+    let long = arg.get_long().unwrap_or_default();
+    if !arg.get_action().takes_values() {
+        return match text.as_str() {
+            "true" | "false" => Ok(text),
+            _ => Err(format!("{text:?}: `{long}` is a switch: write true or false")),
+        };
+    }
+    match cli.clone().try_get_matches_from(["ha-agent".to_string(), "run".to_string(), format!("--{long}={text}")]) {
+        Ok(_) => Ok(text),
+        Err(e) => Err(reason(&e, &text)),
+    }
+}
+
+/// The parser's own words, without clap's framing.
+fn reason(e: &clap::Error, text: &str) -> String {
+    if let Some(source) = std::error::Error::source(e) {
+        return source.to_string();
+    }
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        return format!("{text:?} is not one of: {}", valid.join(", "));
+    }
+    let rendered = e.render().to_string();
+    rendered.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string()
+}
+
+/// Names the likely key rather than listing them all.
+fn unknown_key(key: &str) -> String {
     let closest = FileConfig::keys()
-        .iter()
-        .map(|k| (strsim::jaro_winkler(key, k), *k))
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(key, &k), k))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .filter(|(score, _)| *score > 0.8);
     match closest {
         Some((_, k)) => format!("unknown key `{key}`: did you mean `{k}`?"),
         None => format!("unknown key `{key}`: keys are the long names of `ha-agent run --help` flags"),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Values written as text, parsed by the flags' parsers
-// ---------------------------------------------------------------------------
-
-/// A value the file writes as a string, parsed as its flag is. Errors say what is expected.
-trait FromText: Sized {
-    const EXPECTED: &'static str;
-    fn from_text(s: &str) -> Result<Self, String>;
-    /// For values that may also be written as a TOML integer.
-    fn from_int(_: i64) -> Option<Self> {
-        None
-    }
-}
-
-impl FromText for Duration {
-    const EXPECTED: &'static str = "a duration such as \"500ms\" or \"2s\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        parse_duration(s).map_err(|_| format!("{s:?} is not a duration: write e.g. \"500ms\" or \"2s\""))
-    }
-}
-
-impl FromText for SharedAddr {
-    const EXPECTED: &'static str = "an address with its prefix such as \"192.0.2.200/24\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|e: crate::address::SharedAddrError| e.to_string())
-    }
-}
-
-impl FromText for Preempt {
-    const EXPECTED: &'static str = "\"always\", \"never\" or \"delay=DUR\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        parse_preempt(s).map_err(|e| format!("{e} (e.g. \"delay=30s\")"))
-    }
-}
-
-impl FromText for NodeId {
-    const EXPECTED: &'static str = "a number or an IPv4 address";
-    fn from_text(s: &str) -> Result<Self, String> {
-        parse_node_id(s).map(NodeId).map_err(|e| format!("node-id: {e}"))
-    }
-    fn from_int(n: i64) -> Option<Self> {
-        u32::try_from(n).ok().map(NodeId)
-    }
-}
-
-impl FromText for Ipv4Addr {
-    const EXPECTED: &'static str = "an IPv4 address";
-    fn from_text(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|_| format!("{s:?} is not an IPv4 address"))
-    }
-}
-
-impl FromText for SocketAddr {
-    const EXPECTED: &'static str = "an address and port such as \"127.0.0.1:9465\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|_| format!("{s:?} is not ADDR:PORT, e.g. \"127.0.0.1:9465\""))
-    }
-}
-
-impl FromText for AttachMode {
-    const EXPECTED: &'static str = "\"auto\", \"driver\" or \"skb\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        <AttachMode as clap::ValueEnum>::from_str(s, false)
-            .map_err(|_| format!("{s:?} is not an XDP mode: use \"auto\", \"driver\" or \"skb\""))
-    }
-}
-
-impl FromText for RxMode {
-    const EXPECTED: &'static str = "\"auto\", \"xdp\" or \"socket\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        <RxMode as clap::ValueEnum>::from_str(s, false)
-            .map_err(|_| format!("{s:?} is not a receive path: use \"auto\", \"xdp\" or \"socket\""))
-    }
-}
-
-impl FromText for log::LevelFilter {
-    const EXPECTED: &'static str = "a log level: off, error, warn, info, debug or trace";
-    fn from_text(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|_| format!("{s:?} is not a log level: use off, error, warn, info, debug or trace"))
-    }
-}
-
-impl FromText for String {
-    const EXPECTED: &'static str = "a string";
-    fn from_text(s: &str) -> Result<Self, String> {
-        Ok(s.to_string())
-    }
-}
-
-struct Text<T>(PhantomData<T>);
-
-impl<'de, T: FromText> Visitor<'de> for Text<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(T::EXPECTED)
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        T::from_text(s).map_err(E::custom)
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
-        T::from_int(n).ok_or_else(|| E::invalid_type(de::Unexpected::Signed(n), &self))
-    }
-}
-
-impl<'de, T: FromText> DeserializeSeed<'de> for Text<T> {
-    type Value = T;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-fn one<'de, D: Deserializer<'de>, T: FromText>(d: D) -> Result<Option<T>, D::Error> {
-    d.deserialize_any(Text(PhantomData)).map(Some)
-}
-
-/// A repeatable flag: a list, or a single value.
-struct Many<T>(PhantomData<T>);
-
-impl<'de, T: FromText> Visitor<'de> for Many<T> {
-    type Value = Vec<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}, or a list of them", T::EXPECTED)
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<T>, E> {
-        Text::<T>(PhantomData).visit_str(s).map(|v| vec![v])
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Text::<T>(PhantomData))? {
-            out.push(v);
-        }
-        Ok(out)
-    }
-}
-
-fn many<'de, D: Deserializer<'de>, T: FromText>(d: D) -> Result<Option<Vec<T>>, D::Error> {
-    d.deserialize_any(Many(PhantomData)).map(Some)
-}
-
-/// A deserializer that only records the field names a struct asks for.
-struct FieldNames(&'static [&'static str]);
-
-impl<'de> Deserializer<'de> for &mut FieldNames {
-    type Error = de::value::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("only field names are wanted"))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0 = fields;
-        self.deserialize_any(visitor)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
     }
 }
 
