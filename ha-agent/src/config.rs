@@ -1,14 +1,19 @@
 //! A run's configuration, validated before anything on the system is touched.
+pub mod cli;
+pub mod file;
+pub mod reference;
+pub mod values;
+
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
 
+use self::cli::RunArgs;
 use crate::{
     address::SharedAddr,
     checks::CheckConfig,
-    cli::RunArgs,
     ebpf::{self, AttachMode},
     hooks::HookConfig,
     node::{NodeConfig, Preempt},
@@ -25,8 +30,6 @@ pub enum ConfigError {
         "--max-tolerance {max:?} is below --tolerance {tolerance:?}: give at least the tolerance (equal: it never grows)"
     )]
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
-    #[error("--interval {0:?} is too short: 500us is the minimum")]
-    IntervalTooShort(Duration),
     #[error("--vip {0} is this node's own address on the interface: choose an address no host has")]
     VipIsOwnAddress(SharedAddr),
     #[error("--vip {0} is given twice")]
@@ -78,8 +81,6 @@ pub struct RunConfig {
     pub auth: AuthConfig,
 }
 
-const MIN_INTERVAL: Duration = Duration::from_micros(500);
-const MIN_TICK: Duration = Duration::from_micros(100);
 /// Default hold-down, in tolerances: long enough that a flaky link cannot flap the address
 /// every few beats, short enough to matter little if the new holder dies right away.
 const HOLD_DOWN_TOLERANCES: u32 = 3;
@@ -90,9 +91,6 @@ const MAX_TOLERANCE_TOLERANCES: u32 = 2;
 impl RunConfig {
     /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
     pub fn new(args: &RunArgs, iface_addrs: &[Ipv4Addr]) -> Result<Self, ConfigError> {
-        if args.interval < MIN_INTERVAL {
-            return Err(ConfigError::IntervalTooShort(args.interval));
-        }
         if args.tolerance <= args.interval {
             return Err(ConfigError::ToleranceTooShort {
                 tolerance: args.tolerance,
@@ -148,7 +146,7 @@ impl RunConfig {
                 refresh,
             },
             interval: args.interval,
-            tick: args.tick.unwrap_or(args.interval).max(MIN_TICK),
+            tick: args.tick.unwrap_or(args.interval),
             cluster_id: args.cluster,
             group: args.group,
             port: args.port,
@@ -212,7 +210,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::config::cli::{Cli, Command};
 
     fn args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24"];

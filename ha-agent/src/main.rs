@@ -6,38 +6,30 @@ use std::{
 use anyhow::Context as _;
 use ha_agent::{
     agent,
-    cli::{self, Command, PinArgs, RunArgs},
     clock::monotonic_ns,
-    config::RunConfig,
-    config_file::FileConfig,
+    config::{
+        RunConfig,
+        cli::{self, ArgsError, Command, PinArgs, RunArgs},
+        file::FileConfig,
+    },
     control, ebpf, iface, logging,
     peers::PeerMaps,
     privilege, status,
 };
 
 fn main() -> ExitCode {
-    let (mut cli, matches) = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    // The config file is read before the logger starts: it may set the log level and format.
-    if let Command::Run(args) = &mut cli.command
-        && let Some(path) = args.config.clone()
-    {
-        let file = match FileConfig::load(&path) {
-            Ok(file) => file,
-            Err(e) => return fail(&e.into()),
-        };
-        let given = |id: &str| matches.subcommand_matches("run").is_some_and(|m| cli::given_on_command_line(m, id));
-        if !given("log_level")
-            && let Some(level) = file.log_level
-        {
-            cli.log_level = level;
-        }
-        if !given("log_format")
-            && let Some(format) = file.log_format
-        {
-            cli.log_format = format;
-        }
-        file.apply(args, given);
-    }
+    // The config file is read here, before the logger starts: it may set the log level and format.
+    let cli = match cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(ArgsError::File(e)) => return fail(&e.into()),
+        Err(ArgsError::Usage(e)) => match cli::one_line(&e) {
+            Some(line) => {
+                eprintln!("ha-agent: {line}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     logging::init(cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run(&args),
@@ -87,8 +79,9 @@ fn pin_dir(args: &PinArgs) -> anyhow::Result<std::path::PathBuf> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let cluster = args.cluster.or(file.cluster).unwrap_or(1);
-    Ok(args.pin_dir.clone().or(file.pin_dir).unwrap_or_else(|| ebpf::default_pin_dir(cluster)))
+    let run = file.run_args()?;
+    let cluster = args.cluster.unwrap_or(run.cluster);
+    Ok(args.pin_dir.clone().or(run.pin_dir).unwrap_or_else(|| ebpf::default_pin_dir(cluster)))
 }
 
 fn peers(args: &PinArgs) -> anyhow::Result<()> {

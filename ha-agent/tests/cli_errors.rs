@@ -91,3 +91,44 @@ fn key_mistakes_are_one_clear_line_and_touch_nothing() {
     assert!(!lab.pin_dir(1).exists(), "nothing pinned");
     assert!(!lab.node(1).has_addr("192.0.2.200".parse().expect("ip")).expect("addr"), "nothing added");
 }
+
+/// Every bounded option, just outside its bound: refused at parse time, before anything is
+/// looked up or touched, in one line naming the flag and the bound.
+#[test]
+fn out_of_range_values_are_one_line_naming_the_flag() {
+    let pin_dir = tempfile::tempdir().expect("tempdir").path().join("never-made");
+    let base = ["run", "--iface", "lo", "--vip", "192.0.2.200/24", "--insecure-no-auth"];
+    for (flag, value, needle) in [
+        ("--tolerance", "18446744073709551615s", "18446744073709551615s is too long: 1h is the maximum"),
+        ("--tolerance", "18446744074s", "is too long: 1h is the maximum"),
+        ("--port", "0", "0 is out of range: 1 to 65535"),
+        ("--check-interval", "0s", "0s is too short: 10ms is the minimum"),
+        ("--check-timeout", "0s", "0s is too short: 10ms is the minimum"),
+        ("--hook-timeout", "0s", "0s is too short: 10ms is the minimum"),
+        ("--interval", "499us", "499us is too short: 500us is the minimum"),
+        ("--interval", "61s", "61s is too long: 1m is the maximum"),
+        ("--tick", "99us", "99us is too short: 100us is the minimum"),
+        ("--max-tolerance", "61m", "61m is too long: 1h is the maximum"),
+        ("--hold-down", "61m", "61m is too long: 1h is the maximum"),
+        ("--leave-timeout", "601s", "601s is too long: 10m is the maximum"),
+        ("--garp-refresh", "25h", "25h is too long: 1day is the maximum"),
+        ("--preempt", "delay=25h", "25h is too long: 1day is the maximum"),
+        ("--check-fall", "0", "0 is out of range: 1 to 100"),
+        ("--check-rise", "101", "101 is out of range: 1 to 100"),
+        ("--group", "192.0.2.1", "not a multicast address"),
+        ("--peer", "0.0.0.0", "not a unicast address"),
+        ("--metrics", "127.0.0.1:0", "port 0"),
+    ] {
+        let out = Command::new(AGENT)
+            .args(base)
+            .args([flag, value, "--pin-dir"])
+            .arg(&pin_dir)
+            .output()
+            .expect("run ha-agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert_one_line_error(false, &stderr, needle);
+        assert!(stderr.starts_with(&format!("ha-agent: invalid value '{value}' for '{flag} ")), "{stderr}");
+    }
+    assert!(!pin_dir.exists(), "nothing made");
+}
