@@ -8,7 +8,12 @@ use std::{
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use ha_common::DEFAULT_PORT;
 
-use crate::{address::SharedAddr, ebpf::AttachMode, logging::LogFormat, node::Preempt, rx::RxMode};
+use crate::{
+    netlink::SharedAddr,
+    node::Preempt,
+    ops::logging::LogFormat,
+    rx::settings::{AttachMode, RxMode},
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "ha-agent", version, about = "eBPF-assisted failover of a shared IP address")]

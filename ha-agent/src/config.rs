@@ -6,13 +6,11 @@ use std::{
 };
 
 use crate::{
-    address::SharedAddr,
-    checks::CheckConfig,
     cli::RunArgs,
-    ebpf::{self, AttachMode},
-    hooks::HookConfig,
+    netlink::SharedAddr,
     node::{NodeConfig, Preempt},
-    rx::RxMode,
+    ops::{checks::CheckConfig, hooks::HookConfig},
+    rx::settings::{self, AttachMode, RxMode},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -155,7 +153,7 @@ impl RunConfig {
             port: args.port,
             // One --peer list for the whole cluster: each node skips itself.
             unicast_peers: args.peers.iter().filter(|p| !iface_addrs.contains(p)).copied().collect(),
-            pin_dir: args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster)),
+            pin_dir: args.pin_dir.clone().unwrap_or_else(|| settings::default_pin_dir(args.cluster)),
             xdp_mode: args.xdp_mode,
             rx: args.rx,
             pass_heartbeats: args.pass_heartbeats,

@@ -17,12 +17,11 @@ use serde::{
 };
 
 use crate::{
-    address::SharedAddr,
     cli::{RunArgs, parse_duration, parse_node_id, parse_preempt},
-    ebpf::AttachMode,
-    logging::LogFormat,
+    netlink::SharedAddr,
     node::Preempt,
-    rx::RxMode,
+    ops::logging::LogFormat,
+    rx::settings::{AttachMode, RxMode},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +220,7 @@ impl FromText for Duration {
 impl FromText for SharedAddr {
     const EXPECTED: &'static str = "an address with its prefix such as \"192.0.2.200/24\"";
     fn from_text(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|e: crate::address::SharedAddrError| e.to_string())
+        s.parse().map_err(|e: crate::netlink::SharedAddrError| e.to_string())
     }
 }
 

@@ -10,9 +10,10 @@ use ha_agent::{
     clock::monotonic_ns,
     config::RunConfig,
     config_file::FileConfig,
-    control, ebpf, iface, logging,
-    peers::PeerMaps,
-    privilege, status,
+    netlink::iface,
+    ops::{control, logging, status},
+    privilege,
+    rx::{peers::PeerMaps, settings::default_pin_dir},
 };
 
 fn main() -> ExitCode {
@@ -63,7 +64,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
     };
     let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
-    if ebpf::ifindex(iface).is_err() {
+    if iface::index(iface).is_err() {
         anyhow::bail!("no interface named {iface}: check `ip link`");
     }
     let cfg = RunConfig::new(args, &own)?;
@@ -88,7 +89,7 @@ fn pin_dir(args: &PinArgs) -> anyhow::Result<std::path::PathBuf> {
         None => FileConfig::default(),
     };
     let cluster = args.cluster.or(file.cluster).unwrap_or(1);
-    Ok(args.pin_dir.clone().or(file.pin_dir).unwrap_or_else(|| ebpf::default_pin_dir(cluster)))
+    Ok(args.pin_dir.clone().or(file.pin_dir).unwrap_or_else(|| default_pin_dir(cluster)))
 }
 
 fn peers(args: &PinArgs) -> anyhow::Result<()> {

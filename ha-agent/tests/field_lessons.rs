@@ -69,7 +69,7 @@ fn a_second_cluster_with_the_same_id_but_another_key_is_reported_not_mixed() {
         assert!(start.elapsed() < WAIT, "no warning on node 1:\n{}", agents.diagnostics());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let stats = ha_agent::peers::PeerMaps::open_pinned(&lab.pin_dir(1)).expect("maps").stats().expect("stats");
+    let stats = ha_agent::rx::peers::PeerMaps::open_pinned(&lab.pin_dir(1)).expect("maps").stats().expect("stats");
     assert!(stats.bad_auth > 0, "{stats:?}");
     let holders = agents.holders().expect("holders");
     assert!(holders.contains(&1) && !holders.contains(&2), "not mixed: {holders:?}");

@@ -14,7 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_agent::{control, peers::PeerMaps, status::Status};
+use ha_agent::{
+    ops::{control, status::Status},
+    rx::peers::PeerMaps,
+};
 use ha_common::{
     DEFAULT_GROUP, DEFAULT_PORT, auth,
     maps::Stats,

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_agent::peers::PeerMaps;
+use ha_agent::rx::peers::PeerMaps;
 use ha_lab::{AgentSet, AgentSettings, LAB_KEY, LAB_KEY_ID, Lab};
 use support::{AGENT, WAIT, lab};
 

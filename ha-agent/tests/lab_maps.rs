@@ -2,7 +2,7 @@
 //! stop when the sender's link goes down, and read with field names in bpftool.
 use std::{net::Ipv4Addr, process::Command, thread, time::Duration};
 
-use ha_agent::peers::PeerMaps;
+use ha_agent::rx::peers::PeerMaps;
 use ha_common::maps::PeerRecord;
 use ha_lab::{AgentSet, AgentSettings, Lab};
 

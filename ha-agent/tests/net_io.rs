@@ -12,8 +12,11 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use ha_agent::{
-    address::{AddrEvent, AddressError, AddressManager, AddressWatcher, SharedAddr},
-    announce::{AnnounceWorker, Announcer},
+    netlink::{
+        SharedAddr,
+        address::{AddrEvent, AddressError, AddressManager, AddressWatcher},
+    },
+    tx::announce::{AnnounceWorker, Announcer},
 };
 use ha_lab::{Host, Lab, PREFIX, PREFIX6, VIP, VIP6};
 

@@ -3,7 +3,7 @@
 //! replayed ones are counted by reason and change nothing; keys rotate without a reload.
 mod xdp_harness;
 
-use ha_agent::keys::{AuthMode, KeySet, KeySlots};
+use ha_agent::auth::keys::{AuthMode, KeySet, KeySlots};
 use ha_common::{
     auth::MAC_LEN,
     maps::{AuthKey, Stats},

@@ -3,7 +3,7 @@
 //! unchanged. Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
 mod xdp_harness;
 
-use ha_agent::{ebpf::XdpConfig, keys::AuthMode};
+use ha_agent::{auth::keys::AuthMode, rx::ebpf::XdpConfig};
 use ha_common::{
     maps::{MAX_PEERS, Stats},
     wire::{FLAG_LEAVING, NodeState},

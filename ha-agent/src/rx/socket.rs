@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use super::table::PeerTable;
 use crate::{
     clock::{monotonic_ns, realtime_ns},
-    keys::{AuthMode, KeySet},
+    auth::keys::{AuthMode, KeySet},
 };
 
 /// Datagrams read per call at most, so a flood cannot starve the run loop.

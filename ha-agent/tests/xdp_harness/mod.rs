@@ -7,9 +7,11 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use ha_agent::{
-    ebpf::{self, XdpConfig},
-    keys::{AuthMode, KeySlots, KeysMap},
-    peers::PeerMaps,
+    auth::keys::{AuthMode, KeySlots, KeysMap},
+    rx::{
+        ebpf::{self, XdpConfig},
+        peers::PeerMaps,
+    },
 };
 use ha_common::{
     maps::{AuthKey, PeerRecord, Stats},

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{shell, status::CheckStatus};
+use super::{shell, status::CheckStatus};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckConfig {

@@ -22,7 +22,7 @@ use rtnetlink::{
 };
 use socket2::{Domain, Socket, Type};
 
-use crate::address::{Messages, recv_datagram};
+use super::address::{Messages, recv_datagram};
 
 /// linux/rtnetlink.h: the link notification group.
 const RTNLGRP_LINK: u32 = 1;
@@ -39,7 +39,7 @@ impl LinkWatch {
         let query = FlagsQuery::new(iface)?;
         // Subscribe before the first query, so no change falls between the two.
         let events = subscribe()?;
-        let ifindex = crate::iface::index(iface)?;
+        let ifindex = super::iface::index(iface)?;
         let up = Arc::new(AtomicBool::new(query.is_up()?));
         let stop = eventfd()?;
         let (shared, stop_fd) = (Arc::clone(&up), stop.as_raw_fd());

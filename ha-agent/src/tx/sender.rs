@@ -12,7 +12,7 @@ use ha_common::{
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::keys::SigningKey;
+use crate::auth::keys::SigningKey;
 
 /// Where heartbeats go.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics::{CONTENT_TYPE, Metrics};
+use super::metrics::{CONTENT_TYPE, Metrics};
 
 /// A client slower than this is dropped: it cannot hold the server up for long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn serves_metrics_and_refuses_the_rest() {
-        let metrics = Arc::new(Metrics::new(crate::control::Hub::new().0));
+        let metrics = Arc::new(Metrics::new(crate::ops::control::Hub::new().0));
         let server = MetricsServer::start("127.0.0.1:0".parse().expect("addr"), metrics).expect("listen");
         let reply = get(server.addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
@@ -144,7 +144,7 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr");
         let err =
-            MetricsServer::start(addr, Arc::new(Metrics::new(crate::control::Hub::new().0))).err().expect("in use");
+            MetricsServer::start(addr, Arc::new(Metrics::new(crate::ops::control::Hub::new().0))).err().expect("in use");
         assert!(err.to_string().starts_with(&format!("--metrics {addr}: cannot listen")), "{err}");
     }
 }

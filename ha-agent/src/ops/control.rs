@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use crate::status::Status;
+use super::status::Status;
 
 /// Runtime files (lock, control socket) live here.
 pub const RUN_DIR: &str = "/run/ha-agent";

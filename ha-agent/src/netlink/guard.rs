@@ -12,10 +12,11 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    address::{AddressError, AddressManager, SharedAddr},
-    announce::Announcer,
+use super::{
+    SharedAddr,
+    address::{AddressError, AddressManager},
 };
+use crate::tx::announce::Announcer;
 
 /// Shared with the run loop, which flips `holding` before it adds and before it removes.
 #[derive(Default)]

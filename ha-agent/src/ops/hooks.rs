@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{events::Event, metrics::Metrics, shell};
+use super::{events::Event, metrics::Metrics, shell};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HookConfig {
@@ -172,7 +172,7 @@ mod tests {
             timeout: Duration::from_millis(300),
         };
         let facts = NodeFacts { iface: "eth0".into(), vips: vec!["192.0.2.200/24".into(), "192.0.2.201/24".into()] };
-        let metrics = Arc::new(Metrics::new(crate::control::Hub::new().0));
+        let metrics = Arc::new(Metrics::new(crate::ops::control::Hub::new().0));
         let hooks = Hooks::start(cfg, facts, Arc::clone(&metrics)).expect("start");
         let start = Instant::now();
         for (to, reason) in [("ACTIVE", "no_holder"), ("STANDBY", "more_worthy_holder"), ("ACTIVE", "holder_silent")] {

@@ -143,7 +143,7 @@ impl Announcer {
     /// network namespace) and reads the interface's MAC.
     pub fn new(iface: &str) -> io::Result<Self> {
         let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} on interface {iface}: {e}"));
-        let ifindex = crate::iface::index(iface)?;
+        let ifindex = crate::netlink::iface::index(iface)?;
         let fd = packet_socket().map_err(|e| context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)", e))?;
         bind_to(&fd, ifindex).map_err(|e| context("cannot bind the AF_PACKET socket", e))?;
         let mac = bound_mac(&fd).map_err(|e| context("cannot read the MAC address", e))?;

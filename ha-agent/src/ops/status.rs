@@ -66,7 +66,7 @@ pub struct Status {
     pub preempt: String,
     pub heartbeats_sent: u64,
     /// How late scheduled heartbeats left (the sender's precision).
-    pub send_lateness: crate::lateness::LatenessSummary,
+    pub send_lateness: super::lateness::LatenessSummary,
     pub transitions: u64,
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,

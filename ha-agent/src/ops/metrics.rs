@@ -17,7 +17,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::control::Hub;
+use super::control::Hub;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabels {
@@ -165,7 +165,7 @@ impl Collector for FromStatus {
         counter(&mut e, "heartbeats_received", "Valid heartbeats recorded by XDP, all peers.", s.heartbeats_recorded)?;
         let drops = s.drops.iter().map(|(reason, n)| (vec![("reason", reason.clone())], ConstCounter::new(*n)));
         family(&mut e, "xdp_drops", "Heartbeats dropped by XDP, by reason.", MetricType::Counter, drops)?;
-        let peer = |p: &crate::status::PeerStatus| vec![("node", p.node_id.clone())];
+        let peer = |p: &super::status::PeerStatus| vec![("node", p.node_id.clone())];
         let heard = s.peers.iter().map(|p| (peer(p), ConstGauge::new(p.age_ms / 1e3)));
         family(
             &mut e,
@@ -209,7 +209,7 @@ impl Collector for FromStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{CheckStatus, PeerStatus};
+    use crate::ops::status::{CheckStatus, PeerStatus};
 
     #[test]
     fn status_transitions_and_takeovers_are_exposed_in_text_format() {

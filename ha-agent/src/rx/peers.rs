@@ -8,7 +8,7 @@ use aya::{
 };
 use ha_common::maps::{MAX_PEERS, PEERS_MAP, PeerRecord, STATS_MAP, Stats};
 
-use crate::map_batch::{self, BatchReader};
+use super::map_batch::{self, BatchReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeersError {

@@ -12,9 +12,10 @@ use aya::{
 };
 use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals};
 
+use super::{bpffs, settings::AttachMode};
 use crate::{
-    bpffs, iface,
-    keys::{AuthMode, KeysMap},
+    auth::keys::{AuthMode, KeysMap},
+    netlink::iface,
 };
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time (empty if it was missing).
@@ -55,14 +56,6 @@ pub struct XdpConfig {
     pub pass_heartbeats: bool,
     /// Which heartbeats are accepted; with keys, they are in `KEYS` before the program is attached.
     pub auth: AuthMode,
-}
-
-/// How to attach: native driver mode, falling back to generic (skb) mode with a warning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    Auto,
-    Driver,
-    Skb,
 }
 
 fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -126,11 +119,6 @@ pub fn named_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut X
         .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?
         .try_into()
         .map_err(|e: ProgramError| EbpfError::Load(e.to_string()))
-}
-
-/// The default pin directory of a cluster.
-pub fn default_pin_dir(cluster_id: u32) -> PathBuf {
-    Path::new(bpffs::DEFAULT_ROOT).join("ha").join(cluster_id.to_string())
 }
 
 /// A loaded, attached program with pinned maps. Dropping it detaches and unpins.
@@ -206,8 +194,8 @@ fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachM
     }
 }
 
-pub fn ifindex(iface: &str) -> Result<u32, EbpfError> {
-    crate::iface::index(iface).map_err(|_| EbpfError::NoInterface(iface.to_string()))
+fn ifindex(iface: &str) -> Result<u32, EbpfError> {
+    iface::index(iface).map_err(|_| EbpfError::NoInterface(iface.to_string()))
 }
 
 /// Stacked (upper) devices: the driver names (ethtool) of device kinds without native XDP. On
