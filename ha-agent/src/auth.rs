@@ -11,7 +11,7 @@ use std::{
 
 use ha_common::maps::{AuthKey, KEY_SLOTS};
 
-pub mod key_alarm;
+pub(crate) mod key_alarm;
 pub mod keys;
 
 use crate::{config::AuthConfig, rx::Receiver, tx::sender::Sender};

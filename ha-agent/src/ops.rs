@@ -1,13 +1,13 @@
 //! What operators see and steer: the control socket, status, events, metrics, hooks, health
 //! checks, maintenance mode and logs.
-pub mod checks;
+pub(crate) mod checks;
 pub mod control;
-pub mod events;
-pub mod hooks;
-pub mod lateness;
+pub(crate) mod events;
+pub(crate) mod hooks;
+pub(crate) mod lateness;
 pub mod logging;
-pub mod maintenance;
-pub mod metrics;
-pub mod metrics_http;
-pub mod shell;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
+pub(crate) mod metrics_http;
+mod shell;
 pub mod status;

@@ -1,13 +1,13 @@
 //! Where peers come from: the XDP program's maps, or a UDP socket read in user space. The run
 //! loop only sees [`Receiver::read_peers`] and [`Receiver::stats`], in the same `PeerRecord`
 //! form either way, so the state machine gets the same `Peer` inputs from both.
-pub mod bpffs;
+mod bpffs;
 pub mod ebpf;
-pub mod map_batch;
+mod map_batch;
 pub mod peers;
 pub mod settings;
-pub mod socket;
-pub mod table;
+mod socket;
+mod table;
 
 use std::{os::fd::OwnedFd, path::PathBuf};
 
