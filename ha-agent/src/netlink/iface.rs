@@ -19,12 +19,6 @@ pub fn index(iface: &str) -> io::Result<u32> {
     }
 }
 
-/// The label of shared addresses on `iface`, when it fits IFNAMSIZ.
-pub fn shared_label(iface: &str) -> Option<String> {
-    let label = format!("{iface}:ha");
-    (label.len() < libc::IFNAMSIZ).then_some(label)
-}
-
 /// IPv4 addresses of `iface` that are not labelled as shared, in kernel order (primary first).
 pub fn own_ipv4_addrs(iface: &str) -> io::Result<Vec<Ipv4Addr>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();

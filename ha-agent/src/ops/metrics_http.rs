@@ -49,6 +49,7 @@ impl MetricsServer {
     }
 
     /// Where it listens (the port is chosen by the system for port 0).
+    #[cfg(test)]
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
