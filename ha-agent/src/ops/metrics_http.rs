@@ -144,8 +144,9 @@ mod tests {
     fn a_busy_port_is_one_clear_error() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr");
-        let err =
-            MetricsServer::start(addr, Arc::new(Metrics::new(crate::ops::control::Hub::new().0))).err().expect("in use");
+        let err = MetricsServer::start(addr, Arc::new(Metrics::new(crate::ops::control::Hub::new().0)))
+            .err()
+            .expect("in use");
         assert!(err.to_string().starts_with(&format!("--metrics {addr}: cannot listen")), "{err}");
     }
 }
