@@ -4,7 +4,7 @@ use std::process::Command;
 
 use ha_lab::Lab;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
+use crate::support::AGENT;
 
 /// Runs `ha-agent run ...` in `lab`'s node 1; returns (success, stderr).
 fn run_in_node(lab: &Lab, prefix: &[&str], args: &[&str]) -> (bool, String) {

@@ -2,7 +2,7 @@
 //! names the file, the line and what is expected; the shipped example is accepted.
 use std::process::Command;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
+use crate::support::AGENT;
 
 fn run_with(args: &[&str]) -> (bool, String) {
     let out = Command::new(AGENT).arg("run").args(args).output().expect("run ha-agent");

@@ -1,37 +1,16 @@
 //! Failover in the namespace lab with real agents, real addresses and real ARP: hard failure,
 //! crash, clean stop, each preempt mode, and a single holder in steady state.
-use std::{net::IpAddr, thread, time::Duration};
+use std::{thread, time::Duration};
 
-use ha_lab::{AgentSet, AgentSettings, Lab, Prober, VIP};
+use ha_lab::{AgentSet, AgentSettings, Prober};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
-const WAIT: Duration = Duration::from_secs(5);
+use crate::support::{AGENT, WAIT, lab, shared_cpu, vip, wait_client_points_at};
+
 const PROBE: Duration = Duration::from_millis(1);
-
-fn lab(nodes: usize) -> Lab {
-    ha_lab::install_signal_cleanup().expect("signal cleanup");
-    Lab::new(nodes).expect("lab")
-}
-
-fn vip() -> IpAddr {
-    IpAddr::V4(VIP)
-}
-
-/// Polls the client's neighbour entry for the shared address until it names `mac`.
-fn wait_client_points_at(lab: &Lab, mac: [u8; 6]) {
-    let start = std::time::Instant::now();
-    loop {
-        let entry = lab.client().neigh_mac(vip()).expect("neighbour table");
-        if entry == Some(mac) {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "client's neighbour entry for the VIP is {entry:?}, want {mac:?}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
 
 #[test]
 fn hard_failure_moves_the_address_and_the_old_holder_returns_make_before_break() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
@@ -60,6 +39,7 @@ fn hard_failure_moves_the_address_and_the_old_holder_returns_make_before_break()
 
 #[test]
 fn a_crashed_holder_is_replaced_and_its_stale_address_removed_on_restart() {
+    let _cpu = shared_cpu();
     let lab = lab(3);
     let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[300, 200, 100])).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
@@ -76,6 +56,7 @@ fn a_crashed_holder_is_replaced_and_its_stale_address_removed_on_restart() {
 
 #[test]
 fn clean_stop_hands_over_without_a_gap_and_cleans_up() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
@@ -94,6 +75,7 @@ fn clean_stop_hands_over_without_a_gap_and_cleans_up() {
 
 #[test]
 fn preempt_never_keeps_the_address_where_it_is() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut settings = AgentSettings::new(&[200, 100]);
     settings.preempt = "never".into();
@@ -108,6 +90,7 @@ fn preempt_never_keeps_the_address_where_it_is() {
 
 #[test]
 fn preempt_delay_waits_before_taking_the_address_back() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut settings = AgentSettings::new(&[200, 100]);
     settings.preempt = "delay=600ms".into();
@@ -124,6 +107,7 @@ fn preempt_delay_waits_before_taking_the_address_back() {
 
 #[test]
 fn steady_state_has_exactly_one_holder_at_every_sample() {
+    let _cpu = shared_cpu();
     let lab = lab(3);
     let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[100, 300, 200])).expect("agents");
     agents.wait_sole_holder(2, WAIT).expect("most worthy holds");

@@ -7,8 +7,7 @@ use std::{
 
 use ha_lab::{AgentSet, AgentSettings, Lab, PREFIX, Prober, VIP};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
-const WAIT: Duration = Duration::from_secs(5);
+use crate::support::{AGENT, WAIT, shared_cpu};
 
 fn vip_arg() -> String {
     format!("{VIP}/{PREFIX}")
@@ -16,6 +15,7 @@ fn vip_arg() -> String {
 
 #[test]
 fn an_address_deleted_by_another_program_is_restored_and_a_stray_copy_removed() {
+    let _cpu = shared_cpu();
     ha_lab::install_signal_cleanup().expect("signal cleanup");
     let lab = Lab::new(2).expect("lab");
     let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
@@ -45,6 +45,7 @@ fn an_address_deleted_by_another_program_is_restored_and_a_stray_copy_removed() 
 
 #[test]
 fn a_second_cluster_with_the_same_id_but_another_key_is_reported_not_mixed() {
+    let _cpu = shared_cpu();
     use ha_lab::{LabAuth, write_key_file};
     ha_lab::install_signal_cleanup().expect("signal cleanup");
     let lab = Lab::new(3).expect("lab");

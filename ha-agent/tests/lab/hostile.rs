@@ -4,7 +4,6 @@
 //! captured, and a flood of random and mutated frames at the heartbeat port. The address never
 //! moves, the agents' CPU stays bounded (XDP drops the flood before the stack), STATS count what
 //! happened by reason, and replays cannot keep a dead holder alive.
-mod support;
 
 use std::{
     collections::BTreeMap,
@@ -26,10 +25,9 @@ use ha_common::{
 };
 use ha_lab::{AgentSet, AgentSettings, FrameSender, LAB_KEY, LAB_KEY_ID, Lab, frames::FrameSpec};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use support::{AGENT, WAIT, lab};
 
-/// Bound on each test (they take a few seconds).
-const LIMIT: Duration = Duration::from_secs(120);
+use crate::support::{AGENT, LIMIT, WAIT, lab, shared_cpu};
+
 const ATTACKER: usize = 3;
 /// The lab agents' cluster (the agent's default).
 const CLUSTER: u32 = 1;
@@ -184,6 +182,7 @@ impl Drop for StopOnDrop<'_> {
 
 #[test]
 fn forgeries_replays_and_floods_never_move_the_address() {
+    let _cpu = shared_cpu();
     ha_lab::within(LIMIT, || {
         attack();
         Ok(())
@@ -342,6 +341,7 @@ fn attack() {
 
 #[test]
 fn replayed_heartbeats_cannot_keep_a_dead_holder_alive() {
+    let _cpu = shared_cpu();
     ha_lab::within(LIMIT, || {
         replay_after_death();
         Ok(())
@@ -383,6 +383,7 @@ fn replay_after_death() {
 
 #[test]
 fn the_socket_receive_path_refuses_forgeries_too() {
+    let _cpu = shared_cpu();
     ha_lab::within(LIMIT, || {
         socket_path_forgeries();
         Ok(())

@@ -1,8 +1,6 @@
 //! Key rotation on running agents: rewrite the key file, SIGHUP, no restart. Through the whole
 //! rotation every heartbeat verifies (no bad_auth, no unknown_key), the address stays put, and a
 //! broken key file on SIGHUP changes nothing.
-mod support;
-
 use std::{
     os::unix::fs::PermissionsExt,
     thread,
@@ -11,7 +9,8 @@ use std::{
 
 use ha_agent::rx::peers::PeerMaps;
 use ha_lab::{AgentSet, AgentSettings, LAB_KEY, LAB_KEY_ID, Lab};
-use support::{AGENT, WAIT, lab};
+
+use crate::support::{AGENT, WAIT, lab, shared_cpu};
 
 const NEW_ID: u8 = 2;
 const NEW_KEY: [u8; 16] = *b"the next lab key";
@@ -42,6 +41,7 @@ fn wait_log(agents: &AgentSet, i: usize, needle: &str, after: usize) {
 
 #[test]
 fn keys_rotate_on_sighup_without_a_restart_or_a_lost_heartbeat() {
+    let _cpu = shared_cpu();
     ha_lab::within(Duration::from_secs(120), || {
         rotate();
         Ok(())

@@ -6,7 +6,7 @@ use ha_agent::rx::peers::PeerMaps;
 use ha_common::maps::PeerRecord;
 use ha_lab::{AgentSet, AgentSettings, Lab};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
+use crate::support::{AGENT, shared_cpu};
 
 fn record_of(maps: &PeerMaps, node: Ipv4Addr) -> Option<PeerRecord> {
     let mut all = Vec::new();
@@ -16,6 +16,7 @@ fn record_of(maps: &PeerMaps, node: Ipv4Addr) -> Option<PeerRecord> {
 
 #[test]
 fn heartbeats_reach_the_peer_map_and_stop_with_the_link() {
+    let _cpu = shared_cpu();
     ha_lab::install_signal_cleanup().expect("signal cleanup");
     let lab = Lab::new(2).expect("lab");
     let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");

@@ -1,11 +1,10 @@
 //! The agent runs with only the capabilities it needs, not as full root, and says at once,
 //! in one line, which it lacks. See the README's "Least privilege".
-mod support;
-
 use std::{thread, time::Duration};
 
 use ha_lab::{AgentSet, AgentSettings};
-use support::{AGENT, WAIT, lab, only_caps, warnings};
+
+use crate::support::{AGENT, WAIT, lab, only_caps, shared_cpu, warnings};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
@@ -34,6 +33,7 @@ fn effective_caps(pid: u32) -> u64 {
 
 #[test]
 fn the_documented_capabilities_suffice_for_each_receive_path() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut settings = AgentSettings::new(&[200, 100]);
     // XDP: CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW; no locked-memory allowance either
@@ -62,6 +62,7 @@ fn the_documented_capabilities_suffice_for_each_receive_path() {
 
 #[test]
 fn without_cap_net_admin_the_agent_stops_at_once_with_one_line() {
+    let _cpu = shared_cpu();
     let lab = lab(1);
     for (rx, caps, missing) in [
         ("auto", &["bpf", "perfmon", "net_raw"][..], "missing CAP_NET_ADMIN:"),

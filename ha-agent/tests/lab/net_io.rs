@@ -20,6 +20,8 @@ use ha_agent::{
 };
 use ha_lab::{Host, Lab, PREFIX, PREFIX6, VIP, VIP6};
 
+use crate::support::shared_cpu;
+
 const SEC: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
 /// How long a neighbour may take to follow an announcement.
@@ -102,6 +104,7 @@ fn event_for(w: &mut AddressWatcher, addr: IpAddr, limit: Duration) -> Result<Op
 
 #[test]
 fn ipv4_add_remove_is_idempotent_and_labelled() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(1)?;
         let node = lab.node(1);
@@ -130,6 +133,7 @@ fn ipv4_add_remove_is_idempotent_and_labelled() {
 
 #[test]
 fn ipv6_add_is_never_tentative() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(1)?;
         let node = lab.node(1);
@@ -160,6 +164,7 @@ fn ipv6_add_is_never_tentative() {
 
 #[test]
 fn missing_interface_is_named() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(1)?;
         match lab.node(1).run_in(|| AddressManager::new("nosuch0"))? {
@@ -177,6 +182,7 @@ fn missing_interface_is_named() {
 
 #[test]
 fn watcher_reports_our_changes_and_foreign_removal() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(1)?;
         let node = lab.node(1);
@@ -199,6 +205,7 @@ fn watcher_reports_our_changes_and_foreign_removal() {
 
 #[test]
 fn gratuitous_arp_moves_the_clients_neighbour_entry() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(2)?;
         let (n1, n2, client) = (lab.node(1), lab.node(2), lab.client());
@@ -231,6 +238,7 @@ fn gratuitous_arp_moves_the_clients_neighbour_entry() {
 
 #[test]
 fn unsolicited_na_moves_the_clients_neighbour_entry() {
+    let _cpu = shared_cpu();
     within(60 * SEC, || {
         let lab = Lab::new(2)?;
         let (n1, n2, client) = (lab.node(1), lab.node(2), lab.client());

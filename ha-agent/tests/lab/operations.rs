@@ -5,31 +5,15 @@ use std::{
     io::{Read, Write},
     net::{IpAddr, TcpStream},
     path::Path,
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use ha_lab::{AgentSet, AgentSettings, Lab, Prober, VIP};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
-const WAIT: Duration = Duration::from_secs(5);
+use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
+
 const METRICS_PORT: u16 = 9465;
-/// Bound on any one test (they take 2-12 s).
-const LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs a lab test body on its own thread; a hang fails the test instead of holding up CI.
-fn bounded(body: impl FnOnce() + Send + 'static) {
-    ha_lab::within(LIMIT, move || {
-        body();
-        Ok(())
-    });
-}
-
-fn lab(nodes: usize) -> Lab {
-    ha_lab::install_signal_cleanup().expect("signal cleanup");
-    Lab::new(nodes).expect("lab")
-}
 
 fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("ha-ops-").tempdir().expect("temp dir")
@@ -61,12 +45,6 @@ fn value(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
 }
 
-fn status_json(lab: &Lab, i: usize) -> serde_json::Value {
-    let out = Command::new(AGENT).args(["status", "--json", "--pin-dir"]).arg(lab.pin_dir(i)).output().expect("status");
-    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status JSON")
-}
-
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -77,6 +55,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn an_agent_configured_by_file_serves_metrics_and_logs_json_lines_quietly() {
+    let _cpu = shared_cpu();
     bounded(|| {
         let lab = lab(2);
         let dir = temp_dir();
@@ -123,6 +102,7 @@ fn an_agent_configured_by_file_serves_metrics_and_logs_json_lines_quietly() {
 
 #[test]
 fn hooks_fire_in_order_on_every_transition_and_a_hanging_hook_delays_none() {
+    let _cpu = shared_cpu();
     bounded(|| {
         let lab = lab(2);
         let dir = temp_dir();
@@ -221,6 +201,7 @@ fn checked_agents<'l>(lab: &'l Lab, dir: &Path, preempt: &str) -> AgentSet<'l> {
 
 #[test]
 fn a_failing_check_hands_the_address_over_make_before_break_and_recovery_takes_it_back() {
+    let _cpu = shared_cpu();
     bounded(|| {
         let lab = lab(2);
         let dir = temp_dir();
@@ -256,6 +237,7 @@ fn a_failing_check_hands_the_address_over_make_before_break_and_recovery_takes_i
 
 #[test]
 fn with_preempt_never_an_unhealthy_holder_still_hands_over_and_the_address_stays_after_recovery() {
+    let _cpu = shared_cpu();
     bounded(|| {
         let lab = lab(2);
         let dir = temp_dir();

@@ -4,8 +4,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use ha_lab::{AgentSet, AgentSettings, Lab};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
-const WAIT: Duration = Duration::from_secs(5);
+use crate::support::{AGENT, WAIT, shared_cpu};
 
 fn agent_cli(args: &[&str], pin_dir: &Path) -> String {
     let out = Command::new(AGENT).args(args).arg("--pin-dir").arg(pin_dir).output().expect("run ha-agent");
@@ -15,6 +14,7 @@ fn agent_cli(args: &[&str], pin_dir: &Path) -> String {
 
 #[test]
 fn status_maintenance_and_events_through_the_control_socket() {
+    let _cpu = shared_cpu();
     ha_lab::install_signal_cleanup().expect("signal cleanup");
     let lab = Lab::new(2).expect("lab");
     let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");

@@ -4,10 +4,8 @@
 //!
 //! Each test prints its measured figures (`--nocapture` shows them).
 use std::{
-    net::IpAddr,
-    process::Command,
     sync::{
-        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     thread,
@@ -16,38 +14,7 @@ use std::{
 
 use ha_lab::{AgentSet, AgentSettings, Lab, VIP};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ha-agent");
-const WAIT: Duration = Duration::from_secs(5);
-/// Bound on any one test (they take 2-12 s).
-const LIMIT: Duration = Duration::from_secs(120);
-
-/// The CPU-starvation test loads every core: it runs alone, the others side by side.
-static CPU: RwLock<()> = RwLock::new(());
-
-fn shared_cpu() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn all_cpus() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs a lab test body on its own thread; a hang fails the test instead of holding up CI.
-fn bounded(body: impl FnOnce() + Send + 'static) {
-    ha_lab::within(LIMIT, move || {
-        body();
-        Ok(())
-    });
-}
-
-fn lab(nodes: usize) -> Lab {
-    ha_lab::install_signal_cleanup().expect("signal cleanup");
-    Lab::new(nodes).expect("lab")
-}
-
-fn vip() -> IpAddr {
-    IpAddr::V4(VIP)
-}
+use crate::support::{AGENT, WAIT, all_cpus, bounded, lab, shared_cpu, status_json, vip, wait_client_points_at};
 
 fn settings(priorities: &[u32], tolerance_ms: u64, extra: &[&str]) -> AgentSettings {
     let mut s = AgentSettings::new(priorities);
@@ -65,19 +32,6 @@ fn transitions(agents: &AgentSet, i: usize) -> Vec<String> {
         .collect()
 }
 
-/// Polls the client's neighbour entry for the shared address until it names `mac`.
-fn wait_client_points_at(lab: &Lab, mac: [u8; 6]) -> Duration {
-    let start = Instant::now();
-    loop {
-        let entry = lab.client().neigh_mac(vip()).expect("neighbour table");
-        if entry == Some(mac) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < WAIT, "client's neighbour entry for the VIP is {entry:?}, want {mac:?}");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Node `i` alone holds the address at every sample for `how_long`.
 fn assert_sole_holder_for(agents: &AgentSet, i: usize, how_long: Duration, every: Duration) {
     let start = Instant::now();
@@ -88,22 +42,11 @@ fn assert_sole_holder_for(agents: &AgentSet, i: usize, how_long: Duration, every
     }
 }
 
-/// `ha-agent status --json` of node i.
-fn status(lab: &Lab, i: usize) -> serde_json::Value {
-    let out = Command::new(AGENT)
-        .args(["status", "--json", "--pin-dir"])
-        .arg(lab.pin_dir(i))
-        .output()
-        .expect("run ha-agent status");
-    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
 /// (heartbeats node `from` sent, heartbeats of it that node `to` recorded).
 fn heartbeat_counts(lab: &Lab, from: usize, to: usize) -> (u64, u64) {
-    let sent = status(lab, from)["heartbeats_sent"].as_u64().unwrap_or(0);
+    let sent = status_json(lab, from)["heartbeats_sent"].as_u64().unwrap_or(0);
     let addr = lab.node(from).addr().to_string();
-    let peers = status(lab, to)["peers"].as_array().cloned().unwrap_or_default();
+    let peers = status_json(lab, to)["peers"].as_array().cloned().unwrap_or_default();
     let received = peers.iter().find(|p| p["node_id"] == addr.as_str()).and_then(|p| p["received"].as_u64());
     (sent, received.unwrap_or(0))
 }
@@ -225,7 +168,7 @@ fn under_loss_the_standby_widens_the_holders_silence_limit() {
         agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
         let holder = lab.node(1).addr().to_string();
         let seen_by_standby = || {
-            let peers = status(&lab, 2)["peers"].as_array().cloned().unwrap_or_default();
+            let peers = status_json(&lab, 2)["peers"].as_array().cloned().unwrap_or_default();
             let row = peers.into_iter().find(|p| p["node_id"] == holder.as_str()).expect("holder in status");
             (row["loss_pct"].as_f64().unwrap_or(-1.0), row["limit_ms"].as_f64().unwrap_or(-1.0))
         };

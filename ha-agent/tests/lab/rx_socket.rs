@@ -1,11 +1,10 @@
 //! The receive path without eBPF (`--rx socket`): a whole cluster on it, a mixed cluster, and
 //! `auto` falling back to it when the kernel refuses XDP.
-mod support;
-
 use std::net::IpAddr;
 
 use ha_lab::{AgentSet, AgentSettings, VIP};
-use support::{AGENT, WAIT, lab, only_caps, wait_neighbour, warnings};
+
+use crate::support::{AGENT, WAIT, lab, only_caps, shared_cpu, status_json, wait_neighbour, warnings};
 
 fn rx(mode: &str) -> Vec<String> {
     vec!["--rx".into(), mode.into()]
@@ -13,6 +12,7 @@ fn rx(mode: &str) -> Vec<String> {
 
 #[test]
 fn a_cluster_on_the_socket_path_fails_over() {
+    let _cpu = shared_cpu();
     let lab = lab(3);
     let mut settings = AgentSettings::new(&[300, 200, 100]);
     settings.extra_args = rx("socket");
@@ -39,6 +39,7 @@ fn a_cluster_on_the_socket_path_fails_over() {
 
 #[test]
 fn xdp_and_socket_nodes_fail_over_to_each_other() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut settings = AgentSettings::new(&[200, 100]);
     settings.node(1).args = rx("xdp");
@@ -56,6 +57,7 @@ fn xdp_and_socket_nodes_fail_over_to_each_other() {
 
 #[test]
 fn auto_falls_back_to_the_socket_with_one_warning_when_xdp_is_refused() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let mut settings = AgentSettings::new(&[100, 200]);
     // No CAP_BPF or CAP_PERFMON: the kernel refuses to load the XDP program.
@@ -73,14 +75,4 @@ fn auto_falls_back_to_the_socket_with_one_warning_when_xdp_is_refused() {
     agents.wait_for("node 1 takes over", WAIT, |h| h.contains(&1)).expect("takeover");
     agents.start_node(2).expect("restart node 2");
     agents.wait_sole_holder(2, WAIT).expect("node 2 cleans up, then takes it back");
-}
-
-fn status_json(lab: &ha_lab::Lab, i: usize) -> serde_json::Value {
-    let out = std::process::Command::new(AGENT)
-        .args(["status", "--json", "--pin-dir"])
-        .arg(lab.pin_dir(i))
-        .output()
-        .expect("ha-agent status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status JSON")
 }

@@ -1,7 +1,5 @@
 //! Topologies operators run: unicast heartbeats where multicast does not pass, an IPv6 shared
 //! address, several shared addresses moved together, heartbeats over a sub-interface (VLAN).
-mod support;
-
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
@@ -10,13 +8,15 @@ use std::{
 };
 
 use ha_lab::{AgentSet, AgentSettings, Child, PREFIX, SUB_NET, VIP, VIP6};
-use support::{AGENT, WAIT, lab, wait_neighbour, warnings};
+
+use crate::support::{AGENT, WAIT, lab, shared_cpu, wait_neighbour, warnings};
 
 const VIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 201);
 const PING: Duration = Duration::from_secs(3);
 
 #[test]
 fn unicast_peers_fail_over_where_multicast_does_not_pass() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     lab.block_ipv4_multicast().expect("block multicast");
     // Control: with multicast heartbeats the nodes cannot hear each other, so both hold.
@@ -44,6 +44,7 @@ fn unicast_peers_fail_over_where_multicast_does_not_pass() {
 
 #[test]
 fn an_ipv6_shared_address_fails_over_by_unsolicited_na_and_is_never_tentative() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let vip6 = IpAddr::V6(VIP6);
     // The lab turns DAD off; on, an address added without nodad would be tentative for a while.
@@ -80,6 +81,7 @@ fn an_ipv6_shared_address_fails_over_by_unsolicited_na_and_is_never_tentative() 
 
 #[test]
 fn several_shared_addresses_move_together() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     let addrs = [IpAddr::V4(VIP), IpAddr::V4(VIP2), IpAddr::V6(VIP6)];
     let mut settings = AgentSettings::new(&[200, 100]);
@@ -112,6 +114,7 @@ fn several_shared_addresses_move_together() {
 
 #[test]
 fn heartbeats_over_a_sub_interface_fail_over() {
+    let _cpu = shared_cpu();
     let lab = lab(2);
     // eth0.100 (VLAN 100) where the kernel has 802.1Q, else a macvlan: both are stacked
     // devices without native XDP, where the agent must pick generic mode itself.

@@ -1,8 +1,6 @@
 //! Heartbeat authentication and replay protection in the real XDP program (BPF_PROG_TEST_RUN):
 //! only heartbeats tagged with a key in `KEYS` reach `PEERS`; forged, unknown-key, unsigned and
 //! replayed ones are counted by reason and change nothing; keys rotate without a reload.
-mod xdp_harness;
-
 use ha_agent::auth::keys::{AuthMode, KeySet, KeySlots};
 use ha_common::{
     auth::MAC_LEN,
@@ -11,7 +9,8 @@ use ha_common::{
     wire::{HEARTBEAT_LEN, Heartbeat, TAG_OFFSET},
 };
 use ha_lab::frames::FrameSpec;
-use xdp_harness::*;
+
+use crate::support::xdp::*;
 
 const OTHER_KEY: SipKey = SipKey { k0: 0x1111_2222_3333_4444, k1: 0x5555_6666_7777_8888 };
 

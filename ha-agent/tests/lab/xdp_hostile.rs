@@ -2,8 +2,6 @@
 //! frames, each checked as it runs. Whatever arrives, a frame not addressed to the heartbeat
 //! port passes byte for byte, every frame is counted exactly once, and nothing but the one
 //! genuine heartbeat ever changes `PEERS`. Deterministic: set HA_FUZZ_SEED to explore others.
-mod xdp_harness;
-
 use std::time::{Duration, Instant};
 
 use ha_common::{
@@ -11,7 +9,8 @@ use ha_common::{
     wire::{HEARTBEAT_LEN, Heartbeat, KNOWN_FLAGS, MAGIC, NodeState, Sequence, TAG_LEN, VERSION},
 };
 use ha_lab::frames::{self, FrameSpec};
-use xdp_harness::*;
+
+use crate::support::xdp::*;
 
 const PACKETS: usize = 100_000;
 /// A bound that only a hung or pathological run reaches (the run takes about a second).

@@ -1,15 +1,14 @@
 //! The real XDP program on crafted frames through BPF_PROG_TEST_RUN: every outcome class gets
 //! its verdict and its counter; a valid (signed) heartbeat lands in PEERS; other traffic passes
 //! unchanged. Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
-mod xdp_harness;
-
 use ha_agent::{auth::keys::AuthMode, rx::ebpf::XdpConfig};
 use ha_common::{
     maps::{MAX_PEERS, Stats},
     wire::{FLAG_LEAVING, NodeState},
 };
 use ha_lab::frames::{self, FrameSpec};
-use xdp_harness::*;
+
+use crate::support::xdp::*;
 
 #[test]
 fn valid_heartbeat_is_recorded_and_dropped() {

@@ -1,6 +1,5 @@
-//! The real XDP program loaded for BPF_PROG_TEST_RUN, shared by the XDP test files.
+//! The real XDP program loaded for BPF_PROG_TEST_RUN, shared by the XDP test modules.
 //! Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
-#![allow(dead_code)] // each test binary uses its own part
 
 use aya::{
     Ebpf,
