@@ -2,8 +2,8 @@
 //! Run by `cargo xtask bench xdp`; prints a table and, with `--json FILE`, writes the figures.
 use aya::programs::{TestRun, TestRunOptions};
 use ha_agent::{
-    ebpf::{self, XdpConfig},
-    keys::AuthMode,
+    auth::keys::AuthMode,
+    rx::ebpf::{self, XdpConfig},
 };
 use ha_common::{
     maps::AuthKey,

@@ -18,24 +18,26 @@ use ha_core::{
 };
 
 use crate::{
-    address::AddressManager,
-    announce::Announcer,
     auth::Auth,
-    checks::Checks,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
-    control::{Command, ControlServer, Hub},
-    events::Event,
-    guard::AddressGuard,
-    hooks::{Hooks, NodeFacts},
-    link::LinkWatch,
-    metrics::Metrics,
-    metrics_http::MetricsServer,
+    netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch},
     node::id,
     observe::observe,
+    ops::{
+        checks::Checks,
+        control::{Command, ControlServer, Hub},
+        events::Event,
+        hooks::{Hooks, NodeFacts},
+        metrics::Metrics,
+        metrics_http::MetricsServer,
+        status,
+    },
     rx::Receiver,
-    sender::{Sender, SenderConfig},
-    status,
+    tx::{
+        announce::Announcer,
+        sender::{Sender, SenderConfig},
+    },
 };
 
 /// The system side of a run: what the loop touches.
@@ -50,8 +52,8 @@ struct Io {
     hub: Arc<Hub>,
     transitions: u64,
     guard: AddressGuard,
-    lateness: crate::lateness::Lateness,
-    key_alarm: crate::key_alarm::KeyAlarm,
+    lateness: crate::ops::lateness::Lateness,
+    key_alarm: crate::auth::key_alarm::KeyAlarm,
     metrics: Arc<Metrics>,
     hooks: Hooks,
     checks: Checks,
@@ -255,7 +257,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
     });
-    let _control = ControlServer::start(crate::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
+    let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
     let _metrics_server = match cfg.metrics {
@@ -267,7 +269,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
     let checks =
         Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
-    let maintenance_file = crate::maintenance::MaintenanceFile::new(&cfg.pin_dir);
+    let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
     let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
     let mut io = Io {
         cfg,
@@ -302,7 +304,7 @@ fn event_loop(
     io: &mut Io,
     stop: &AtomicBool,
     commands: &std::sync::mpsc::Receiver<Command>,
-    maintenance_file: &crate::maintenance::MaintenanceFile,
+    maintenance_file: &crate::ops::maintenance::MaintenanceFile,
 ) -> anyhow::Result<()> {
     let clock = || Instant::from_nanos(monotonic_ns());
     let cfg = FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick);

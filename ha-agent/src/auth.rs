@@ -11,12 +11,11 @@ use std::{
 
 use ha_common::maps::{AuthKey, KEY_SLOTS};
 
-use crate::{
-    config::AuthConfig,
-    keys::{AuthMode, KeyFileError, KeySet, SigningKey},
-    rx::Receiver,
-    sender::Sender,
-};
+pub(crate) mod key_alarm;
+pub mod keys;
+
+use crate::{config::AuthConfig, rx::Receiver, tx::sender::Sender};
+use keys::{AuthMode, KeyFileError, KeySet, SigningKey};
 
 pub struct Auth {
     /// None with `--insecure-no-auth`.

@@ -12,12 +12,10 @@ use std::{
 
 use self::cli::RunArgs;
 use crate::{
-    address::SharedAddr,
-    checks::CheckConfig,
-    ebpf::{self, AttachMode},
-    hooks::HookConfig,
+    netlink::SharedAddr,
     node::{NodeConfig, Preempt},
-    rx::RxMode,
+    ops::{checks::CheckConfig, hooks::HookConfig},
+    rx::settings::{self, AttachMode, RxMode},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -152,7 +150,7 @@ impl RunConfig {
             port: args.port,
             // One --peer list for the whole cluster: each node skips itself.
             unicast_peers: args.peers.iter().filter(|p| !iface_addrs.contains(p)).copied().collect(),
-            pin_dir: args.pin_dir.clone().unwrap_or_else(|| ebpf::default_pin_dir(args.cluster)),
+            pin_dir: args.pin_dir.clone().unwrap_or_else(|| settings::default_pin_dir(args.cluster)),
             xdp_mode: args.xdp_mode,
             rx: args.rx,
             pass_heartbeats: args.pass_heartbeats,

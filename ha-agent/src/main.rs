@@ -12,9 +12,10 @@ use ha_agent::{
         cli::{self, ArgsError, Command, PinArgs, RunArgs},
         file::FileConfig,
     },
-    control, ebpf, iface, logging,
-    peers::PeerMaps,
-    privilege, status,
+    netlink::iface,
+    ops::{control, logging, status},
+    privilege,
+    rx::{peers::PeerMaps, settings::default_pin_dir},
 };
 
 fn main() -> ExitCode {
@@ -55,7 +56,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
     };
     let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
-    if ebpf::ifindex(iface).is_err() {
+    if iface::index(iface).is_err() {
         anyhow::bail!("no interface named {iface}: check `ip link`");
     }
     let cfg = RunConfig::new(args, &own)?;
@@ -81,7 +82,7 @@ fn pin_dir(args: &PinArgs) -> anyhow::Result<std::path::PathBuf> {
     };
     let run = file.run_args()?;
     let cluster = args.cluster.unwrap_or(run.cluster);
-    Ok(args.pin_dir.clone().or(run.pin_dir).unwrap_or_else(|| ebpf::default_pin_dir(cluster)))
+    Ok(args.pin_dir.clone().or(run.pin_dir).unwrap_or_else(|| default_pin_dir(cluster)))
 }
 
 fn peers(args: &PinArgs) -> anyhow::Result<()> {

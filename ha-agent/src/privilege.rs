@@ -6,7 +6,7 @@
 //! without CAP_PERFMON. Nothing else, given a mounted bpffs (mounting it needs CAP_SYS_ADMIN).
 use std::fs;
 
-use crate::rx::RxMode;
+use crate::rx::settings::RxMode;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;

@@ -1,31 +1,26 @@
 //! Where peers come from: the XDP program's maps, or a UDP socket read in user space. The run
 //! loop only sees [`Receiver::read_peers`] and [`Receiver::stats`], in the same `PeerRecord`
 //! form either way, so the state machine gets the same `Peer` inputs from both.
-pub mod socket;
-pub mod table;
+mod bpffs;
+pub mod ebpf;
+mod map_batch;
+pub mod peers;
+pub mod settings;
+mod socket;
+mod table;
 
 use std::{os::fd::OwnedFd, path::PathBuf};
 
 use ha_common::maps::{PeerRecord, Stats};
 
 use crate::{
+    auth::keys::{AuthMode, KeySet, KeysMap, KeysMapError},
     config::RunConfig,
-    ebpf::{self, AttachedXdp, EbpfError, XdpConfig},
-    keys::{AuthMode, KeySet, KeysMap, KeysMapError},
-    peers::{PeerMaps, PeersError},
 };
+use ebpf::{AttachedXdp, EbpfError, XdpConfig};
+use peers::{PeerMaps, PeersError};
+pub use settings::RxMode;
 use socket::{SocketRx, SocketRxConfig};
-
-/// `--rx`: how heartbeats are received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RxMode {
-    /// XDP when it can be loaded and attached, else a UDP socket (with one warning).
-    Auto,
-    /// XDP only: fail if it cannot be loaded or attached.
-    Xdp,
-    /// A UDP socket: no eBPF, fewer privileges, more per-packet cost.
-    Socket,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RxError {

@@ -174,11 +174,6 @@ impl Lab {
         &self.id
     }
 
-    /// The switch namespace's name (holds `br0` and the ports `p<i>`, `pc`).
-    pub fn switch_name(&self) -> &str {
-        &self.switch
-    }
-
     /// `/sys/fs/bpf/<id>/n<i>`, for node `i`'s pinned maps. Only a path (callers create it;
     /// [`Lab::new`] already made sure bpffs is mounted); the lab's pin root goes on drop.
     pub fn pin_dir(&self, node: usize) -> PathBuf {

@@ -17,7 +17,12 @@ use super::{
         self, duration, number, parse_group, parse_listen, parse_log_level, parse_node_id, parse_peer, parse_preempt,
     },
 };
-use crate::{address::SharedAddr, ebpf::AttachMode, logging::LogFormat, node::Preempt, rx::RxMode};
+use crate::{
+    netlink::SharedAddr,
+    node::Preempt,
+    ops::logging::LogFormat,
+    rx::settings::{AttachMode, RxMode},
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "ha-agent", version, about = "eBPF-assisted failover of a shared IP address")]

@@ -12,8 +12,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::table::PeerTable;
 use crate::{
+    auth::keys::{AuthMode, KeySet},
     clock::{monotonic_ns, realtime_ns},
-    keys::{AuthMode, KeySet},
 };
 
 /// Datagrams read per call at most, so a flood cannot starve the run loop.

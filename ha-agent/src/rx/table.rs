@@ -10,7 +10,7 @@ use ha_common::{
     wire::{DecodeError, HEARTBEAT_LEN, Heartbeat, Sequence},
 };
 
-use crate::keys::{AuthMode, KeySet};
+use crate::auth::keys::{AuthMode, KeySet};
 
 /// Why a datagram was not recorded; each reason has the counter XDP uses for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

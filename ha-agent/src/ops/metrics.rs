@@ -1,0 +1,257 @@
+//! Prometheus metrics (`--metrics ADDR:PORT`, served by `metrics_http`). Most series are read at
+//! scrape time from the status the run loop already publishes to the control hub, so the loop
+//! pays nothing per heartbeat; only what status does not keep (transitions by reason, takeover
+//! durations, hook outcomes) is counted here as it happens.
+use std::sync::Arc;
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::Histogram,
+    },
+    registry::Registry,
+};
+
+use super::control::Hub;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: String,
+    to: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+    outcome: String,
+}
+
+/// Takeover durations span ~100 us (native XDP host, one address) to seconds (a slow netlink).
+const TAKEOVER_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+pub struct Metrics {
+    registry: Registry,
+    transitions: Family<TransitionLabels, Counter>,
+    takeover: Histogram,
+    hooks: Family<HookLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        let mut registry = Registry::with_prefix("ha");
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register("transitions", "State changes by from, to and reason", transitions.clone());
+        let takeover = Histogram::new(TAKEOVER_BUCKETS);
+        registry.register(
+            "takeover_duration_seconds",
+            "Time from deciding to take the address until it is added and announced",
+            takeover.clone(),
+        );
+        let hooks = Family::<HookLabels, Counter>::default();
+        registry.register("hook_runs", "Hook runs by hook and outcome (ok, failed, timeout)", hooks.clone());
+        registry.register_collector(Box::new(FromStatus(hub)));
+        Self { registry, transitions, takeover, hooks }
+    }
+
+    pub fn transition(&self, from: &str, to: &str, reason: &str) {
+        let labels = TransitionLabels { from: from.into(), to: to.into(), reason: reason.into() };
+        self.transitions.get_or_create(&labels).inc();
+    }
+
+    pub fn takeover(&self, seconds: f64) {
+        self.takeover.observe(seconds);
+    }
+
+    pub fn hook_ran(&self, hook: &str, outcome: &str) {
+        self.hooks.get_or_create(&HookLabels { hook: hook.into(), outcome: outcome.into() }).inc();
+    }
+
+    /// The Prometheus text exposition format (0.0.4).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry) {
+            log::warn!("encoding metrics: {e}");
+        }
+        text
+    }
+}
+
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Series read from the published status at each scrape.
+struct FromStatus(Arc<Hub>);
+
+impl std::fmt::Debug for FromStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FromStatus")
+    }
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One series per label set under one name.
+fn family<M: EncodeMetric>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    series: impl IntoIterator<Item = (Vec<(&'static str, String)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = e.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, metric) in series {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn flag(on: bool) -> i64 {
+    i64::from(on)
+}
+
+impl Collector for FromStatus {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.status();
+        let info = [(
+            vec![
+                ("node", s.node_id.clone()),
+                ("iface", s.iface.clone()),
+                ("cluster", s.cluster.to_string()),
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ],
+            ConstGauge::new(1i64),
+        )];
+        family(&mut e, "info", "This agent: node id, interface, cluster, version.", MetricType::Gauge, info)?;
+        let states =
+            ["ACTIVE", "STANDBY"].map(|st| (vec![("state", st.to_string())], ConstGauge::new(flag(s.state == st))));
+        family(&mut e, "state", "1 for the state this node is in.", MetricType::Gauge, states)?;
+        gauge(&mut e, "priority", "Worthiness announced now (base less failing checks).", i64::from(s.priority))?;
+        gauge(&mut e, "maintenance", "1 while in maintenance.", flag(s.maintenance))?;
+        gauge(&mut e, "link_up", "1 while the interface's link is up.", flag(s.link_up))?;
+        let checks =
+            s.checks.iter().map(|c| (vec![("check", c.command.clone())], ConstGauge::new(flag(c.state != "passing"))));
+        family(
+            &mut e,
+            "check_failing",
+            "1 while a health check is failing or has no result yet.",
+            MetricType::Gauge,
+            checks,
+        )?;
+        counter(&mut e, "heartbeats_sent", "Heartbeats sent.", s.heartbeats_sent)?;
+        let late = &s.send_lateness;
+        let lateness = [("0.5", late.p50_us), ("0.99", late.p99_us), ("1", late.max_us)]
+            .map(|(q, us)| (vec![("quantile", q.to_string())], ConstGauge::new(us as f64 / 1e6)));
+        family(
+            &mut e,
+            "heartbeat_send_late_seconds",
+            "How late scheduled heartbeats left, by quantile (1: the maximum).",
+            MetricType::Gauge,
+            lateness,
+        )?;
+        counter(&mut e, "heartbeats_received", "Valid heartbeats recorded by XDP, all peers.", s.heartbeats_recorded)?;
+        let drops = s.drops.iter().map(|(reason, n)| (vec![("reason", reason.clone())], ConstCounter::new(*n)));
+        family(&mut e, "xdp_drops", "Heartbeats dropped by XDP, by reason.", MetricType::Counter, drops)?;
+        let peer = |p: &super::status::PeerStatus| vec![("node", p.node_id.clone())];
+        let heard = s.peers.iter().map(|p| (peer(p), ConstGauge::new(p.age_ms / 1e3)));
+        family(
+            &mut e,
+            "peer_last_heard_seconds",
+            "Seconds since each peer's last heartbeat.",
+            MetricType::Gauge,
+            heard,
+        )?;
+        let received = s.peers.iter().map(|p| (peer(p), ConstCounter::new(p.received)));
+        family(
+            &mut e,
+            "peer_heartbeats_received",
+            "Valid heartbeats recorded from each peer.",
+            MetricType::Counter,
+            received,
+        )?;
+        let priority = s.peers.iter().map(|p| (peer(p), ConstGauge::new(i64::from(p.priority))));
+        family(&mut e, "peer_priority", "Each peer's announced priority.", MetricType::Gauge, priority)?;
+        let live = s.peers.iter().map(|p| (peer(p), ConstGauge::new(flag(p.live))));
+        family(&mut e, "peer_live", "1 while a peer is heard within its silence limit.", MetricType::Gauge, live)?;
+        let loss = s.peers.iter().filter_map(|p| Some((peer(p), ConstGauge::new(p.loss_pct? / 100.0))));
+        family(
+            &mut e,
+            "peer_loss_ratio",
+            "Estimated share of each peer's heartbeats lost lately.",
+            MetricType::Gauge,
+            loss,
+        )?;
+        let limit = s.peers.iter().filter_map(|p| Some((peer(p), ConstGauge::new(p.limit_ms? / 1e3))));
+        family(
+            &mut e,
+            "peer_silence_limit_seconds",
+            "How long each peer may be silent and still count as live: the tolerance, more under loss.",
+            MetricType::Gauge,
+            limit,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::status::{CheckStatus, PeerStatus};
+
+    #[test]
+    fn status_transitions_and_takeovers_are_exposed_in_text_format() {
+        let (hub, _) = Hub::new();
+        hub.update_status(|s| {
+            s.node_id = "192.0.2.1".into();
+            s.state = "ACTIVE".into();
+            s.priority = 150;
+            s.heartbeats_sent = 42;
+            s.drops.insert("stale".into(), 3);
+            s.checks.push(CheckStatus { command: "test -e /x".into(), state: "failing".into(), ..Default::default() });
+            s.peers.push(PeerStatus {
+                node_id: "192.0.2.2".into(),
+                age_ms: 250.0,
+                received: 7,
+                live: true,
+                loss_pct: Some(10.0),
+                limit_ms: Some(65.0),
+                ..Default::default()
+            });
+        });
+        let m = Metrics::new(hub);
+        m.transition("STANDBY", "ACTIVE", "no_holder");
+        m.takeover(0.0003);
+        let text = m.encode();
+        for line in [
+            "ha_state{state=\"ACTIVE\"} 1",
+            "ha_state{state=\"STANDBY\"} 0",
+            "ha_priority 150",
+            "ha_heartbeats_sent_total 42",
+            "ha_xdp_drops_total{reason=\"stale\"} 3",
+            "ha_check_failing{check=\"test -e /x\"} 1",
+            "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",
+            "ha_peer_heartbeats_received_total{node=\"192.0.2.2\"} 7",
+            "ha_peer_loss_ratio{node=\"192.0.2.2\"} 0.1",
+            "ha_peer_silence_limit_seconds{node=\"192.0.2.2\"} 0.065",
+            "ha_transitions_total{from=\"STANDBY\",to=\"ACTIVE\",reason=\"no_holder\"} 1",
+            "ha_takeover_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "ha_takeover_duration_seconds_count 1",
+            "# TYPE ha_takeover_duration_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! What the running agent tells operators: its state and why, and its peers. Published by the
+//! run loop, served over the control socket (`ha-agent status`), shown as a table or JSON.
+use std::{collections::BTreeMap, fmt::Write};
+
+use ha_common::{
+    maps::{PeerRecord, Stats},
+    wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::node::id;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerStatus {
+    pub node_id: String,
+    pub address: String,
+    pub state: String,
+    pub priority: u32,
+    pub age_ms: f64,
+    pub live: bool,
+    pub seq: u64,
+    pub received: u64,
+    /// Estimated share of its heartbeats lost lately, in percent (known to a running agent only).
+    pub loss_pct: Option<f64>,
+    /// How long it may be silent and still count as live: the tolerance, more under loss.
+    pub limit_ms: Option<f64>,
+    pub flags: Vec<String>,
+}
+
+/// A peer's silence limit (ns) and loss rate (0..1), when the caller knows them.
+pub type PeerLiveness = Option<(u64, f64)>;
+
+/// One health check as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckStatus {
+    pub command: String,
+    /// pending, passing or failing.
+    pub state: String,
+    /// Why it fails: exit status or timeout, and its last line of output.
+    pub detail: String,
+}
+
+/// Missing fields default, so `status` of one version reads an agent of another.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub node_id: String,
+    pub iface: String,
+    pub cluster: u32,
+    pub vips: Vec<String>,
+    pub state: String,
+    /// Wall-clock milliseconds since the epoch of the last transition (or the start).
+    pub since_unix_ms: u64,
+    pub reason: String,
+    /// Worthiness announced now.
+    pub priority: u32,
+    /// What makes up the priority: the configured base, then each adjustment.
+    pub priority_parts: Vec<(String, i64)>,
+    pub maintenance: bool,
+    pub leaving: bool,
+    pub link_up: bool,
+    pub interval_ms: f64,
+    pub tolerance_ms: f64,
+    pub preempt: String,
+    pub heartbeats_sent: u64,
+    /// How late scheduled heartbeats left (the sender's precision).
+    pub send_lateness: super::lateness::LatenessSummary,
+    pub transitions: u64,
+    pub heartbeats_recorded: u64,
+    pub drops: BTreeMap<String, u64>,
+    pub peers: Vec<PeerStatus>,
+    pub checks: Vec<CheckStatus>,
+}
+
+pub fn flag_names(flags: u8) -> Vec<String> {
+    let mut names = Vec::new();
+    if flags & FLAG_LEAVING != 0 {
+        names.push("leaving".to_string());
+    }
+    if flags & FLAG_MAINTENANCE != 0 {
+        names.push("maintenance".to_string());
+    }
+    names
+}
+
+/// Peer rows from the map, most worthy first.
+/// `liveness` gives each peer's silence limit and loss (None: judge it by `tolerance_ns`).
+pub fn peer_rows(
+    peers: &[(u32, PeerRecord)],
+    now_ns: u64,
+    tolerance_ns: u64,
+    liveness: impl Fn(u32) -> PeerLiveness,
+) -> Vec<PeerStatus> {
+    let mut rows: Vec<PeerStatus> = peers
+        .iter()
+        .map(|(node, rec)| {
+            let age = now_ns.saturating_sub(rec.last_seen_ns);
+            let known = liveness(*node);
+            let limit = known.map_or(tolerance_ns, |(limit, _)| limit);
+            PeerStatus {
+                node_id: id(*node).to_string(),
+                address: std::net::Ipv4Addr::from(rec.addr).to_string(),
+                state: NodeState::from_u8(rec.state).map_or("?", NodeState::name).to_string(),
+                priority: rec.priority,
+                age_ms: age as f64 / 1e6,
+                live: age <= limit,
+                seq: rec.counter,
+                received: rec.received,
+                loss_pct: known.map(|(_, loss)| loss * 100.0),
+                limit_ms: known.map(|(limit, _)| limit as f64 / 1e6),
+                flags: flag_names(rec.flags),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.node_id.cmp(&a.node_id)));
+    rows
+}
+
+pub fn drops(stats: &Stats) -> BTreeMap<String, u64> {
+    stats.drops().iter().map(|(name, n)| (name.to_string(), *n)).collect()
+}
+
+fn peer_lines(out: &mut String, peers: &[PeerStatus]) {
+    let _ = writeln!(
+        out,
+        "{:<16} {:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>7} {:>9}  flags",
+        "node", "address", "state", "priority", "age ms", "seq", "received", "loss %", "limit ms"
+    );
+    let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    for p in peers {
+        let mut flags = p.flags.clone();
+        if !p.live {
+            flags.push("dead".into());
+        }
+        let _ = writeln!(
+            out,
+            "{:<16} {:<16} {:<8} {:>8} {:>10.1} {:>10} {:>10} {:>7} {:>9}  {}",
+            p.node_id,
+            p.address,
+            p.state,
+            p.priority,
+            p.age_ms,
+            p.seq,
+            p.received,
+            or_dash(p.loss_pct),
+            or_dash(p.limit_ms),
+            flags.join(",")
+        );
+    }
+}
+
+fn drop_line(recorded: u64, drops: &BTreeMap<String, u64>) -> String {
+    let nonzero: Vec<String> = drops.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+    let dropped = if nonzero.is_empty() { "none".to_string() } else { nonzero.join(" ") };
+    format!("heartbeats recorded: {recorded}; dropped: {dropped}\n")
+}
+
+/// The peer table alone (`ha-agent peers`, from pinned maps).
+pub fn peer_table(peers: &[(u32, PeerRecord)], stats: &Stats, now_ns: u64, tolerance_ns: u64) -> String {
+    let mut out = String::new();
+    peer_lines(&mut out, &peer_rows(peers, now_ns, tolerance_ns, |_| None));
+    out.push_str(&drop_line(stats.valid, &drops(stats)));
+    out
+}
+
+/// The human status (`ha-agent status`).
+pub fn render(s: &Status, now_unix_ms: u64) -> String {
+    let mut out = String::new();
+    let since_s = now_unix_ms.saturating_sub(s.since_unix_ms) as f64 / 1e3;
+    let mut modes = Vec::new();
+    if s.maintenance {
+        modes.push("maintenance");
+    }
+    if s.leaving {
+        modes.push("leaving");
+    }
+    if !s.link_up {
+        modes.push("link down");
+    }
+    let modes = if modes.is_empty() { String::new() } else { format!(" [{}]", modes.join(", ")) };
+    let _ = writeln!(
+        out,
+        "node {} on {} (cluster {}): {}{} for {:.1} s: {}",
+        s.node_id, s.iface, s.cluster, s.state, modes, since_s, s.reason
+    );
+    let parts: Vec<String> = s.priority_parts.iter().map(|(name, v)| format!("{name} {v:+}")).collect();
+    let _ = writeln!(out, "priority {} ({}); shared {}", s.priority, parts.join(", "), s.vips.join(" "));
+    let _ = writeln!(
+        out,
+        "interval {} ms, tolerance {} ms, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
+        s.interval_ms,
+        s.tolerance_ms,
+        s.preempt,
+        s.heartbeats_sent,
+        s.send_lateness.p50_us,
+        s.send_lateness.p99_us,
+        s.send_lateness.max_us,
+        s.transitions
+    );
+    for c in &s.checks {
+        let detail = if c.detail.is_empty() { String::new() } else { format!(" ({})", c.detail) };
+        let _ = writeln!(out, "check `{}`: {}{detail}", c.command, c.state);
+    }
+    peer_lines(&mut out, &s.peers);
+    out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_age_state_liveness_and_drops() {
+        let rec = PeerRecord {
+            last_seen_ns: 1_000_000,
+            priority: 150,
+            state: 2,
+            counter: 9,
+            received: 9,
+            addr: [192, 0, 2, 2],
+            flags: FLAG_LEAVING,
+            ..PeerRecord::default()
+        };
+        let stats = Stats { valid: 9, stale: 2, ..Stats::default() };
+        let text = peer_table(&[(0xc000_0202, rec)], &stats, 3_500_000, 1_000_000);
+        assert!(text.contains("192.0.2.2"), "{text}");
+        assert!(text.contains("ACTIVE") && text.contains("2.5") && text.contains("leaving,dead"), "{text}");
+        assert!(text.contains("stale=2"), "{text}");
+    }
+
+    #[test]
+    fn status_renders_and_round_trips_as_json() {
+        let s = Status {
+            node_id: "192.0.2.1".into(),
+            state: "ACTIVE".into(),
+            reason: "nobody holds the address".into(),
+            priority: 90,
+            priority_parts: vec![("base".into(), 100), ("check web".into(), -10)],
+            since_unix_ms: 1_000,
+            link_up: true,
+            checks: vec![CheckStatus { command: "web".into(), state: "failing".into(), detail: "exit 1: down".into() }],
+            ..Status::default()
+        };
+        let text = render(&s, 3_500);
+        assert!(text.contains("check `web`: failing (exit 1: down)"), "{text}");
+        assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address"), "{text}");
+        assert!(text.contains("priority 90 (base +100, check web -10)"), "{text}");
+        let json = serde_json::to_string(&s).expect("json");
+        assert_eq!(serde_json::from_str::<Status>(&json).expect("parse"), s);
+        let older: Status = serde_json::from_str(r#"{"state":"STANDBY"}"#).expect("fields default");
+        assert_eq!(older.state, "STANDBY");
+    }
+}

@@ -1,0 +1,285 @@
+//! The XDP program: embedded object, load with this node's configuration, attach, pin its maps.
+//! Everything done here is undone when [`AttachedXdp`] is dropped.
+use std::{
+    fs, io,
+    os::fd::{AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, Xdp, XdpMode},
+};
+use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals};
+
+use super::{bpffs, settings::AttachMode};
+use crate::{
+    auth::keys::{AuthMode, KeysMap},
+    netlink::iface,
+};
+
+/// The object `cargo xtask build-ebpf` produced, embedded at build time (empty if it was missing).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf.o"));
+/// Name of the XDP entry point in the object.
+pub const PROGRAM: &str = "ha_xdp";
+/// An empty XDP program in the same object, for the benchmark's baseline.
+pub const BASELINE_PROGRAM: &str = "ha_xdp_baseline";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("this ha-agent was built without its XDP object: run `cargo xtask build-ebpf`, then rebuild")]
+    NotEmbedded,
+    #[error(
+        "permission denied by the kernel ({what}): run as root, or with CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_PERFMON"
+    )]
+    Permission { what: String },
+    #[error(
+        "the kernel refused the XDP program ({0}): a kernel with BPF, BTF and XDP support (5.10 or newer) is needed"
+    )]
+    Load(String),
+    #[error("no interface named {0}: check `ip link`")]
+    NoInterface(String),
+    #[error("cannot attach XDP to {iface}: {why}")]
+    Attach { iface: String, why: String },
+    #[error("cannot pin maps under {dir}: {why}")]
+    Pin { dir: PathBuf, why: String },
+    #[error("another ha-agent already uses {0}: stop it, or give this one another --cluster or --pin-dir")]
+    Busy(PathBuf),
+}
+
+/// What the XDP program is told at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct XdpConfig {
+    pub cluster_id: u32,
+    pub node_id: u32,
+    pub port: u16,
+    pub pass_heartbeats: bool,
+    /// Which heartbeats are accepted; with keys, they are in `KEYS` before the program is attached.
+    pub auth: AuthMode,
+}
+
+fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    let text = e.to_string();
+    text.contains("Operation not permitted") || text.contains("Permission denied")
+}
+
+fn classify(what: &str, e: impl std::error::Error + 'static) -> EbpfError {
+    if is_permission(&e) {
+        EbpfError::Permission { what: what.to_string() }
+    } else {
+        EbpfError::Load(format!("{what}: {e}"))
+    }
+}
+
+/// Loads the program with `cfg` into the kernel, not attached: the agent attaches it, tests and
+/// the benchmark run it through `BPF_PROG_TEST_RUN`.
+pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
+    if OBJECT.is_empty() {
+        return Err(EbpfError::NotEmbedded);
+    }
+    let mut flags = if cfg.pass_heartbeats { XDP_FLAG_PASS_HEARTBEATS } else { 0 };
+    if let AuthMode::InsecureNoAuth = cfg.auth {
+        flags |= XDP_FLAG_INSECURE_NO_AUTH;
+    }
+    let mut ebpf = EbpfLoader::new()
+        .override_global(globals::PORT, &cfg.port, true)
+        .override_global(globals::CLUSTER_ID, &cfg.cluster_id, true)
+        .override_global(globals::NODE_ID, &cfg.node_id, true)
+        .override_global(globals::FLAGS, &flags, true)
+        .load(OBJECT)
+        .map_err(|e| classify("loading the object", e))?;
+    program_mut(&mut ebpf)?.load().map_err(|e| classify("verifying the XDP program", e))?;
+    if let AuthMode::Keys(slots) = cfg.auth {
+        // Through a second handle: the map stays in `ebpf` for whoever takes it later.
+        let map = ebpf
+            .map_mut(ha_common::maps::KEYS_MAP)
+            .ok_or_else(|| EbpfError::Load("the object has no map KEYS".into()))?;
+        KeysMap::write_into(map, &slots).map_err(|e| EbpfError::Load(e.to_string()))?;
+    }
+    Ok(ebpf)
+}
+
+/// The XDP program of a loaded object.
+pub fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, EbpfError> {
+    named_program_mut(ebpf, PROGRAM)
+}
+
+/// A program of the object by name (the agent's, or the bench's baseline).
+pub fn named_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, EbpfError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?
+        .try_into()
+        .map_err(|e: ProgramError| EbpfError::Load(e.to_string()))
+}
+
+/// A loaded, attached program with pinned maps. Dropping it detaches and unpins.
+pub struct AttachedXdp {
+    ebpf: Ebpf,
+    mode: XdpMode,
+    pins: Pins,
+    _lock: OwnedFd,
+}
+
+impl AttachedXdp {
+    pub fn attach(iface: &str, cfg: &XdpConfig, mode: AttachMode, pin_dir: &Path) -> Result<Self, EbpfError> {
+        let ifindex = ifindex(iface)?;
+        let lock = lock_pin_dir(pin_dir)?;
+        let mut ebpf = load(cfg)?;
+        // Pin after a successful load: a failed verification leaves nothing behind.
+        let pins = Pins::create(&ebpf, pin_dir)?;
+        let stacked = iface::driver(iface).ok().and_then(|d| stacked_kind(&d));
+        let mode = match (mode, stacked) {
+            (AttachMode::Auto, Some(kind)) => {
+                log::info!("{iface} is a {kind} device, which has no native XDP: attaching in generic mode");
+                AttachMode::Skb
+            }
+            _ => mode,
+        };
+        let mode =
+            attach_with_fallback(program_mut(&mut ebpf)?, iface, ifindex, mode).map_err(|e| match (e, stacked) {
+                (EbpfError::Attach { iface, why }, Some(kind)) => EbpfError::Attach {
+                    iface,
+                    why: format!("{why}; {kind} devices have no native XDP: use --xdp-mode auto"),
+                },
+                (e, _) => e,
+            })?;
+        Ok(Self { ebpf, mode, pins, _lock: lock })
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pins.dir
+    }
+}
+
+fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> Result<XdpMode, EbpfError> {
+    let attach_err = |e: ProgramError| {
+        if is_permission(&e) {
+            EbpfError::Permission { what: format!("attaching XDP to {iface}") }
+        } else {
+            let why = if e.to_string().contains("busy") || e.to_string().contains("EBUSY") {
+                format!("{e}; another XDP program is attached (see `ip link show {iface}`)")
+            } else {
+                e.to_string()
+            };
+            EbpfError::Attach { iface: iface.to_string(), why }
+        }
+    };
+    match mode {
+        AttachMode::Driver => prog.attach(ifindex, XdpMode::Driver).map(|_| XdpMode::Driver).map_err(attach_err),
+        AttachMode::Skb => prog.attach(ifindex, XdpMode::Skb).map(|_| XdpMode::Skb).map_err(attach_err),
+        AttachMode::Auto => match prog.attach(ifindex, XdpMode::Driver) {
+            Ok(_) => Ok(XdpMode::Driver),
+            Err(e) => {
+                log::warn!("native XDP unavailable on {iface} ({e}); using generic mode, which is slower");
+                prog.attach(ifindex, XdpMode::Skb).map(|_| XdpMode::Skb).map_err(attach_err)
+            }
+        },
+    }
+}
+
+fn ifindex(iface: &str) -> Result<u32, EbpfError> {
+    iface::index(iface).map_err(|_| EbpfError::NoInterface(iface.to_string()))
+}
+
+/// Stacked (upper) devices: the driver names (ethtool) of device kinds without native XDP. On
+/// them generic mode is the only mode, and the right one: it sees only that device's traffic,
+/// e.g. one VLAN's, tag already removed. The parent would see every VLAN, and with VLAN receive
+/// offload (common, and veth) the tag is not even in the frame XDP reads.
+fn stacked_kind(driver: &str) -> Option<&'static str> {
+    match driver {
+        "802.1Q VLAN Support" => Some("VLAN"),
+        "macvlan" => Some("macvlan"),
+        "ipvlan" => Some("ipvlan"),
+        "bridge" => Some("bridge"),
+        _ => None,
+    }
+}
+
+/// One agent per pin directory: an flock held for the agent's life, so a second agent fails
+/// clearly and a crashed one's pins can be replaced safely. The socket receive path takes it too.
+pub fn lock_pin_dir(pin_dir: &Path) -> Result<OwnedFd, EbpfError> {
+    let lock_dir = Path::new("/run/ha-agent");
+    let name = pin_dir.to_string_lossy().trim_matches('/').replace('/', "_");
+    let path = lock_dir.join(format!("{name}.lock"));
+    let pin_err =
+        |why: io::Error| EbpfError::Pin { dir: pin_dir.to_path_buf(), why: format!("lock {}: {why}", path.display()) };
+    fs::create_dir_all(lock_dir).map_err(pin_err)?;
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(pin_err)?;
+    // SAFETY: valid fd owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(EbpfError::Busy(pin_dir.to_path_buf()));
+    }
+    Ok(OwnedFd::from(file))
+}
+
+/// Pinned maps, removed on drop.
+struct Pins {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Pins {
+    fn create(ebpf: &Ebpf, dir: &Path) -> Result<Self, EbpfError> {
+        let pin_err = |why: String| EbpfError::Pin { dir: dir.to_path_buf(), why };
+        if dir.starts_with(bpffs::DEFAULT_ROOT) {
+            bpffs::ensure_mounted(Path::new(bpffs::DEFAULT_ROOT))
+                .map_err(|e| pin_err(format!("mounting bpffs: {e}")))?;
+        }
+        fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
+        let mut pins = Self { dir: dir.to_path_buf(), files: Vec::new() };
+        for name in [PEERS_MAP, STATS_MAP] {
+            let path = dir.join(name);
+            // We hold the directory's lock, so anything here was left by a crashed agent.
+            let _ = fs::remove_file(&path);
+            let map = ebpf.map(name).ok_or_else(|| pin_err(format!("the object has no map {name}")))?;
+            map.pin(&path).map_err(|e| pin_err(format!("{name}: {e}")))?;
+            pins.files.push(path);
+        }
+        Ok(pins)
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = fs::remove_file(file);
+        }
+        // Only removes directories that are now empty; other clusters' pins stay.
+        let _ = fs::remove_dir(&self.dir);
+        if let Some(parent) = self.dir.parent()
+            && parent != Path::new(bpffs::DEFAULT_ROOT)
+        {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stacked_kind;
+
+    #[test]
+    fn stacked_devices_are_known_by_their_driver() {
+        assert_eq!(stacked_kind("802.1Q VLAN Support"), Some("VLAN"));
+        assert_eq!(stacked_kind("macvlan"), Some("macvlan"));
+        assert_eq!(stacked_kind("veth"), None, "veth has native XDP");
+        assert_eq!(stacked_kind("ixgbe"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! What this node sends: heartbeats, and announcements that point the LAN at the shared address.
+pub mod announce;
+pub(crate) mod sender;

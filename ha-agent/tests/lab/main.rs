@@ -1,0 +1,24 @@
+//! Every lab test in one binary (built and linked once): a module per topic, the helpers in
+//! `support`. Most need root and the XDP object (`cargo xtask build-ebpf`); each lab makes
+//! network namespaces with unique names and removes them, on failure too.
+//!
+//! Run one topic with its module path, e.g. `cargo test -p ha-agent --test lab failover::`.
+mod support;
+
+mod cli_errors;
+mod config_file;
+mod failover;
+mod field_lessons;
+mod hostile;
+mod key_rotation;
+mod lab_maps;
+mod least_privilege;
+mod net_io;
+mod operations;
+mod operator;
+mod resilience;
+mod rx_socket;
+mod topologies;
+mod xdp_auth;
+mod xdp_hostile;
+mod xdp_test_run;

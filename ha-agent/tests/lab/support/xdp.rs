@@ -1,0 +1,110 @@
+//! The real XDP program loaded for BPF_PROG_TEST_RUN, shared by the XDP test modules.
+//! Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
+
+use aya::{
+    Ebpf,
+    programs::{TestRun, TestRunOptions},
+};
+use ha_agent::{
+    auth::keys::{AuthMode, KeySlots, KeysMap},
+    rx::{
+        ebpf::{self, XdpConfig},
+        peers::PeerMaps,
+    },
+};
+use ha_common::{
+    maps::{AuthKey, PeerRecord, Stats},
+    siphash::SipKey,
+    wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
+};
+use ha_lab::frames::FrameSpec;
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const PORT: u16 = 7265;
+pub const CLUSTER: u32 = 42;
+pub const SELF_ID: u32 = 1;
+/// The key the harness installs by default, and its id.
+pub const KEY_ID: u8 = 1;
+pub const KEY: SipKey = SipKey { k0: 0x5eed_0001_c0ff_ee00, k1: 0x0123_4567_89ab_cdef };
+
+/// `KEYS` holding only [`KEY`].
+pub fn default_keys() -> KeySlots {
+    [AuthKey::new(KEY_ID, KEY), AuthKey::default()]
+}
+
+pub fn config(auth: AuthMode) -> XdpConfig {
+    XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false, auth }
+}
+
+pub struct Harness {
+    pub ebpf: Ebpf,
+    pub maps: PeerMaps,
+    pub keys: KeysMap,
+    out: Vec<u8>,
+}
+
+impl Harness {
+    /// Authentication required, [`KEY`] installed.
+    pub fn new() -> Self {
+        Self::with(config(AuthMode::Keys(default_keys())))
+    }
+
+    pub fn with(cfg: XdpConfig) -> Self {
+        let mut ebpf = ebpf::load(&cfg).expect("load the XDP program (root and `cargo xtask build-ebpf` needed)");
+        let maps = PeerMaps::take_from(&mut ebpf).expect("maps");
+        let keys = KeysMap::take_from(&mut ebpf).expect("KEYS");
+        Self { ebpf, maps, keys, out: vec![0u8; 4096] }
+    }
+
+    /// Runs one frame; returns the verdict and the frame as the program left it.
+    pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let (verdict, out) = self.run_ref(frame);
+        (verdict, out.to_vec())
+    }
+
+    /// Like [`Harness::run`], without allocating (for many runs).
+    pub fn run_ref(&mut self, frame: &[u8]) -> (u32, &[u8]) {
+        let prog = ebpf::program_mut(&mut self.ebpf).expect("program");
+        let opts =
+            TestRunOptions { data_in: Some(frame), data_out: Some(&mut self.out), repeat: 1, ..Default::default() };
+        let result = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        (result.return_value, &self.out[..result.data_size_out as usize])
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.maps.stats().expect("stats")
+    }
+
+    pub fn peers(&self) -> Vec<(u32, PeerRecord)> {
+        let mut v = Vec::new();
+        self.maps.read_peers(&mut v).expect("peers");
+        v.sort_by_key(|p| p.0);
+        v
+    }
+}
+
+/// A heartbeat of this cluster carrying [`KEY_ID`] (sign it with [`frame`]).
+pub fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
+    Heartbeat {
+        cluster_id: CLUSTER,
+        node_id,
+        priority: 150,
+        state: NodeState::Active,
+        flags: 0,
+        key_id: KEY_ID,
+        interval_us: 2_000,
+        seq: Sequence { epoch: 1_000, counter },
+        tag: [0; TAG_LEN],
+    }
+}
+
+/// The heartbeat signed with [`KEY`] as key [`KEY_ID`], in a UDP frame to [`PORT`].
+pub fn frame(hb: &Heartbeat) -> Vec<u8> {
+    FrameSpec::udp(PORT, &hb.encode_signed(KEY_ID, &KEY)).build()
+}
+
+/// The heartbeat as it is (key id and tag untouched), in a UDP frame to [`PORT`].
+pub fn unsigned_frame(hb: &Heartbeat) -> Vec<u8> {
+    FrameSpec::heartbeat(hb, PORT).build()
+}
