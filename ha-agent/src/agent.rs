@@ -22,7 +22,6 @@ use crate::{
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
     netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch},
-    node::id,
     observe::observe,
     ops::{
         checks::Checks,
@@ -39,6 +38,7 @@ use crate::{
         sender::{Sender, SenderConfig},
     },
 };
+use ha_core::node::id;
 
 /// The system side of a run: what the loop touches.
 struct Io {

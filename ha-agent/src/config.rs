@@ -13,10 +13,10 @@ use std::{
 use self::cli::RunArgs;
 use crate::{
     netlink::SharedAddr,
-    node::{NodeConfig, Preempt},
     ops::{checks::CheckConfig, hooks::HookConfig},
     rx::settings::{self, AttachMode, RxMode},
 };
+use ha_core::{NodeConfig, Preempt};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {

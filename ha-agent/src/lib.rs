@@ -6,8 +6,6 @@
 //! address on it), `auth` (keys), `ops` (control socket, status, events, metrics, hooks,
 //! checks, logs). Public is only what the binary, the lab tests and the benchmark use.
 pub mod agent;
-// The decision logic lives in ha-core; these paths keep the agent's modules short.
-pub use ha_core::{linger, liveness, node};
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -19,10 +19,10 @@ use super::{
 };
 use crate::{
     netlink::SharedAddr,
-    node::Preempt,
     ops::logging::LogFormat,
     rx::settings::{AttachMode, RxMode},
 };
+use ha_core::Preempt;
 
 #[derive(Parser, Debug)]
 #[command(name = "ha-agent", version, about = "eBPF-assisted failover of a shared IP address")]

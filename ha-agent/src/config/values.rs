@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::node::Preempt;
+use ha_core::Preempt;
 
 const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -2,7 +2,7 @@
 //! arguments of hooks.
 use serde::{Deserialize, Serialize};
 
-use crate::node::{Transition, id};
+use ha_core::node::{Transition, id};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -8,7 +8,7 @@ use ha_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::node::id;
+use ha_core::node::id;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -93,7 +93,7 @@ impl PeerTable {
         let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
         rec.record(&hb, src.octets(), at_ns);
         self.peers.insert(hb.node_id, rec);
-        log::info!("new peer {} priority {} from {src}", crate::node::id(hb.node_id), hb.priority);
+        log::info!("new peer {} priority {} from {src}", ha_core::node::id(hb.node_id), hb.priority);
         Ok(())
     }
 

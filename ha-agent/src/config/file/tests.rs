@@ -1,10 +1,9 @@
 use std::time::Duration;
 
+use ha_core::Preempt;
+
 use super::*;
-use crate::{
-    config::cli::{Command, parse_from},
-    node::Preempt,
-};
+use crate::config::cli::{Command, parse_from};
 
 const EXAMPLE: &str = include_str!("../../../../examples/ha-agent.toml");
 
