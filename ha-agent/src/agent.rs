@@ -21,6 +21,7 @@ use crate::{
     auth::Auth,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
+    instance::InstanceLock,
     netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch},
     observe::observe,
     ops::{
@@ -194,24 +195,53 @@ impl Io {
 
 /// Runs until `stop` is set and the clean stop has handed the address over.
 pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    // Keys first: a bad key file must stop us before anything on the system changes.
+    // Everything that can refuse comes first; the system changes only after the last of them
+    // (XDP attached, maps pinned, leftovers removed). Keys: a bad key file stops us here.
     let reload_keys = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_keys))
         .context("installing the SIGHUP handler")?;
     let auth = Auth::start(&cfg.auth, reload_keys)?;
+    // One agent per instance and per shared address: a second agent must not take a running
+    // agent's address for a leftover.
+    let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.vips)?;
+    let (hub, commands) = Hub::new();
+    let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
+    let _metrics_server = match cfg.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
+        None => None,
+    };
+    let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
+        .context("opening the control socket")?;
     let addresses = AddressManager::new(&cfg.iface)?;
-    for vip in &cfg.vips {
-        if addresses.is_present(vip)? {
-            log::warn!(
-                "{vip} was already on {}, left by an earlier run: removing it until this node is chosen",
-                cfg.iface
-            );
-        }
-        // Unconditional (idempotent): also opens the rtnetlink connection now, so the first
-        // takeover does not pay for it.
-        addresses.remove(vip)?;
-    }
+    let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
+    let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
+    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
+    let hooks = Hooks::start(cfg.hooks.clone(), facts, Arc::clone(&metrics)).context("starting the hook thread")?;
+    let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
+    let checks =
+        Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
+    let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
+
     let rx = Receiver::open(&cfg, auth.mode())?;
+    let mut sender = Sender::new(SenderConfig {
+        iface: cfg.iface.clone(),
+        iface_addr: cfg.iface_addr,
+        group: cfg.group,
+        port: cfg.port,
+        unicast_peers: cfg.unicast_peers.clone(),
+        join_group: rx.needs_membership(),
+        cluster_id: cfg.cluster_id,
+        node_id: cfg.node.node_id,
+        interval_us: u32::try_from(cfg.interval.as_micros()).unwrap_or(u32::MAX),
+        epoch: realtime_us(),
+    })
+    .context("opening the heartbeat socket")?;
+    sender.set_signing_key(auth.signing());
+    remove_leftovers(&addresses, &cfg)?;
+    let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
+    if cfg.realtime {
+        realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
+    }
     log::info!(
         "node {} priority {} on {} ({}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
         id(cfg.node.node_id),
@@ -224,27 +254,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         cfg.node.hold_down,
         cfg.node.refresh,
     );
-    let mut sender = Sender::new(SenderConfig {
-        iface: cfg.iface.clone(),
-        iface_addr: cfg.iface_addr,
-        group: cfg.group,
-        port: cfg.port,
-        unicast_peers: cfg.unicast_peers.clone(),
-        join_group: rx.needs_membership(),
-        cluster_id: cfg.cluster_id,
-        node_id: cfg.node.node_id,
-        interval_us: cfg.interval.as_micros() as u32,
-        epoch: realtime_us(),
-    })
-    .context("opening the heartbeat socket")?;
-    sender.set_signing_key(auth.signing());
-    let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
-    let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
-    if cfg.realtime {
-        realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
-    }
     let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
-    let (hub, commands) = Hub::new();
     hub.update_status(|s| {
         s.node_id = id(cfg.node.node_id).to_string();
         s.iface = cfg.iface.clone();
@@ -257,20 +267,6 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
     });
-    let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
-        .context("opening the control socket")?;
-    let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
-    let _metrics_server = match cfg.metrics {
-        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
-        None => None,
-    };
-    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
-    let hooks = Hooks::start(cfg.hooks.clone(), facts, Arc::clone(&metrics)).context("starting the hook thread")?;
-    let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
-    let checks =
-        Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
-    let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
-    let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
     let mut io = Io {
         cfg,
         addresses,
@@ -298,6 +294,27 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     }
     drop(io); // detach XDP and unpin, or close the socket
     result
+}
+
+/// Copies of the shared addresses already on the interface: a crashed run of ours left them
+/// (labelled), or keepalived or a person did (unlabelled: adopted). No other agent manages
+/// them (we hold their locks), so they go until this node is chosen.
+fn remove_leftovers(addresses: &AddressManager, cfg: &RunConfig) -> anyhow::Result<()> {
+    for vip in &cfg.vips {
+        for copy in addresses.copies(vip.addr)? {
+            let whose = if copy.ours {
+                "left by a crashed run of this agent"
+            } else {
+                "not added by ha-agent (keepalived or by hand): adopting it"
+            };
+            log::warn!("{} was already on {} ({whose}); removing it until this node is chosen", copy.addr, cfg.iface);
+            addresses.remove(&copy.addr)?;
+        }
+        // Idempotent: also opens the rtnetlink connection now, so the first takeover does not
+        // pay for it.
+        addresses.remove(vip)?;
+    }
+    Ok(())
 }
 
 fn event_loop(

@@ -28,7 +28,7 @@ pub enum ConfigError {
         "--max-tolerance {max:?} is below --tolerance {tolerance:?}: give at least the tolerance (equal: it never grows)"
     )]
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
-    #[error("--vip {0} is this node's own address on the interface: choose an address no host has")]
+    #[error("--vip {0} is this node's own (primary) address on the interface: choose an address no host has")]
     VipIsOwnAddress(SharedAddr),
     #[error("--vip {0} is given twice")]
     DuplicateVip(SharedAddr),
@@ -109,7 +109,9 @@ impl RunConfig {
         }
         let mut vips: Vec<SharedAddr> = Vec::new();
         for vip in &args.vips {
-            if iface_addrs.iter().any(|a| std::net::IpAddr::V4(*a) == vip.addr) {
+            // Only the primary address is the node's own; another copy of the shared address on
+            // the interface (keepalived killed, added by hand) is adopted as a leftover at start.
+            if iface_addrs.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr) {
                 return Err(ConfigError::VipIsOwnAddress(*vip));
             }
             if vips.iter().any(|v| v.addr == vip.addr) {
@@ -278,6 +280,9 @@ mod tests {
         let mut a = args(&[]);
         a.vips = vec!["192.0.2.1/24".parse().expect("addr")];
         assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::VipIsOwnAddress(_))));
+        // A secondary copy is a leftover (keepalived's, say), adopted at start.
+        let leftover = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 200)];
+        assert!(RunConfig::new(&args(&[]), &leftover).is_ok());
         let a = args(&["--vip", "192.0.2.200/24"]);
         assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::DuplicateVip(_))));
         assert!(matches!(RunConfig::new(&args(&[]), &[]), Err(ConfigError::NoIpv4(_))));

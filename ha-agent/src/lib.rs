@@ -9,6 +9,7 @@ pub mod agent;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod instance;
 pub mod netlink;
 pub mod observe;
 pub mod ops;

@@ -9,7 +9,7 @@ pub mod settings;
 mod socket;
 mod table;
 
-use std::{os::fd::OwnedFd, path::PathBuf};
+use std::path::PathBuf;
 
 use ha_common::maps::{PeerRecord, Stats};
 
@@ -48,7 +48,6 @@ pub enum Receiver {
     Socket {
         rx: SocketRx,
         pin_dir: PathBuf,
-        _lock: OwnedFd,
     },
 }
 
@@ -88,8 +87,6 @@ impl Receiver {
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
-        // One agent per instance, as with XDP: the control socket and state files share its name.
-        let lock = ebpf::lock_pin_dir(&cfg.pin_dir)?;
         let rx = SocketRx::open(&SocketRxConfig {
             iface: cfg.iface.clone(),
             iface_addr: cfg.iface_addr,
@@ -100,7 +97,7 @@ impl Receiver {
             auth,
         })
         .map_err(RxError::Socket)?;
-        Ok(Self::Socket { rx, pin_dir: cfg.pin_dir.clone(), _lock: lock })
+        Ok(Self::Socket { rx, pin_dir: cfg.pin_dir.clone() })
     }
 
     /// Fills `out` with every peer heard of so far (reusing its allocation: this runs every tick).
@@ -157,7 +154,7 @@ fn falls_back(e: &EbpfError) -> bool {
         | EbpfError::Load(_)
         | EbpfError::Attach { .. }
         | EbpfError::Pin { .. } => true,
-        EbpfError::NoInterface(_) | EbpfError::Busy(_) => false,
+        EbpfError::NoInterface(_) => false,
     }
 }
 
@@ -171,7 +168,6 @@ mod tests {
         assert!(falls_back(&EbpfError::Load("no BTF".into())));
         assert!(falls_back(&EbpfError::NotEmbedded));
         assert!(falls_back(&EbpfError::Attach { iface: "eth0".into(), why: "EOPNOTSUPP".into() }));
-        assert!(!falls_back(&EbpfError::Busy("/sys/fs/bpf/ha/1".into())));
         assert!(!falls_back(&EbpfError::NoInterface("eth9".into())));
     }
 }

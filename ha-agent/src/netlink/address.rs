@@ -162,6 +162,22 @@ impl AddressManager {
         Ok(found)
     }
 
+    /// Every copy of this address on the interface, whatever its prefix: left by a crashed run
+    /// of ours (`ours`: carrying our label) or by something else (keepalived, a person).
+    pub fn copies(&self, addr: IpAddr) -> Result<Vec<AddressCopy>, AddressError> {
+        let ours = self.label();
+        let copies = self
+            .addresses()?
+            .into_iter()
+            .filter(|x| x.addr == addr)
+            .map(|x| AddressCopy {
+                addr: SharedAddr { addr, prefix: x.prefix },
+                ours: addr.is_ipv6() || (ours.is_some() && x.label == ours),
+            })
+            .collect();
+        Ok(copies)
+    }
+
     /// The interface's own IPv4 address: the first one that is neither a
     /// secondary address nor labelled as ours. Used for the default node id.
     pub fn primary_ipv4(&self) -> Result<Option<Ipv4Addr>, AddressError> {
@@ -280,6 +296,14 @@ fn if_index(iface: &str) -> Result<u32, AddressError> {
         io::ErrorKind::NotFound => AddressError::NoSuchInterface(iface.to_owned()),
         _ => AddressError::Setup(e),
     })
+}
+
+/// A copy of a shared address found on the interface (see [`AddressManager::copies`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressCopy {
+    pub addr: SharedAddr,
+    /// Labelled as ours (IPv6 addresses carry no label: counted as ours).
+    pub ours: bool,
 }
 
 /// One address as the kernel reports it.

@@ -2,7 +2,6 @@
 //! Everything done here is undone when [`AttachedXdp`] is dropped.
 use std::{
     fs, io,
-    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -43,8 +42,6 @@ pub enum EbpfError {
     Attach { iface: String, why: String },
     #[error("cannot pin maps under {dir}: {why}")]
     Pin { dir: PathBuf, why: String },
-    #[error("another ha-agent already uses {0}: stop it, or give this one another --cluster or --pin-dir")]
-    Busy(PathBuf),
 }
 
 /// What the XDP program is told at load time.
@@ -126,13 +123,11 @@ pub struct AttachedXdp {
     ebpf: Ebpf,
     mode: XdpMode,
     pins: Pins,
-    _lock: OwnedFd,
 }
 
 impl AttachedXdp {
     pub fn attach(iface: &str, cfg: &XdpConfig, mode: AttachMode, pin_dir: &Path) -> Result<Self, EbpfError> {
         let ifindex = ifindex(iface)?;
-        let lock = lock_pin_dir(pin_dir)?;
         let mut ebpf = load(cfg)?;
         // Pin after a successful load: a failed verification leaves nothing behind.
         let pins = Pins::create(&ebpf, pin_dir)?;
@@ -152,7 +147,7 @@ impl AttachedXdp {
                 },
                 (e, _) => e,
             })?;
-        Ok(Self { ebpf, mode, pins, _lock: lock })
+        Ok(Self { ebpf, mode, pins })
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -212,23 +207,6 @@ fn stacked_kind(driver: &str) -> Option<&'static str> {
     }
 }
 
-/// One agent per pin directory: an flock held for the agent's life, so a second agent fails
-/// clearly and a crashed one's pins can be replaced safely. The socket receive path takes it too.
-pub fn lock_pin_dir(pin_dir: &Path) -> Result<OwnedFd, EbpfError> {
-    let lock_dir = Path::new("/run/ha-agent");
-    let name = pin_dir.to_string_lossy().trim_matches('/').replace('/', "_");
-    let path = lock_dir.join(format!("{name}.lock"));
-    let pin_err =
-        |why: io::Error| EbpfError::Pin { dir: pin_dir.to_path_buf(), why: format!("lock {}: {why}", path.display()) };
-    fs::create_dir_all(lock_dir).map_err(pin_err)?;
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(pin_err)?;
-    // SAFETY: valid fd owned by `file`.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(EbpfError::Busy(pin_dir.to_path_buf()));
-    }
-    Ok(OwnedFd::from(file))
-}
-
 /// Pinned maps, removed on drop.
 struct Pins {
     dir: PathBuf,
@@ -246,7 +224,7 @@ impl Pins {
         let mut pins = Self { dir: dir.to_path_buf(), files: Vec::new() };
         for name in [PEERS_MAP, STATS_MAP] {
             let path = dir.join(name);
-            // We hold the directory's lock, so anything here was left by a crashed agent.
+            // The agent holds the instance lock, so anything here was left by a crashed agent.
             let _ = fs::remove_file(&path);
             let map = ebpf.map(name).ok_or_else(|| pin_err(format!("the object has no map {name}")))?;
             map.pin(&path).map_err(|e| pin_err(format!("{name}: {e}")))?;
