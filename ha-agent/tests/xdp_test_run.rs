@@ -1,15 +1,23 @@
-//! The real XDP program on crafted frames through BPF_PROG_TEST_RUN: every outcome class gets
-//! its verdict and its counter; a valid (signed) heartbeat lands in PEERS; other traffic passes
-//! unchanged. Needs root (CAP_BPF) and the object from `cargo xtask build-ebpf`.
+//! The real XDP program on crafted frames through BPF_PROG_TEST_RUN: the shared table of
+//! acceptance cases (`ha_common::accept::cases`, also run on the socket path's table) gives each
+//! payload its verdict, its counter and its record; framing (VLAN, IP options, a lying UDP
+//! length) is parsed; other traffic passes unchanged. Needs root (CAP_BPF) and the object from
+//! `cargo xtask build-ebpf`.
 mod xdp_harness;
 
 use ha_agent::{ebpf::XdpConfig, keys::AuthMode};
 use ha_common::{
+    accept::cases,
     maps::{MAX_PEERS, Stats},
     wire::{FLAG_LEAVING, NodeState},
 };
 use ha_lab::frames::{self, FrameSpec};
 use xdp_harness::*;
+
+#[test]
+fn every_case_of_the_shared_table() {
+    cases::run_all(Accepting::new);
+}
 
 #[test]
 fn valid_heartbeat_is_recorded_and_dropped() {
