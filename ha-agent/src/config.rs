@@ -28,7 +28,7 @@ pub enum ConfigError {
         "--max-tolerance {max:?} is below --tolerance {tolerance:?}: give at least the tolerance (equal: it never grows)"
     )]
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
-    #[error("--vip {0} is this node's own (primary) address on the interface: choose an address no host has")]
+    #[error("--vip {0} is this node's own address on the interface (its primary): choose an address no host has")]
     VipIsOwnAddress(SharedAddr),
     #[error("--vip {0} is given twice")]
     DuplicateVip(SharedAddr),

@@ -26,7 +26,7 @@ pub enum AuthError {
     BadAuth,
 }
 
-/// The acceptance rule, one definition for the XDP program and the socket receive path.
+/// The authentication step of the acceptance rule ([`crate::accept`]).
 /// `insecure` (`--insecure-no-auth`): key id 0, and only it, is accepted untagged. Otherwise
 /// the key id must name a key (`key_of`) and the tag must verify under it.
 #[inline(always)]

@@ -1,9 +1,10 @@
 //! Types shared by the XDP program (`ha-ebpf`) and user space (`ha-agent`):
-//! the heartbeat wire format, its authentication (SipHash-2-4) and the key/value types of every
-//! BPF map.
+//! the heartbeat wire format, its authentication (SipHash-2-4), the rule that accepts a received
+//! heartbeat and the key/value types of every BPF map.
 //! `no_std`, no allocation: the kernel side decodes through the same code.
 #![no_std]
 
+pub mod accept;
 pub mod auth;
 pub mod maps;
 pub mod siphash;

@@ -1,6 +1,7 @@
-//! XDP program: recognises heartbeats, verifies their tag against `KEYS`, records each peer in
-//! `PEERS`, counts every outcome in `STATS`. No policy here: who is ACTIVE is decided in user
-//! space from what is recorded. Nothing unauthenticated or stale reaches `PEERS`.
+//! XDP program: recognises heartbeats and runs the acceptance rule (`ha_common::accept`, shared
+//! with the socket receive path) with `KEYS` and `PEERS` as its keys and store; counts every
+//! outcome in `STATS`. No policy here: who is ACTIVE is decided in user space from what is
+//! recorded.
 #![no_std]
 #![no_main]
 
@@ -17,10 +18,9 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use ha_common::{
     DEFAULT_PORT,
-    auth::{self, AuthError},
+    accept::{self, PeerStore, Policy, Rejected, TableFull},
     maps::{AuthKey, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS},
     siphash::SipKey,
-    wire::{DecodeError, Heartbeat, Sequence},
 };
 use parse::{Frame, HeartbeatFrame};
 
@@ -59,7 +59,7 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
             return XDP_PASS;
         }
         Frame::Truncated => {
-            count(|s| s.truncated += 1);
+            count(|s| Rejected::Truncated.count(s));
             return XDP_DROP;
         }
         Frame::Heartbeat(frame) => frame,
@@ -77,73 +77,41 @@ pub fn ha_xdp_baseline(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// Why a well-framed heartbeat was not recorded; each reason has its own counter.
-enum Rejected {
-    Decode(DecodeError),
-    WrongCluster,
-    Own,
-    // Flat rather than `Auth(AuthError)`: with a second payload-carrying variant LLVM emitted a
-    // read of a clobbered register for the payload-less ones, which the verifier refuses.
-    Unauthenticated,
-    UnknownKey,
-    BadAuth,
-    Stale,
-    PeersFull,
+/// `PEERS` as the acceptance rule's store.
+struct PeersMap;
+
+impl PeerStore for PeersMap {
+    #[inline(always)]
+    fn get_mut(&mut self, node_id: u32) -> Option<&mut PeerRecord> {
+        // SAFETY: the entry stays valid during this program run; a racing update on another
+        // CPU for the same peer can at worst interleave two valid records.
+        PEERS.get_ptr_mut(&node_id).map(|rec| unsafe { &mut *rec })
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, node_id: u32, record: &PeerRecord) -> Result<(), TableFull> {
+        PEERS.insert(&node_id, record, 0).map_err(|_| TableFull)
+    }
 }
 
 fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
-    let outcome = check_and_record(ctx, frame);
-    count(|s| match outcome {
-        Ok(()) => s.valid += 1,
-        Err(Rejected::Decode(DecodeError::Truncated)) => s.truncated += 1,
-        Err(Rejected::Decode(DecodeError::BadMagic)) => s.bad_magic += 1,
-        Err(Rejected::Decode(DecodeError::BadVersion)) => s.bad_version += 1,
-        Err(Rejected::Decode(DecodeError::Malformed)) => s.malformed += 1,
-        Err(Rejected::WrongCluster) => s.wrong_cluster += 1,
-        Err(Rejected::Own) => s.own += 1,
-        Err(Rejected::Unauthenticated) => s.unauthenticated += 1,
-        Err(Rejected::UnknownKey) => s.unknown_key += 1,
-        Err(Rejected::BadAuth) => s.bad_auth += 1,
-        Err(Rejected::Stale) => s.stale += 1,
-        Err(Rejected::PeersFull) => s.peers_full += 1,
-    });
-    outcome.map_err(|_| ())
-}
-
-#[inline(always)]
-fn check_and_record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), Rejected> {
-    let hb = Heartbeat::decode_fixed(&frame.payload).map_err(Rejected::Decode)?;
-    if hb.cluster_id != HA_CLUSTER_ID.load() {
-        return Err(Rejected::WrongCluster);
-    }
-    if hb.node_id == HA_NODE_ID.load() {
-        return Err(Rejected::Own);
-    }
-    // Before any map update: only a heartbeat signed with a key we hold may change state.
-    let insecure = HA_FLAGS.load() & XDP_FLAG_INSECURE_NO_AUTH != 0;
-    auth::check(&frame.payload, insecure, find_key).map_err(|e| match e {
-        AuthError::Unauthenticated => Rejected::Unauthenticated,
-        AuthError::UnknownKey => Rejected::UnknownKey,
-        AuthError::BadAuth => Rejected::BadAuth,
-    })?;
+    let policy = Policy {
+        cluster_id: HA_CLUSTER_ID.load(),
+        node_id: HA_NODE_ID.load(),
+        insecure: HA_FLAGS.load() & XDP_FLAG_INSECURE_NO_AUTH != 0,
+    };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(rec) = PEERS.get_ptr_mut(&hb.node_id) {
-        // SAFETY: the entry stays valid during this program run; a racing update on another
-        // CPU for the same peer can at worst interleave two valid records.
-        let rec = unsafe { &mut *rec };
-        if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
-            return Err(Rejected::Stale);
+    let now = || unsafe { bpf_ktime_get_ns() };
+    let outcome = accept::receive(&policy, &frame.payload, frame.src, &mut PeersMap, find_key, now);
+    count(|s| accept::count(&outcome, s));
+    match outcome {
+        Ok(new) if new.new_peer => {
+            info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(frame.src));
+            Ok(())
         }
-        rec.record(&hb, frame.src, now);
-        rec.received += 1;
-        return Ok(());
+        Ok(_) => Ok(()),
+        Err(_) => Err(()),
     }
-    let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
-    rec.record(&hb, frame.src, now);
-    PEERS.insert(&hb.node_id, &rec, 0).map_err(|_| Rejected::PeersFull)?;
-    info!(ctx, "new peer {} priority {} from {:i}", hb.node_id, hb.priority, u32::from_be_bytes(frame.src));
-    Ok(())
 }
 
 /// The key of a valid slot with this id (slots are few: a linear scan is cheapest).

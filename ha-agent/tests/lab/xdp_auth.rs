@@ -1,8 +1,10 @@
-//! Heartbeat authentication and replay protection in the real XDP program (BPF_PROG_TEST_RUN):
-//! only heartbeats tagged with a key in `KEYS` reach `PEERS`; forged, unknown-key, unsigned and
-//! replayed ones are counted by reason and change nothing; keys rotate without a reload.
-use ha_agent::auth::keys::{AuthMode, KeySet, KeySlots};
+//! Heartbeat authentication and replay protection in the real XDP program (BPF_PROG_TEST_RUN),
+//! beyond the shared table of acceptance cases (in `xdp_test_run.rs`): no single-bit change of
+//! a genuine heartbeat is accepted, keys rotate through `KEYS` without a reload, and recorded
+//! heartbeats replayed in any order stay stale, also across a restart of their sender.
+use ha_agent::auth::keys::KeySet;
 use ha_common::{
+    accept::cases::OTHER_KEY,
     auth::MAC_LEN,
     maps::{AuthKey, Stats},
     siphash::SipKey,
@@ -11,8 +13,6 @@ use ha_common::{
 use ha_lab::frames::FrameSpec;
 
 use crate::support::xdp::*;
-
-const OTHER_KEY: SipKey = SipKey { k0: 0x1111_2222_3333_4444, k1: 0x5555_6666_7777_8888 };
 
 fn signed_with(hb: &Heartbeat, key_id: u8, key: &SipKey) -> Vec<u8> {
     FrameSpec::udp(PORT, &hb.encode_signed(key_id, key)).build()
@@ -79,39 +79,12 @@ fn forged_heartbeats_are_counted_and_change_nothing() {
 }
 
 #[test]
-fn unknown_key_ids_and_unsigned_heartbeats_are_refused() {
+fn a_slot_not_marked_valid_holds_no_key() {
     let mut h = Harness::new();
-    let cases = [
-        (signed_with(&heartbeat(7, 1), 2, &OTHER_KEY), "key 2 is not installed"),
-        (signed_with(&heartbeat(7, 1), 2, &KEY), "the right key under another id"),
-        (unsigned_frame(&Heartbeat { key_id: 0, ..heartbeat(7, 1) }), "unsigned"),
-    ];
-    for (f, what) in &cases {
-        assert_eq!(h.run(f).0, XDP_DROP, "{what}");
-    }
-    assert_eq!(h.stats(), Stats { unknown_key: 2, unauthenticated: 1, ..Stats::default() });
-    assert!(h.peers().is_empty());
-}
-
-#[test]
-fn without_keys_nothing_is_accepted() {
-    let mut h = Harness::with(config(AuthMode::Keys(KeySlots::default())));
-    h.run(&frame(&heartbeat(7, 1)));
-    h.run(&unsigned_frame(&Heartbeat { key_id: 0, ..heartbeat(8, 1) }));
-    // A slot that names the key id but is not marked valid does not count either.
     h.keys.write([AuthKey { valid: 0, ..AuthKey::new(KEY_ID, KEY) }, AuthKey::default()]).expect("write KEYS");
-    h.run(&frame(&heartbeat(7, 1)));
-    assert_eq!(h.stats(), Stats { unknown_key: 2, unauthenticated: 1, ..Stats::default() });
+    assert_eq!(h.run(&frame(&heartbeat(7, 1))).0, XDP_DROP);
+    assert_eq!(h.stats(), Stats { unknown_key: 1, ..Stats::default() });
     assert!(h.peers().is_empty(), "fails closed");
-}
-
-#[test]
-fn insecure_mode_accepts_unsigned_heartbeats_only() {
-    let mut h = Harness::with(config(AuthMode::InsecureNoAuth));
-    assert_eq!(h.run(&unsigned_frame(&Heartbeat { key_id: 0, ..heartbeat(7, 1) })).0, XDP_DROP);
-    assert_eq!(h.run(&frame(&heartbeat(8, 1))).0, XDP_DROP);
-    assert_eq!(h.stats(), Stats { valid: 1, unknown_key: 1, ..Stats::default() });
-    assert_eq!(h.peers().iter().map(|p| p.0).collect::<Vec<_>>(), vec![7]);
 }
 
 #[test]

@@ -13,8 +13,8 @@ use ha_agent::{
     },
 };
 use ha_common::{
+    accept::cases::{self, Keys, Subject},
     maps::{AuthKey, PeerRecord, Stats},
-    siphash::SipKey,
     wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
 };
 use ha_lab::frames::FrameSpec;
@@ -22,11 +22,9 @@ use ha_lab::frames::FrameSpec;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const PORT: u16 = 7265;
-pub const CLUSTER: u32 = 42;
-pub const SELF_ID: u32 = 1;
-/// The key the harness installs by default, and its id.
-pub const KEY_ID: u8 = 1;
-pub const KEY: SipKey = SipKey { k0: 0x5eed_0001_c0ff_ee00, k1: 0x0123_4567_89ab_cdef };
+/// The cluster, own id and key (the one the harness installs by default) of the shared table of
+/// acceptance cases, so its payloads and the harness's agree.
+pub use ha_common::accept::cases::{CLUSTER, KEY, KEY_ID, SELF_ID};
 
 /// `KEYS` holding only [`KEY`].
 pub fn default_keys() -> KeySlots {
@@ -104,7 +102,38 @@ pub fn frame(hb: &Heartbeat) -> Vec<u8> {
     FrameSpec::udp(PORT, &hb.encode_signed(KEY_ID, &KEY)).build()
 }
 
-/// The heartbeat as it is (key id and tag untouched), in a UDP frame to [`PORT`].
-pub fn unsigned_frame(hb: &Heartbeat) -> Vec<u8> {
-    FrameSpec::heartbeat(hb, PORT).build()
+/// The program as a subject of the shared table of acceptance cases: recorded heartbeats pass
+/// (`pass_heartbeats`), so the verdict tells recorded from rejected.
+pub struct Accepting(pub Harness);
+
+impl Accepting {
+    pub fn new(keys: Keys) -> Self {
+        let auth = match keys {
+            Keys::Insecure => AuthMode::InsecureNoAuth,
+            Keys::One | Keys::Empty => AuthMode::Keys(keys.slots()),
+        };
+        Self(Harness::with(XdpConfig { pass_heartbeats: true, ..config(auth) }))
+    }
+}
+
+impl Subject for Accepting {
+    fn receive(&mut self, payload: &[u8]) -> bool {
+        let spec = FrameSpec::udp(PORT, payload);
+        assert_eq!(spec.src_ip.octets(), cases::SRC, "the table's source address");
+        let (verdict, _) = self.0.run_ref(&spec.build());
+        assert!(verdict == XDP_PASS || verdict == XDP_DROP, "verdict {verdict}");
+        verdict == XDP_PASS
+    }
+
+    fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+
+    fn peer(&self, node_id: u32) -> Option<PeerRecord> {
+        self.0.peers().into_iter().find(|p| p.0 == node_id).map(|p| p.1)
+    }
+
+    fn peer_count(&self) -> usize {
+        self.0.peers().len()
+    }
 }
