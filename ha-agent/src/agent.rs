@@ -305,9 +305,9 @@ fn remove_leftovers(addresses: &AddressManager, cfg: &RunConfig) -> anyhow::Resu
             let whose = if copy.ours {
                 "left by a crashed run of this agent"
             } else {
-                "not added by ha-agent (keepalived or by hand): adopting it"
+                "not added by ha-agent (keepalived killed, or by hand): adopting it"
             };
-            log::warn!("{} was already on {} ({whose}); removing it until this node is chosen", copy.addr, cfg.iface);
+            log::warn!("{} was already on {}, {whose}; removed until this node is chosen", copy.addr, cfg.iface);
             addresses.remove(&copy.addr)?;
         }
         // Idempotent: also opens the rtnetlink connection now, so the first takeover does not

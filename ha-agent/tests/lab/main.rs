@@ -16,6 +16,7 @@ mod least_privilege;
 mod net_io;
 mod operations;
 mod operator;
+mod ownership;
 mod resilience;
 mod rx_socket;
 mod topologies;
