@@ -8,7 +8,7 @@ use ha_agent::{
 use ha_common::{
     maps::AuthKey,
     siphash::SipKey,
-    wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, Heartbeat, NodeState, Sequence, TAG_LEN},
 };
 use ha_lab::frames::FrameSpec;
 
@@ -39,6 +39,7 @@ fn heartbeat() -> Heartbeat {
         // A counter far ahead, so every repeat takes the full path: the kernel runs the same
         // frame `repeat` times, and after the first the sequence is stale.
         seq: Sequence { epoch: 1, counter: 1 },
+        echo: Echo::default(),
         tag: [0; TAG_LEN],
     }
 }
@@ -74,7 +75,7 @@ fn time(prog: &aya::programs::Xdp, frame: &[u8]) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
-    let cfg = |auth| XdpConfig { cluster_id: CLUSTER, node_id: 1, port: PORT, pass_heartbeats: false, auth };
+    let cfg = |auth| XdpConfig { cluster_id: CLUSTER, node_id: 1, port: PORT, pass_heartbeats: false, epoch: 1, auth };
     let mut secure = ebpf::load(&cfg(AuthMode::Keys([AuthKey::new(KEY_ID, KEY), AuthKey::default()])))?;
     let mut insecure = ebpf::load(&cfg(AuthMode::InsecureNoAuth))?;
     let baseline = ebpf::named_program_mut(&mut secure, ebpf::BASELINE_PROGRAM)?;

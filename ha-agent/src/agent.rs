@@ -90,8 +90,8 @@ impl Io {
                 }
                 self.announce();
             }
-            Action::SendHeartbeat { state, flags, priority, scheduled } => {
-                if let Err(e) = self.sender.send(state, flags, priority) {
+            Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
+                if let Err(e) = self.sender.send(state, flags, priority, echo) {
                     // Counted; the link may be down. Logged once per burst at debug to stay quiet.
                     log::debug!("sending heartbeat: {e}");
                 }
@@ -222,7 +222,8 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
 
-    let rx = Receiver::open(&cfg, auth.mode())?;
+    let epoch = crate::clock::new_epoch();
+    let rx = Receiver::open(&cfg, auth.mode(), epoch)?;
     let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
@@ -233,7 +234,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         cluster_id: cfg.cluster_id,
         node_id: cfg.node.node_id,
         interval_us: u32::try_from(cfg.interval.as_micros()).unwrap_or(u32::MAX),
-        epoch: realtime_us(),
+        epoch,
     })
     .context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());

@@ -6,7 +6,19 @@ pub fn monotonic_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 
-/// Microseconds of `CLOCK_REALTIME`: the heartbeat epoch, larger after every restart.
+/// A new epoch for this run of the agent: microseconds of `CLOCK_REALTIME` (so it is larger
+/// after every restart, and peers accept the counter starting again) shifted left, with 12
+/// random bits below (so a clock set back, or a reboot to the same second, does not repeat an
+/// earlier run's epoch, which peers' recorded echoes could then confirm).
+pub fn new_epoch() -> u64 {
+    let mut random = [0u8; 2];
+    // SAFETY: writes at most `random.len()` bytes into the buffer.
+    let got = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+    let low = if got == 2 { u64::from(u16::from_ne_bytes(random)) & 0xfff } else { realtime_ns() & 0xfff };
+    (realtime_us() << 12) | low
+}
+
+/// Microseconds of `CLOCK_REALTIME`.
 pub fn realtime_us() -> u64 {
     realtime_ns() / 1_000
 }

@@ -58,6 +58,7 @@ mod tests {
             last_seen,
             beats: Default::default(),
             claimed_at: None,
+            confirmed: true,
         };
         let out = node.step(Inputs { now, peers: &[holder], link_up: true });
         assert!(!out.take, "now {now:?}, holder last seen {last_seen:?}: it is live");

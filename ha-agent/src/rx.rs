@@ -55,26 +55,27 @@ impl Receiver {
     /// Opens the receive path `cfg.rx` asks for; in `auto`, falls back from XDP to the socket
     /// when XDP cannot be had here (no BPF support, no permission, no XDP on the interface).
     /// Either path accepts only what `auth` allows, with the same rule (`ha_common::auth::check`).
-    pub fn open(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
+    pub fn open(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
         match cfg.rx {
-            RxMode::Xdp => Self::open_xdp(cfg, auth),
-            RxMode::Socket => Self::open_socket(cfg, auth),
-            RxMode::Auto => match Self::open_xdp(cfg, auth) {
+            RxMode::Xdp => Self::open_xdp(cfg, auth, epoch),
+            RxMode::Socket => Self::open_socket(cfg, auth, epoch),
+            RxMode::Auto => match Self::open_xdp(cfg, auth, epoch) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
-                    Self::open_socket(cfg, auth)
+                    Self::open_socket(cfg, auth, epoch)
                 }
                 other => other,
             },
         }
     }
 
-    fn open_xdp(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
+    fn open_xdp(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
         let xdp_cfg = XdpConfig {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
             port: cfg.port,
             pass_heartbeats: cfg.pass_heartbeats,
+            epoch,
             auth,
         };
         let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
@@ -86,7 +87,7 @@ impl Receiver {
         Ok(Self::Xdp { maps, keys, xdp: Box::new(xdp) })
     }
 
-    fn open_socket(cfg: &RunConfig, auth: AuthMode) -> Result<Self, RxError> {
+    fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
         let rx = SocketRx::open(&SocketRxConfig {
             iface: cfg.iface.clone(),
             iface_addr: cfg.iface_addr,
@@ -94,6 +95,7 @@ impl Receiver {
             port: cfg.port,
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
+            epoch,
             auth,
         })
         .map_err(RxError::Socket)?;

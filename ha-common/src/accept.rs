@@ -3,7 +3,14 @@
 //! `STATS` counter each outcome bumps.
 //!
 //! The order is part of the rule: decode; cluster id; own node id; authentication; then, against
-//! the stored record, the sequence; then room for a new peer. Authentication comes before
+//! the stored record, the sequence; then room for a new peer.
+//!
+//! Freshness: the sequence keeps out every heartbeat older than the newest recorded, but a
+//! receiver with no record (just started, rebooted) has nothing to compare with. So a record is
+//! `confirmed` only once a heartbeat of the peer's current epoch echoed the receiver's own
+//! epoch (new at each start): no recording made before this run of the receiver can, and the
+//! decisions ignore unconfirmed peers. Clocks need not agree: epochs are only compared for
+//! equality by their owner. Authentication comes before
 //! anything stored is read or written, so a forged heartbeat can neither refresh a peer nor
 //! burn its sequence, and is counted as forged rather than as stale.
 //!
@@ -23,12 +30,23 @@ use crate::{
 };
 
 /// What a receiver accepts: its cluster, its own id (never a peer), and whether heartbeats are
-/// unauthenticated (`--insecure-no-auth`: key id 0 and only it).
+/// unauthenticated (`--insecure-no-auth`: key id 0 and only it); its own epoch, which peers
+/// echo to confirm that they are live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub cluster_id: u32,
     pub node_id: u32,
     pub insecure: bool,
+    /// This receiver's run (0: never confirms anybody).
+    pub epoch: u64,
+}
+
+impl Policy {
+    /// Whether `hb` echoes this receiver's current run.
+    #[inline(always)]
+    pub fn echoed_by(&self, hb: &Heartbeat) -> bool {
+        self.epoch != 0 && hb.echo.node_id == self.node_id && hb.echo.epoch == self.epoch
+    }
 }
 
 /// The peer records a receiver keeps: the `PEERS` map in XDP, a bounded map in user space.
@@ -172,12 +190,12 @@ pub fn receive<P: PeerStore>(
         if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
             return Err(Rejected::Stale);
         }
-        rec.record(&hb, src, now());
+        rec.record(&hb, src, now(), policy.echoed_by(&hb));
         rec.received += 1;
         return Ok(accepted);
     }
     let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
-    rec.record(&hb, src, now());
+    rec.record(&hb, src, now(), policy.echoed_by(&hb));
     peers.insert(hb.node_id, &rec).map_err(|TableFull| Rejected::PeersFull)?;
     Ok(Accepted { new_peer: true, ..accepted })
 }
@@ -251,7 +269,12 @@ mod tests {
 
     fn direct(keys: Keys) -> Direct {
         Direct {
-            policy: Policy { cluster_id: CLUSTER, node_id: SELF_ID, insecure: keys == Keys::Insecure },
+            policy: Policy {
+                cluster_id: CLUSTER,
+                node_id: SELF_ID,
+                insecure: keys == Keys::Insecure,
+                epoch: SELF_EPOCH,
+            },
             keys: keys.slots(),
             peers: [(0, PeerRecord::default()); MAX_PEERS as usize],
             len: 0,

@@ -82,7 +82,7 @@ pub fn verify(bytes: &[u8; HEARTBEAT_LEN], key: &SipKey) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Heartbeat, NodeState, Sequence};
+    use crate::wire::{Echo, Heartbeat, NodeState, Sequence};
 
     const KEY: SipKey = SipKey { k0: 0x0123_4567_89ab_cdef, k1: 0xfedc_ba98_7654_3210 };
 
@@ -96,6 +96,7 @@ mod tests {
             key_id: 3,
             interval_us: 1_000,
             seq: Sequence { epoch: 5, counter: 6 },
+            echo: Echo { node_id: 4, epoch: 7 },
             tag: [0; TAG_LEN],
         }
     }

@@ -23,6 +23,8 @@ pub mod globals {
     pub const NODE_ID: &str = "HA_NODE_ID";
     /// [`super::XDP_FLAG_PASS_HEARTBEATS`] and future switches (u32).
     pub const FLAGS: &str = "HA_FLAGS";
+    /// This node's epoch (its run), which peers echo to be confirmed (u64).
+    pub const EPOCH: &str = "HA_EPOCH";
 }
 
 /// Let recorded heartbeats continue up the stack (for `--rx socket` comparison, tcpdump).
@@ -94,14 +96,22 @@ pub struct PeerRecord {
     pub state: u8,
     pub flags: u8,
     pub key_id: u8,
-    pub _pad: u8,
+    /// 1 once a heartbeat of this peer's current epoch echoed the receiver's own epoch: the
+    /// peer is heard live, not replayed (see `accept`). 0 for a new epoch until it does.
+    pub confirmed: u8,
 }
 
 impl PeerRecord {
     /// Records a valid, newer heartbeat from `src`, received at `now_ns` (XDP and the socket
-    /// path alike). The caller counts it in `received`.
+    /// path alike). `echoes_us`: it echoed the receiver's own epoch. The caller counts it in
+    /// `received`.
     #[inline(always)]
-    pub fn record(&mut self, hb: &crate::wire::Heartbeat, src: [u8; 4], now_ns: u64) {
+    pub fn record(&mut self, hb: &crate::wire::Heartbeat, src: [u8; 4], now_ns: u64, echoes_us: bool) {
+        if hb.seq.epoch != self.epoch {
+            // A new run of the peer (or its first heartbeat): it has to echo us again.
+            self.confirmed = 0;
+        }
+        self.confirmed |= echoes_us as u8;
         self.last_seen_ns = now_ns;
         self.epoch = hb.seq.epoch;
         self.counter = hb.seq.counter;

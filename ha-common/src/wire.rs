@@ -7,30 +7,41 @@
 //! 12      node id (u32)
 //! 16      priority / worthiness (u32)
 //! 20      sender's interval in microseconds (u32)
-//! 24      epoch (u64): the sender's boot nonce, grows across restarts
+//! 24      epoch (u64): the sender's run, new at every start and larger than the last
 //! 32      counter (u64): grows within one epoch
-//! 40      authentication tag (16 bytes): SipHash-2-4 of bytes 0..40 under the key named by
+//! 40      echo node id (u32): a peer this heartbeat answers (0: none)
+//! 44      reserved (u32): zero (receivers copy the heartbeat in 8-byte words)
+//! 48      echo epoch (u64): that peer's epoch as the sender last heard it
+//! 56      authentication tag (16 bytes): SipHash-2-4 of bytes 0..56 under the key named by
 //!         the key id, then 8 zero bytes (see `auth`); all zero when unauthenticated
-//! 56      end
+//! 72      end
 //! ```
-//! Trailing bytes after the 56 are ignored, so a later version may append fields.
+//! Trailing bytes after the 72 are ignored, so a later version may append fields.
+//!
+//! The echo makes recordings worthless (see `accept`): a receiver takes a peer's heartbeats
+//! into account only once one of them echoed the receiver's own current epoch, which no
+//! heartbeat recorded before that epoch began can do. After that, the sequence keeps every
+//! older heartbeat out.
 
 /// "HAHB".
 pub const MAGIC: u32 = 0x4841_4842;
-pub const VERSION: u8 = 1;
-pub const HEARTBEAT_LEN: usize = 56;
+pub const VERSION: u8 = 2;
+pub const HEARTBEAT_LEN: usize = 72;
 pub const TAG_LEN: usize = 16;
 /// Offset of the key id (authenticated: it is before the tag).
 pub const KEY_ID_OFFSET: usize = 7;
 /// Offset of the authentication tag: the tag covers bytes `0..TAG_OFFSET`.
-pub const TAG_OFFSET: usize = 40;
+pub const TAG_OFFSET: usize = 56;
 
 /// The node is leaving (clean stop): peers take over now and must not wait for the tolerance.
 pub const FLAG_LEAVING: u8 = 0x01;
 /// The node is in maintenance: it must not be chosen as holder.
 pub const FLAG_MAINTENANCE: u8 = 0x02;
+/// The sender does not yet know that some peers it hears are live (none of their heartbeats
+/// echoed its epoch): peers echo it first.
+pub const FLAG_CONFIRMING: u8 = 0x04;
 /// Flags this version knows; others are rejected so they cannot be misread later.
-pub const KNOWN_FLAGS: u8 = FLAG_LEAVING | FLAG_MAINTENANCE;
+pub const KNOWN_FLAGS: u8 = FLAG_LEAVING | FLAG_MAINTENANCE | FLAG_CONFIRMING;
 
 /// A node's role as it announces it.
 #[repr(u8)]
@@ -88,7 +99,17 @@ pub struct Heartbeat {
     pub key_id: u8,
     pub interval_us: u32,
     pub seq: Sequence,
+    /// The peer this heartbeat answers, with its epoch as heard (see the module doc).
+    pub echo: Echo,
     pub tag: [u8; TAG_LEN],
+}
+
+/// A peer's epoch, repeated back to it: proof that the heartbeat was made after that peer's
+/// run began. `node_id` 0: no echo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Echo {
+    pub node_id: u32,
+    pub epoch: u64,
 }
 
 #[inline(always)]
@@ -124,7 +145,7 @@ impl Heartbeat {
             return Err(DecodeError::Malformed);
         };
         let flags = b[6];
-        if flags & !KNOWN_FLAGS != 0 {
+        if flags & !KNOWN_FLAGS != 0 || be_u32(b, 44) != 0 {
             return Err(DecodeError::Malformed);
         }
         let mut tag = [0u8; TAG_LEN];
@@ -142,6 +163,7 @@ impl Heartbeat {
             priority: be_u32(b, 16),
             interval_us: be_u32(b, 20),
             seq: Sequence { epoch: be_u64(b, 24), counter: be_u64(b, 32) },
+            echo: Echo { node_id: be_u32(b, 40), epoch: be_u64(b, 48) },
             tag,
         })
     }
@@ -160,6 +182,8 @@ impl Heartbeat {
         b[20..24].copy_from_slice(&self.interval_us.to_be_bytes());
         b[24..32].copy_from_slice(&self.seq.epoch.to_be_bytes());
         b[32..40].copy_from_slice(&self.seq.counter.to_be_bytes());
+        b[40..44].copy_from_slice(&self.echo.node_id.to_be_bytes());
+        b[48..56].copy_from_slice(&self.echo.epoch.to_be_bytes());
         b[TAG_OFFSET..].copy_from_slice(&self.tag);
         b
     }
@@ -191,6 +215,7 @@ mod tests {
             key_id: 0,
             interval_us: 2_000,
             seq: Sequence { epoch: 1_700_000_000_000_000, counter: 42 },
+            echo: Echo { node_id: 0x0a00_0002, epoch: 99 },
             tag: [0; TAG_LEN],
         }
     }
@@ -203,6 +228,8 @@ mod tests {
         assert_eq!(bytes[5], 2);
         assert_eq!(&bytes[12..16], &[10, 0, 0, 1]);
         assert_eq!(&bytes[32..40], &42u64.to_be_bytes());
+        assert_eq!(&bytes[40..44], &[10, 0, 0, 2]);
+        assert_eq!(&bytes[48..56], &99u64.to_be_bytes());
     }
 
     #[test]
@@ -213,14 +240,17 @@ mod tests {
         b[0] ^= 1;
         assert_eq!(Heartbeat::decode(&b), Err(DecodeError::BadMagic));
         let mut b = good;
-        b[4] = 2;
-        assert_eq!(Heartbeat::decode(&b), Err(DecodeError::BadVersion));
+        b[4] = 1;
+        assert_eq!(Heartbeat::decode(&b), Err(DecodeError::BadVersion), "version 1 had no echo");
         let mut b = good;
         b[5] = 0;
         assert_eq!(Heartbeat::decode(&b), Err(DecodeError::Malformed));
         let mut b = good;
         b[6] = 0x80;
         assert_eq!(Heartbeat::decode(&b), Err(DecodeError::Malformed));
+        let mut b = good;
+        b[45] = 1;
+        assert_eq!(Heartbeat::decode(&b), Err(DecodeError::Malformed), "reserved bytes are zero");
     }
 
     #[test]
@@ -238,8 +268,11 @@ mod tests {
     }
 
     fn any_heartbeat() -> impl Strategy<Value = Heartbeat> {
-        (any::<(u32, u32, u32, bool, u8, u8, u32)>(), any::<(u64, u64, [u8; TAG_LEN])>()).prop_map(
-            |((cluster_id, node_id, priority, active, flags, key_id, interval_us), (epoch, counter, tag))| Heartbeat {
+        (any::<(u32, u32, u32, bool, u8, u8, u32)>(), any::<(u64, u64, [u8; TAG_LEN], u32, u64)>()).prop_map(
+            |(
+                (cluster_id, node_id, priority, active, flags, key_id, interval_us),
+                (epoch, counter, tag, echo_node, echo_epoch),
+            )| Heartbeat {
                 cluster_id,
                 node_id,
                 priority,
@@ -248,6 +281,7 @@ mod tests {
                 key_id,
                 interval_us,
                 seq: Sequence { epoch, counter },
+                echo: Echo { node_id: echo_node, epoch: echo_epoch },
                 tag,
             },
         )

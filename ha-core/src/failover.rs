@@ -6,6 +6,12 @@
 //! an old holder keeps its address after a hand-over, the next wake. The decision itself is
 //! [`Node`]'s.
 //!
+//! Freshness: a peer's heartbeats count only once one of them echoed this node's epoch (its
+//! record is `confirmed`, see `ha_common::accept`): recordings of any age, replayed to a node
+//! that just started, are ignored. So every heartbeat echoes one peer's epoch back: a peer seen
+//! in a new run first (twice, against a loss), then peers that say they are still confirming
+//! (`FLAG_CONFIRMING`), then all live peers in turn.
+//!
 //! One wake of a driver:
 //! 1. `now` from the clock, *then* the peer table (see [`Failover::handle_peers`]);
 //! 2. `handle_link`, `handle_priority`, `handle_command` for whatever changed;
@@ -15,7 +21,7 @@
 //! 6. stop when `is_done()`, else sleep until `poll_timeout()`.
 use std::collections::VecDeque;
 
-use ha_common::wire::NodeState;
+use ha_common::wire::{Echo, FLAG_CONFIRMING, NodeState};
 
 use crate::{
     linger::{Linger, after_hand_over},
@@ -80,9 +86,10 @@ pub enum Action {
     RemoveAddresses,
     /// Announce the shared addresses.
     Announce(AnnounceCause),
-    /// Send a heartbeat saying this. `scheduled` is when the schedule wanted it (`None`: sent
-    /// early because the state changed), so the driver can measure how late it went.
-    SendHeartbeat { state: NodeState, flags: u8, priority: u32, scheduled: Option<Instant> },
+    /// Send a heartbeat saying this, echoing `echo`. `scheduled` is when the schedule wanted it
+    /// (`None`: sent early because the state changed), so the driver can measure how late it
+    /// went.
+    SendHeartbeat { state: NodeState, flags: u8, priority: u32, echo: Echo, scheduled: Option<Instant> },
 }
 
 /// What the driver reports (logs, metrics, hooks, status); no system change.
@@ -115,8 +122,12 @@ pub struct Failover {
     /// The clean stop is decided; finished once the linger is over.
     exiting: bool,
     done: bool,
-    /// The peers of the last table, for their expiry times.
+    /// The confirmed peers of the last table: what decisions see, and whose expiry wakes us.
     peers: Vec<Peer>,
+    /// Every peer heard, to echo their epochs back.
+    echoes: Echoes,
+    /// Some recently heard peer is not confirmed yet: ask peers to echo us first.
+    confirming: bool,
     last_now: Instant,
     last_status: Option<Instant>,
     status_now: bool,
@@ -138,6 +149,8 @@ impl Failover {
             exiting: false,
             done: false,
             peers: Vec::new(),
+            echoes: Echoes::default(),
+            confirming: false,
             last_now: now,
             last_status: None,
             status_now: true,
@@ -190,9 +203,12 @@ impl Failover {
     /// silent.
     pub fn handle_peers(&mut self, now: Instant, peers: &[Peer]) {
         self.last_now = now;
+        let tolerance = self.cfg.node.tolerance;
+        self.echoes.observe(peers);
+        self.confirming = peers.iter().any(|p| !p.confirmed && now - p.last_seen <= tolerance);
         self.peers.clear();
-        self.peers.extend_from_slice(peers);
-        let out = self.node.step(crate::node::Inputs { now, peers, link_up: self.link_up });
+        self.peers.extend(peers.iter().filter(|p| p.confirmed));
+        let out = self.node.step(crate::node::Inputs { now, peers: &self.peers, link_up: self.link_up });
         self.merge(now, out);
     }
 
@@ -262,10 +278,13 @@ impl Failover {
         self.send_now = false;
         let scheduled = due.then_some(self.next_send);
         let node = &self.node;
+        let confirming = if self.confirming { FLAG_CONFIRMING } else { 0 };
+        let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
         self.actions.push_back(Action::SendHeartbeat {
             state: node.state(),
-            flags: node.flags(),
+            flags: node.flags() | confirming,
             priority: node.priority(),
+            echo: self.echoes.next(now, recent),
             scheduled,
         });
         if due {
@@ -322,6 +341,67 @@ impl Failover {
     fn schedule_repeats(&mut self, now: Instant) {
         self.repeats.clear();
         self.repeats.extend(self.cfg.announce_repeats.iter().map(|&d| now + d));
+    }
+}
+
+/// The peers whose epochs this node echoes, and whose turn it is.
+#[derive(Debug, Default)]
+struct Echoes {
+    peers: Vec<EchoTarget>,
+    /// Where the round robin goes on.
+    turn: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct EchoTarget {
+    echo: Echo,
+    last_seen: Instant,
+    /// Its last heartbeat asked to be echoed first.
+    confirming: bool,
+    /// Echoes still owed to a run seen anew, before the round robin.
+    owed: u8,
+}
+
+/// Echoes of a peer's new run before the round robin: one may be lost.
+const ECHOES_OF_A_NEW_RUN: u8 = 2;
+
+impl Echoes {
+    fn observe(&mut self, peers: &[Peer]) {
+        for p in peers {
+            let echo = Echo { node_id: p.node_id, epoch: p.beats.epoch };
+            let confirming = p.flags & FLAG_CONFIRMING != 0;
+            match self.peers.iter_mut().find(|t| t.echo.node_id == p.node_id) {
+                Some(t) => {
+                    if t.echo.epoch != echo.epoch {
+                        t.owed = ECHOES_OF_A_NEW_RUN;
+                    }
+                    *t = EchoTarget { echo, last_seen: p.last_seen, confirming, ..*t };
+                }
+                None => {
+                    self.peers.push(EchoTarget { echo, last_seen: p.last_seen, confirming, owed: ECHOES_OF_A_NEW_RUN })
+                }
+            }
+        }
+    }
+
+    /// The echo for the next heartbeat: a new run first, then peers still confirming, then
+    /// every peer heard within `recent`, in turn. No echo when nobody was heard.
+    fn next(&mut self, now: Instant, recent: Duration) -> Echo {
+        let live = |t: &EchoTarget| now - t.last_seen <= recent;
+        if let Some(t) = self.peers.iter_mut().find(|t| t.owed > 0 && live(t)) {
+            t.owed -= 1;
+            return t.echo;
+        }
+        let n = self.peers.len();
+        let wanted = self.peers.iter().any(|t| t.confirming && live(t));
+        for i in 0..n {
+            let t = &self.peers[(self.turn + i) % n];
+            if live(t) && (t.confirming || !wanted) {
+                self.turn = (self.turn + i + 1) % n;
+                return t.echo;
+            }
+        }
+        Echo::default()
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Peer {
     pub beats: Beats,
     /// When its last heartbeat claiming the address arrived.
     pub claimed_at: Option<Instant>,
+    /// A heartbeat of its current run echoed ours: it is live, not a recording (see
+    /// `ha_common::accept`). Decisions see only confirmed peers.
+    pub confirmed: bool,
 }
 
 impl Peer {
@@ -95,6 +98,7 @@ impl Peer {
                 received: rec.received,
             },
             claimed_at: (rec.claimed_ns != 0).then_some(Instant::from_nanos(rec.claimed_ns)),
+            confirmed: rec.confirmed != 0,
         })
     }
 

@@ -42,6 +42,8 @@ static HA_CLUSTER_ID: Global<u32> = Global::new(0);
 static HA_NODE_ID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static HA_FLAGS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static HA_EPOCH: Global<u64> = Global::new(0);
 
 #[inline(always)]
 fn count(bump: impl FnOnce(&mut Stats)) {
@@ -99,6 +101,7 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
         cluster_id: HA_CLUSTER_ID.load(),
         node_id: HA_NODE_ID.load(),
         insecure: HA_FLAGS.load() & XDP_FLAG_INSECURE_NO_AUTH != 0,
+        epoch: HA_EPOCH.load(),
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = || unsafe { bpf_ktime_get_ns() };

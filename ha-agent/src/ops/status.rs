@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use ha_common::{
     maps::{PeerRecord, Stats},
-    wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState},
+    wire::{FLAG_CONFIRMING, FLAG_LEAVING, FLAG_MAINTENANCE, NodeState},
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,8 +74,16 @@ pub struct Status {
     pub checks: Vec<CheckStatus>,
 }
 
-pub fn flag_names(flags: u8) -> Vec<String> {
+/// A peer's flags as words; `unconfirmed`: none of its heartbeats echoed our run yet (it may be
+/// a recording: decisions ignore it).
+pub fn flag_names(flags: u8, confirmed: bool) -> Vec<String> {
     let mut names = Vec::new();
+    if !confirmed {
+        names.push("unconfirmed".to_string());
+    }
+    if flags & FLAG_CONFIRMING != 0 {
+        names.push("confirming".to_string());
+    }
     if flags & FLAG_LEAVING != 0 {
         names.push("leaving".to_string());
     }
@@ -105,12 +113,12 @@ pub fn peer_rows(
                 state: NodeState::from_u8(rec.state).map_or("?", NodeState::name).to_string(),
                 priority: rec.priority,
                 age_ms: age as f64 / 1e6,
-                live: age <= limit,
+                live: age <= limit && rec.confirmed != 0,
                 seq: rec.counter,
                 received: rec.received,
                 loss_pct: known.map(|(_, loss)| loss * 100.0),
                 limit_ms: known.map(|(limit, _)| limit as f64 / 1e6),
-                flags: flag_names(rec.flags),
+                flags: flag_names(rec.flags, rec.confirmed != 0),
             }
         })
         .collect();

@@ -51,6 +51,8 @@ pub struct XdpConfig {
     pub node_id: u32,
     pub port: u16,
     pub pass_heartbeats: bool,
+    /// This node's run, which peers echo to be confirmed (see `ha_common::accept`).
+    pub epoch: u64,
     /// Which heartbeats are accepted; with keys, they are in `KEYS` before the program is attached.
     pub auth: AuthMode,
 }
@@ -92,6 +94,7 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
         .override_global(globals::CLUSTER_ID, &cfg.cluster_id, true)
         .override_global(globals::NODE_ID, &cfg.node_id, true)
         .override_global(globals::FLAGS, &flags, true)
+        .override_global(globals::EPOCH, &cfg.epoch, true)
         .load(OBJECT)
         .map_err(|e| classify("loading the object", e))?;
     program_mut(&mut ebpf)?.load().map_err(|e| classify("verifying the XDP program", e))?;

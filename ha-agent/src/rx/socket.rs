@@ -33,6 +33,8 @@ pub struct SocketRxConfig {
     pub port: u16,
     pub cluster_id: u32,
     pub node_id: u32,
+    /// This node's run, which peers echo to be confirmed.
+    pub epoch: u64,
     pub auth: AuthMode,
 }
 
@@ -60,7 +62,7 @@ impl SocketRx {
         if let Some(group) = cfg.group {
             socket.join_multicast_v4(&group, &cfg.iface_addr)?;
         }
-        let table = PeerTable::new(cfg.cluster_id, cfg.node_id, cfg.auth);
+        let table = PeerTable::new(cfg.cluster_id, cfg.node_id, cfg.epoch, cfg.auth);
         Ok(Self { socket, table, drained_at: monotonic_ns(), errors: 0 })
     }
 
@@ -200,6 +202,7 @@ mod tests {
             port: 0,
             cluster_id: 1,
             node_id: 1,
+            epoch: 1,
             auth: AuthMode::InsecureNoAuth,
         };
         let Ok(rx) = SocketRx::open(&cfg) else {

@@ -37,9 +37,9 @@ impl PeerStore for Bounded {
 }
 
 impl PeerTable {
-    pub fn new(cluster_id: u32, node_id: u32, auth: AuthMode) -> Self {
+    pub fn new(cluster_id: u32, node_id: u32, epoch: u64, auth: AuthMode) -> Self {
         let insecure = matches!(auth, AuthMode::InsecureNoAuth);
-        let policy = Policy { cluster_id, node_id, insecure };
+        let policy = Policy { cluster_id, node_id, insecure, epoch };
         Self { policy, auth, peers: Bounded(HashMap::new()), stats: Stats::default() }
     }
 
@@ -79,7 +79,7 @@ impl PeerTable {
 #[cfg(test)]
 mod tests {
     use ha_common::{
-        accept::cases::{self, CLUSTER, KEY, KEY_ID, Keys, SELF_ID, SRC, Subject},
+        accept::cases::{self, CLUSTER, KEY, KEY_ID, Keys, SELF_EPOCH, SELF_ID, SRC, Subject},
         siphash::SipKey,
     };
 
@@ -112,7 +112,7 @@ mod tests {
             Keys::Insecure => AuthMode::InsecureNoAuth,
             Keys::One | Keys::Empty => AuthMode::Keys(keys.slots()),
         };
-        PeerTable::new(CLUSTER, SELF_ID, auth)
+        PeerTable::new(CLUSTER, SELF_ID, SELF_EPOCH, auth)
     }
 
     #[test]

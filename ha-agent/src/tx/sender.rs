@@ -8,7 +8,7 @@ use std::{
 
 use ha_common::{
     auth::NO_KEY,
-    wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, Heartbeat, NodeState, Sequence, TAG_LEN},
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -28,7 +28,8 @@ pub struct SenderConfig {
     pub cluster_id: u32,
     pub node_id: u32,
     pub interval_us: u32,
-    /// Grows across restarts (realtime microseconds at start) so peers accept our new counter.
+    /// This run (`clock::new_epoch`): grows across restarts so peers accept our new counter,
+    /// and peers echo it to show that they are live.
     pub epoch: u64,
 }
 
@@ -70,7 +71,7 @@ impl Sender {
     }
 
     /// Builds the next heartbeat (a fresh sequence number each time).
-    pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32) -> Heartbeat {
+    pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> Heartbeat {
         self.counter += 1;
         Heartbeat {
             cluster_id: self.cfg.cluster_id,
@@ -81,14 +82,15 @@ impl Sender {
             key_id: self.signing.map_or(NO_KEY, |k| k.key_id),
             interval_us: self.cfg.interval_us,
             seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
+            echo,
             tag: [0; TAG_LEN],
         }
     }
 
     /// Sends one heartbeat to every target. A full send buffer or a down link is counted, not
     /// fatal: the next interval tries again.
-    pub fn send(&mut self, state: NodeState, flags: u8, priority: u32) -> io::Result<()> {
-        let hb = self.next_heartbeat(state, flags, priority);
+    pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> io::Result<()> {
+        let hb = self.next_heartbeat(state, flags, priority, echo);
         let bytes = match &self.signing {
             Some(k) => hb.encode_signed(k.key_id, &k.key),
             None => hb.encode(),

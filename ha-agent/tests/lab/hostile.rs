@@ -21,9 +21,9 @@ use ha_common::{
     DEFAULT_GROUP, DEFAULT_PORT, auth,
     maps::Stats,
     siphash::SipKey,
-    wire::{HEARTBEAT_LEN, Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, HEARTBEAT_LEN, Heartbeat, NodeState, Sequence, TAG_LEN},
 };
-use ha_lab::{AgentSet, AgentSettings, FrameSender, LAB_KEY, LAB_KEY_ID, Lab, frames::FrameSpec};
+use ha_lab::{AgentSet, AgentSettings, FrameSender, LAB_KEY, LAB_KEY_ID, Lab, PREFIX, VIP, frames::FrameSpec};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::support::{AGENT, LIMIT, WAIT, lab, shared_cpu};
@@ -136,6 +136,7 @@ fn forged(node_id: u32, counter: u64) -> Heartbeat {
         key_id: 0,
         interval_us: 20_000,
         seq: Sequence { epoch: (u64::MAX - 1_000).wrapping_add(counter), counter },
+        echo: Echo::default(),
         tag: [0; TAG_LEN],
     }
 }
@@ -379,6 +380,83 @@ fn replay_after_death() {
     thread::sleep(Duration::from_millis(50));
     let d = delta(&before, &stats(&lab, 2));
     assert_eq!(d.get("stale").copied(), Some(replayed), "every replay was stale at node 2: {d:?}");
+}
+
+/// Issue 12, item 4: the holder died; the standby, now the sole holder, is restarted (its
+/// table empty, as after a reboot); an attacker replays the dead node's recorded ACTIVE
+/// heartbeats all along. The restarted node must take the address after its listen as if the
+/// dead node were silent: none of the recordings echoes its new run.
+#[test]
+fn recordings_are_worthless_to_a_restarted_node() {
+    let _cpu = shared_cpu();
+    ha_lab::within(LIMIT, || {
+        replay_to_a_restarted_node();
+        Ok(())
+    });
+}
+
+fn replay_to_a_restarted_node() {
+    let lab = lab(3);
+    let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
+    agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+    let holder = lab.node(1).addr();
+    let captured = capture(&lab, 200);
+    agents.kill(1).expect("SIGKILL node 1");
+    lab.cut_link(1).expect("cut node 1");
+    // What the service manager's cleanup does after a crash (the dead agent's fence is
+    // another test's subject).
+    lab.node(1)
+        .ip(&["addr", "del", &format!("{VIP}/{PREFIX}"), "dev", "eth0"])
+        .expect("remove the dead node's address");
+    agents.wait_sole_holder(2, WAIT).expect("node 2 took over");
+
+    let attacker = Attacker::new(&lab);
+    let stop = AtomicBool::new(false);
+    let (replayed, held) = thread::scope(|scope| {
+        let replays = scope.spawn(|| {
+            let mut n = 0u64;
+            'replay: loop {
+                for hb in &captured[&holder] {
+                    if stop.load(Ordering::Relaxed) {
+                        break 'replay;
+                    }
+                    attacker.send_as(holder, hb);
+                    n += 1;
+                    // About the dead node's own pace (20 ms): the recording lasts seconds.
+                    thread::sleep(Duration::from_millis(15));
+                }
+            }
+            n
+        });
+        thread::sleep(Duration::from_millis(50));
+        agents.kill(2).expect("SIGKILL node 2");
+        agents.start_node(2).expect("restart node 2");
+        let restarted = Instant::now();
+        // Its killed run's address is still there: wait for the new run's own takeover, which
+        // its listen (one tolerance, 100 ms) delays; the recording would last 3 s.
+        while !agents.output(2).contains("-> ACTIVE") && restarted.elapsed() < Duration::from_secs(1) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let took = restarted.elapsed();
+        let held = agents.wait_sole_holder(2, Duration::ZERO).map(|_| took);
+        // It stays the holder while the replays go on.
+        thread::sleep(Duration::from_millis(300));
+        let still = agents.holders().expect("holders");
+        stop.store(true, Ordering::Relaxed);
+        (replays.join().expect("replays"), held.map(|took| (took, still)))
+    });
+    let (took, still) = held.unwrap_or_else(|e| panic!("{e:#}: the replays kept node 2 off\n{}", agents.diagnostics()));
+    eprintln!("restarted node 2 took the address {took:?} after its start, {replayed} replays sent");
+    assert_eq!(still, vec![2], "replays moved the address\n{}", agents.diagnostics());
+    assert!(took < Duration::from_secs(1), "replays kept node 2 off for {took:?}\n{}", agents.diagnostics());
+    assert!(replayed > 20, "the attack ran: {replayed} replays");
+    let peers = status(&lab, 2).peers;
+    let dead = peers.iter().find(|p| p.address == holder.to_string());
+    assert!(
+        dead.is_none_or(|p| p.flags.iter().any(|f| f == "unconfirmed")),
+        "the dead node shows as unconfirmed, if at all: {peers:?}"
+    );
+    assert!(!agents.output(2).contains("split brain"), "{}", agents.output(2));
 }
 
 #[test]

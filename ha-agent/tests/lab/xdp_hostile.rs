@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ha_common::{
     maps::PeerRecord,
-    wire::{HEARTBEAT_LEN, Heartbeat, KNOWN_FLAGS, MAGIC, NodeState, Sequence, TAG_LEN, VERSION},
+    wire::{Echo, HEARTBEAT_LEN, Heartbeat, KNOWN_FLAGS, MAGIC, NodeState, Sequence, TAG_LEN, VERSION},
 };
 use ha_lab::frames::{self, FrameSpec};
 
@@ -81,6 +81,7 @@ fn forged(rng: &mut Rng) -> [u8; HEARTBEAT_LEN] {
         key_id: [0, KEY_ID, 2, rng.next() as u8][rng.below(4)],
         interval_us: rng.next() as u32,
         seq: Sequence { epoch: rng.next(), counter: rng.next() },
+        echo: Echo { node_id: rng.next() as u32, epoch: rng.next() },
         tag,
     };
     hb.encode()

@@ -7,7 +7,7 @@ use crate::{
     auth::{MAC_LEN, NO_KEY},
     maps::{AuthKey, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats},
     siphash::SipKey,
-    wire::{FLAG_MAINTENANCE, HEARTBEAT_LEN, Heartbeat, NodeState, Sequence, TAG_LEN, TAG_OFFSET},
+    wire::{Echo, FLAG_MAINTENANCE, HEARTBEAT_LEN, Heartbeat, NodeState, Sequence, TAG_LEN, TAG_OFFSET},
 };
 
 use super::Rejected;
@@ -15,6 +15,10 @@ use super::Rejected;
 pub const CLUSTER: u32 = 42;
 /// The receiver's own node id.
 pub const SELF_ID: u32 = 1;
+/// The receiver's own epoch (its current run), which peers echo to be confirmed.
+pub const SELF_EPOCH: u64 = 0x00ab_cdef_0000_0001;
+/// An echo of the receiver's current run.
+pub const ECHO_US: Echo = Echo { node_id: SELF_ID, epoch: SELF_EPOCH };
 /// The peer most cases are about.
 pub const PEER: u32 = 7;
 /// Source address of every payload (the one `ha_lab::frames::FrameSpec::udp` writes).
@@ -65,8 +69,10 @@ impl Keys {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Before {
     Nothing,
-    /// [`PEER`] at [`RECORDED`].
+    /// [`PEER`] at [`RECORDED`], unconfirmed.
     Peer,
+    /// [`PEER`] at [`RECORDED`], confirmed (that heartbeat echoed [`SELF_EPOCH`]).
+    ConfirmedPeer,
     /// [`MAX_PEERS`] peers: [`PEER`] at [`RECORDED`] and fillers.
     FullTable,
 }
@@ -89,6 +95,8 @@ pub struct Case {
     payload: [u8; MAX_PAYLOAD],
     len: usize,
     pub expect: Expect,
+    /// For accepted cases: whether the record is confirmed afterwards.
+    pub confirmed: bool,
 }
 
 impl Case {
@@ -101,12 +109,13 @@ impl Case {
     pub fn prior(&self) -> impl Iterator<Item = [u8; HEARTBEAT_LEN]> + '_ {
         let n = match self.before {
             Before::Nothing => 0,
-            Before::Peer => 1,
+            Before::Peer | Before::ConfirmedPeer => 1,
             Before::FullTable => MAX_PEERS,
         };
-        (0..n).map(|i| {
+        let echo = if self.before == Before::ConfirmedPeer { ECHO_US } else { Echo::default() };
+        (0..n).map(move |i| {
             let node_id = if i == 0 { PEER } else { FILLER_IDS + i };
-            self.keys.encode(&Heartbeat { node_id, seq: RECORDED, ..heartbeat(RECORDED.epoch, RECORDED.counter) })
+            self.keys.encode(&Heartbeat { node_id, seq: RECORDED, echo, ..heartbeat(RECORDED.epoch, RECORDED.counter) })
         })
     }
 }
@@ -122,6 +131,7 @@ pub const fn heartbeat(epoch: u64, counter: u64) -> Heartbeat {
         key_id: KEY_ID,
         interval_us: 2_000,
         seq: Sequence { epoch, counter },
+        echo: Echo { node_id: 0, epoch: 0 },
         tag: [0; TAG_LEN],
     }
 }
@@ -134,10 +144,18 @@ struct Builder {
     before: Before,
     hb: Heartbeat,
     bytes: [u8; HEARTBEAT_LEN],
+    confirmed: bool,
 }
 
 fn case(name: &'static str, hb: Heartbeat) -> Builder {
-    Builder { name, keys: Keys::One, before: Before::Nothing, hb, bytes: hb.encode_signed(KEY_ID, &KEY) }
+    Builder {
+        name,
+        keys: Keys::One,
+        before: Before::Nothing,
+        hb,
+        bytes: hb.encode_signed(KEY_ID, &KEY),
+        confirmed: false,
+    }
 }
 
 impl Builder {
@@ -176,6 +194,12 @@ impl Builder {
         })
     }
 
+    /// The record is confirmed after this case's heartbeat.
+    fn confirmed(mut self) -> Self {
+        self.confirmed = true;
+        self
+    }
+
     fn expect(self, expect: Expect) -> Case {
         self.payload(HEARTBEAT_LEN, expect)
     }
@@ -183,12 +207,13 @@ impl Builder {
     fn payload(self, len: usize, expect: Expect) -> Case {
         let mut payload = [0xa5; MAX_PAYLOAD];
         payload[..HEARTBEAT_LEN].copy_from_slice(&self.bytes);
-        Case { name: self.name, keys: self.keys, before: self.before, hb: self.hb, payload, len, expect }
+        let confirmed = self.confirmed;
+        Case { name: self.name, keys: self.keys, before: self.before, hb: self.hb, payload, len, expect, confirmed }
     }
 }
 
 /// Every case. Each has one thing wrong (or two, to pin down which check runs first).
-pub fn all() -> [Case; 34] {
+pub fn all() -> [Case; 40] {
     use Before::*;
     use Expect::*;
     use Rejected::*;
@@ -207,6 +232,29 @@ pub fn all() -> [Case; 34] {
         .after(Peer)
         .expect(Update),
         case("valid: trailing bytes are ignored", NEWER).payload(MAX_PAYLOAD, NewPeer),
+        case("fresh: an echo of our run confirms a new peer", Heartbeat { echo: ECHO_US, ..NEWER })
+            .confirmed()
+            .expect(NewPeer),
+        case(
+            "fresh: an echo of an earlier run of ours does not confirm (a recording)",
+            Heartbeat { echo: Echo { epoch: SELF_EPOCH - 1, ..ECHO_US }, ..NEWER },
+        )
+        .expect(NewPeer),
+        case(
+            "fresh: an echo of our epoch for another node does not confirm",
+            Heartbeat { echo: Echo { node_id: SELF_ID + 1, ..ECHO_US }, ..NEWER },
+        )
+        .expect(NewPeer),
+        case("fresh: a confirmed peer stays confirmed within its run", NEWER)
+            .after(ConfirmedPeer)
+            .confirmed()
+            .expect(Update),
+        case("fresh: a new run of a confirmed peer must echo again", heartbeat(RECORDED.epoch + 1, 0))
+            .after(ConfirmedPeer)
+            .expect(Update),
+        case("fresh: a replay stays stale after confirmation", heartbeat(RECORDED.epoch, RECORDED.counter))
+            .after(ConfirmedPeer)
+            .expect(Reject(Stale)),
         case("empty", NEWER).payload(0, Reject(Truncated)),
         case("one byte short", NEWER).payload(HEARTBEAT_LEN - 1, Reject(Truncated)),
         case("bad magic", NEWER).edit_signed(|b| b[0] = b'X').expect(Reject(BadMagic)),
@@ -355,6 +403,7 @@ fn assert_recorded(name: &str, case: &Case, rec: Option<PeerRecord>, received: u
         "{name}: the record"
     );
     assert_eq!(rec.received, received, "{name}: heartbeats received");
+    assert_eq!(rec.confirmed == 1, case.confirmed, "{name}: confirmed (echoed our run)");
     assert!(rec.last_seen_ns != 0, "{name}: reception time");
     let claimed = hb.state == NodeState::Active;
     assert_eq!(rec.claimed_ns == rec.last_seen_ns, claimed, "{name}: an ACTIVE heartbeat is a claim");

@@ -1,4 +1,4 @@
-use ha_common::wire::NodeState;
+use ha_common::wire::{FLAG_CONFIRMING, NodeState};
 
 use super::*;
 use crate::node::{Beats, Preempt, Reason};
@@ -37,6 +37,7 @@ fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Instant) -> Pe
         last_seen,
         beats: Beats::default(),
         claimed_at: (state == NodeState::Active).then_some(last_seen),
+        confirmed: true,
     }
 }
 
@@ -69,7 +70,13 @@ fn heartbeats_follow_the_interval_and_do_not_burst_after_a_stall() {
     let (actions, _) = wake(&mut f, at(2), &[]);
     assert_eq!(
         actions,
-        vec![Action::SendHeartbeat { state: NodeState::Standby, flags: 0, priority: 100, scheduled: Some(at(2)) }]
+        vec![Action::SendHeartbeat {
+            state: NodeState::Standby,
+            flags: 0,
+            priority: 100,
+            echo: ha_common::wire::Echo::default(),
+            scheduled: Some(at(2))
+        }]
     );
     // Paused for 5 intervals: one heartbeat, then the schedule restarts from now.
     assert_eq!(sends(&wake(&mut f, at(13), &[]).0), 1);
@@ -182,4 +189,82 @@ fn the_next_wake_is_never_later_than_a_tick() {
     let mut f = Failover::new(cfg, Instant::ZERO);
     wake(&mut f, at(0), &[]);
     assert_eq!(f.poll_timeout(), at(3));
+}
+
+fn echoes(actions: &[Action]) -> Vec<u32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendHeartbeat { echo, .. } => Some(echo.node_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unconfirmed_holder_is_ignored_and_we_ask_to_be_echoed() {
+    // A recording of a dead holder, replayed to a node that just started: none of it echoes
+    // this run, so the node takes the address after its listen as if nobody held it.
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let replayed = |t: Instant| Peer { confirmed: false, ..peer(2, 200, NodeState::Active, t) };
+    let (actions, _) = wake(&mut f, at(0), &[replayed(at(0))]);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::SendHeartbeat { flags, .. } if flags & FLAG_CONFIRMING != 0)),
+        "asks peers to echo it first: {actions:?}"
+    );
+    let mut now = at(0);
+    let mut took = None;
+    while now < at(40) && took.is_none() {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        let (actions, events) = wake(&mut f, now, &[replayed(now)]);
+        if actions.contains(&Action::Take) {
+            took = events.iter().find_map(|e| match e {
+                Event::Transition(t) => Some(t.reason),
+                _ => None,
+            });
+        }
+    }
+    assert_eq!(took, Some(Reason::NoHolder), "took on its own listen, at {now:?}");
+    // The same holder, confirmed, is respected.
+    let mut g = Failover::new(config(1, 100), Instant::ZERO);
+    for ms in 0..40 {
+        let (actions, _) = wake(&mut g, at(ms), &[peer(2, 200, NodeState::Active, at(ms))]);
+        assert!(!actions.contains(&Action::Take), "took from a live confirmed holder at {ms} ms");
+    }
+}
+
+#[test]
+fn a_new_run_is_echoed_first_then_peers_still_confirming_then_all_in_turn() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let p = |id, epoch, flags, t| Peer {
+        flags,
+        beats: Beats { epoch, ..Beats::default() },
+        ..peer(id, 100, NodeState::Standby, t)
+    };
+    // Three peers heard at once: each new run is owed two echoes, in the order heard.
+    let mut sent = Vec::new();
+    for ms in (0..12).step_by(2) {
+        let peers = [p(2, 20, 0, at(ms)), p(3, 30, 0, at(ms)), p(4, 40, 0, at(ms))];
+        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
+    }
+    assert_eq!(sent, vec![2, 2, 3, 3, 4, 4]);
+    // Node 3 restarted and asks to be confirmed: its new run twice, then it alone while it asks.
+    let mut sent = Vec::new();
+    for ms in (12..22).step_by(2) {
+        let peers = [p(2, 20, 0, at(ms)), p(3, 31, FLAG_CONFIRMING, at(ms)), p(4, 40, 0, at(ms))];
+        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
+    }
+    assert_eq!(sent, vec![3, 3, 3, 3, 3]);
+    // Then everybody in turn.
+    let mut sent = Vec::new();
+    for ms in (22..34).step_by(2) {
+        let peers = [p(2, 20, 0, at(ms)), p(3, 31, 0, at(ms)), p(4, 40, 0, at(ms))];
+        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
+    }
+    sent.sort_unstable();
+    assert_eq!(sent, vec![2, 2, 3, 3, 4, 4]);
+    // A peer not heard for a while is not echoed; with nobody heard, no echo.
+    let mut g = Failover::new(config(1, 100), Instant::ZERO);
+    let (actions, _) = wake(&mut g, at(0), &[]);
+    assert_eq!(echoes(&actions), vec![0]);
 }

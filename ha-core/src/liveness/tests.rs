@@ -23,6 +23,7 @@ fn peer(sent: u64, received: u64, last_seen: u64) -> Peer {
         last_seen: Instant::from_nanos(last_seen),
         beats: Beats { interval: Duration::from_nanos(INTERVAL), epoch: 1, sent, received },
         claimed_at: None,
+        confirmed: true,
     }
 }
 

@@ -32,7 +32,16 @@ fn cfg(node_id: u32, priority: u32, preempt: Preempt) -> NodeConfig {
 }
 
 fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Nanos) -> Peer {
-    Peer { node_id, priority, state, flags: 0, last_seen: at(last_seen), beats: Beats::default(), claimed_at: None }
+    Peer {
+        node_id,
+        priority,
+        state,
+        flags: 0,
+        last_seen: at(last_seen),
+        beats: Beats::default(),
+        claimed_at: None,
+        confirmed: true,
+    }
 }
 
 fn step(node: &mut Node, now: Nanos, peers: &[Peer]) -> Output {
@@ -550,6 +559,7 @@ impl Sim {
                 last_seen: at(self.last_seen[i]),
                 beats: Beats::default(),
                 claimed_at: None,
+                confirmed: true,
             })
             .collect();
         for i in 0..self.nodes.len() {

@@ -15,7 +15,7 @@ use ha_agent::{
 use ha_common::{
     accept::cases::{self, Keys, Subject},
     maps::{AuthKey, PeerRecord, Stats},
-    wire::{Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, Heartbeat, NodeState, Sequence, TAG_LEN},
 };
 use ha_lab::frames::FrameSpec;
 
@@ -24,7 +24,7 @@ pub const XDP_PASS: u32 = 2;
 pub const PORT: u16 = 7265;
 /// The cluster, own id and key (the one the harness installs by default) of the shared table of
 /// acceptance cases, so its payloads and the harness's agree.
-pub use ha_common::accept::cases::{CLUSTER, KEY, KEY_ID, SELF_ID};
+pub use ha_common::accept::cases::{CLUSTER, KEY, KEY_ID, SELF_EPOCH, SELF_ID};
 
 /// `KEYS` holding only [`KEY`].
 pub fn default_keys() -> KeySlots {
@@ -32,7 +32,7 @@ pub fn default_keys() -> KeySlots {
 }
 
 pub fn config(auth: AuthMode) -> XdpConfig {
-    XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false, auth }
+    XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false, epoch: SELF_EPOCH, auth }
 }
 
 pub struct Harness {
@@ -93,6 +93,7 @@ pub fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
         key_id: KEY_ID,
         interval_us: 2_000,
         seq: Sequence { epoch: 1_000, counter },
+        echo: Echo::default(),
         tag: [0; TAG_LEN],
     }
 }
