@@ -176,7 +176,7 @@ impl Io {
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         let link_up = failover.link_up();
         self.hub.update_status(|s| {
-            s.state = node.state().name().to_string();
+            s.state = node.role().name().to_string();
             s.priority = node.priority();
             s.priority_parts = priority_parts;
             s.checks = checks;

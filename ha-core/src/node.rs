@@ -30,6 +30,9 @@
 //!   peer may have claimed the address and re-pointed clients (a partition healing). It may
 //!   also yield before we ever see its claim, so its return is the only sign we get.
 //! - With `refresh`, the holder announces the address again every period.
+//! - A node that cannot serve (its link is down, or its checks fail: priority 0) and does not
+//!   hold the address reports FAULT ([`Role`]); on the wire it stays STANDBY, a candidate of
+//!   last resort. Its own fault is its reason: `link_down`, `checks_failing`, `recovered`.
 use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
 pub use crate::liveness::Beats;
@@ -151,6 +154,10 @@ pub enum Reason {
     /// Not a change of state: this holder met another holder it had not taken the address from
     /// (a healed split brain), is more worthy, keeps the address and announces it again.
     SplitBrainWon { node_id: u32, priority: u32 },
+    /// This node's health checks fail (priority 0): it hands the address over, or cannot serve.
+    ChecksFailing { successor: Option<u32> },
+    /// This node's link is up and its checks pass again: it can serve.
+    Recovered,
 }
 
 impl Reason {
@@ -169,6 +176,8 @@ impl Reason {
             Reason::LinkDown => "link_down",
             Reason::HolderUnhealthy { .. } => "holder_unhealthy",
             Reason::SplitBrainWon { .. } => "split_brain_won",
+            Reason::ChecksFailing { .. } => "checks_failing",
+            Reason::Recovered => "recovered",
         }
     }
 }
@@ -203,6 +212,11 @@ impl std::fmt::Display for Reason {
                 "{} (priority {priority}) held the address too (split brain); this node is more worthy and keeps it",
                 id(*node_id)
             ),
+            Reason::ChecksFailing { successor: Some(node_id) } => {
+                write!(f, "health checks fail; {} holds the address now", id(*node_id))
+            }
+            Reason::ChecksFailing { successor: None } => write!(f, "health checks fail"),
+            Reason::Recovered => write!(f, "link up and health checks pass: can serve again"),
         }
     }
 }
@@ -212,10 +226,29 @@ pub fn id(node_id: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(node_id)
 }
 
+/// The state a node reports (status, events, hooks, metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Active,
+    Standby,
+    /// Not holding, and unable to serve: its link is down or its checks fail.
+    Fault,
+}
+
+impl Role {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Active => "ACTIVE",
+            Role::Standby => "STANDBY",
+            Role::Fault => "FAULT",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition {
-    pub from: NodeState,
-    pub to: NodeState,
+    pub from: Role,
+    pub to: Role,
     pub reason: Reason,
 }
 
@@ -270,6 +303,8 @@ pub struct Node {
     took_from: Option<u32>,
     /// Each peer's silence limit, from its loss rate.
     liveness: Liveness,
+    /// The role last reported.
+    role: Role,
 }
 
 impl Node {
@@ -291,6 +326,7 @@ impl Node {
             next_refresh: Instant::ZERO,
             took_from: None,
             liveness: Liveness::new(LivenessConfig { tolerance: cfg.tolerance, max_tolerance: cfg.max_tolerance }),
+            role: Role::Standby,
         }
     }
 
@@ -308,6 +344,15 @@ impl Node {
 
     pub fn state(&self) -> NodeState {
         self.state
+    }
+
+    /// The state to report: FAULT for a node that does not hold and cannot serve.
+    pub fn role(&self) -> Role {
+        match self.state {
+            NodeState::Active => Role::Active,
+            NodeState::Standby if !self.link_up || self.priority == 0 => Role::Fault,
+            NodeState::Standby => Role::Standby,
+        }
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -372,13 +417,22 @@ impl Node {
     }
 
     fn become_(&mut self, to: NodeState, reason: Reason, out: &mut Output) {
-        out.transition = Some(Transition { from: self.state, to, reason });
         out.send_now = true;
         match to {
             NodeState::Active => out.take = true,
             NodeState::Standby => out.release = true,
         }
         self.state = to;
+        let role = self.role();
+        let reason = match reason {
+            // Handing over because our own checks fail: that is the reason, not the successor.
+            Reason::MoreWorthyHolder { node_id, .. } if role == Role::Fault && self.priority == 0 => {
+                Reason::ChecksFailing { successor: Some(node_id) }
+            }
+            other => other,
+        };
+        out.transition = Some(Transition { from: self.role, to: role, reason });
+        self.role = role;
         self.preempt_ready_since = None;
         self.other_holder_seen = false;
         self.took_from = None;
@@ -396,6 +450,7 @@ impl Node {
         if (returned || missed_claim) && self.state == NodeState::Active && !out.take {
             out.announce = true;
         }
+        self.report_fault(&mut out);
         self.schedule_refresh(inputs.now, &mut out);
         out
     }
@@ -427,6 +482,22 @@ impl Node {
         }
         self.live_peers.drain(..before);
         returned
+    }
+
+    /// A change between STANDBY and FAULT (the link, or the checks) is reported with this node's
+    /// own reason.
+    fn report_fault(&mut self, out: &mut Output) {
+        let role = self.role();
+        if role == self.role || out.transition.is_some() {
+            return;
+        }
+        let reason = match role {
+            Role::Fault if !self.link_up => Reason::LinkDown,
+            Role::Fault => Reason::ChecksFailing { successor: None },
+            Role::Standby | Role::Active => Reason::Recovered,
+        };
+        out.transition = Some(Transition { from: self.role, to: role, reason });
+        self.role = role;
     }
 
     /// The holder's periodic announcement; any announcement restarts the period.
@@ -502,7 +573,7 @@ impl Node {
                     if self.took_from != Some(other.node_id) {
                         // Hooks and events learn that this node won: it did not change state.
                         let reason = Reason::SplitBrainWon { node_id: other.node_id, priority: other.priority };
-                        out.transition = Some(Transition { from: NodeState::Active, to: NodeState::Active, reason });
+                        out.transition = Some(Transition { from: Role::Active, to: Role::Active, reason });
                     }
                 }
                 self.other_holder_seen = true;

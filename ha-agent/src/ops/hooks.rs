@@ -2,8 +2,8 @@
 //! at a time in transition order, each bounded by `--hook-timeout`. The run loop only queues
 //! them, so a slow, failing or hanging hook is logged and never delays a failover.
 //!
-//! Each hook runs as `/bin/sh -c 'CMD "$@"' ha-agent STATE REASON`: the new state (`ACTIVE` or
-//! `STANDBY`) and the reason label (e.g. `holder_silent`) follow the command as `$1` and `$2`.
+//! Each hook runs as `/bin/sh -c 'CMD "$@"' ha-agent STATE REASON`: the new state (`ACTIVE`,
+//! `STANDBY`, or `FAULT`: not holding and unable to serve; on-standby runs for it too) and the reason label (e.g. `holder_silent`) follow the command as `$1` and `$2`.
 //! It also gets HA_HOOK, HA_STATE, HA_PREVIOUS_STATE, HA_REASON, HA_DETAIL, HA_NODE, HA_IFACE,
 //! HA_VIPS (space separated), HA_PRIORITY and HA_UNIX_MS in its environment.
 use std::{

@@ -136,8 +136,8 @@ impl Collector for FromStatus {
             ConstGauge::new(1i64),
         )];
         family(&mut e, "info", "This agent: node id, interface, cluster, version.", MetricType::Gauge, info)?;
-        let states =
-            ["ACTIVE", "STANDBY"].map(|st| (vec![("state", st.to_string())], ConstGauge::new(flag(s.state == st))));
+        let states = ["ACTIVE", "STANDBY", "FAULT"]
+            .map(|st| (vec![("state", st.to_string())], ConstGauge::new(flag(s.state == st))));
         family(&mut e, "state", "1 for the state this node is in.", MetricType::Gauge, states)?;
         gauge(&mut e, "priority", "Worthiness announced now (base less failing checks).", i64::from(s.priority))?;
         gauge(&mut e, "maintenance", "1 while in maintenance.", flag(s.maintenance))?;

@@ -155,7 +155,9 @@ fn hooks_fire_in_order_on_every_transition_and_a_hanging_hook_delays_none() {
             "active ACTIVE split_brain_won",
             "notify ACTIVE split_brain_won",
             // on-standby for link_down was killed at the hook timeout, before writing its line.
-            "notify STANDBY link_down",
+            "notify FAULT link_down",
+            "standby STANDBY recovered",
+            "notify STANDBY recovered",
             "active ACTIVE preempt",
             "notify ACTIVE preempt",
         ];
@@ -174,7 +176,7 @@ fn hooks_fire_in_order_on_every_transition_and_a_hanging_hook_delays_none() {
         wait_until("node 2's hooks ran", WAIT, || hook_log(2).lines().count() >= node2.len());
         assert_eq!(hook_log(2).lines().collect::<Vec<_>>(), node2, "{}", agents.diagnostics());
         assert!(
-            agents.output(1).contains("hook on-standby for ACTIVE -> STANDBY (link_down) failed: timed out after 8s")
+            agents.output(1).contains("hook on-standby for ACTIVE -> FAULT (link_down) failed: timed out after 8s")
         );
     });
 }
@@ -222,6 +224,9 @@ fn a_failing_check_hands_the_address_over_make_before_break_and_recovery_takes_i
 
         let s1 = status_json(&lab, 1);
         assert_eq!(s1["priority"], 0);
+        // Its own fault is its reason (issue 12, item 11), and its state says it cannot serve.
+        assert_eq!(s1["state"], "FAULT", "{s1}");
+        assert!(s1["reason"].as_str().is_some_and(|r| r.starts_with("health checks fail")), "{s1}");
         assert_eq!(s1["checks"][0]["state"], "failing");
         assert!(s1["checks"][0]["detail"].as_str().is_some_and(|d| d.starts_with("exit 1")), "{s1}");
         assert!(s1["priority_parts"][1][0].as_str().is_some_and(|p| p.contains("failing")), "{s1}");

@@ -277,8 +277,8 @@ fn split_brain_heals_to_the_most_worthy_holder() {
     assert!(out_b.announce && !out_b.release, "the survivor re-announces");
     // Hooks and events hear that b won, though its state did not change; once per episode.
     let won = Transition {
-        from: NodeState::Active,
-        to: NodeState::Active,
+        from: Role::Active,
+        to: Role::Active,
         reason: Reason::SplitBrainWon { node_id: 1, priority: 100 },
     };
     assert_eq!(out_b.transition, Some(won));
@@ -723,4 +723,53 @@ fn a_claim_still_standing_is_left_to_the_split_brain_rule() {
     other.claimed_at = Some(at(TOL + 3 * MS));
     other.last_seen = at(TOL + 3 * MS);
     assert!(!step(&mut n, TOL + 4 * MS, &[other]).announce, "not on every heartbeat of a standing claim");
+}
+
+#[test]
+fn a_node_whose_checks_fail_reports_fault_with_its_own_reason() {
+    // The holder's checks fail: a healthy peer takes over, and the old holder says why it let go.
+    let mut n = holder(1, 200, Preempt::Always);
+    n.set_priority(0);
+    let t = 2 * TOL;
+    let out = step(&mut n, t, &[peer(2, 100, NodeState::Active, t)]);
+    assert!(out.release);
+    let t1 = out.transition.expect("a transition");
+    assert_eq!((t1.from, t1.to), (Role::Active, Role::Fault));
+    assert_eq!(t1.reason, Reason::ChecksFailing { successor: Some(2) });
+    assert_eq!(t1.reason.label(), "checks_failing");
+    // Checks pass again: back to STANDBY, said once.
+    n.set_priority(200);
+    let out = step(&mut n, t + MS, &[peer(2, 100, NodeState::Active, t + MS)]);
+    let back = out.transition.expect("recovered");
+    assert_eq!(
+        (back.from, back.to, back.reason),
+        (Role::Fault, Role::Active, Reason::Preempt { node_id: 2, priority: 100 })
+    );
+    // A standby whose checks fail: FAULT, then STANDBY again, each once.
+    let mut s = Node::new(cfg(3, 100, Preempt::Never), at(0));
+    let h = |t| vec![peer(2, 200, NodeState::Active, t)];
+    assert_eq!(step(&mut s, MS, &h(MS)).transition, None);
+    s.set_priority(0);
+    let fault = step(&mut s, 2 * MS, &h(2 * MS)).transition.expect("fault");
+    assert_eq!(
+        (fault.from, fault.to, fault.reason),
+        (Role::Standby, Role::Fault, Reason::ChecksFailing { successor: None })
+    );
+    assert_eq!(step(&mut s, 3 * MS, &h(3 * MS)).transition, None, "once");
+    s.set_priority(100);
+    let ok = step(&mut s, 4 * MS, &h(4 * MS)).transition.expect("recovered");
+    assert_eq!((ok.from, ok.to, ok.reason), (Role::Fault, Role::Standby, Reason::Recovered));
+}
+
+#[test]
+fn a_holder_whose_link_goes_down_reports_fault_and_recovers_when_it_comes_back() {
+    let mut n = holder(1, 100, Preempt::Always);
+    let down = n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false }).transition.expect("down");
+    assert_eq!((down.from, down.to, down.reason), (Role::Active, Role::Fault, Reason::LinkDown));
+    assert_eq!(n.role(), Role::Fault);
+    let up = n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: true }).transition.expect("up");
+    assert_eq!((up.from, up.to, up.reason), (Role::Fault, Role::Standby, Reason::Recovered));
+    assert_eq!(n.step(Inputs { now: at(4 * TOL - 1), peers: &[], link_up: true }).transition, None, "listens first");
+    let took = n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).transition.expect("takes");
+    assert_eq!((took.from, took.to), (Role::Standby, Role::Active));
 }
