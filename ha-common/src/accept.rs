@@ -2,17 +2,19 @@
 //! which received payloads change a peer's record, in which order the checks run, and which
 //! `STATS` counter each outcome bumps.
 //!
-//! The order is part of the rule: decode; cluster id; own node id; authentication; then, against
-//! the stored record, the sequence; then room for a new peer.
+//! The order is part of the rule: decode; cluster id; authentication; own node id; then, against
+//! the stored record, the sequence; then room for a new peer. Authentication comes before
+//! anything stored is read or written, so a forged heartbeat can neither refresh a peer nor
+//! burn its sequence, and is counted as forged rather than as stale; and before the own-id
+//! check, so `own` counts only authentic heartbeats with our id (another node configured with
+//! this node's id), never a forger's.
 //!
 //! Freshness: the sequence keeps out every heartbeat older than the newest recorded, but a
 //! receiver with no record (just started, rebooted) has nothing to compare with. So a record is
 //! `confirmed` only once a heartbeat of the peer's current epoch echoed the receiver's own
 //! epoch (new at each start): no recording made before this run of the receiver can, and the
 //! decisions ignore unconfirmed peers. Clocks need not agree: epochs are only compared for
-//! equality by their owner. Authentication comes before
-//! anything stored is read or written, so a forged heartbeat can neither refresh a peer nor
-//! burn its sequence, and is counted as forged rather than as stale.
+//! equality by their owner.
 //!
 //! Both callers run it in their own setting: XDP reads `KEYS` and `PEERS` (BPF maps) and the
 //! kernel clock, the socket path a key slice, a `HashMap` and a receive timestamp. So the
@@ -85,7 +87,7 @@ pub enum Rejected {
     /// Unknown state or flag bits.
     Malformed,
     WrongCluster,
-    /// This node's own heartbeat.
+    /// An authentic heartbeat with this node's own id (another node configured with it).
     Own,
     /// Key id 0 (no tag) while authentication is required.
     Unauthenticated,
@@ -130,10 +132,10 @@ impl Rejected {
         Self::BadVersion,
         Self::Malformed,
         Self::WrongCluster,
-        Self::Own,
         Self::Unauthenticated,
         Self::UnknownKey,
         Self::BadAuth,
+        Self::Own,
         Self::Stale,
         Self::PeersFull,
     ];
@@ -181,10 +183,10 @@ pub fn receive<P: PeerStore>(
     if hb.cluster_id != policy.cluster_id {
         return Err(Rejected::WrongCluster);
     }
+    auth::check(payload, policy.insecure, key_of)?;
     if hb.node_id == policy.node_id {
         return Err(Rejected::Own);
     }
-    auth::check(payload, policy.insecure, key_of)?;
     let accepted = Accepted { node_id: hb.node_id, priority: hb.priority, new_peer: false };
     if let Some(rec) = peers.get_mut(hb.node_id) {
         if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {

@@ -213,7 +213,7 @@ impl Builder {
 }
 
 /// Every case. Each has one thing wrong (or two, to pin down which check runs first).
-pub fn all() -> [Case; 40] {
+pub fn all() -> [Case; 41] {
     use Before::*;
     use Expect::*;
     use Rejected::*;
@@ -267,9 +267,12 @@ pub fn all() -> [Case; 40] {
             .unsigned()
             .expect(Reject(WrongCluster)),
         case("own node id", mine).expect(Reject(Own)),
-        case("own node id, forged: it comes before authentication", mine)
+        case("own node id, forged: authentication comes first, so a forger is no `own`", mine)
             .signed_with(KEY_ID, &OTHER_KEY)
-            .expect(Reject(Own)),
+            .expect(Reject(BadAuth)),
+        case("own node id, unsigned: counted as unauthenticated", Heartbeat { key_id: NO_KEY, ..mine })
+            .unsigned()
+            .expect(Reject(Unauthenticated)),
         case("key id 0 while keys are required", Heartbeat { key_id: NO_KEY, ..NEWER })
             .unsigned()
             .expect(Reject(Unauthenticated)),
