@@ -21,6 +21,7 @@ use crate::{
     auth::Auth,
     clock::{monotonic_ns, realtime_us, sleep_until_ns},
     config::RunConfig,
+    config::reload::ReloadPlan,
     instance::InstanceLock,
     netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch},
     observe::observe,
@@ -61,6 +62,12 @@ struct Io {
     auth: Auth,
     /// Failed reads of the peer table, for a log line at powers of two.
     read_errors: u64,
+    /// Set by SIGHUP.
+    reload: Arc<AtomicBool>,
+    reread: Rereader,
+    metrics_server: Option<MetricsServer>,
+    facts: NodeFacts,
+    check_env: Vec<(&'static str, String)>,
 }
 
 impl Io {
@@ -160,6 +167,64 @@ impl Io {
         }
     }
 
+    /// SIGHUP: reads the configuration again and applies what can change live, keeping the
+    /// address; names each change that needs a restart. A bad file changes nothing.
+    fn reload(&mut self, failover: &mut Failover, now: Instant) {
+        let new = match (self.reread)() {
+            Ok(new) => new,
+            Err(e) => {
+                log::error!("reload: {e:#}; nothing changed");
+                return;
+            }
+        };
+        let plan = ReloadPlan::between(&self.cfg, &new.cfg);
+        if new.cfg.auth == self.cfg.auth {
+            self.auth.reload(&mut self.rx, &mut self.sender);
+        }
+        if log::max_level() != new.log_level {
+            log::info!("reload: log level {} -> {}", log::max_level(), new.log_level);
+            log::set_max_level(new.log_level);
+        }
+        for name in &plan.needs_restart {
+            log::warn!("reload: {name} changed; it needs a restart, the running value stays");
+        }
+        if plan.live.is_empty() {
+            log::info!("reload: no change that applies live");
+            return;
+        }
+        if new.cfg.metrics != self.cfg.metrics {
+            let started = new.cfg.metrics.map(|addr| MetricsServer::start(addr, Arc::clone(&self.metrics)));
+            match started {
+                Some(Err(e)) => {
+                    log::error!("reload: {e:#}; nothing changed");
+                    return;
+                }
+                Some(Ok(server)) => self.metrics_server = Some(server),
+                None => self.metrics_server = None,
+            }
+            self.cfg.metrics = new.cfg.metrics;
+        }
+        if new.cfg.hooks != self.cfg.hooks {
+            match Hooks::start(new.cfg.hooks.clone(), self.facts.clone(), Arc::clone(&self.metrics)) {
+                // The old hooks finish what they run on a thread of their own: a slow hook must
+                // not hold up this loop.
+                Ok(hooks) => drop_aside(std::mem::replace(&mut self.hooks, hooks)),
+                Err(e) => log::error!("reload: starting the hooks: {e}; the old hooks stay"),
+            }
+            self.cfg.hooks = new.cfg.hooks.clone();
+        }
+        if new.cfg.checks != self.cfg.checks || new.cfg.node.priority != self.cfg.node.priority {
+            match Checks::start(new.cfg.checks.clone(), new.cfg.node.priority, self.check_env.clone()) {
+                Ok(checks) => drop_aside(std::mem::replace(&mut self.checks, checks)),
+                Err(e) => log::error!("reload: starting the checks: {e}; the old checks stay"),
+            }
+            self.cfg.checks = new.cfg.checks.clone();
+        }
+        failover.handle_config(now, new.cfg.node);
+        self.cfg.node = *failover.node().config();
+        log::info!("reload: applied {}", plan.live.join(", "));
+    }
+
     /// Refreshes what `ha-agent status` shows.
     fn publish_status(&mut self, failover: &Failover, raw: &[(u32, ha_common::maps::PeerRecord)], now: Instant) {
         let node = failover.node();
@@ -194,19 +259,30 @@ impl Io {
 }
 
 /// Runs until `stop` is set and the clean stop has handed the address over.
-pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// The configuration read again on a reload: the run's, and the log level.
+pub struct Reread {
+    pub cfg: RunConfig,
+    pub log_level: log::LevelFilter,
+}
+
+/// Reads the command line and config file again (SIGHUP).
+pub type Rereader = Box<dyn Fn() -> anyhow::Result<Reread> + Send>;
+
+/// Runs until `stop` is set and the clean stop has handed the address over. SIGHUP reloads the
+/// configuration with `reread`.
+pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::Result<()> {
     // Everything that can refuse comes first; the system changes only after the last of them
     // (XDP attached, maps pinned, leftovers removed). Keys: a bad key file stops us here.
-    let reload_keys = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_keys))
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing the SIGHUP handler")?;
-    let auth = Auth::start(&cfg.auth, reload_keys)?;
+    let auth = Auth::start(&cfg.auth)?;
     // One agent per instance and per shared address: a second agent must not take a running
     // agent's address for a leftover.
     let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.vips)?;
     let (hub, commands) = Hub::new();
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
-    let _metrics_server = match cfg.metrics {
+    let metrics_server = match cfg.metrics {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
         None => None,
     };
@@ -216,10 +292,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
     let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
-    let hooks = Hooks::start(cfg.hooks.clone(), facts, Arc::clone(&metrics)).context("starting the hook thread")?;
+    let hooks =
+        Hooks::start(cfg.hooks.clone(), facts.clone(), Arc::clone(&metrics)).context("starting the hook thread")?;
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
-    let checks =
-        Checks::start(cfg.checks.clone(), cfg.node.priority, check_env).context("starting the health checks")?;
+    let checks = Checks::start(cfg.checks.clone(), cfg.node.priority, check_env.clone())
+        .context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
 
     let epoch = crate::clock::new_epoch();
@@ -286,6 +363,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         checks,
         auth,
         read_errors: 0,
+        reload,
+        reread,
+        metrics_server,
+        facts,
+        check_env,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -338,7 +420,9 @@ fn event_loop(
     let mut leaving = false;
     loop {
         let (now, table) = observe(clock, || io.rx.read_peers(&mut raw));
-        io.auth.reload_if_asked(&mut io.rx, &mut io.sender);
+        if io.reload.swap(false, Ordering::Relaxed) {
+            io.reload(&mut failover, now);
+        }
         while let Ok(Command::Maintenance(on)) = commands.try_recv() {
             log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
             if let Err(e) = maintenance_file.set(on) {
@@ -378,6 +462,13 @@ fn event_loop(
             return Ok(());
         }
         sleep_until_ns(failover.poll_timeout().as_nanos());
+    }
+}
+
+/// Drops `value` on a thread of its own: joining a hook or check thread may take a while.
+fn drop_aside<T: Send + 'static>(value: T) {
+    if let Err(e) = std::thread::Builder::new().name("reload-drop".into()).spawn(move || drop(value)) {
+        log::warn!("reload: {e}");
     }
 }
 

@@ -1,13 +1,7 @@
 //! The agent's side of heartbeat authentication: which keys the receive path is opened with,
-//! which one the sender signs with, and the reload of the key file on SIGHUP (rotation without
+//! which one the sender signs with, and the reload of the key file (SIGHUP: rotation without
 //! a restart).
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::path::PathBuf;
 
 use ha_common::maps::{AuthKey, KEY_SLOTS};
 
@@ -20,13 +14,11 @@ use keys::{AuthMode, KeyFileError, KeySet, SigningKey};
 pub struct Auth {
     /// None with `--insecure-no-auth`.
     file: Option<(PathBuf, KeySet)>,
-    reload: Arc<AtomicBool>,
 }
 
 impl Auth {
-    /// Reads the key file, or warns that heartbeats are unauthenticated. `reload` is set by the
-    /// SIGHUP handler.
-    pub fn start(cfg: &AuthConfig, reload: Arc<AtomicBool>) -> Result<Self, KeyFileError> {
+    /// Reads the key file, or warns that heartbeats are unauthenticated.
+    pub fn start(cfg: &AuthConfig) -> Result<Self, KeyFileError> {
         let file = match cfg {
             AuthConfig::KeyFile(path) => {
                 let keys = KeySet::load(path)?;
@@ -40,7 +32,7 @@ impl Auth {
                 None
             }
         };
-        Ok(Self { file, reload })
+        Ok(Self { file })
     }
 
     /// What the receive path is opened with.
@@ -55,12 +47,9 @@ impl Auth {
         self.file.as_ref().map(|(_, keys)| keys.signing())
     }
 
-    /// After SIGHUP: re-reads the key file, installs its keys in the receive path, then signs
+    /// On a reload: re-reads the key file, installs its keys in the receive path, then signs
     /// with its first. A bad file changes nothing (one error line says why).
-    pub fn reload_if_asked(&mut self, rx: &mut Receiver, sender: &mut Sender) {
-        if !self.reload.swap(false, Ordering::Relaxed) {
-            return;
-        }
+    pub fn reload(&mut self, rx: &mut Receiver, sender: &mut Sender) {
         let Some((path, current)) = &mut self.file else {
             log::warn!("SIGHUP: no key file to reload (--insecure-no-auth)");
             return;

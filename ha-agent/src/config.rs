@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod file;
 pub mod reference;
+pub mod reload;
 pub mod values;
 
 use std::{
@@ -174,6 +175,21 @@ impl RunConfig {
             },
             auth,
         })
+    }
+
+    /// One line saying what this configuration runs, for `check-config`.
+    pub fn summary(&self) -> String {
+        let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
+        format!(
+            "configuration OK: node {} priority {} on {}, shared {}; interval {}, tolerance {}, cluster {}",
+            ha_core::node::id(self.node.node_id),
+            self.node.priority,
+            self.iface,
+            vips.join(" "),
+            humantime::format_duration(self.interval),
+            humantime::format_duration(self.node.tolerance),
+            self.cluster_id,
+        )
     }
 
     /// Settings that work but probably not as meant; logged at start.

@@ -6,9 +6,10 @@ use std::{
 use anyhow::Context as _;
 use ha_agent::{
     agent,
+    auth::keys::KeySet,
     clock::monotonic_ns,
     config::{
-        RunConfig,
+        AuthConfig, RunConfig,
         cli::{self, ArgsError, Command, PinArgs, RunArgs},
         file::FileConfig,
     },
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::CheckConfig(args) => check_config(&args),
         Command::Peers(args) => peers(&args),
         Command::Status { at, json } => show_status(&at, json),
         Command::Maintenance { mode, at } => maintenance(&at, &mode),
@@ -51,7 +53,8 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<()> {
+/// The run configuration of `args`, checked against this host as `run` needs it.
+fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
     let Some(iface) = args.iface.as_deref() else {
         anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
     };
@@ -59,7 +62,24 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if iface::index(iface).is_err() {
         anyhow::bail!("no interface named {iface}: check `ip link`");
     }
-    let cfg = RunConfig::new(args, &own)?;
+    Ok(RunConfig::new(args, &own)?)
+}
+
+/// `check-config`: everything `run` checks before it touches the system, and nothing more.
+fn check_config(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = resolve(args)?;
+    if let AuthConfig::KeyFile(path) = &cfg.auth {
+        KeySet::load(path)?;
+    }
+    for warning in cfg.warnings() {
+        println!("warning: {warning}");
+    }
+    println!("{}", cfg.summary());
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = resolve(args)?;
     for warning in cfg.warnings() {
         log::warn!("{warning}");
     }
@@ -71,7 +91,17 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
     }
-    agent::run(cfg, stop)
+    // SIGHUP: the same command line and file, read again.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let reread = move || -> anyhow::Result<agent::Reread> {
+        let cli = cli::parse_from(argv.clone()).map_err(|e| match e {
+            ArgsError::Usage(e) => anyhow::anyhow!("{}", cli::one_line(&e).unwrap_or_else(|| e.kind().to_string())),
+            ArgsError::File(e) => e.into(),
+        })?;
+        let Command::Run(args) = cli.command else { anyhow::bail!("not a run command line") };
+        Ok(agent::Reread { cfg: resolve(&args)?, log_level: cli.log_level })
+    };
+    agent::run(cfg, stop, Box::new(reread))
 }
 
 /// The running agent's pin directory: from the flags, else its config file, else the default.

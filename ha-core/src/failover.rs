@@ -188,6 +188,13 @@ impl Failover {
         self.merge(now, out);
     }
 
+    /// A reloaded configuration (see [`Node::reconfigure`] for what applies live).
+    pub fn handle_config(&mut self, now: Instant, node: NodeConfig) {
+        self.last_now = now;
+        self.node.reconfigure(node);
+        self.cfg.node = *self.node.config();
+    }
+
     pub fn handle_command(&mut self, now: Instant, command: Command) {
         self.last_now = now;
         let out = match command {

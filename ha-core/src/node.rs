@@ -51,7 +51,7 @@ pub enum Preempt {
     Delay(Duration),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
     pub node_id: u32,
     pub priority: u32,
@@ -357,6 +357,21 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// Takes a reloaded configuration: the base priority, preempt, hold-down, refresh and
+    /// leave timeout apply from the next step. The identity and the time base (node id,
+    /// tolerance, maximum tolerance) stay: they need a restart.
+    pub fn reconfigure(&mut self, cfg: NodeConfig) {
+        self.cfg = NodeConfig {
+            node_id: self.cfg.node_id,
+            tolerance: self.cfg.tolerance,
+            max_tolerance: self.cfg.max_tolerance,
+            ..cfg
+        };
+        if self.cfg.refresh.is_none() {
+            self.next_refresh = Instant::ZERO;
+        }
     }
 
     pub fn is_leaving(&self) -> bool {

@@ -42,6 +42,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent on an interface.
     Run(Box<RunArgs>),
+    /// Check a configuration as `run` would (flags, file, interface, key file) without
+    /// touching the system: exit 0 when `run` would start with it (for `ExecStartPre=`).
+    CheckConfig(Box<RunArgs>),
     /// Print the peer table of a running agent (from its pinned maps).
     Peers(PinArgs),
     /// Show a running agent's state, why, its worthiness and its peers.
@@ -232,7 +235,7 @@ where
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let cli = Cli::try_parse_from(&argv)?;
-    let Command::Run(run) = &cli.command else { return Ok(cli) };
+    let (Command::Run(run) | Command::CheckConfig(run)) = &cli.command else { return Ok(cli) };
     let Some(path) = &run.config else { return Ok(cli) };
     let file = FileConfig::load(path)?;
     let matches = file.apply(Cli::command()).try_get_matches_from(&argv)?;

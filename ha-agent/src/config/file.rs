@@ -101,7 +101,9 @@ impl FileConfig {
             cli = if s.global {
                 cli.mut_arg(&s.id, set)
             } else {
+                // `check-config` takes exactly what `run` takes.
                 cli.mut_subcommand("run", |run| run.mut_arg(&s.id, set))
+                    .mut_subcommand("check-config", |check| check.mut_arg(&s.id, set))
             };
         }
         cli

@@ -17,6 +17,7 @@ mod net_io;
 mod operations;
 mod operator;
 mod ownership;
+mod reload;
 mod resilience;
 mod rx_socket;
 mod topologies;

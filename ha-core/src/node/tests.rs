@@ -773,3 +773,14 @@ fn a_holder_whose_link_goes_down_reports_fault_and_recovers_when_it_comes_back()
     let took = n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).transition.expect("takes");
     assert_eq!((took.from, took.to), (Role::Standby, Role::Active));
 }
+
+#[test]
+fn a_reload_applies_preempt_and_priority_but_keeps_the_identity_and_time_base() {
+    let mut n = Node::new(cfg(2, 200, Preempt::Never), at(0));
+    let h = |t| vec![peer(1, 100, NodeState::Active, t)];
+    assert!(!step(&mut n, TOL, &h(TOL)).take, "never preempts");
+    n.reconfigure(NodeConfig { node_id: 9, tolerance: d(1), ..cfg(2, 200, Preempt::Always) });
+    assert_eq!((n.config().node_id, n.config().tolerance), (2, d(TOL)), "identity and tolerance need a restart");
+    let out = step(&mut n, TOL + MS, &h(TOL + MS));
+    assert_eq!(out.transition.map(|t| t.reason), Some(Reason::Preempt { node_id: 1, priority: 100 }));
+}

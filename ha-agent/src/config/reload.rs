@@ -1,0 +1,110 @@
+//! What a reload (SIGHUP, `systemctl reload`) may change in a running agent: the settings the
+//! agent can apply while it keeps the address, and the ones that need a restart, named one per
+//! line so an operator never wonders whether an edit took.
+use std::time::Duration;
+
+use ha_core::Preempt;
+
+use super::RunConfig;
+
+/// A preempt setting as `--preempt` spells it.
+fn preempt_flag(p: Preempt) -> String {
+    match p {
+        Preempt::Always => "always".into(),
+        Preempt::Never => "never".into(),
+        Preempt::Delay(d) => format!("delay={}", humantime::format_duration(d)),
+    }
+}
+
+/// A duration as the flags spell it; zero or none as `off`.
+fn span(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if !d.is_zero() => humantime::format_duration(d).to_string(),
+        _ => "off".into(),
+    }
+}
+
+/// The differences between the running configuration and the one read again.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// Applied now, each described for the log.
+    pub live: Vec<String>,
+    /// Changed in the file or flags but kept as they are until a restart: the option names.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl ReloadPlan {
+    pub fn between(old: &RunConfig, new: &RunConfig) -> Self {
+        let mut plan = Self::default();
+        let (o, n) = (&old.node, &new.node);
+        let mut live = |changed: bool, what: String| {
+            if changed {
+                plan.live.push(what);
+            }
+        };
+        live(o.priority != n.priority, format!("priority {} -> {}", o.priority, n.priority));
+        live(o.preempt != n.preempt, format!("preempt {} -> {}", preempt_flag(o.preempt), preempt_flag(n.preempt)));
+        live(
+            o.hold_down != n.hold_down,
+            format!("hold-down {} -> {}", span(Some(o.hold_down)), span(Some(n.hold_down))),
+        );
+        live(o.refresh != n.refresh, format!("garp-refresh {} -> {}", span(o.refresh), span(n.refresh)));
+        live(
+            o.leave_timeout != n.leave_timeout,
+            format!("leave-timeout {} -> {}", span(Some(o.leave_timeout)), span(Some(n.leave_timeout))),
+        );
+        live(old.hooks != new.hooks, "hooks".to_string());
+        live(old.checks != new.checks, "checks".to_string());
+        let metrics = |m: Option<std::net::SocketAddr>| m.map_or("off".to_string(), |a| a.to_string());
+        live(old.metrics != new.metrics, format!("metrics {} -> {}", metrics(old.metrics), metrics(new.metrics)));
+        let mut restart = |changed: bool, name: &'static str| {
+            if changed {
+                plan.needs_restart.push(name);
+            }
+        };
+        restart(old.iface != new.iface, "iface");
+        restart(old.vips != new.vips, "vip");
+        restart(o.node_id != n.node_id, "node-id");
+        restart(old.interval != new.interval, "interval");
+        restart(o.tolerance != n.tolerance, "tolerance");
+        restart(o.max_tolerance != n.max_tolerance, "max-tolerance");
+        restart(old.tick != new.tick, "tick");
+        restart(old.cluster_id != new.cluster_id, "cluster");
+        restart(old.group != new.group, "group");
+        restart(old.port != new.port, "port");
+        restart(old.unicast_peers != new.unicast_peers, "peer");
+        restart(old.pin_dir != new.pin_dir, "pin-dir");
+        restart(old.xdp_mode != new.xdp_mode, "xdp-mode");
+        restart(old.rx != new.rx, "rx");
+        restart(old.pass_heartbeats != new.pass_heartbeats, "pass-heartbeats");
+        restart(old.realtime != new.realtime, "realtime");
+        restart(old.auth != new.auth, "key-file / insecure-no-auth");
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::cli::{Command, parse_from};
+
+    fn config(extra: &[&str]) -> RunConfig {
+        let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--vip", "192.0.2.200/24", "--insecure-no-auth"];
+        argv.extend_from_slice(extra);
+        let Ok(cli) = parse_from(argv) else { panic!("parses") };
+        let Command::Run(args) = cli.command else { panic!("run") };
+        RunConfig::new(&args, &[Ipv4Addr::new(192, 0, 2, 1)]).expect("valid")
+    }
+
+    #[test]
+    fn live_changes_apply_and_the_rest_is_named_for_a_restart() {
+        let old = config(&[]);
+        assert_eq!(ReloadPlan::between(&old, &old), ReloadPlan::default(), "nothing changed, nothing said");
+        let new = config(&["--priority", "300", "--preempt", "never", "--interval", "50ms", "--port", "7000"]);
+        let plan = ReloadPlan::between(&old, &new);
+        assert_eq!(plan.live, vec!["priority 100 -> 300".to_string(), "preempt always -> never".to_string()]);
+        assert_eq!(plan.needs_restart, vec!["interval", "tick", "port"], "the tick follows the interval");
+    }
+}
