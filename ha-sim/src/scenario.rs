@@ -78,18 +78,24 @@ impl Cluster {
         self.net_delay + self.net_jitter
     }
 
-    /// How long after the last disturbance the cluster must have settled: the longest silence
-    /// limit, two intervals, the hold-down, the preempt delay, a tick, and the slack of wakes
-    /// and the LAN.
+    /// How long after the last disturbance the cluster must have settled, each term a wait the
+    /// design asks for: a (re)started or resumed node first listens for a tolerance; a silent
+    /// holder is noticed within the max tolerance; a preemption waits its delay; a node that
+    /// yielded holds down; the old holder lingers a tolerance after a hand-over before it
+    /// removes the address; plus two intervals, a tick, and the slack of wakes and the LAN.
     pub fn settle(&self) -> u64 {
         let preempt_delay = match self.preempt {
             PreemptSpec::Delay(d) => d,
             _ => 0,
         };
-        self.max_tolerance
-            + 2 * self.interval
-            + self.hold_down
+        let listen = self.tolerance;
+        let linger = self.tolerance;
+        listen
+            + self.max_tolerance
             + preempt_delay
+            + self.hold_down
+            + linger
+            + 2 * self.interval
             + self.tick
             + 2 * self.wake_slack
             + 2 * self.max_delay()
@@ -515,7 +521,8 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
                 let rec_end = start.saturating_sub(rng.range(0, 2 * settle)).max(first);
                 let rec_start = rec_end.saturating_sub(rec_len).max(first / 2);
                 let mode = rng.weighted(&[(5, ReplayMode::Paced), (3, ReplayMode::Burst), (2, ReplayMode::Single)]);
-                let targets = if rng.chance(0.5) { cluster.node_mask() & !(1 << node) } else { 1 << rng.range(0, n as u64 - 1) };
+                let other = (node + rng.range(1, n as u64 - 1) as usize) % n;
+                let targets = if rng.chance(0.5) { cluster.node_mask() & !(1 << node) } else { 1 << other };
                 let kind = FaultKind::Replay { origin: node, targets, rec_start, rec_end, mode };
                 // The dangerous case on purpose: the origin dies after the recording, and
                 // sometimes a target restarts with an empty table before the replay.

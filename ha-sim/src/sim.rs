@@ -132,6 +132,8 @@ pub(crate) struct SimNode {
     last_run: u64,
     port: Vec<PortSeen>,
     peers: Vec<Peer>,
+    /// Global time of its last `Take`.
+    claimed_since: u64,
 }
 
 impl SimNode {
@@ -155,6 +157,8 @@ struct Client {
     req: u32,
     req_open_since: Option<u64>,
     misdirected_since: Option<u64>,
+    /// The latest time a fault lost, delayed or reordered announcements to this client.
+    path_disturbed: u64,
 }
 
 /// A span in which invariant (c) is checked.
@@ -260,6 +264,7 @@ impl World {
                 last_run: 0,
                 port: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
+                claimed_since: 0,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -540,6 +545,7 @@ impl World {
                 let n = &mut self.nodes[i];
                 n.configured = true;
                 n.claiming = true;
+                n.claimed_since = self.now;
                 self.note(format!("n{i} TAKE (adds the address, announces)"));
                 self.announce(i);
             }
@@ -625,11 +631,13 @@ impl World {
         if n.machine_paused || n.agent.is_none() {
             return;
         }
+        let was_replayed = n.table.get(hb.node_id).is_some_and(|e| e.replayed);
         let recorded = n.table.receive(n.spec.node_id, &hb, local, replayed);
-        if recorded && replayed {
+        if recorded && replayed && !was_replayed {
             let origin = self.nodes.iter().position(|o| o.spec.node_id == hb.node_id);
             let state = hb.state.name();
-            self.note(format!("n{j} RECORDS A REPLAYED {state} heartbeat of {:?} (seq {:?})", origin, hb.seq));
+            let who = origin.map_or(String::from("?"), |o| format!("n{o}"));
+            self.note(format!("n{j} records a REPLAYED {state} heartbeat of {who} (seq {:?}), and maybe more", hb.seq));
             if let Some(o) = origin
                 && !self.nodes[o].running()
             {
@@ -791,6 +799,13 @@ impl World {
     fn fault_end(&mut self, f: usize) {
         let fault = self.sc.faults[f];
         self.note(format!("FAULT #{f} ends"));
+        if let Some(to) = announcement_path(&fault.kind) {
+            for (c, cl) in self.clients.iter_mut().enumerate() {
+                if to & (1 << (CLIENT_BIT as usize + c)) != 0 {
+                    cl.path_disturbed = self.now;
+                }
+            }
+        }
         match fault.kind {
             FaultKind::Loss { .. }
             | FaultKind::BurstLoss { .. }
@@ -889,9 +904,15 @@ impl World {
             }
             if quiet >= self.client_settle && claimers.len() == 1 {
                 let h = claimers[0] as u8;
+                let since = self.nodes[h as usize].claimed_since;
+                // A holder cannot know its announcements were lost on the way: when they may
+                // have been, since it claimed, only the periodic refresh can repair a client.
+                let refreshed = self.sc.cluster.refresh.is_some_and(|p| quiet >= self.client_settle + p);
                 for c in 0..self.clients.len() {
+                    let heard = self.clients[c].path_disturbed < since || refreshed;
                     if let Some((m, _)) = self.clients[c].cache
                         && m != h
+                        && heard
                     {
                         let detail = format!("stable for {:.3} ms, n{h} claims, client c{c} points at n{m}", ms(quiet));
                         self.violate(Invariant::ClientsPointAtHolder, detail);
@@ -979,6 +1000,17 @@ fn reason_node(reason: &Reason) -> Option<u32> {
         | Reason::MoreWorthyHolder { node_id, .. }
         | Reason::SuccessorHolds { node_id }
         | Reason::HolderUnhealthy { node_id } => Some(node_id),
+        _ => None,
+    }
+}
+
+/// The clients a fault may have kept announcements from (lost, delayed or reordered).
+fn announcement_path(kind: &FaultKind) -> Option<u32> {
+    match *kind {
+        FaultKind::Loss { to, .. }
+        | FaultKind::BurstLoss { to, .. }
+        | FaultKind::Delay { to, .. }
+        | FaultKind::Reorder { to, .. } => Some(to),
         _ => None,
     }
 }
