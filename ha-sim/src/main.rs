@@ -25,6 +25,8 @@ struct Args {
     jobs: usize,
     /// Failing seeds shown in full (with a shrunk schedule) in a multi-seed run.
     show: usize,
+    /// One line per violation of every failing seed.
+    list: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -36,6 +38,7 @@ fn parse() -> Result<Args, String> {
         fence: false,
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         show: 3,
+        list: false,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, name: &str| -> Result<u64, String> {
@@ -50,8 +53,9 @@ fn parse() -> Result<Args, String> {
             "--show" => args.show = number(it.next(), "--show")? as usize,
             "--trace" => args.trace = true,
             "--fence" => args.fence = true,
+            "--list" => args.list = true,
             "-h" | "--help" => {
-                return Err("usage: ha-sim [--seeds N] [--first S] [--jobs J] [--show K] [--fence] | --seed N [--trace] [--fence]".into())
+                return Err("usage: ha-sim [--seeds N] [--first S] [--jobs J] [--show K] [--list] [--fence] | --seed N [--trace] [--fence]".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -197,6 +201,13 @@ fn many(args: &Args) -> ExitCode {
         {
             shown.push(r.seed);
             print_failure(r, args.fence, 25, true);
+        }
+    }
+    if args.list {
+        for r in &t.failing {
+            for v in &r.violations {
+                println!("seed {} {} at {:.3} ms: {}", r.seed, v.invariant, v.at as f64 / 1e6, v.detail);
+            }
         }
     }
     println!("=== simulate: seeds {}..{} ({} run) on {} threads{}", args.first, end, t.seeds, args.jobs, if args.fence { ", with the modelled fence" } else { "" });

@@ -134,6 +134,8 @@ pub(crate) struct SimNode {
     peers: Vec<Peer>,
     /// Global time of its last `Take`.
     claimed_since: u64,
+    /// An agent start waits for the machine to run again.
+    start_pending: bool,
 }
 
 impl SimNode {
@@ -265,6 +267,7 @@ impl World {
                 port: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
                 claimed_since: 0,
+                start_pending: false,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -450,6 +453,11 @@ impl World {
         if n.agent.is_some() {
             return;
         }
+        if n.machine_paused {
+            n.start_pending = true;
+            return;
+        }
+        n.start_pending = false;
         n.starts += 1;
         // The agent removes a leftover address at start (it was labelled as ours).
         n.configured = false;
@@ -825,6 +833,9 @@ impl World {
                     let slack = self.rng.range(0, self.sc.cluster.wake_slack);
                     self.push(self.now + slack, Ev::Wake { node: node as u8, inc });
                 }
+                if self.nodes[node].start_pending && !self.nodes[node].machine_paused {
+                    self.start_agent(node);
+                }
             }
             FaultKind::Crash { node, restart: true } | FaultKind::Stop { node, restart: true } => {
                 self.start_agent(node)
@@ -891,19 +902,23 @@ impl World {
         let quiet = quiet_for(&self.disturbances[..(self.cursor + 1).min(self.disturbances.len())], now);
         self.track_clients();
         if quiet >= self.settle {
-            let holders: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.answers(i)).collect();
-            if holders.len() > 1 {
-                let detail = format!("stable for {:.3} ms, yet {} answer ARP: {}", ms(quiet), holders.len(), names(&holders));
+            let holders = (0..self.nodes.len()).filter(|&i| self.answers(i)).count();
+            if holders > 1 {
+                let who: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.answers(i)).collect();
+                let detail = format!("stable for {:.3} ms, yet {holders} answer ARP: {}", ms(quiet), names(&who));
                 self.violate(Invariant::AtMostOneHolder, detail);
             }
-            let claimers: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].claiming && self.nodes[i].running()).collect();
-            if claimers.is_empty() && self.nodes.iter().any(SimNode::eligible) {
+            let mut claimers = self.nodes.iter().enumerate().filter(|(_, n)| n.claiming && n.running()).map(|(i, _)| i);
+            let (first, second) = (claimers.next(), claimers.next());
+            if first.is_none() && self.nodes.iter().any(SimNode::eligible) {
                 let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
                 let detail = format!("stable for {:.3} ms, {} eligible, nobody claims", ms(quiet), names(&eligible));
                 self.violate(Invariant::AtLeastOneClaims, detail);
             }
-            if quiet >= self.client_settle && claimers.len() == 1 {
-                let h = claimers[0] as u8;
+            if let (Some(h), None) = (first, second)
+                && quiet >= self.client_settle
+            {
+                let h = h as u8;
                 let since = self.nodes[h as usize].claimed_since;
                 // A holder cannot know its announcements were lost on the way: when they may
                 // have been, since it claimed, only the periodic refresh can repair a client.
@@ -952,8 +967,11 @@ impl World {
                 self.violate(Invariant::MakeBeforeBreak, detail);
             }
             for c in 0..self.clients.len() {
+                // A client pointed wrong before the change is (d)'s to report.
                 if let Some(since) = self.clients[c].misdirected_since
                     && now > since
+                    && since >= self.windows[w].from
+                    && self.windows[w].needs_holder
                 {
                     let m = self.clients[c].cache.map_or(255, |(m, _)| m);
                     let what = self.windows[w].what.clone();
