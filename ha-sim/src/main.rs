@@ -129,6 +129,7 @@ struct Totals {
     events: u64,
     transitions: u64,
     lost_probe_ns: u128,
+    checked: [u64; 3],
     faults: [u64; KIND_NAMES.len()],
     violations: [u64; ALL.len()],
     failing: Vec<Report>,
@@ -157,6 +158,9 @@ fn many(args: &Args) -> ExitCode {
                     local.events += r.events;
                     local.transitions += r.transitions;
                     local.lost_probe_ns += u128::from(r.lost_probe_ns);
+                    local.checked[0] += r.checked_takeovers;
+                    local.checked[1] += r.clean_changes;
+                    local.checked[2] += r.loss_windows;
                     for (t, f) in local.faults.iter_mut().zip(r.faults_per_kind) {
                         *t += f;
                     }
@@ -175,6 +179,9 @@ fn many(args: &Args) -> ExitCode {
                 t.events += local.events;
                 t.transitions += local.transitions;
                 t.lost_probe_ns += local.lost_probe_ns;
+                for (a, b) in t.checked.iter_mut().zip(local.checked) {
+                    *a += b;
+                }
                 for (a, b) in t.faults.iter_mut().zip(local.faults) {
                     *a += b;
                 }
@@ -218,6 +225,10 @@ fn many(args: &Args) -> ExitCode {
         t.events,
         t.transitions,
         t.lost_probe_ns as f64 / 1e9
+    );
+    println!(
+        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e)",
+        t.checked[0], t.checked[1], t.checked[2]
     );
     let faults: Vec<String> = KIND_NAMES.iter().zip(t.faults).map(|(k, n)| format!("{k} {n}")).collect();
     println!("faults injected: {}", faults.join(", "));

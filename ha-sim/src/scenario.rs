@@ -54,20 +54,21 @@ pub struct Cluster {
 
 /// The one place where the simulator builds the core's configuration.
 pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
+    let ns = Duration::from_nanos;
     let preempt = match cluster.preempt {
         PreemptSpec::Always => Preempt::Always,
         PreemptSpec::Never => Preempt::Never,
-        PreemptSpec::Delay(d) => Preempt::Delay(d),
+        PreemptSpec::Delay(d) => Preempt::Delay(ns(d)),
     };
     let node = NodeConfig {
         node_id: node.node_id,
         priority: node.priority,
-        tolerance: cluster.tolerance,
-        max_tolerance: cluster.max_tolerance,
+        tolerance: ns(cluster.tolerance),
+        max_tolerance: ns(cluster.max_tolerance),
         preempt,
-        leave_timeout: cluster.leave_timeout,
-        hold_down: cluster.hold_down,
-        refresh: cluster.refresh,
+        leave_timeout: ns(cluster.leave_timeout),
+        hold_down: ns(cluster.hold_down),
+        refresh: cluster.refresh.map(ns),
     };
     FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
 }
@@ -443,6 +444,17 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
     let first = cluster.nodes.iter().map(|s| s.start).max().unwrap_or(0) + settle;
     let mut cursor = first;
     let mut faults: Vec<Fault> = Vec::new();
+    // Invariant (e) needs long steady loss with nothing else going on: give it its own room.
+    if rng.chance(0.15) {
+        let all = cluster.node_mask() | cluster.client_mask();
+        let rate = rng.range(5, 30) as f64 / 100.0;
+        let start = cursor + rng.range(0, settle);
+        let end = start + iv * rng.range(300, 1500);
+        if end + 2 * settle < cluster.duration {
+            faults.push(Fault { kind: FaultKind::Loss { from: all, to: all, rate }, start, end });
+            cursor = end + settle;
+        }
+    }
     for _ in 0..count {
         let kind = rng.weighted(&[
             (10, 0u8),

@@ -50,6 +50,11 @@ pub struct Report {
     pub events: u64,
     /// Client time spent pointed at a node that did not hold the address.
     pub lost_probe_ns: u64,
+    /// How often the preconditions of (b), (c), (e) held: takeovers on silence checked, clean
+    /// planned changes watched, windows of steady loss counted.
+    pub checked_takeovers: u64,
+    pub clean_changes: u64,
+    pub loss_windows: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
     pub cluster: String,
@@ -311,6 +316,8 @@ impl World {
             trace: VecDeque::new(),
         };
         world.plan_windows(&spans);
+        world.report.clean_changes = world.windows.len() as u64;
+        world.report.loss_windows = world.flaps.len() as u64;
         world
     }
 
@@ -346,9 +353,11 @@ impl World {
                 }
             }
             if let FaultKind::Loss { rate, .. } = f.kind {
-                let lcfg = ha_core::liveness::LivenessConfig { tolerance: c.tolerance, max_tolerance: c.max_tolerance };
-                let covered = ha_core::liveness::silence_limit(rate, c.interval, &lcfg) <= c.max_tolerance
-                    && ha_core::liveness::silence_limit(rate, c.interval, &lcfg) < c.max_tolerance.max(c.tolerance + 1);
+                let ns = ha_core::Duration::from_nanos;
+                let lcfg =
+                    ha_core::liveness::LivenessConfig { tolerance: ns(c.tolerance), max_tolerance: ns(c.max_tolerance) };
+                // The limit the loss needs must be below the maximum (at it, the limit is capped).
+                let covered = ha_core::liveness::silence_limit(rate, ns(c.interval), &lcfg) < ns(c.max_tolerance);
                 let long = f.end - f.start >= 200 * c.interval;
                 let alone = quiet_for(&others, f.start) >= self.client_settle
                     && !others.iter().any(|&(a, b)| a <= f.end + self.settle && b >= f.start);
@@ -669,6 +678,7 @@ impl World {
         }
         self.note(format!("n{i} {} -> {}: {}", t.from.name(), t.to.name(), t.reason));
         if real && t.to == NodeState::Active && matches!(t.reason, Reason::HolderSilent { .. } | Reason::NoHolder) {
+            self.report.checked_takeovers += 1;
             self.check_takeover(i, local);
         }
         if let Some(named) = reason_node(&t.reason)
@@ -694,6 +704,7 @@ impl World {
             }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
             let (limit, loss) = agent.failover.node().peer_liveness(holder.spec.node_id);
+            let limit = limit.as_nanos() as u64;
             let silent = local.since(seen.at).as_nanos() as u64;
             if seen.claims && silent <= limit {
                 let detail = format!(
