@@ -217,7 +217,14 @@ fn many(args: &Args) -> ExitCode {
             }
         }
     }
-    println!("=== simulate: seeds {}..{} ({} run) on {} threads{}", args.first, end, t.seeds, args.jobs, if args.fence { ", with the modelled fence" } else { "" });
+    println!(
+        "=== simulate: seeds {}..{} ({} run) on {} threads{}",
+        args.first,
+        end,
+        t.seeds,
+        args.jobs,
+        if args.fence { ", with the modelled fence" } else { "" }
+    );
     println!(
         "simulated: {:.2} cluster-hours ({:.2} node-hours), {} events, {} transitions, {:.3} s of client probes lost",
         t.sim_ns as f64 / 3.6e12,
@@ -238,7 +245,12 @@ fn many(args: &Args) -> ExitCode {
     }
     let shown_seeds: Vec<String> = t.failing_seeds.iter().take(30).map(u64::to_string).collect();
     if !t.failing_seeds.is_empty() {
-        println!("failing seeds ({}): {}{}", t.failing_seeds.len(), shown_seeds.join(" "), if t.failing_seeds.len() > 30 { " ..." } else { "" });
+        println!(
+            "failing seeds ({}): {}{}",
+            t.failing_seeds.len(),
+            shown_seeds.join(" "),
+            if t.failing_seeds.len() > 30 { " ..." } else { "" }
+        );
     }
     println!("wall: {:.1} s, {:.0} seeds/s", wall, t.seeds as f64 / wall.max(1e-9));
     if t.failing_seeds.is_empty() {

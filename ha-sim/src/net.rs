@@ -28,7 +28,14 @@ fn on(mask: u32, ep: u8) -> bool {
 
 impl Net {
     /// One packet from endpoint `from` to `to`, under the faults `active` (index, fault).
-    pub fn transmit(&mut self, rng: &mut Rng, cluster: &Cluster, active: &[(usize, Fault)], from: u8, to: u8) -> Arrivals {
+    pub fn transmit(
+        &mut self,
+        rng: &mut Rng,
+        cluster: &Cluster,
+        active: &[(usize, Fault)],
+        from: u8,
+        to: u8,
+    ) -> Arrivals {
         let nodes = u32::from(from) < CLIENT_BIT && u32::from(to) < CLIENT_BIT;
         let mut delay = cluster.net_delay + rng.range(0, cluster.net_jitter);
         let mut duplicate = false;
@@ -45,7 +52,9 @@ impl Net {
                         return Arrivals::default();
                     }
                 }
-                FaultKind::BurstLoss { from: fm, to: tm, enter_bad, leave_bad, bad_loss } if on(fm, from) && on(tm, to) => {
+                FaultKind::BurstLoss { from: fm, to: tm, enter_bad, leave_bad, bad_loss }
+                    if on(fm, from) && on(tm, to) =>
+                {
                     let bad = self.bad.entry((i, from, to)).or_insert(false);
                     *bad = if *bad { !rng.chance(leave_bad) } else { rng.chance(enter_bad) };
                     let loss = if *bad { bad_loss } else { 0.002 };

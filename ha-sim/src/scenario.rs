@@ -130,30 +130,79 @@ pub enum ReplayMode {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FaultKind {
     /// Each packet from a `from` to a `to` endpoint lost with this chance.
-    Loss { from: u32, to: u32, rate: f64 },
+    Loss {
+        from: u32,
+        to: u32,
+        rate: f64,
+    },
     /// Gilbert-Elliott: a good and a bad state per link.
-    BurstLoss { from: u32, to: u32, enter_bad: f64, leave_bad: f64, bad_loss: f64 },
-    Delay { from: u32, to: u32, extra: u64, jitter: u64 },
-    Reorder { from: u32, to: u32, chance: f64, extra: u64 },
-    Duplicate { from: u32, to: u32, chance: f64 },
+    BurstLoss {
+        from: u32,
+        to: u32,
+        enter_bad: f64,
+        leave_bad: f64,
+        bad_loss: f64,
+    },
+    Delay {
+        from: u32,
+        to: u32,
+        extra: u64,
+        jitter: u64,
+    },
+    Reorder {
+        from: u32,
+        to: u32,
+        chance: f64,
+        extra: u64,
+    },
+    Duplicate {
+        from: u32,
+        to: u32,
+        chance: f64,
+    },
     /// Nodes in `side` cannot reach the others (`symmetric`), or only `side` -> others is cut.
-    Partition { side: u32, symmetric: bool },
+    Partition {
+        side: u32,
+        symmetric: bool,
+    },
     /// The agent stops running (SIGSTOP); with `machine`, the whole machine (its kernel table
     /// does not record, it answers nothing).
-    Pause { node: usize, machine: bool },
+    Pause {
+        node: usize,
+        machine: bool,
+    },
     /// SIGKILL of the agent at `start`; restarted at `end` when `restart`. Its address stays
     /// configured meanwhile, as a real SIGKILL leaves it.
-    Crash { node: usize, restart: bool },
+    Crash {
+        node: usize,
+        restart: bool,
+    },
     /// A clean stop (`Command::Leave`) at `start`; started again at `end` when `restart`.
-    Stop { node: usize, restart: bool },
+    Stop {
+        node: usize,
+        restart: bool,
+    },
     /// Maintenance on at `start`, off at `end`.
-    Maintenance { node: usize },
+    Maintenance {
+        node: usize,
+    },
     /// The node's worthiness from its checks (0: checks failing) from `start` to `end`.
-    Priority { node: usize, value: u32 },
-    LinkDown { node: usize },
+    Priority {
+        node: usize,
+        value: u32,
+    },
+    LinkDown {
+        node: usize,
+    },
     /// The attacker replays `origin`'s heartbeats it saw on the LAN in `[rec_start, rec_end)`
     /// to `targets`, from `start` on.
-    Replay { origin: usize, targets: u32, rec_start: u64, rec_end: u64, mode: ReplayMode },
+    Replay {
+        origin: usize,
+        targets: u32,
+        rec_start: u64,
+        rec_end: u64,
+        mode: ReplayMode,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -341,7 +390,13 @@ impl Scenario {
 
 fn gen_cluster(rng: &mut Rng) -> Cluster {
     let n = rng.weighted(&[(40, 2usize), (28, 3), (12, 4), (8, 5), (7, 6), (5, 16)]);
-    let n = if n == 16 { rng.range(7, 16) as usize } else if n == 6 { rng.range(6, 8) as usize } else { n };
+    let n = if n == 16 {
+        rng.range(7, 16) as usize
+    } else if n == 6 {
+        rng.range(6, 8) as usize
+    } else {
+        n
+    };
     let interval = rng.log_range(MS, 100 * MS);
     let tolerance = interval * rng.range(3, 6);
     let max_tolerance = match rng.range(0, 99) {
@@ -483,7 +538,8 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
         let (kind, len) = match kind {
             0 => {
                 let (from, to) = links(rng, cluster);
-                let rate = if rng.chance(0.7) { rng.range(1, 30) as f64 / 100.0 } else { rng.range(31, 100) as f64 / 100.0 };
+                let rate =
+                    if rng.chance(0.7) { rng.range(1, 30) as f64 / 100.0 } else { rng.range(31, 100) as f64 / 100.0 };
                 (FaultKind::Loss { from, to, rate }, iv * rng.range(50, 1500))
             }
             1 => {
@@ -499,13 +555,22 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
             }
             2 => {
                 let (from, to) = links(rng, cluster);
-                let kind = FaultKind::Delay { from, to, extra: rng.log_range(100 * US, 2 * iv), jitter: rng.log_range(10 * US, 2 * iv) };
+                let kind = FaultKind::Delay {
+                    from,
+                    to,
+                    extra: rng.log_range(100 * US, 2 * iv),
+                    jitter: rng.log_range(10 * US, 2 * iv),
+                };
                 (kind, iv * rng.range(20, 300))
             }
             3 => {
                 let (from, to) = links(rng, cluster);
-                let kind =
-                    FaultKind::Reorder { from, to, chance: rng.range(1, 50) as f64 / 100.0, extra: rng.log_range(iv / 2, 3 * iv) };
+                let kind = FaultKind::Reorder {
+                    from,
+                    to,
+                    chance: rng.range(1, 50) as f64 / 100.0,
+                    extra: rng.log_range(iv / 2, 3 * iv),
+                };
                 (kind, iv * rng.range(20, 300))
             }
             4 => {
@@ -540,14 +605,22 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
                 // sometimes a target restarts with an empty table before the replay.
                 if rng.chance(0.5) {
                     let crash_at = rec_end + rng.range(0, settle / 2);
-                    faults.push(Fault { kind: FaultKind::Crash { node, restart: false }, start: crash_at, end: cluster.duration });
+                    faults.push(Fault {
+                        kind: FaultKind::Crash { node, restart: false },
+                        start: crash_at,
+                        end: cluster.duration,
+                    });
                     start_at = start_at.max(crash_at + rng.range(0, 2 * settle));
                     if rng.chance(0.6) {
                         let t = (0..n).find(|&i| i != node && targets & (1 << i) != 0).unwrap_or(node);
                         if t != node {
                             let at = crash_at + rng.range(settle / 2, settle);
                             let back = at + rng.range(cluster.interval, cluster.tolerance);
-                            faults.push(Fault { kind: FaultKind::Crash { node: t, restart: true }, start: at, end: back });
+                            faults.push(Fault {
+                                kind: FaultKind::Crash { node: t, restart: true },
+                                start: at,
+                                end: back,
+                            });
                             start_at = start_at.max(back + rng.range(0, cluster.tolerance));
                         }
                     }
@@ -556,7 +629,8 @@ fn gen_faults(rng: &mut Rng, cluster: &Cluster) -> Vec<Fault> {
             }
         };
         let start = start_at;
-        let permanent = matches!(kind, FaultKind::Crash { restart: false, .. } | FaultKind::Stop { restart: false, .. });
+        let permanent =
+            matches!(kind, FaultKind::Crash { restart: false, .. } | FaultKind::Stop { restart: false, .. });
         let end = if permanent { cluster.duration } else { start + len.max(1) };
         if start + settle >= cluster.duration || (!permanent && end + settle >= cluster.duration) {
             break;

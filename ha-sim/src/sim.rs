@@ -354,8 +354,10 @@ impl World {
             }
             if let FaultKind::Loss { rate, .. } = f.kind {
                 let ns = ha_core::Duration::from_nanos;
-                let lcfg =
-                    ha_core::liveness::LivenessConfig { tolerance: ns(c.tolerance), max_tolerance: ns(c.max_tolerance) };
+                let lcfg = ha_core::liveness::LivenessConfig {
+                    tolerance: ns(c.tolerance),
+                    max_tolerance: ns(c.max_tolerance),
+                };
                 // The limit the loss needs must be below the maximum (at it, the limit is capped).
                 let covered = ha_core::liveness::silence_limit(rate, ns(c.interval), &lcfg) < ns(c.max_tolerance);
                 let long = f.end - f.start >= 200 * c.interval;
@@ -435,7 +437,11 @@ impl World {
             Ev::Garp { client, node } => self.garp(client as usize, node as usize),
             Ev::ArpRequest { client, node, req } => {
                 if self.answers(node as usize) {
-                    self.send_to_client(node as usize, client as usize, |client, node| Ev::ArpReply { client, node, req });
+                    self.send_to_client(node as usize, client as usize, |client, node| Ev::ArpReply {
+                        client,
+                        node,
+                        req,
+                    });
                 }
             }
             Ev::ArpReply { client, node, req } => {
@@ -1057,7 +1063,15 @@ fn describe(sc: &Scenario) -> String {
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| format!("n{i}=id {} prio {} {:+}ppm start {:.1}ms", n.node_id & 0xff, n.priority, n.clock.ppb / 1000, ms(n.start)))
+        .map(|(i, n)| {
+            format!(
+                "n{i}=id {} prio {} {:+}ppm start {:.1}ms",
+                n.node_id & 0xff,
+                n.priority,
+                n.clock.ppb / 1000,
+                ms(n.start)
+            )
+        })
         .collect();
     format!(
         "{} nodes [{}]; interval {:.3} ms, tolerance {:.3} ms, max {:.3} ms, hold-down {:.3} ms, preempt {:?}, refresh {:?}, leave timeout {:.1} ms, wake slack {:.3} ms, LAN {:.3}+{:.3} ms, {} clients, {:.1} s simulated; settle {:.3} ms, client settle {:.3} ms",
