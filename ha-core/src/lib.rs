@@ -10,6 +10,7 @@
 pub mod failover;
 pub mod linger;
 pub mod liveness;
+pub mod mutation;
 pub mod node;
 pub mod time;
 

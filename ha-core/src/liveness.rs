@@ -11,7 +11,11 @@
 //! A silence the limit did not cover (the peer was down, cut off, or partitioned away) is an
 //! outage, not loss: it is not counted, so a peer that comes back is judged as before.
 //! Pure: no clock, no I/O; fed the peers of each step.
-use crate::{node::Peer, time::Duration};
+use crate::{
+    mutation::{self, Mutation},
+    node::Peer,
+    time::Duration,
+};
 
 /// Accepted chance, per heartbeat, that a live peer's heartbeats are all lost for a whole
 /// silence limit: at 100 heartbeats/s, one false alarm in about three hours of steady loss.
@@ -133,6 +137,9 @@ impl Liveness {
             track.fast.add(sent, lost);
             track.slow.add(sent, lost);
             track.limit = silence_limit(track.loss(), beats.interval, &self.cfg);
+            if mutation::active(Mutation::ForgetLossAdaptive) {
+                track.limit = self.cfg.tolerance;
+            }
         }
     }
 

@@ -38,6 +38,7 @@ use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 pub use crate::liveness::Beats;
 use crate::{
     liveness::{Liveness, LivenessConfig},
+    mutation::{self, Mutation},
     time::{Duration, Instant},
 };
 
@@ -418,7 +419,11 @@ impl Node {
     }
 
     fn is_live(&self, peer: &Peer, now: Instant) -> bool {
-        now - peer.last_seen <= self.liveness.limit(peer.node_id)
+        let mut silence = now - peer.last_seen;
+        if mutation::active(Mutation::TakeoverEarly) {
+            silence += peer.beats.interval;
+        }
+        silence <= self.liveness.limit(peer.node_id)
     }
 
     /// The first instant at which `peer`, unheard meanwhile, counts as silent.
@@ -477,6 +482,9 @@ impl Node {
     fn note_gap(&mut self, now: Instant) -> Option<Duration> {
         let prev = self.last_step.replace(now)?;
         let gap = now - prev;
+        if mutation::active(Mutation::NeverRelisten) {
+            return None;
+        }
         let relisten = gap > self.cfg.tolerance && !self.relistened;
         self.relistened = relisten;
         if !relisten {
@@ -553,6 +561,11 @@ impl Node {
 
     fn step_active(&mut self, now: Instant, peers: &[Peer], best_holder: Option<&Peer>, out: &mut Output) {
         if !self.is_candidate() {
+            if mutation::active(Mutation::ReleaseBeforeSuccessor) && best_holder.is_none() {
+                self.become_(NodeState::Standby, Reason::LeaveTimeout, out);
+                out.exit = self.is_leaving();
+                return;
+            }
             // Leaving or in maintenance: let go once a successor holds the address.
             if let Some(successor) = best_holder {
                 self.become_(NodeState::Standby, Reason::SuccessorHolds { node_id: successor.node_id }, out);
@@ -629,7 +642,7 @@ impl Node {
         let Some(holder) = best_holder else {
             let reason = self.why_no_holder(now, peers);
             let on_silence = matches!(reason, Reason::HolderSilent { .. } | Reason::NoHolder);
-            if on_silence && now < self.held_down_until {
+            if on_silence && now < self.held_down_until && !mutation::active(Mutation::IgnoreHoldDown) {
                 // We yielded moments ago: one late heartbeat is no reason to take it back.
                 return;
             }

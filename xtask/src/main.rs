@@ -5,6 +5,7 @@ mod demo;
 mod ebpf;
 mod scenario;
 mod setup;
+mod simulate;
 mod test;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Build everything and run benchmarks.
     Bench(bench::BenchArgs),
+    /// Run the deterministic cluster simulator over many seeds, or one seed with its trace.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Simulate(args) => simulate::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -14,6 +14,10 @@ pub struct TestArgs {
     /// Skip the prerequisite checks.
     #[arg(long)]
     pub skip_setup: bool,
+    /// Seeds of the cluster simulator run after the tests (0: none). Skipped when the extra
+    /// arguments choose packages.
+    #[arg(long, default_value_t = 3000)]
+    pub sim_seeds: u64,
     /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p ha-agent failover -- --nocapture`).
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -50,10 +54,26 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let status = test.status()?;
 
     report_namespaces("after");
-    let code = cmd::exit_code(status);
+    let mut code = cmd::exit_code(status);
+    if args.sim_seeds > 0 && !selects_packages(&args.cargo_args) {
+        let sim = crate::simulate::SimulateArgs {
+            seeds: args.sim_seeds,
+            first: 0,
+            seed: None,
+            trace: false,
+            jobs: None,
+            show: 3,
+            list: false,
+            fence: false,
+        };
+        let sim_code = crate::simulate::run(sim)?;
+        if code == 0 && sim_code != ExitCode::SUCCESS {
+            code = 1;
+        }
+    }
     println!(
-        "test: {} in {:.1}s total wall time (cargo test exit code {code})",
-        if status.success() { "passed" } else { "FAILED" },
+        "test: {} in {:.1}s total wall time (exit code {code})",
+        if code == 0 { "passed" } else { "FAILED" },
         start.elapsed().as_secs_f64()
     );
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -1,0 +1,107 @@
+//! The invariants, checked on every step of the simulation. Each has a name ([`Invariant`])
+//! and a precondition stated where it is checked.
+//!
+//! Definitions used below:
+//! - A node *holds* the address while it is configured on it (from `Take` to
+//!   `RemoveAddresses`, and after a SIGKILL until the agent starts again), its machine runs and
+//!   its link is up: it then answers ARP for it. With `--fence` (a model of issue 12 item 2, not
+//!   of today's agent) a node whose agent has not run for a tolerance stops answering.
+//! - A node *claims* the address while its running agent says ACTIVE (from `Take` to
+//!   `StopClaiming`).
+//! - A node is *eligible* when its agent runs (not paused), its link is up, it is not in
+//!   maintenance and not leaving.
+//! - A *disturbance* is a span of time in which a fault acts (see
+//!   [`crate::scenario::Fault::disturbances`]): a lasting condition (loss, delay, reordering,
+//!   duplication, a partition, a pause, a replay) for as long as it lasts, a change at one
+//!   instant (crash, restart, clean stop, maintenance, priority, link down or up, a node's first
+//!   start) at that instant. The network is *stable for d* at `t` when no disturbance touches
+//!   `(t - d, t]`.
+//! - *settle* = max tolerance + 2 intervals + hold-down + preempt delay + tick + twice the
+//!   wake slack and the LAN delay; *client settle* = settle + the last announcement repeat +
+//!   the LAN delay (see [`crate::scenario::Cluster::settle`]).
+//! - A client's probe is *lost* while the MAC it caches is of a node that does not hold the
+//!   address (not configured there, machine paused, or link down).
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// (a) Stable for settle: at most one node holds the address.
+    AtMostOneHolder,
+    /// (a) Stable for settle and some node eligible: at least one node claims the address.
+    AtLeastOneClaims,
+    /// (b) No takeover on a holder's silence (reason `HolderSilent` or `NoHolder`) while that
+    /// holder's heartbeats keep arriving at the taker within the taker's current silence limit
+    /// for it (`peer_liveness`). "Arriving" is counted at the taker's port: a heartbeat that
+    /// reached it while only the taker itself was not running (agent or machine paused) counts,
+    /// one lost, cut or delayed by the network does not. Only the newest sequence counts, as
+    /// the receive path would record it.
+    NoTakeoverWhileHolderHeard,
+    /// (c) A planned change (clean stop, maintenance on/off, a priority change, a restart after
+    /// a clean stop) made while the network has been stable for client settle, with no other
+    /// disturbance for the next client settle + leave timeout: meanwhile no instant where no
+    /// node holds the address (precondition: another eligible node exists), and no lost client
+    /// probe.
+    MakeBeforeBreak,
+    /// (d) Stable for client settle and exactly one node claiming: every client that caches a
+    /// MAC for the address caches the claimer's.
+    ClientsPointAtHolder,
+    /// (e) Under steady loss of at most 30% (no other disturbance from client settle before it
+    /// to settle after it, the loss lasting at least 200 intervals, and a max tolerance that
+    /// covers that loss rate: `silence_limit(rate) <= max_tolerance`), transitions across the
+    /// cluster stay within [`FLAP_BOUND_BASE`] + [`FLAP_BOUND_PER_MINUTE`] per minute of loss.
+    NoFlapping,
+    /// (f) A replayed heartbeat is never recorded for a node whose agent is not running
+    /// (crashed, stopped, paused): it would make a dead node look alive.
+    ReplayNeverRevives,
+    /// (f) No change of state whose reason names a peer whose record in the table is a replay.
+    ReplayNeverMovesAddress,
+}
+
+/// Transitions allowed in a window of steady loss, plus so many per minute of it.
+pub const FLAP_BOUND_BASE: u64 = 6;
+pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
+
+pub const ALL: [Invariant; 8] = [
+    Invariant::AtMostOneHolder,
+    Invariant::AtLeastOneClaims,
+    Invariant::NoTakeoverWhileHolderHeard,
+    Invariant::MakeBeforeBreak,
+    Invariant::ClientsPointAtHolder,
+    Invariant::NoFlapping,
+    Invariant::ReplayNeverRevives,
+    Invariant::ReplayNeverMovesAddress,
+];
+
+impl Invariant {
+    pub fn index(self) -> usize {
+        ALL.iter().position(|&i| i == self).unwrap_or(0)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Invariant::AtMostOneHolder => "a:at_most_one_holder",
+            Invariant::AtLeastOneClaims => "a:at_least_one_claims",
+            Invariant::NoTakeoverWhileHolderHeard => "b:no_takeover_while_holder_heard",
+            Invariant::MakeBeforeBreak => "c:make_before_break",
+            Invariant::ClientsPointAtHolder => "d:clients_point_at_holder",
+            Invariant::NoFlapping => "e:no_flapping",
+            Invariant::ReplayNeverRevives => "f:replay_never_revives",
+            Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One broken invariant in one run.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// Global simulated time, ns.
+    pub at: u64,
+    pub detail: String,
+}

@@ -1,0 +1,1095 @@
+//! The discrete-event simulation of one scenario: a binary heap of events in global virtual
+//! time, N nodes each running a real `ha_core::Failover` behind a driver that mirrors
+//! `ha-agent`'s `event_loop`, their kernel peer tables, the LAN, the clients and the attacker.
+use std::{
+    cmp::Ordering,
+    collections::{BinaryHeap, VecDeque},
+};
+
+use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
+use ha_core::{Action, Command, Event, Failover, FailoverConfig, Instant, Peer, Reason, Transition};
+
+use crate::{
+    invariants::{FLAP_BOUND_BASE, FLAP_BOUND_PER_MINUTE, Invariant, Violation},
+    net::Net,
+    rng::Rng,
+    scenario::{self, CLIENT_BIT, Fault, FaultKind, KIND_NAMES, ReplayMode, SEC, Scenario},
+    table::PeerTable,
+};
+
+/// How the run is observed.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Keep the whole trace (else the last [`TRACE_TAIL`] lines).
+    pub trace: bool,
+    /// Model a kernel-side fence (issue 12 item 2): a node whose agent has not run for a
+    /// tolerance stops answering ARP for the address. Not what today's agent does.
+    pub fence: bool,
+    /// Run only these faults of the schedule (shrinking).
+    pub keep_faults: Option<Vec<usize>>,
+}
+
+pub const TRACE_TAIL: usize = 40;
+/// How often a client looks at its ARP cache (and asks when it is empty).
+const CLIENT_TICK: u64 = 50 * scenario::MS;
+/// How long a client caches a MAC (Linux: reachable for 15-45 s).
+const CACHE_MIN: u64 = 15 * SEC;
+const CACHE_MAX: u64 = 45 * SEC;
+/// Recorded heartbeats kept per replay, and replayed at most.
+const MAX_RECORDING: usize = 4000;
+
+/// What one seed's run found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub sim_ns: u64,
+    pub violations: Vec<Violation>,
+    pub faults_per_kind: [u64; KIND_NAMES.len()],
+    pub transitions: u64,
+    pub events: u64,
+    /// Client time spent pointed at a node that did not hold the address.
+    pub lost_probe_ns: u64,
+    /// How often the preconditions of (b), (c), (e) held: takeovers on silence checked, clean
+    /// planned changes watched, windows of steady loss counted.
+    pub checked_takeovers: u64,
+    pub clean_changes: u64,
+    pub loss_windows: u64,
+    pub trace: Vec<String>,
+    pub schedule: Vec<String>,
+    pub cluster: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    Start { node: u8 },
+    Wake { node: u8, inc: u32 },
+    Deliver { to: u8, hb: Heartbeat, replayed: bool },
+    Garp { client: u8, node: u8 },
+    ArpRequest { client: u8, node: u8, req: u32 },
+    ArpReply { client: u8, node: u8, req: u32 },
+    ClientTick { client: u8 },
+    FaultStart(u16),
+    FaultEnd(u16),
+    Replay { fault: u16, idx: u32 },
+}
+
+struct Item {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Item {
+    /// Reversed: the heap pops the earliest, ties in the order scheduled.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Agent {
+    failover: Failover,
+    epoch: u64,
+    counter: u64,
+    leaving: bool,
+}
+
+/// The newest heartbeat of one peer that reached a node's port (invariant (b)).
+#[derive(Clone, Copy)]
+struct PortSeen {
+    node_id: u32,
+    seq: Sequence,
+    at: Instant,
+    claims: bool,
+}
+
+pub(crate) struct SimNode {
+    spec: scenario::NodeSpec,
+    cfg: FailoverConfig,
+    agent: Option<Agent>,
+    /// Incarnation: wakes of an earlier agent are void.
+    inc: u32,
+    table: PeerTable,
+    configured: bool,
+    claiming: bool,
+    agent_paused: bool,
+    machine_paused: bool,
+    link_up: bool,
+    maintenance_file: bool,
+    pending_maintenance: Vec<bool>,
+    stop_requested: bool,
+    priority: u32,
+    starts: u64,
+    /// A wake fell due while paused: it runs at the resume.
+    wake_missed: bool,
+    /// Global time of the agent's last wake (the fence model).
+    last_run: u64,
+    port: Vec<PortSeen>,
+    peers: Vec<Peer>,
+    /// Global time of its last `Take`.
+    claimed_since: u64,
+    /// An agent start waits for the machine to run again.
+    start_pending: bool,
+}
+
+impl SimNode {
+    fn running(&self) -> bool {
+        self.agent.is_some() && !self.agent_paused && !self.machine_paused
+    }
+
+    fn eligible(&self) -> bool {
+        self.running() && self.link_up && !self.maintenance_file && !self.stop_requested
+    }
+
+    /// Traffic for the address reaches this node (invariant (c), (d), lost probes).
+    fn delivers(&self) -> bool {
+        self.configured && !self.machine_paused && self.link_up
+    }
+}
+
+#[derive(Default)]
+struct Client {
+    cache: Option<(u8, u64)>,
+    req: u32,
+    req_open_since: Option<u64>,
+    misdirected_since: Option<u64>,
+    /// The latest time a fault lost, delayed or reordered announcements to this client.
+    path_disturbed: u64,
+}
+
+/// A span in which invariant (c) is checked.
+struct CleanWindow {
+    from: u64,
+    to: u64,
+    what: String,
+    /// Another eligible node existed when it opened: no instant without a holder.
+    needs_holder: bool,
+    operated: usize,
+}
+
+/// A span of steady loss in which invariant (e) is checked.
+struct FlapWindow {
+    from: u64,
+    to: u64,
+    transitions: u64,
+    done: bool,
+}
+
+pub(crate) struct World {
+    sc: Scenario,
+    opts: Options,
+    now: u64,
+    queue: BinaryHeap<Item>,
+    seq: u64,
+    rng: Rng,
+    net: Net,
+    nodes: Vec<SimNode>,
+    clients: Vec<Client>,
+    active: Vec<(usize, Fault)>,
+    recordings: Vec<Vec<(u64, Heartbeat)>>,
+    /// Merged disturbances, sorted, and how far the clock has passed them.
+    disturbances: Vec<(u64, u64)>,
+    cursor: usize,
+    windows: Vec<CleanWindow>,
+    flaps: Vec<FlapWindow>,
+    report: Report,
+    failed: [bool; crate::invariants::ALL.len()],
+    trace: VecDeque<String>,
+    settle: u64,
+    client_settle: u64,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn merge(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// How long before `t` the last of `spans` ended (0 while one lasts), or `t` when none began.
+fn quiet_for(spans: &[(u64, u64)], t: u64) -> u64 {
+    match spans.iter().rev().find(|s| s.0 <= t) {
+        Some(&(_, b)) if b >= t => 0,
+        Some(&(_, b)) => t - b,
+        None => t,
+    }
+}
+
+pub fn run(seed: u64, opts: &Options) -> Report {
+    let mut sc = Scenario::generate(seed);
+    if let Some(keep) = &opts.keep_faults {
+        sc.keep_faults(keep);
+    }
+    let mut world = World::new(sc, opts.clone());
+    world.run();
+    world.finish()
+}
+
+impl World {
+    fn new(sc: Scenario, opts: Options) -> Self {
+        let c = &sc.cluster;
+        let nodes = c
+            .nodes
+            .iter()
+            .map(|spec| SimNode {
+                spec: *spec,
+                cfg: scenario::failover_config(c, spec),
+                agent: None,
+                inc: 0,
+                table: PeerTable::default(),
+                configured: false,
+                claiming: false,
+                agent_paused: false,
+                machine_paused: false,
+                link_up: true,
+                maintenance_file: false,
+                pending_maintenance: Vec::new(),
+                stop_requested: false,
+                priority: spec.priority,
+                starts: 0,
+                wake_missed: false,
+                last_run: 0,
+                port: Vec::new(),
+                peers: Vec::with_capacity(c.nodes.len()),
+                claimed_since: 0,
+                start_pending: false,
+            })
+            .collect();
+        let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
+        for f in &sc.faults {
+            spans.extend(f.disturbances(c));
+        }
+        let mut report = Report {
+            seed: sc.seed,
+            nodes: c.nodes.len(),
+            sim_ns: c.duration,
+            schedule: sc.faults.iter().enumerate().map(|(i, f)| format!("#{i} {f}")).collect(),
+            cluster: describe(&sc),
+            ..Report::default()
+        };
+        for f in &sc.faults {
+            report.faults_per_kind[f.kind.kind_index()] += 1;
+        }
+        if c.nodes.iter().any(|n| n.clock.ppb != 0) {
+            report.faults_per_kind[KIND_NAMES.len() - 1] += 1;
+        }
+        let mut world = World {
+            rng: Rng::derive(sc.seed, 0x5eed),
+            settle: c.settle(),
+            client_settle: c.client_settle(),
+            clients: (0..c.clients).map(|_| Client::default()).collect(),
+            recordings: vec![Vec::new(); sc.faults.len()],
+            disturbances: merge(spans.clone()),
+            windows: Vec::new(),
+            flaps: Vec::new(),
+            sc,
+            opts,
+            now: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            net: Net::default(),
+            nodes,
+            active: Vec::new(),
+            cursor: 0,
+            report,
+            failed: [false; crate::invariants::ALL.len()],
+            trace: VecDeque::new(),
+        };
+        world.plan_windows(&spans);
+        world.report.clean_changes = world.windows.len() as u64;
+        world.report.loss_windows = world.flaps.len() as u64;
+        world
+    }
+
+    /// The windows of invariants (c) and (e), from the schedule.
+    fn plan_windows(&mut self, spans: &[(u64, u64)]) {
+        let c = &self.sc.cluster;
+        for (i, f) in self.sc.faults.iter().enumerate() {
+            let own = f.disturbances(c);
+            let others = merge(spans.iter().copied().filter(|s| !own.contains(s)).collect());
+            let w = self.client_settle + c.leave_timeout;
+            let clean = |t0: u64, own_later: &[(u64, u64)]| {
+                quiet_for(&others, t0) >= self.client_settle
+                    && !others.iter().any(|&(a, b)| a <= t0 + w && b >= t0)
+                    && !own_later.iter().any(|&(a, _)| a > t0 && a <= t0 + w)
+                    && t0 + w < c.duration
+            };
+            if f.kind.is_planned() {
+                let mut points = vec![f.start];
+                let restarts = matches!(f.kind, FaultKind::Stop { restart: true, .. });
+                if !matches!(f.kind, FaultKind::Stop { .. }) || restarts {
+                    points.push(f.end);
+                }
+                for t0 in points {
+                    if clean(t0, &own) {
+                        self.windows.push(CleanWindow {
+                            from: t0,
+                            to: t0 + w,
+                            what: format!("fault #{i} at {:.3} ms", ms(t0)),
+                            needs_holder: false,
+                            operated: planned_node(&f.kind),
+                        });
+                    }
+                }
+            }
+            if let FaultKind::Loss { rate, .. } = f.kind {
+                let ns = ha_core::Duration::from_nanos;
+                let lcfg = ha_core::liveness::LivenessConfig {
+                    tolerance: ns(c.tolerance),
+                    max_tolerance: ns(c.max_tolerance),
+                };
+                // The limit the loss needs must be below the maximum (at it, the limit is capped).
+                let covered = ha_core::liveness::silence_limit(rate, ns(c.interval), &lcfg) < ns(c.max_tolerance);
+                let long = f.end - f.start >= 200 * c.interval;
+                let alone = quiet_for(&others, f.start) >= self.client_settle
+                    && !others.iter().any(|&(a, b)| a <= f.end + self.settle && b >= f.start);
+                if rate <= 0.30 && covered && long && alone && f.end + self.settle < c.duration {
+                    self.flaps.push(FlapWindow { from: f.start, to: f.end + self.settle, transitions: 0, done: false });
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Item { at, seq: self.seq, ev });
+    }
+
+    fn note(&mut self, line: String) {
+        self.trace.push_back(format!("{:>10.3} ms  {line}", ms(self.now)));
+        if !self.opts.trace && self.trace.len() > TRACE_TAIL {
+            self.trace.pop_front();
+        }
+    }
+
+    fn violate(&mut self, invariant: Invariant, detail: String) {
+        if !self.failed[invariant.index()] {
+            self.note(format!("VIOLATION {invariant}: {detail}"));
+            self.failed[invariant.index()] = true;
+            self.report.violations.push(Violation { invariant, at: self.now, detail });
+        }
+    }
+
+    fn run(&mut self) {
+        let duration = self.sc.cluster.duration;
+        for i in 0..self.nodes.len() {
+            let at = self.nodes[i].spec.start;
+            self.push(at, Ev::Start { node: i as u8 });
+        }
+        for (i, f) in self.sc.faults.clone().iter().enumerate() {
+            self.push(f.start, Ev::FaultStart(i as u16));
+            if f.end < duration {
+                self.push(f.end, Ev::FaultEnd(i as u16));
+            }
+        }
+        for c in 0..self.clients.len() {
+            let at = self.rng.range(0, CLIENT_TICK);
+            self.push(at, Ev::ClientTick { client: c as u8 });
+        }
+        while let Some(item) = self.queue.pop() {
+            if item.at > duration {
+                break;
+            }
+            self.now = item.at;
+            self.report.events += 1;
+            self.handle(item.ev);
+            self.check_step();
+        }
+        self.now = duration;
+        self.check_step();
+    }
+
+    fn finish(mut self) -> Report {
+        for c in 0..self.clients.len() {
+            if let Some(since) = self.clients[c].misdirected_since.take() {
+                self.report.lost_probe_ns += self.now - since;
+            }
+        }
+        self.report.trace = self.trace.drain(..).collect();
+        self.report
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Start { node } => self.start_agent(node as usize),
+            Ev::Wake { node, inc } => self.wake(node as usize, inc),
+            Ev::Deliver { to, hb, replayed } => self.deliver(to as usize, hb, replayed),
+            Ev::Garp { client, node } => self.garp(client as usize, node as usize),
+            Ev::ArpRequest { client, node, req } => {
+                if self.answers(node as usize) {
+                    self.send_to_client(node as usize, client as usize, |client, node| Ev::ArpReply {
+                        client,
+                        node,
+                        req,
+                    });
+                }
+            }
+            Ev::ArpReply { client, node, req } => {
+                let cl = &mut self.clients[client as usize];
+                if cl.req == req && cl.req_open_since.is_some() && cl.cache.is_none() {
+                    let expires = self.now + self.rng.range(CACHE_MIN, CACHE_MAX);
+                    self.clients[client as usize].cache = Some((node, expires));
+                    self.clients[client as usize].req_open_since = None;
+                    self.note(format!("client c{client} learns n{node} (ARP reply)"));
+                }
+            }
+            Ev::ClientTick { client } => self.client_tick(client as usize),
+            Ev::FaultStart(i) => self.fault_start(i as usize),
+            Ev::FaultEnd(i) => self.fault_end(i as usize),
+            Ev::Replay { fault, idx } => self.replay(fault as usize, idx as usize),
+        }
+    }
+
+    // ---- nodes ---------------------------------------------------------------------------
+
+    fn start_agent(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if n.agent.is_some() {
+            return;
+        }
+        if n.machine_paused {
+            n.start_pending = true;
+            return;
+        }
+        n.start_pending = false;
+        n.starts += 1;
+        // The agent removes a leftover address at start (it was labelled as ours).
+        n.configured = false;
+        n.claiming = false;
+        n.table = PeerTable::default();
+        n.port.clear();
+        n.stop_requested = false;
+        n.pending_maintenance.clear();
+        let local = n.spec.clock.local(now);
+        let mut failover = Failover::new(n.cfg.clone(), local);
+        if n.maintenance_file {
+            failover.handle_command(local, Command::Maintenance(true));
+        }
+        // The epoch grows with every start (the real agent uses realtime microseconds).
+        let epoch = 1_700_000_000_000_000 + now / 1_000 + n.starts;
+        n.agent = Some(Agent { failover, epoch, counter: 0, leaving: false });
+        n.inc += 1;
+        n.last_run = now;
+        let inc = n.inc;
+        self.note(format!("n{i} agent starts (epoch {epoch})"));
+        self.push(now, Ev::Wake { node: i as u8, inc });
+    }
+
+    fn kill_agent(&mut self, i: usize, why: &str) {
+        let n = &mut self.nodes[i];
+        if n.agent.take().is_none() {
+            return;
+        }
+        n.inc += 1;
+        n.claiming = false;
+        // The XDP program goes with the agent, and its table.
+        n.table = PeerTable::default();
+        n.wake_missed = false;
+        let configured = n.configured;
+        self.note(format!("n{i} agent gone ({why}){}", if configured { ", address still configured" } else { "" }));
+    }
+
+    /// One wake of the driver, as `ha-agent`'s `event_loop` does it.
+    fn wake(&mut self, i: usize, inc: u32) {
+        let now = self.now;
+        {
+            let n = &mut self.nodes[i];
+            if inc != n.inc || n.agent.is_none() {
+                return;
+            }
+            if n.agent_paused || n.machine_paused {
+                n.wake_missed = true;
+                return;
+            }
+            n.last_run = now;
+        }
+        let local = self.nodes[i].spec.clock.local(now);
+        // `now` first, then the table.
+        let mut peers = std::mem::take(&mut self.nodes[i].peers);
+        self.nodes[i].table.peers(&mut peers);
+        {
+            let n = &mut self.nodes[i];
+            let Some(agent) = n.agent.as_mut() else { return };
+            for on in n.pending_maintenance.drain(..) {
+                agent.failover.handle_command(local, Command::Maintenance(on));
+            }
+            if n.stop_requested && !agent.leaving {
+                agent.leaving = true;
+                agent.failover.handle_command(local, Command::Leave);
+            }
+            agent.failover.handle_link(local, n.link_up);
+            agent.failover.handle_priority(local, n.priority);
+            agent.failover.handle_peers(local, &peers);
+            agent.failover.handle_timeout(local);
+        }
+        self.nodes[i].peers = peers;
+        while let Some(action) = self.nodes[i].agent.as_mut().and_then(|a| a.failover.poll_action()) {
+            self.carry_out(i, action);
+        }
+        while let Some(event) = self.nodes[i].agent.as_mut().and_then(|a| a.failover.poll_event()) {
+            self.report_event(i, local, event);
+        }
+        let Some(agent) = self.nodes[i].agent.as_ref() else { return };
+        if agent.failover.is_done() {
+            self.kill_agent(i, "clean stop done, exits");
+            return;
+        }
+        let at = agent.failover.poll_timeout();
+        let slack = self.rng.range(0, self.sc.cluster.wake_slack);
+        let next = self.nodes[i].spec.clock.global(at).max(now + 1) + slack;
+        let inc = self.nodes[i].inc;
+        self.push(next, Ev::Wake { node: i as u8, inc });
+    }
+
+    fn carry_out(&mut self, i: usize, action: Action) {
+        match action {
+            Action::Take => {
+                let n = &mut self.nodes[i];
+                n.configured = true;
+                n.claiming = true;
+                n.claimed_since = self.now;
+                self.note(format!("n{i} TAKE (adds the address, announces)"));
+                self.announce(i);
+            }
+            Action::StopClaiming => {
+                self.nodes[i].claiming = false;
+                self.note(format!("n{i} stops claiming"));
+            }
+            Action::RemoveAddresses => {
+                self.nodes[i].configured = false;
+                self.note(format!("n{i} removes the address"));
+            }
+            Action::Announce(_) => self.announce(i),
+            Action::SendHeartbeat { state, flags, priority, .. } => self.send_heartbeat(i, state, flags, priority),
+        }
+    }
+
+    fn report_event(&mut self, i: usize, local: Instant, event: Event) {
+        match event {
+            Event::Transition(t) => self.on_transition(i, local, t),
+            Event::Resumed { gap } => {
+                self.note(format!("n{i} resumed after {:.3} ms: listens again", gap.as_secs_f64() * 1e3))
+            }
+            Event::Lingering { .. } | Event::Link { .. } | Event::StatusDue | Event::Done => {}
+        }
+    }
+
+    fn send_heartbeat(&mut self, i: usize, state: NodeState, flags: u8, priority: u32) {
+        let c = &self.sc.cluster;
+        let n = &mut self.nodes[i];
+        let Some(agent) = n.agent.as_mut() else { return };
+        // The real sender counts before it sends: a failed send is a gap in the counter.
+        agent.counter += 1;
+        let hb = Heartbeat {
+            cluster_id: 1,
+            node_id: n.spec.node_id,
+            priority,
+            state,
+            flags,
+            key_id: 1,
+            interval_us: (c.interval / 1_000) as u32,
+            seq: Sequence { epoch: agent.epoch, counter: agent.counter },
+            tag: [0; TAG_LEN],
+        };
+        if !n.link_up {
+            return;
+        }
+        // The attacker on the LAN records what it will replay.
+        for (f, fault) in self.sc.faults.iter().enumerate() {
+            if let FaultKind::Replay { origin, rec_start, rec_end, .. } = fault.kind
+                && origin == i
+                && (rec_start..rec_end).contains(&self.now)
+                && self.recordings[f].len() < MAX_RECORDING
+            {
+                self.recordings[f].push((self.now, hb));
+            }
+        }
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
+            for d in [arrivals.first, arrivals.second].into_iter().flatten() {
+                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false });
+            }
+        }
+    }
+
+    fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool) {
+        let now = self.now;
+        let n = &mut self.nodes[j];
+        if !n.link_up {
+            return;
+        }
+        let local = n.spec.clock.local(now);
+        if !replayed {
+            let claims = hb.state == NodeState::Active && hb.flags & (FLAG_LEAVING | FLAG_MAINTENANCE) == 0;
+            match n.port.iter_mut().find(|p| p.node_id == hb.node_id) {
+                Some(p) if hb.seq > p.seq => *p = PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims },
+                Some(_) => {}
+                None => n.port.push(PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims }),
+            }
+        }
+        if n.machine_paused || n.agent.is_none() {
+            return;
+        }
+        let was_replayed = n.table.get(hb.node_id).is_some_and(|e| e.replayed);
+        let recorded = n.table.receive(n.spec.node_id, &hb, local, replayed);
+        if recorded && replayed && !was_replayed {
+            let origin = self.nodes.iter().position(|o| o.spec.node_id == hb.node_id);
+            let state = hb.state.name();
+            let who = origin.map_or(String::from("?"), |o| format!("n{o}"));
+            self.note(format!("n{j} records a REPLAYED {state} heartbeat of {who} (seq {:?}), and maybe more", hb.seq));
+            if let Some(o) = origin
+                && !self.nodes[o].running()
+            {
+                self.violate(
+                    Invariant::ReplayNeverRevives,
+                    format!("n{j} recorded a replayed {state} heartbeat of n{o}, whose agent is not running"),
+                );
+            }
+        }
+    }
+
+    fn on_transition(&mut self, i: usize, local: Instant, t: Transition) {
+        let real = t.from != t.to;
+        if real {
+            self.report.transitions += 1;
+            for w in &mut self.flaps {
+                if (w.from..=w.to).contains(&self.now) {
+                    w.transitions += 1;
+                }
+            }
+        }
+        self.note(format!("n{i} {} -> {}: {}", t.from.name(), t.to.name(), t.reason));
+        if real && t.to == NodeState::Active && matches!(t.reason, Reason::HolderSilent { .. } | Reason::NoHolder) {
+            self.report.checked_takeovers += 1;
+            self.check_takeover(i, local);
+        }
+        if let Some(named) = reason_node(&t.reason)
+            && real
+            && self.nodes[i].table.get(named).is_some_and(|e| e.replayed)
+        {
+            self.violate(
+                Invariant::ReplayNeverMovesAddress,
+                format!("n{i} {} -> {} because of a replayed heartbeat: {}", t.from.name(), t.to.name(), t.reason),
+            );
+        }
+    }
+
+    /// Invariant (b), at a takeover on silence.
+    fn check_takeover(&mut self, i: usize, local: Instant) {
+        let n = &self.nodes[i];
+        let Some(agent) = n.agent.as_ref() else { return };
+        let mut found = Vec::new();
+        for h in 0..self.nodes.len() {
+            let holder = &self.nodes[h];
+            if h == i || !holder.claiming {
+                continue;
+            }
+            let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
+            let (limit, loss) = agent.failover.node().peer_liveness(holder.spec.node_id);
+            let limit = limit.as_nanos() as u64;
+            let silent = local.since(seen.at).as_nanos() as u64;
+            if seen.claims && silent <= limit {
+                let detail = format!(
+                    "n{i} took over on silence while holder n{h}'s last heartbeat reached it {:.3} ms ago, within its limit {:.3} ms (loss {:.2})",
+                    ms(silent),
+                    ms(limit),
+                    loss
+                );
+                found.push(detail);
+            }
+        }
+        for detail in found {
+            self.violate(Invariant::NoTakeoverWhileHolderHeard, detail);
+        }
+    }
+
+    // ---- addresses and clients ----------------------------------------------------------
+
+    /// Whether node `i` answers ARP for the address now.
+    fn answers(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        let fenced = self.opts.fence && !n.running() && self.now > n.last_run + self.sc.cluster.tolerance;
+        n.delivers() && !fenced
+    }
+
+    fn announce(&mut self, i: usize) {
+        if !self.nodes[i].link_up {
+            return;
+        }
+        for c in 0..self.clients.len() {
+            self.send_to_client(i, c, |client, node| Ev::Garp { client, node });
+        }
+    }
+
+    fn send_to_client(&mut self, i: usize, c: usize, ev: impl Fn(u8, u8) -> Ev) {
+        let ep = (CLIENT_BIT as usize + c) as u8;
+        let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, ep);
+        for d in [arrivals.first, arrivals.second].into_iter().flatten() {
+            self.push(self.now + d, ev(c as u8, i as u8));
+        }
+    }
+
+    fn garp(&mut self, c: usize, i: usize) {
+        let expires = self.now + self.rng.range(CACHE_MIN, CACHE_MAX);
+        let before = self.clients[c].cache.map(|(m, _)| m);
+        self.clients[c].cache = Some((i as u8, expires));
+        self.clients[c].req_open_since = None;
+        if before != Some(i as u8) {
+            self.note(format!("client c{c} points at n{i} (announcement)"));
+        }
+    }
+
+    fn client_tick(&mut self, c: usize) {
+        let now = self.now;
+        let cl = &mut self.clients[c];
+        if cl.cache.is_some_and(|(_, exp)| exp <= now) {
+            cl.cache = None;
+        }
+        let retry = cl.req_open_since.is_none_or(|at| now - at >= SEC);
+        if cl.cache.is_none() && retry {
+            cl.req += 1;
+            cl.req_open_since = Some(now);
+            let req = cl.req;
+            let ep = (CLIENT_BIT as usize + c) as u8;
+            for i in 0..self.nodes.len() {
+                if !self.nodes[i].link_up {
+                    continue;
+                }
+                let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, ep, i as u8);
+                if let Some(d) = arrivals.first {
+                    self.push(now + d, Ev::ArpRequest { client: c as u8, node: i as u8, req });
+                }
+            }
+        }
+        self.push(now + CLIENT_TICK, Ev::ClientTick { client: c as u8 });
+    }
+
+    // ---- faults ---------------------------------------------------------------------------
+
+    fn fault_start(&mut self, f: usize) {
+        let fault = self.sc.faults[f];
+        self.note(format!("FAULT #{f} starts: {fault}"));
+        match fault.kind {
+            FaultKind::Loss { .. }
+            | FaultKind::BurstLoss { .. }
+            | FaultKind::Delay { .. }
+            | FaultKind::Reorder { .. }
+            | FaultKind::Duplicate { .. }
+            | FaultKind::Partition { .. } => self.active.push((f, fault)),
+            FaultKind::Pause { node, machine } => {
+                self.nodes[node].agent_paused = true;
+                self.nodes[node].machine_paused |= machine;
+            }
+            FaultKind::Crash { node, .. } => self.kill_agent(node, "SIGKILL"),
+            FaultKind::Stop { node, .. } => {
+                if self.nodes[node].agent.is_some() {
+                    self.nodes[node].stop_requested = true;
+                }
+            }
+            FaultKind::Maintenance { node } => {
+                self.nodes[node].maintenance_file = true;
+                self.nodes[node].pending_maintenance.push(true);
+            }
+            FaultKind::Priority { node, value } => self.nodes[node].priority = value,
+            FaultKind::LinkDown { node } => self.nodes[node].link_up = false,
+            FaultKind::Replay { mode, .. } => self.schedule_replay(f, mode),
+        }
+        self.open_windows();
+    }
+
+    fn fault_end(&mut self, f: usize) {
+        let fault = self.sc.faults[f];
+        self.note(format!("FAULT #{f} ends"));
+        if let Some(to) = announcement_path(&fault.kind) {
+            for (c, cl) in self.clients.iter_mut().enumerate() {
+                if to & (1 << (CLIENT_BIT as usize + c)) != 0 {
+                    cl.path_disturbed = self.now;
+                }
+            }
+        }
+        match fault.kind {
+            FaultKind::Loss { .. }
+            | FaultKind::BurstLoss { .. }
+            | FaultKind::Delay { .. }
+            | FaultKind::Reorder { .. }
+            | FaultKind::Duplicate { .. }
+            | FaultKind::Partition { .. } => self.active.retain(|(i, _)| *i != f),
+            FaultKind::Pause { node, machine } => {
+                let n = &mut self.nodes[node];
+                n.agent_paused = false;
+                if machine {
+                    n.machine_paused = false;
+                }
+                if n.wake_missed && !n.machine_paused {
+                    n.wake_missed = false;
+                    let inc = n.inc;
+                    let slack = self.rng.range(0, self.sc.cluster.wake_slack);
+                    self.push(self.now + slack, Ev::Wake { node: node as u8, inc });
+                }
+                if self.nodes[node].start_pending && !self.nodes[node].machine_paused {
+                    self.start_agent(node);
+                }
+            }
+            FaultKind::Crash { node, restart: true } | FaultKind::Stop { node, restart: true } => {
+                self.start_agent(node)
+            }
+            FaultKind::Crash { .. } | FaultKind::Stop { .. } | FaultKind::Replay { .. } => {}
+            FaultKind::Maintenance { node } => {
+                self.nodes[node].maintenance_file = false;
+                self.nodes[node].pending_maintenance.push(false);
+            }
+            FaultKind::Priority { node, .. } => self.nodes[node].priority = self.nodes[node].spec.priority,
+            FaultKind::LinkDown { node } => self.nodes[node].link_up = true,
+        }
+        self.open_windows();
+    }
+
+    /// The replays of fault `f`, within its window.
+    fn schedule_replay(&mut self, f: usize, mode: ReplayMode) {
+        let span = self.sc.faults[f].end - self.sc.faults[f].start;
+        let rec = &self.recordings[f];
+        let Some(&(t0, _)) = rec.first() else { return };
+        let picks: Vec<(u64, u32)> = match mode {
+            ReplayMode::Paced => rec.iter().enumerate().map(|(k, (t, _))| (t - t0, k as u32)).collect(),
+            ReplayMode::Burst => (0..rec.len()).map(|k| (k as u64 * 50_000, k as u32)).collect(),
+            ReplayMode::Single => {
+                let k = rec.iter().rposition(|(_, hb)| hb.state == NodeState::Active).unwrap_or(rec.len() - 1);
+                vec![(0, k as u32)]
+            }
+        };
+        for (offset, k) in picks.into_iter().filter(|&(offset, _)| offset <= span) {
+            self.push(self.now + offset, Ev::Replay { fault: f as u16, idx: k });
+        }
+    }
+
+    fn replay(&mut self, f: usize, k: usize) {
+        let FaultKind::Replay { targets, .. } = self.sc.faults[f].kind else { return };
+        let Some(&(_, hb)) = self.recordings[f].get(k) else { return };
+        for j in 0..self.nodes.len() {
+            if targets & (1 << j) != 0 {
+                let d = self.sc.cluster.net_delay + self.rng.range(0, self.sc.cluster.net_jitter);
+                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: true });
+            }
+        }
+    }
+
+    /// Opens the (c) windows that begin now, with their precondition evaluated now.
+    fn open_windows(&mut self) {
+        let now = self.now;
+        for w in 0..self.windows.len() {
+            if self.windows[w].from == now {
+                let operated = self.windows[w].operated;
+                let others = (0..self.nodes.len()).filter(|&j| j != operated && self.nodes[j].eligible()).count();
+                self.windows[w].needs_holder = others > 0;
+            }
+        }
+    }
+
+    // ---- invariants checked on every step ------------------------------------------------
+
+    fn check_step(&mut self) {
+        let now = self.now;
+        while self.cursor + 1 < self.disturbances.len() && self.disturbances[self.cursor + 1].0 <= now {
+            self.cursor += 1;
+        }
+        let quiet = quiet_for(&self.disturbances[..(self.cursor + 1).min(self.disturbances.len())], now);
+        self.track_clients();
+        if quiet >= self.settle {
+            let holders = (0..self.nodes.len()).filter(|&i| self.answers(i)).count();
+            if holders > 1 {
+                let who: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.answers(i)).collect();
+                let detail = format!("stable for {:.3} ms, yet {holders} answer ARP: {}", ms(quiet), names(&who));
+                self.violate(Invariant::AtMostOneHolder, detail);
+            }
+            let mut claimers = self.nodes.iter().enumerate().filter(|(_, n)| n.claiming && n.running()).map(|(i, _)| i);
+            let (first, second) = (claimers.next(), claimers.next());
+            if first.is_none() && self.nodes.iter().any(SimNode::eligible) {
+                let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
+                let detail = format!("stable for {:.3} ms, {} eligible, nobody claims", ms(quiet), names(&eligible));
+                self.violate(Invariant::AtLeastOneClaims, detail);
+            }
+            if let (Some(h), None) = (first, second)
+                && quiet >= self.client_settle
+            {
+                let h = h as u8;
+                let since = self.nodes[h as usize].claimed_since;
+                // A holder cannot know its announcements were lost on the way: when they may
+                // have been, since it claimed, only the periodic refresh can repair a client.
+                let refreshed = self.sc.cluster.refresh.is_some_and(|p| quiet >= self.client_settle + p);
+                for c in 0..self.clients.len() {
+                    let heard = self.clients[c].path_disturbed < since || refreshed;
+                    if let Some((m, _)) = self.clients[c].cache
+                        && m != h
+                        && heard
+                    {
+                        let detail = format!("stable for {:.3} ms, n{h} claims, client c{c} points at n{m}", ms(quiet));
+                        self.violate(Invariant::ClientsPointAtHolder, detail);
+                    }
+                }
+            }
+        }
+        self.check_windows();
+        self.check_flaps();
+    }
+
+    fn track_clients(&mut self) {
+        let now = self.now;
+        for c in 0..self.clients.len() {
+            let wrong = self.clients[c].cache.is_some_and(|(m, _)| !self.nodes[m as usize].delivers());
+            let cl = &mut self.clients[c];
+            match (wrong, cl.misdirected_since) {
+                (true, None) => cl.misdirected_since = Some(now),
+                (false, Some(since)) => {
+                    cl.misdirected_since = None;
+                    self.report.lost_probe_ns += now - since;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check_windows(&mut self) {
+        let now = self.now;
+        for w in 0..self.windows.len() {
+            let win = &self.windows[w];
+            if !(win.from..win.to).contains(&now) {
+                continue;
+            }
+            if win.needs_holder && !(0..self.nodes.len()).any(|i| self.nodes[i].delivers()) {
+                let detail = format!("no node holds the address during a clean planned change ({})", win.what);
+                self.violate(Invariant::MakeBeforeBreak, detail);
+            }
+            for c in 0..self.clients.len() {
+                // A client pointed wrong before the change is (d)'s to report.
+                if let Some(since) = self.clients[c].misdirected_since
+                    && now > since
+                    && since >= self.windows[w].from
+                    && self.windows[w].needs_holder
+                {
+                    let m = self.clients[c].cache.map_or(255, |(m, _)| m);
+                    let what = self.windows[w].what.clone();
+                    let detail = format!("client c{c} points at n{m}, which does not hold the address ({what})");
+                    self.violate(Invariant::MakeBeforeBreak, detail);
+                }
+            }
+        }
+    }
+
+    fn check_flaps(&mut self) {
+        let now = self.now;
+        for w in 0..self.flaps.len() {
+            let win = &self.flaps[w];
+            if win.done || now < win.to {
+                continue;
+            }
+            let minutes = (win.to - win.from) as f64 / 60e9;
+            let bound = FLAP_BOUND_BASE + (FLAP_BOUND_PER_MINUTE * minutes).ceil() as u64;
+            let (n, from) = (win.transitions, win.from);
+            self.flaps[w].done = true;
+            if n > bound {
+                let detail = format!(
+                    "{n} transitions in {:.1} s of steady loss from {:.3} ms (bound {bound})",
+                    minutes * 60.0,
+                    ms(from)
+                );
+                self.violate(Invariant::NoFlapping, detail);
+            }
+        }
+    }
+}
+
+fn names(nodes: &[usize]) -> String {
+    nodes.iter().map(|i| format!("n{i}")).collect::<Vec<_>>().join(",")
+}
+
+/// The node at the origin of a change of state, for the replay invariant.
+fn reason_node(reason: &Reason) -> Option<u32> {
+    match *reason {
+        Reason::HolderLeaving { node_id }
+        | Reason::HolderInMaintenance { node_id }
+        | Reason::Preempt { node_id, .. }
+        | Reason::MoreWorthyHolder { node_id, .. }
+        | Reason::SuccessorHolds { node_id }
+        | Reason::HolderUnhealthy { node_id } => Some(node_id),
+        _ => None,
+    }
+}
+
+/// The clients a fault may have kept announcements from (lost, delayed or reordered).
+fn announcement_path(kind: &FaultKind) -> Option<u32> {
+    match *kind {
+        FaultKind::Loss { to, .. }
+        | FaultKind::BurstLoss { to, .. }
+        | FaultKind::Delay { to, .. }
+        | FaultKind::Reorder { to, .. } => Some(to),
+        _ => None,
+    }
+}
+
+fn planned_node(kind: &FaultKind) -> usize {
+    match *kind {
+        FaultKind::Stop { node, .. } | FaultKind::Maintenance { node } | FaultKind::Priority { node, .. } => node,
+        _ => usize::MAX,
+    }
+}
+
+fn describe(sc: &Scenario) -> String {
+    let c = &sc.cluster;
+    let nodes: Vec<String> = c
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "n{i}=id {} prio {} {:+}ppm start {:.1}ms",
+                n.node_id & 0xff,
+                n.priority,
+                n.clock.ppb / 1000,
+                ms(n.start)
+            )
+        })
+        .collect();
+    format!(
+        "{} nodes [{}]; interval {:.3} ms, tolerance {:.3} ms, max {:.3} ms, hold-down {:.3} ms, preempt {:?}, refresh {:?}, leave timeout {:.1} ms, wake slack {:.3} ms, LAN {:.3}+{:.3} ms, {} clients, {:.1} s simulated; settle {:.3} ms, client settle {:.3} ms",
+        c.nodes.len(),
+        nodes.join("; "),
+        ms(c.interval),
+        ms(c.tolerance),
+        ms(c.max_tolerance),
+        ms(c.hold_down),
+        c.preempt,
+        c.refresh.map(ms),
+        ms(c.leave_timeout),
+        ms(c.wake_slack),
+        ms(c.net_delay),
+        ms(c.net_jitter),
+        c.clients,
+        c.duration as f64 / 1e9,
+        ms(c.settle()),
+        ms(c.client_settle()),
+    )
+}
