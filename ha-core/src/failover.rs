@@ -9,8 +9,14 @@
 //! Freshness: a peer's heartbeats count only once one of them echoed this node's epoch (its
 //! record is `confirmed`, see `ha_common::accept`): recordings of any age, replayed to a node
 //! that just started, are ignored. So every heartbeat echoes one peer's epoch back: a peer seen
-//! in a new run first (twice, against a loss), then peers that say they are still confirming
-//! (`FLAG_CONFIRMING`), then all live peers in turn.
+//! in a new run first (each in a heartbeat of its own, sent at once), then peers that say they
+//! are still confirming (`FLAG_CONFIRMING`), then all live peers in turn. While a recently heard
+//! peer is unconfirmed, this node takes no takeover decision, for at most the longest silence
+//! limit: a live holder whose echo was lost is not mistaken for an absent one.
+//!
+//! A late wake: when this node wakes more than an interval after it meant to, its machine may
+//! have stalled with it (a VM pause), and heartbeats that arrived meanwhile were not recorded.
+//! It then decides nothing for as long again, until the table has caught up.
 //!
 //! One wake of a driver:
 //! 1. `now` from the clock, *then* the peer table (see [`Failover::handle_peers`]);
@@ -128,6 +134,10 @@ pub struct Failover {
     echoes: Echoes,
     /// Some recently heard peer is not confirmed yet: ask peers to echo us first.
     confirming: bool,
+    /// Since when some recently heard peer has been unconfirmed.
+    confirming_since: Option<Instant>,
+    /// The wake `poll_timeout` last asked for, to notice a late one.
+    planned_wake: Option<Instant>,
     last_now: Instant,
     last_status: Option<Instant>,
     status_now: bool,
@@ -151,6 +161,8 @@ impl Failover {
             peers: Vec::new(),
             echoes: Echoes::default(),
             confirming: false,
+            confirming_since: None,
+            planned_wake: None,
             last_now: now,
             last_status: None,
             status_now: true,
@@ -211,8 +223,13 @@ impl Failover {
     pub fn handle_peers(&mut self, now: Instant, peers: &[Peer]) {
         self.last_now = now;
         let tolerance = self.cfg.node.tolerance;
-        self.echoes.observe(peers);
+        if self.echoes.observe(peers) {
+            // A new run heard: echo it at once.
+            self.send_now = true;
+        }
         self.confirming = peers.iter().any(|p| !p.confirmed && now - p.last_seen <= tolerance);
+        self.hold_while_confirming(now);
+        self.hold_after_a_late_wake(now);
         self.peers.clear();
         self.peers.extend(peers.iter().filter(|p| p.confirmed));
         let out = self.node.step(crate::node::Inputs { now, peers: &self.peers, link_up: self.link_up });
@@ -260,7 +277,13 @@ impl Failover {
     /// When to call `handle_timeout` next (with a fresh table) if nothing happens before: the
     /// next heartbeat, the instant the next live peer would count as silent (so a dead holder
     /// is noticed exactly at its limit), a repeat, the end of a linger, and at most a tick.
-    pub fn poll_timeout(&self) -> Instant {
+    pub fn poll_timeout(&mut self) -> Instant {
+        let at = self.next_wake();
+        self.planned_wake = Some(at);
+        at
+    }
+
+    fn next_wake(&self) -> Instant {
         let now = self.last_now;
         if self.send_now || !self.actions.is_empty() {
             return now;
@@ -294,12 +317,37 @@ impl Failover {
             echo: self.echoes.next(now, recent),
             scheduled,
         });
+        // More new runs to echo: another heartbeat right away.
+        self.send_now |= self.echoes.owes(now, recent);
         if due {
             self.next_send = self.next_send + self.cfg.interval;
             if self.next_send <= now {
                 // We fell behind (paused): no burst of heartbeats to catch up.
                 self.next_send = now + self.cfg.interval;
             }
+        }
+    }
+
+    /// No takeover decision while a recently heard peer is unconfirmed, up to the longest
+    /// silence limit after it was first seen so.
+    fn hold_while_confirming(&mut self, now: Instant) {
+        if !self.confirming {
+            self.confirming_since = None;
+            return;
+        }
+        let since = *self.confirming_since.get_or_insert(now);
+        let bound = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
+        if now - since < bound {
+            self.node.listen_until(now + Duration::from_nanos(1));
+        }
+    }
+
+    /// After a wake more than an interval late, decide nothing for as long again.
+    fn hold_after_a_late_wake(&mut self, now: Instant) {
+        let Some(planned) = self.planned_wake.take() else { return };
+        let late = now - planned;
+        if late > self.cfg.interval {
+            self.node.listen_until(now + late);
         }
     }
 
@@ -369,11 +417,14 @@ struct EchoTarget {
     owed: u8,
 }
 
-/// Echoes of a peer's new run before the round robin: one may be lost.
-const ECHOES_OF_A_NEW_RUN: u8 = 2;
+/// Echoes of a peer's new run before the round robin (a lost one is made up for by the peer's
+/// `FLAG_CONFIRMING`).
+const ECHOES_OF_A_NEW_RUN: u8 = 1;
 
 impl Echoes {
-    fn observe(&mut self, peers: &[Peer]) {
+    /// Takes the peers heard; true when one of them is in a run not echoed yet.
+    fn observe(&mut self, peers: &[Peer]) -> bool {
+        let mut new_run = false;
         for p in peers {
             let echo = Echo { node_id: p.node_id, epoch: p.beats.epoch };
             let confirming = p.flags & FLAG_CONFIRMING != 0;
@@ -381,14 +432,22 @@ impl Echoes {
                 Some(t) => {
                     if t.echo.epoch != echo.epoch {
                         t.owed = ECHOES_OF_A_NEW_RUN;
+                        new_run = true;
                     }
                     *t = EchoTarget { echo, last_seen: p.last_seen, confirming, ..*t };
                 }
                 None => {
-                    self.peers.push(EchoTarget { echo, last_seen: p.last_seen, confirming, owed: ECHOES_OF_A_NEW_RUN })
+                    self.peers.push(EchoTarget { echo, last_seen: p.last_seen, confirming, owed: ECHOES_OF_A_NEW_RUN });
+                    new_run = true;
                 }
             }
         }
+        new_run
+    }
+
+    /// Whether a new run heard within `recent` still waits for its echo.
+    fn owes(&self, now: Instant, recent: Duration) -> bool {
+        self.peers.iter().any(|t| t.owed > 0 && now - t.last_seen <= recent)
     }
 
     /// The echo for the next heartbeat: a new run first, then peers still confirming, then

@@ -360,6 +360,12 @@ impl Node {
         &self.cfg
     }
 
+    /// No takeover decision before `at`: what this node sees cannot be trusted yet (it did not
+    /// run for a while, or it cannot yet tell live peers from recordings).
+    pub fn listen_until(&mut self, at: Instant) {
+        self.listening_until = self.listening_until.max(at);
+    }
+
     /// Takes a reloaded configuration: the base priority, preempt, hold-down, refresh and
     /// leave timeout apply from the next step. The identity and the time base (node id,
     /// tolerance, maximum tolerance) stay: they need a restart.

@@ -6,8 +6,8 @@ use std::{
     collections::{BinaryHeap, VecDeque},
 };
 
-use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
-use ha_core::{Action, Command, Event, Failover, FailoverConfig, Instant, Peer, Reason, Transition};
+use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
+use ha_core::{Action, Command, Event, Failover, FailoverConfig, Instant, Peer, Reason, Role, Transition};
 
 use crate::{
     invariants::{FLAP_BOUND_BASE, FLAP_BOUND_PER_MINUTE, Invariant, Violation},
@@ -550,7 +550,7 @@ impl World {
         while let Some(event) = self.nodes[i].agent.as_mut().and_then(|a| a.failover.poll_event()) {
             self.report_event(i, local, event);
         }
-        let Some(agent) = self.nodes[i].agent.as_ref() else { return };
+        let Some(agent) = self.nodes[i].agent.as_mut() else { return };
         if agent.failover.is_done() {
             self.kill_agent(i, "clean stop done, exits");
             return;
@@ -581,7 +581,7 @@ impl World {
                 self.note(format!("n{i} removes the address"));
             }
             Action::Announce(_) => self.announce(i),
-            Action::SendHeartbeat { state, flags, priority, .. } => self.send_heartbeat(i, state, flags, priority),
+            Action::SendHeartbeat { state, flags, priority, echo, .. } => self.send_heartbeat(i, state, flags, priority, echo),
         }
     }
 
@@ -595,14 +595,14 @@ impl World {
         }
     }
 
-    fn send_heartbeat(&mut self, i: usize, state: NodeState, flags: u8, priority: u32) {
+    fn send_heartbeat(&mut self, i: usize, state: NodeState, flags: u8, priority: u32, echo: Echo) {
         let c = &self.sc.cluster;
         let n = &mut self.nodes[i];
         let Some(agent) = n.agent.as_mut() else { return };
         // The real sender counts before it sends: a failed send is a gap in the counter.
         agent.counter += 1;
         let hb = Heartbeat {
-            cluster_id: 1,
+            cluster_id: crate::table::CLUSTER,
             node_id: n.spec.node_id,
             priority,
             state,
@@ -610,6 +610,7 @@ impl World {
             key_id: 1,
             interval_us: (c.interval / 1_000) as u32,
             seq: Sequence { epoch: agent.epoch, counter: agent.counter },
+            echo,
             tag: [0; TAG_LEN],
         };
         if !n.link_up {
@@ -651,12 +652,18 @@ impl World {
                 None => n.port.push(PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims }),
             }
         }
-        if n.machine_paused || n.agent.is_none() {
+        let Some(epoch) = n.agent.as_ref().map(|a| a.epoch) else { return };
+        if n.machine_paused {
             return;
         }
         let was_replayed = n.table.get(hb.node_id).is_some_and(|e| e.replayed);
-        let recorded = n.table.receive(n.spec.node_id, &hb, local, replayed);
-        if recorded && replayed && !was_replayed {
+        let confirmed_before = n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0 && e.rec.epoch == hb.seq.epoch);
+        let recorded = n.table.receive(&crate::table::policy(n.spec.node_id, epoch), &hb, local, replayed);
+        let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
+        // A replay counts only once decisions would see it (confirmed). One the receiver never
+        // got, of a run it had confirmed, is a late delivery, which any network may make: what
+        // a recording must never do is confirm a run, or bring back one unconfirmed.
+        if recorded && replayed && confirmed && !confirmed_before && !was_replayed {
             let origin = self.nodes.iter().position(|o| o.spec.node_id == hb.node_id);
             let state = hb.state.name();
             let who = origin.map_or(String::from("?"), |o| format!("n{o}"));
@@ -683,7 +690,7 @@ impl World {
             }
         }
         self.note(format!("n{i} {} -> {}: {}", t.from.name(), t.to.name(), t.reason));
-        if real && t.to == NodeState::Active && matches!(t.reason, Reason::HolderSilent { .. } | Reason::NoHolder) {
+        if real && t.to == Role::Active && matches!(t.reason, Reason::HolderSilent { .. } | Reason::NoHolder) {
             self.report.checked_takeovers += 1;
             self.check_takeover(i, local);
         }

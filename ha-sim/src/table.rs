@@ -4,31 +4,20 @@
 //! cannot fail here: the simulated LAN carries only real heartbeats of this cluster, and the
 //! attacker can only replay them verbatim (it has no key).
 use ha_common::{
+    accept::{self, PeerStore, Policy, Rejected, TableFull},
+    auth::NO_KEY,
     maps::PeerRecord,
-    wire::{Heartbeat, Sequence},
+    wire::{Heartbeat, TAG_LEN},
 };
 use ha_core::{Instant, Peer};
 
-/// What the receive path does with one heartbeat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acceptance {
-    Own,
-    /// Not newer than the recorded one (a replay, a duplicate or reordered).
-    Stale,
-    Record,
-}
+/// The cluster id every simulated node runs with.
+pub const CLUSTER: u32 = 1;
 
-/// The acceptance rule of `ha-agent/src/rx/table.rs` and the XDP program, for a heartbeat that
-/// decoded, is of this cluster and authenticated. Kept apart so that it can become a call to
-/// the rule shared in ha-common once there is one.
-pub fn accept(own_id: u32, recorded: Option<&PeerRecord>, hb: &Heartbeat) -> Acceptance {
-    if hb.node_id == own_id {
-        return Acceptance::Own;
-    }
-    match recorded {
-        Some(rec) if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) => Acceptance::Stale,
-        _ => Acceptance::Record,
-    }
+/// The receive path's policy for a node: its id and its current run. Heartbeats travel
+/// unauthenticated here (the attacker can only replay, never forge, so a tag adds nothing).
+pub fn policy(node_id: u32, epoch: u64) -> Policy {
+    Policy { cluster_id: CLUSTER, node_id, insecure: true, epoch }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -45,27 +34,37 @@ pub struct PeerTable {
     pub stale: u64,
 }
 
+/// The entries as the shared acceptance rule's store.
+struct Store<'a>(&'a mut Vec<Entry>);
+
+impl PeerStore for Store<'_> {
+    fn get_mut(&mut self, node_id: u32) -> Option<&mut PeerRecord> {
+        self.0.iter_mut().find(|e| e.node_id == node_id).map(|e| &mut e.rec)
+    }
+
+    fn insert(&mut self, node_id: u32, record: &PeerRecord) -> Result<(), TableFull> {
+        self.0.push(Entry { node_id, rec: *record, replayed: false });
+        Ok(())
+    }
+}
+
 impl PeerTable {
-    /// Offers one heartbeat at the receiver's clock `now`; true when it was recorded.
-    pub fn receive(&mut self, own_id: u32, hb: &Heartbeat, now: Instant, replayed: bool) -> bool {
-        let slot = self.entries.iter().position(|e| e.node_id == hb.node_id);
-        match accept(own_id, slot.map(|i| &self.entries[i].rec), hb) {
-            Acceptance::Own => false,
-            Acceptance::Stale => {
+    /// Offers one heartbeat at the receiver's clock `now` to the acceptance rule the XDP
+    /// program and the socket path share (`ha_common::accept`); true when it was recorded.
+    pub fn receive(&mut self, policy: &Policy, hb: &Heartbeat, now: Instant, replayed: bool) -> bool {
+        let payload = Heartbeat { key_id: NO_KEY, tag: [0; TAG_LEN], ..*hb }.encode();
+        match accept::receive(policy, &payload, [0; 4], &mut Store(&mut self.entries), |_| None, || now.as_nanos()) {
+            Ok(accepted) => {
+                if let Some(e) = self.entries.iter_mut().find(|e| e.node_id == accepted.node_id) {
+                    e.replayed = replayed;
+                }
+                true
+            }
+            Err(Rejected::Stale) => {
                 self.stale += 1;
                 false
             }
-            Acceptance::Record => {
-                let i = slot.unwrap_or_else(|| {
-                    self.entries.push(Entry { node_id: hb.node_id, rec: PeerRecord::default(), replayed });
-                    self.entries.len() - 1
-                });
-                let e = &mut self.entries[i];
-                e.rec.record(hb, [0; 4], now.as_nanos());
-                e.rec.received += 1;
-                e.replayed = replayed;
-                true
-            }
+            Err(_) => false,
         }
     }
 
@@ -82,7 +81,7 @@ impl PeerTable {
 
 #[cfg(test)]
 mod tests {
-    use ha_common::wire::{NodeState, TAG_LEN};
+    use ha_common::wire::{Echo, NodeState, Sequence};
 
     use super::*;
 
@@ -96,6 +95,7 @@ mod tests {
             key_id: 1,
             interval_us: 10_000,
             seq: Sequence { epoch, counter },
+            echo: Echo { node_id: 1, epoch: 77 },
             tag: [0; TAG_LEN],
         }
     }
@@ -103,12 +103,17 @@ mod tests {
     #[test]
     fn records_newer_drops_stale_and_own() {
         let mut t = PeerTable::default();
-        assert!(t.receive(1, &hb(2, 5, 1), Instant::from_nanos(10), false));
-        assert!(!t.receive(1, &hb(2, 5, 1), Instant::from_nanos(11), false), "duplicate");
-        assert!(!t.receive(1, &hb(2, 4, 9), Instant::from_nanos(12), true), "older epoch");
-        assert!(t.receive(1, &hb(2, 6, 1), Instant::from_nanos(13), false), "restart");
-        assert!(!t.receive(1, &hb(1, 9, 9), Instant::from_nanos(14), false), "own");
+        let p = policy(1, 77);
+        assert!(t.receive(&p, &hb(2, 5, 1), Instant::from_nanos(10), false));
+        assert!(!t.receive(&p, &hb(2, 5, 1), Instant::from_nanos(11), false), "duplicate");
+        assert!(!t.receive(&p, &hb(2, 4, 9), Instant::from_nanos(12), true), "older epoch");
+        assert!(t.receive(&p, &hb(2, 6, 1), Instant::from_nanos(13), false), "restart");
+        assert!(!t.receive(&p, &hb(1, 9, 9), Instant::from_nanos(14), false), "own");
         let e = t.get(2).copied().expect("recorded");
         assert_eq!((e.rec.received, e.rec.last_seen_ns, e.rec.claimed_ns, t.stale), (2, 13, 13, 2));
+        assert_eq!(e.rec.confirmed, 1, "it echoed run 77 of node 1");
+        let mut restarted = PeerTable::default();
+        assert!(restarted.receive(&policy(1, 78), &hb(2, 6, 2), Instant::from_nanos(15), true));
+        assert_eq!(restarted.get(2).map(|e| e.rec.confirmed), Some(0), "an echo of an earlier run confirms nothing");
     }
 }

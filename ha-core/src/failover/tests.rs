@@ -233,38 +233,40 @@ fn an_unconfirmed_holder_is_ignored_and_we_ask_to_be_echoed() {
     }
 }
 
+/// Wakes as the agent's loop does: again at once while the core asks for it.
+fn drive(f: &mut Failover, now: Instant, peers: &[Peer]) -> Vec<Action> {
+    let mut all = Vec::new();
+    loop {
+        all.extend(wake(f, now, peers).0);
+        if f.poll_timeout() > now {
+            return all;
+        }
+    }
+}
+
 #[test]
-fn a_new_run_is_echoed_first_then_peers_still_confirming_then_all_in_turn() {
+fn a_new_run_is_echoed_at_once_then_peers_still_confirming_then_all_in_turn() {
     let mut f = Failover::new(config(1, 100), Instant::ZERO);
     let p = |id, epoch, flags, t| Peer {
         flags,
         beats: Beats { epoch, ..Beats::default() },
         ..peer(id, 100, NodeState::Standby, t)
     };
-    // Three peers heard at once: each new run is owed two echoes, in the order heard.
-    let mut sent = Vec::new();
-    for ms in (0..12).step_by(2) {
-        let peers = [p(2, 20, 0, at(ms)), p(3, 30, 0, at(ms)), p(4, 40, 0, at(ms))];
-        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
-    }
-    assert_eq!(sent, vec![2, 2, 3, 3, 4, 4]);
-    // Node 3 restarted and asks to be confirmed: its new run twice, then it alone while it asks.
-    let mut sent = Vec::new();
-    for ms in (12..22).step_by(2) {
-        let peers = [p(2, 20, 0, at(ms)), p(3, 31, FLAG_CONFIRMING, at(ms)), p(4, 40, 0, at(ms))];
-        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
-    }
-    assert_eq!(sent, vec![3, 3, 3, 3, 3]);
-    // Then everybody in turn.
-    let mut sent = Vec::new();
-    for ms in (22..34).step_by(2) {
-        let peers = [p(2, 20, 0, at(ms)), p(3, 31, 0, at(ms)), p(4, 40, 0, at(ms))];
-        sent.extend(echoes(&wake(&mut f, at(ms), &peers).0));
-    }
+    let all = |t, three: (u64, u8)| [p(2, 20, 0, t), p(3, three.0, three.1, t), p(4, 40, 0, t)];
+    // Three peers heard at once: each new run echoed at once, in a heartbeat of its own.
+    assert_eq!(echoes(&drive(&mut f, at(0), &all(at(0), (30, 0)))), vec![2, 3, 4]);
+    // Then everybody in turn, one heartbeat an interval.
+    let mut sent: Vec<u32> =
+        [2, 4, 6].iter().flat_map(|&ms| echoes(&drive(&mut f, at(ms), &all(at(ms), (30, 0))))).collect();
     sent.sort_unstable();
-    assert_eq!(sent, vec![2, 2, 3, 3, 4, 4]);
+    assert_eq!(sent, vec![2, 3, 4]);
+    // Node 3 restarted and asks to be confirmed: its new run at once, then it alone while it asks.
+    let sent: Vec<u32> = [7, 8, 10, 12]
+        .iter()
+        .flat_map(|&ms| echoes(&drive(&mut f, at(ms), &all(at(ms), (31, FLAG_CONFIRMING)))))
+        .collect();
+    assert_eq!(sent, vec![3, 3, 3, 3], "at 7 ms at once, then at every heartbeat");
     // A peer not heard for a while is not echoed; with nobody heard, no echo.
     let mut g = Failover::new(config(1, 100), Instant::ZERO);
-    let (actions, _) = wake(&mut g, at(0), &[]);
-    assert_eq!(echoes(&actions), vec![0]);
+    assert_eq!(echoes(&drive(&mut g, at(0), &[])), vec![0]);
 }
