@@ -190,6 +190,12 @@ pub fn receive<P: PeerStore>(
     let accepted = Accepted { node_id: hb.node_id, priority: hb.priority, new_peer: false };
     if let Some(rec) = peers.get_mut(hb.node_id) {
         if hb.seq <= (Sequence { epoch: rec.epoch, counter: rec.counter }) {
+            // Too old to say the peer is live now, but if it echoes our run it still proves
+            // that the peer's current run heard us: heartbeats sent back to back may arrive
+            // out of order, and the echo must not be lost with the order.
+            if hb.seq.epoch == rec.epoch && policy.echoed_by(&hb) {
+                rec.confirmed = 1;
+            }
             return Err(Rejected::Stale);
         }
         rec.record(&hb, src, now(), policy.echoed_by(&hb));

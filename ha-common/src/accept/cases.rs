@@ -84,6 +84,9 @@ pub enum Expect {
     /// Recorded over the peer's earlier record.
     Update,
     Reject(Rejected),
+    /// Not recorded (stale, counted so), but the peer's record is confirmed: the heartbeat
+    /// echoes our run.
+    StaleButConfirms,
 }
 
 pub struct Case {
@@ -213,7 +216,7 @@ impl Builder {
 }
 
 /// Every case. Each has one thing wrong (or two, to pin down which check runs first).
-pub fn all() -> [Case; 41] {
+pub fn all() -> [Case; 43] {
     use Before::*;
     use Expect::*;
     use Rejected::*;
@@ -255,6 +258,19 @@ pub fn all() -> [Case; 41] {
         case("fresh: a replay stays stale after confirmation", heartbeat(RECORDED.epoch, RECORDED.counter))
             .after(ConfirmedPeer)
             .expect(Reject(Stale)),
+        case(
+            "fresh: an older heartbeat of the same run that echoes us still confirms (reordered)",
+            Heartbeat { echo: ECHO_US, ..heartbeat(RECORDED.epoch, RECORDED.counter - 1) },
+        )
+        .after(Peer)
+        .confirmed()
+        .expect(StaleButConfirms),
+        case(
+            "fresh: an older run's heartbeat that echoes us confirms nothing",
+            Heartbeat { echo: ECHO_US, ..heartbeat(RECORDED.epoch - 1, RECORDED.counter) },
+        )
+        .after(Peer)
+        .expect(Reject(Stale)),
         case("empty", NEWER).payload(0, Reject(Truncated)),
         case("one byte short", NEWER).payload(HEARTBEAT_LEN - 1, Reject(Truncated)),
         case("bad magic", NEWER).edit_signed(|b| b[0] = b'X').expect(Reject(BadMagic)),
@@ -341,10 +357,12 @@ pub fn run(case: &Case, s: &mut impl Subject) {
     let (stats, peers, record) = (s.stats(), s.peer_count(), s.peer(case.hb.node_id));
     let recorded = s.receive(case.payload());
 
-    assert_eq!(recorded, !matches!(case.expect, Expect::Reject(_)), "{name}: verdict ({:?})", case.expect);
+    let rejected = matches!(case.expect, Expect::Reject(_) | Expect::StaleButConfirms);
+    assert_eq!(recorded, !rejected, "{name}: verdict ({:?})", case.expect);
     let expected = match case.expect {
         Expect::NewPeer | Expect::Update => "valid",
         Expect::Reject(why) => counter_of(why),
+        Expect::StaleButConfirms => counter_of(Rejected::Stale),
     };
     let (before, after) = (counters(&stats), counters(&s.stats()));
     for ((counter, was), (_, is)) in before.iter().zip(&after) {
@@ -355,6 +373,10 @@ pub fn run(case: &Case, s: &mut impl Subject) {
     match case.expect {
         Expect::Reject(_) => {
             assert_eq!((s.peer_count(), now), (peers, record), "{name}: a rejected payload changed a record");
+        }
+        Expect::StaleButConfirms => {
+            let confirmed_only = record.map(|r| PeerRecord { confirmed: 1, ..r });
+            assert_eq!((s.peer_count(), now), (peers, confirmed_only), "{name}: only the confirmation changes");
         }
         Expect::NewPeer => {
             assert_eq!((record, s.peer_count()), (None, peers + 1), "{name}: a new peer");
