@@ -202,6 +202,53 @@ pub fn install_signal_cleanup() -> Result<()> {
     Ok(())
 }
 
+/// Files agents keep for the instances whose pin dirs lie under `pin_root` (locks, control
+/// sockets, maintenance markers); a cleanly stopped agent should have removed its own.
+pub fn agent_files_under(pin_root: &Path) -> Vec<String> {
+    let prefix = flat(pin_root);
+    let mut found = Vec::new();
+    for dir in AGENT_FILE_DIRS {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        for entry in rd.filter_map(|e| e.ok()) {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What a lab with id `lab_id` left behind once it is gone: its namespaces, its pin root, agent
+/// files of its pin dirs, and which of `pids` still run. Empty when it cleaned up.
+pub fn left_behind(lab_id: &str, pids: &[u32]) -> Result<Vec<String>> {
+    let mut left: Vec<String> = netns::list()?
+        .into_iter()
+        .filter(|n| n.strip_prefix(lab_id).is_some_and(|rest| rest.starts_with('-')))
+        .map(|n| format!("namespace {n}"))
+        .collect();
+    let pin_root = Path::new(bpffs::ROOT).join(lab_id);
+    if pin_root.exists() {
+        left.push(format!("pin dir {}", pin_root.display()));
+    }
+    left.extend(agent_files_under(&pin_root).into_iter().map(|f| format!("agent file {f}")));
+    for &pid in pids {
+        // A zombie counts as gone: it holds nothing but its exit status.
+        let running = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+        if running {
+            left.push(format!("process {pid}"));
+        }
+    }
+    Ok(left)
+}
+
+/// Kills every registered child and removes every live lab, then exits with `code`: for a
+/// watchdog that gives up on a hung run.
+pub fn cleanup_and_exit(code: i32) -> ! {
+    cleanup_all_and_exit(code)
+}
+
 /// The pid encoded in a `halab-<pid>-...` name.
 fn owner_pid(name: &str) -> Option<i32> {
     let rest = name.strip_prefix(PREFIX)?;

@@ -195,6 +195,21 @@ impl Lab {
         self.wait_forwarding(&[port], false).with_context(|| format!("restoring node {i}'s link"))
     }
 
+    /// Takes node `i`'s own eth0 down (`ip link set eth0 down` inside the node): the node's
+    /// side of the cable, as an operator or a driver reset would.
+    pub fn iface_down(&self, i: usize) -> Result<()> {
+        self.check_node(i)?;
+        self.node(i).ip(&["link", "set", "eth0", "down"]).with_context(|| format!("taking node {i}'s eth0 down"))?;
+        Ok(())
+    }
+
+    /// Brings node `i`'s eth0 back up and waits until its bridge port forwards again.
+    pub fn iface_up(&self, i: usize) -> Result<()> {
+        self.check_node(i)?;
+        self.node(i).ip(&["link", "set", "eth0", "up"]).with_context(|| format!("bringing node {i}'s eth0 up"))?;
+        self.wait_forwarding(&[port_name(i)], false).with_context(|| format!("bringing node {i}'s eth0 up"))
+    }
+
     /// Splits the LAN: group g > 0 moves to its own bridge, so groups cannot hear each other.
     /// Group 0, the client and nodes in no group stay on `br0`. Replaces any earlier partition.
     pub fn partition(&self, groups: &[&[usize]]) -> Result<()> {
