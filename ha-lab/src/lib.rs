@@ -10,6 +10,7 @@ mod agents;
 mod arp_watch;
 mod bound;
 mod bpffs;
+pub mod chaos;
 mod child;
 mod cleanup;
 pub mod frames;
