@@ -1,5 +1,6 @@
 //! Developer tasks for `ha`: `cargo xtask <command>`. Dispatch only; see the modules.
 mod bench;
+mod chaos;
 mod cmd;
 mod demo;
 mod ebpf;
@@ -34,6 +35,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Build everything and run benchmarks.
     Bench(bench::BenchArgs),
+    /// Random faults against a three-node lab, checked from the client's side; writes
+    /// docs/chaos.md and fails on any violation.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Chaos(args) => chaos::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
