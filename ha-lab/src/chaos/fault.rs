@@ -36,6 +36,24 @@ impl FaultKind {
         FaultKind::KeyReload,
     ];
 
+    /// The kind's name on a command line (`--only kill,pause`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            FaultKind::LinkFlap => "link-flap",
+            FaultKind::LossBurst => "loss-burst",
+            FaultKind::Partition => "partition",
+            FaultKind::Pause => "pause",
+            FaultKind::Kill => "kill",
+            FaultKind::CleanStop => "clean-stop",
+            FaultKind::Maintenance => "maintenance",
+            FaultKind::KeyReload => "key-reload",
+        }
+    }
+
+    pub fn from_slug(s: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.slug() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::LinkFlap => "link flap",
@@ -164,6 +182,7 @@ impl Plan {
 /// has tried them all and counts stay balanced.
 pub struct Schedule {
     rng: Rng,
+    kinds: Vec<FaultKind>,
     round: Vec<FaultKind>,
     /// The time a fault must last to settle during it (see [`Plan::settles_during`]).
     settle: Duration,
@@ -171,13 +190,15 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new(seed: u64, settle: Duration, tolerance: Duration) -> Self {
-        Schedule { rng: Rng::new(seed), round: Vec::new(), settle, tolerance }
+    /// Draws from `kinds` (every kind when empty).
+    pub fn new(seed: u64, kinds: &[FaultKind], settle: Duration, tolerance: Duration) -> Self {
+        let kinds = if kinds.is_empty() { FaultKind::ALL.to_vec() } else { kinds.to_vec() };
+        Schedule { rng: Rng::new(seed), kinds, round: Vec::new(), settle, tolerance }
     }
 
     pub fn next_plan(&mut self) -> Plan {
         if self.round.is_empty() {
-            self.round = FaultKind::ALL.to_vec();
+            self.round = self.kinds.clone();
             self.rng.shuffle(&mut self.round);
             self.round.reverse(); // popped from the back: keep the shuffled order readable
         }
@@ -220,7 +241,7 @@ mod tests {
 
     #[test]
     fn every_round_has_every_kind_once() {
-        let mut s = Schedule::new(42, SETTLE, TOL);
+        let mut s = Schedule::new(42, &[], SETTLE, TOL);
         for _ in 0..3 {
             let mut kinds: Vec<FaultKind> = (0..FaultKind::ALL.len()).map(|_| s.next_plan().kind).collect();
             kinds.sort();
@@ -229,9 +250,18 @@ mod tests {
     }
 
     #[test]
+    fn only_the_chosen_kinds() {
+        let mut s = Schedule::new(1, &[FaultKind::Kill, FaultKind::Pause], SETTLE, TOL);
+        assert!((0..10).all(|_| matches!(s.next_plan().kind, FaultKind::Kill | FaultKind::Pause)));
+        for k in FaultKind::ALL {
+            assert_eq!(FaultKind::from_slug(k.slug()), Some(k));
+        }
+    }
+
+    #[test]
     fn a_seed_replays() {
         let draw = |seed| {
-            let mut s = Schedule::new(seed, SETTLE, TOL);
+            let mut s = Schedule::new(seed, &[], SETTLE, TOL);
             (0..20).map(|_| s.next_plan()).collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
@@ -240,7 +270,7 @@ mod tests {
 
     #[test]
     fn blips_stay_below_the_tolerance_and_long_faults_settle() {
-        let mut s = Schedule::new(9, SETTLE, TOL);
+        let mut s = Schedule::new(9, &[], SETTLE, TOL);
         for _ in 0..400 {
             let p = s.next_plan();
             match p.kind {

@@ -12,5 +12,5 @@ mod rng;
 mod run;
 
 pub use fault::{Allowance, FaultKind, takeover_margin};
-pub use outcome::{Check, FaultRecord, KindSummary, Outcome, Violation, ms};
+pub use outcome::{Check, FaultRecord, KindSummary, Outcome, Violation, ViolationCount, ms};
 pub use run::{Config, PRIORITIES, run};

@@ -76,6 +76,15 @@ pub struct Violation {
     pub what: String,
 }
 
+/// How often one finding was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationCount {
+    pub check: Check,
+    pub kind: Option<FaultKind>,
+    pub finding: String,
+    pub count: usize,
+}
+
 /// A whole run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -99,7 +108,8 @@ pub struct KindSummary {
     pub on_holder: usize,
     /// Faults during which the client lost at least one probe.
     pub with_loss: usize,
-    /// Median and maximum over faults of the longest outage (zero without loss).
+    /// Median of the longest outage (zero without loss) over the faults that hit the holder
+    /// (over all of the kind if none did), and the maximum over all of the kind.
     pub outage_median: Duration,
     pub outage_max: Duration,
     pub lost_max: u64,
@@ -114,12 +124,15 @@ impl Outcome {
                 let of: Vec<&FaultRecord> = self.faults.iter().filter(|f| f.kind == kind).collect();
                 let mut longest: Vec<Duration> = of.iter().map(|f| f.longest_outage()).collect();
                 longest.sort_unstable();
+                let mut on_holder: Vec<Duration> =
+                    of.iter().filter(|f| f.hit_holder).map(|f| f.longest_outage()).collect();
+                on_holder.sort_unstable();
                 KindSummary {
                     kind,
                     faults: of.len(),
                     on_holder: of.iter().filter(|f| f.hit_holder).count(),
                     with_loss: of.iter().filter(|f| f.lost > 0).count(),
-                    outage_median: median(&longest),
+                    outage_median: median(if on_holder.is_empty() { &longest } else { &on_holder }),
                     outage_max: longest.last().copied().unwrap_or_default(),
                     lost_max: of.iter().map(|f| f.lost).max().unwrap_or(0),
                     violations: self.violations.iter().filter(|v| v.kind == Some(kind)).count(),
@@ -128,17 +141,18 @@ impl Outcome {
             .collect()
     }
 
-    /// Violations counted by (check, what it matched): the known-issue labels group together.
-    pub fn violation_counts(&self) -> Vec<(Check, String, usize)> {
-        let mut counts: Vec<(Check, String, usize)> = Vec::new();
+    /// Violations counted by check, fault kind and finding (the text before the first `: `,
+    /// which names the known issue where there is one), most frequent first.
+    pub fn violation_counts(&self) -> Vec<ViolationCount> {
+        let mut counts: Vec<ViolationCount> = Vec::new();
         for v in &self.violations {
-            let label = v.what.split(": ").next().unwrap_or(&v.what).to_string();
-            match counts.iter_mut().find(|(c, l, _)| *c == v.check && *l == label) {
-                Some(entry) => entry.2 += 1,
-                None => counts.push((v.check, label, 1)),
+            let finding = v.what.split(": ").next().unwrap_or(&v.what).to_string();
+            match counts.iter_mut().find(|c| c.check == v.check && c.kind == v.kind && c.finding == finding) {
+                Some(c) => c.count += 1,
+                None => counts.push(ViolationCount { check: v.check, kind: v.kind, finding, count: 1 }),
             }
         }
-        counts.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.check.cmp(&b.check)).then(a.kind.cmp(&b.kind)));
         counts
     }
 
@@ -243,7 +257,15 @@ mod tests {
             (Duration::from_millis(30), Duration::from_millis(40), 39)
         );
         assert_eq!(o.by_kind()[1].faults, 0);
-        assert_eq!(o.violation_counts(), vec![(Check::Outage, "outage beyond allowance".to_string(), 1)]);
+        assert_eq!(
+            o.violation_counts(),
+            vec![ViolationCount {
+                check: Check::Outage,
+                kind: Some(FaultKind::LinkFlap),
+                finding: "outage beyond allowance".into(),
+                count: 1
+            }]
+        );
         assert!(o.summary_text().contains("VIOLATION at 0.0 s, fault #2 (link flap): outage"));
     }
 }

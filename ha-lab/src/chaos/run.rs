@@ -42,6 +42,8 @@ pub struct Config {
     pub max_faults: Option<usize>,
     pub interval: Duration,
     pub tolerance: Duration,
+    /// Draw only these kinds (all when empty).
+    pub kinds: Vec<FaultKind>,
     /// Print a line per fault.
     pub progress: bool,
 }
@@ -56,6 +58,7 @@ impl Config {
             max_faults: None,
             interval: Duration::from_millis(10),
             tolerance: Duration::from_millis(40),
+            kinds: Vec::new(),
             progress: false,
         }
     }
@@ -183,7 +186,7 @@ impl<'l> Runner<'l> {
     }
 
     fn faults(&mut self, out: &mut Outcome) -> Result<()> {
-        let mut schedule = Schedule::new(self.cfg.seed, self.settle, self.cfg.tolerance);
+        let mut schedule = Schedule::new(self.cfg.seed, &self.cfg.kinds, self.settle, self.cfg.tolerance);
         while self.start.elapsed() < self.cfg.duration && self.cfg.max_faults.is_none_or(|m| out.faults.len() < m) {
             let plan = schedule.next_plan();
             let before = self.violations.len();
@@ -220,6 +223,8 @@ impl<'l> Runner<'l> {
             plan.hold + READY_TIMEOUT + Duration::from_secs(30),
         )?;
         thread::sleep(PROBE_LEAD);
+        let first_violation = self.violations.len();
+        let log_marks: Vec<usize> = (1..=PRIORITIES.len()).map(|i| self.agents.output(i).len()).collect();
         let at = self.start.elapsed();
         let mut detail = plan.describe();
         if let Some(step) = self.inject(index, plan, node)? {
@@ -250,7 +255,30 @@ impl<'l> Runner<'l> {
             outages,
         };
         self.judge_outages(&record);
+        if self.violations.len() > first_violation {
+            let restarted = node.filter(|_| matches!(plan.kind, FaultKind::Kill | FaultKind::CleanStop));
+            let transitions = self.transitions_since(&log_marks, restarted);
+            for v in &mut self.violations[first_violation..] {
+                v.what.push_str(&format!(" [transitions: {transitions}]"));
+            }
+        }
         Ok(record)
+    }
+
+    /// The state changes the agents logged since `marks` (each node's output length then), for
+    /// a violation's context. The `restarted` agent's lines count from its new start.
+    fn transitions_since(&self, marks: &[usize], restarted: Option<usize>) -> String {
+        let mut lines = Vec::new();
+        for (i, &mark) in (1..=PRIORITIES.len()).zip(marks) {
+            let out = self.agents.output(i);
+            let from = if restarted == Some(i) { 0 } else { mark };
+            let new = out.get(from..).unwrap_or(&out);
+            for line in new.lines().filter(|l| l.contains(" -> ")) {
+                let msg = line.split_once("] ").map_or(line, |(_, m)| m);
+                lines.push(format!("node {i} {msg}"));
+            }
+        }
+        if lines.is_empty() { "none".into() } else { lines.join("; ") }
     }
 
     fn resolve(&self, role: Role) -> Option<usize> {

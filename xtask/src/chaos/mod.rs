@@ -29,6 +29,10 @@ pub struct ChaosArgs {
     /// Stop after this many faults even if time is left.
     #[arg(long)]
     pub faults: Option<usize>,
+    /// Only these fault kinds, comma-separated: link-flap, loss-burst, partition, pause, kill,
+    /// clean-stop, maintenance, key-reload [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    pub only: Vec<chaos::FaultKind>,
     /// Heartbeat interval of the agents.
     #[arg(long, default_value = "10ms")]
     pub interval: String,
@@ -66,6 +70,7 @@ pub fn run(args: ChaosArgs) -> Result<ExitCode> {
     cfg.max_faults = args.faults;
     cfg.interval = interval;
     cfg.tolerance = tolerance;
+    cfg.kinds = args.only.clone();
     cfg.progress = true;
     let command = command_line(&args, seed);
     println!("chaos: {command}");
@@ -90,6 +95,13 @@ pub fn run(args: ChaosArgs) -> Result<ExitCode> {
     Ok(if outcome.violations.is_empty() && outcome.aborted.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn parse_kind(s: &str) -> Result<chaos::FaultKind, String> {
+    chaos::FaultKind::from_slug(s).ok_or_else(|| {
+        let all: Vec<&str> = chaos::FaultKind::ALL.iter().map(|k| k.slug()).collect();
+        format!("not a fault kind; one of {}", all.join(", "))
+    })
+}
+
 fn clock_seed() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
 }
@@ -99,6 +111,10 @@ fn command_line(args: &ChaosArgs, seed: u64) -> String {
     let mut c = format!("cargo xtask chaos --minutes {} --seed {seed}", args.minutes);
     if let Some(n) = args.faults {
         c.push_str(&format!(" --faults {n}"));
+    }
+    if !args.only.is_empty() {
+        let kinds: Vec<&str> = args.only.iter().map(|k| k.slug()).collect();
+        c.push_str(&format!(" --only {}", kinds.join(",")));
     }
     if args.interval != "10ms" || args.tolerance != "40ms" {
         c.push_str(&format!(" --interval {} --tolerance {}", args.interval, args.tolerance));

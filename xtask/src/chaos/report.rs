@@ -80,11 +80,12 @@ pub fn markdown(o: &Outcome, c: &Context) -> String {
     let _ = writeln!(
         s,
         "Outage: the longest run of unanswered probes during one fault (from the last answered probe \
-         to the next), in ms; median and maximum over the faults of the kind.\n"
+         to the next), in ms; the median over the faults of the kind that hit the holder, the \
+         maximum over all of the kind.\n"
     );
     let _ = writeln!(
         s,
-        "| fault | injected | on the holder | with lost probes | outage median | outage max | lost probes max | violations |\n\
+        "| fault | injected | on the holder | with lost probes | outage median (holder hit) | outage max | lost probes max | violations |\n\
          |---|---|---|---|---|---|---|---|"
     );
     for k in o.by_kind() {
@@ -106,9 +107,16 @@ pub fn markdown(o: &Outcome, c: &Context) -> String {
     if o.violations.is_empty() {
         let _ = writeln!(s, "None.");
     } else {
-        let _ = writeln!(s, "| check | finding | count |\n|---|---|---|");
-        for (check, label, n) in o.violation_counts() {
-            let _ = writeln!(s, "| {} | {} | {n} |", check.name(), cell(&label));
+        let _ = writeln!(s, "| check | fault | finding | count |\n|---|---|---|---|");
+        for c in o.violation_counts() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                c.check.name(),
+                c.kind.map_or("-", FaultKind::name),
+                cell(&c.finding),
+                c.count
+            );
         }
         let _ = writeln!(s, "\n| fault | at (s) | kind | check | what |\n|---|---|---|---|---|");
         for v in o.violations.iter().take(MAX_ROWS) {
@@ -242,7 +250,9 @@ mod tests {
         let md = markdown(&o, &c);
         assert!(md.contains("`cargo xtask chaos --minutes 1 --seed 9`"));
         assert!(md.contains("**1 faults in 1.0 min: 1 violation.**"));
-        assert!(md.contains("| ARP answerers | crashed agent's node still answers ARP (issue 12 item 2) | 1 |"));
+        assert!(md.contains(
+            "| ARP answerers | SIGKILL + restart | crashed agent's node still answers ARP (issue 12 item 2) | 1 |"
+        ));
         assert!(md.contains("node 1 \\| node 2"), "pipes escaped in cells");
         assert!(
             md.contains("| #1 | 2.0 | SIGKILL + restart | node 1 (holder) | down for 600 ms | 3 / 900 | 4.0 | 55 ms |")
