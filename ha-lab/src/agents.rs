@@ -121,7 +121,11 @@ impl<'l> AgentSet<'l> {
         if n > lab.nodes().len() {
             bail!("{n} agents for a lab of {} nodes", lab.nodes().len());
         }
-        let key_dir = tempfile::tempdir().context("creating a directory for the lab's key file")?;
+        // In the lab's scratch dir, so a signal's cleanup removes it too.
+        let key_dir = tempfile::Builder::new()
+            .prefix("agents-")
+            .tempdir_in(lab.scratch_dir())
+            .context("creating a directory for the lab's key file")?;
         if settings.auth == LabAuth::LabKey {
             write_key_file(&key_dir.path().join("keys"), &[(LAB_KEY_ID, LAB_KEY)])?;
         }

@@ -76,7 +76,7 @@ impl Lab {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{}-{seq}", cleanup::PREFIX, std::process::id());
         let lab_byte = seq as u8;
-        let mut reg = Registration::new(Path::new(bpffs::ROOT).join(&id));
+        let mut reg = Registration::new(&id, Path::new(bpffs::ROOT).join(&id))?;
 
         let switch = format!("{id}-sw");
         let host = |suffix: &str, i: u8| Host {
@@ -178,6 +178,12 @@ impl Lab {
     /// [`Lab::new`] already made sure bpffs is mounted); the lab's pin root goes on drop.
     pub fn pin_dir(&self, node: usize) -> PathBuf {
         Path::new(bpffs::ROOT).join(&self.id).join(format!("n{node}"))
+    }
+
+    /// `$TMPDIR/<id>` (mode 0700): for files the lab's programs read (key files, configs);
+    /// removed with the lab, also on a signal, and swept after a crash.
+    pub fn scratch_dir(&self) -> &Path {
+        self._cleanup.scratch()
     }
 
     /// Pulls node `i`'s cable: its switch-side port goes down (the node sees NO-CARRIER).

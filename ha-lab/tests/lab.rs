@@ -252,10 +252,13 @@ fn drop_removes_namespaces_and_pin_dir() {
         assert_eq!(pin, Path::new("/sys/fs/bpf").join(&id).join("n1"));
         ensure!(!pin.exists(), "pin_dir is only a path");
         std::fs::create_dir_all(pin.join("maps"))?;
+        let scratch = lab.scratch_dir().to_path_buf();
+        std::fs::write(scratch.join("keys"), "1 00\n")?;
         assert_eq!(lab_namespaces(&id).len(), 3);
         drop(lab);
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
         ensure!(!Path::new("/sys/fs/bpf").join(&id).exists(), "pin root left behind");
+        ensure!(!scratch.exists(), "scratch dir left behind");
         Ok(())
     });
 }
@@ -269,7 +272,12 @@ fn left_behind_names_what_outlives_a_lab() {
         let mut sleeper = Command::new("sleep").arg("30").spawn()?;
         let alive = sleeper.id();
         let before = ha_lab::left_behind(&id, &[])?;
-        ensure!(before.len() == 4 && before.iter().any(|l| l.starts_with("pin dir")), "a live lab: {before:?}");
+        ensure!(
+            before.len() == 5
+                && before.iter().any(|l| l.starts_with("pin dir"))
+                && before.iter().any(|l| l.starts_with("scratch dir")),
+            "a live lab: {before:?}"
+        );
         drop(lab);
         assert_eq!(ha_lab::left_behind(&id, &[])?, Vec::<String>::new());
         assert_eq!(ha_lab::left_behind(&id, &[alive])?, [format!("process {alive}")]);
@@ -450,6 +458,7 @@ fn sigterm_removes_labs_and_exits_130() {
         };
         assert_eq!(status.code(), Some(130));
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
+        ensure!(!std::env::temp_dir().join(&id).exists(), "scratch dir left behind by the signal cleanup");
         // SAFETY: signal 0 only probes existence.
         let alive = unsafe { libc::kill(child_pid, 0) } == 0;
         ensure!(!alive || is_zombie(child_pid), "helper's child {child_pid} survived");

@@ -98,7 +98,8 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         let mut r = Runner::start(cfg, &lab, start)?;
         if let Err(e) = r.faults(&mut out) {
             let what = format!("{e:#}");
-            r.violation(out.faults.len(), None, Check::Error, what.clone());
+            // The fault that failed is the one after the last recorded.
+            r.violation(out.faults.len() + 1, None, Check::Error, what.clone());
             out.aborted = Some(what.lines().next().unwrap_or_default().to_string());
         }
         r.stop_all();
