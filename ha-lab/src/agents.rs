@@ -121,7 +121,11 @@ impl<'l> AgentSet<'l> {
         if n > lab.nodes().len() {
             bail!("{n} agents for a lab of {} nodes", lab.nodes().len());
         }
-        let key_dir = tempfile::tempdir().context("creating a directory for the lab's key file")?;
+        // In the lab's scratch dir, so a signal's cleanup removes it too.
+        let key_dir = tempfile::Builder::new()
+            .prefix("agents-")
+            .tempdir_in(lab.scratch_dir())
+            .context("creating a directory for the lab's key file")?;
         if settings.auth == LabAuth::LabKey {
             write_key_file(&key_dir.path().join("keys"), &[(LAB_KEY_ID, LAB_KEY)])?;
         }
@@ -229,6 +233,43 @@ impl<'l> AgentSet<'l> {
     /// Node i's agent process id (e.g. to change its scheduling or read its CPU time).
     pub fn pid(&self, i: usize) -> Result<u32> {
         Ok(self.agents[i - 1].as_ref().with_context(|| format!("node {i} has no agent"))?.pid())
+    }
+
+    /// Runs `ha-agent <args> --pin-dir <node i's pin dir>` inside node i: a control command
+    /// such as `maintenance on` or `status --json`, talking to the agent's control socket.
+    /// Its stdout, or an error quoting stderr.
+    pub fn control(&self, i: usize, args: &[&str]) -> Result<String> {
+        let pin = self.lab.pin_dir(i).display().to_string();
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--pin-dir", pin.as_str()]);
+        let program =
+            self.binary.to_str().with_context(|| format!("agent path {} is not UTF-8", self.binary.display()))?;
+        self.lab.node(i).exec(program, &full).with_context(|| format!("`ha-agent {}` on node {i}", args.join(" ")))
+    }
+
+    /// `ha-agent maintenance on|off` for node i's agent.
+    pub fn set_maintenance(&self, i: usize, on: bool) -> Result<()> {
+        self.control(i, &["maintenance", if on { "on" } else { "off" }]).map(drop)
+    }
+
+    /// Polls node i's control socket until its agent answers `status` (it has started); the
+    /// time that took. Fails early if the agent exited.
+    pub fn wait_ready(&mut self, i: usize, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let tried = self.control(i, &["status", "--json"]);
+            if tried.is_ok() {
+                return Ok(start.elapsed());
+            }
+            if !self.is_running(i) {
+                bail!("node {i}'s agent exited while starting:\n{}", self.output(i));
+            }
+            if start.elapsed() > timeout {
+                let why = tried.err().map(|e| format!("{e:#}")).unwrap_or_default();
+                bail!("node {i}'s agent did not answer status within {timeout:?} ({why}):\n{}", self.output(i));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn output(&self, i: usize) -> String {

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     fs, io,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard,
@@ -28,6 +29,7 @@ struct Registry {
 struct LabEntry {
     namespaces: Vec<String>,
     pin_root: PathBuf,
+    scratch: PathBuf,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -43,24 +45,49 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     f(g.get_or_insert_with(Registry::default))
 }
 
-/// Owns a lab's namespaces and pin dir: dropping it kills whatever runs inside, deletes the
-/// namespaces (their veths and bridges go with them) and the pin dir. Registered globally so
-/// the signal handler can do the same.
+/// Owns a lab's namespaces, pin dir and scratch dir: dropping it kills whatever runs inside,
+/// deletes the namespaces (their veths and bridges go with them) and both dirs. Registered
+/// globally so the signal handler can do the same.
 pub struct Registration {
     token: u64,
     namespaces: Vec<String>,
     pin_root: PathBuf,
+    scratch: PathBuf,
+}
+
+/// Where lab `id` keeps its files (key files, configs): `$TMPDIR/<id>`.
+pub fn scratch_dir(id: &str) -> PathBuf {
+    std::env::temp_dir().join(id)
 }
 
 impl Registration {
-    pub fn new(pin_root: PathBuf) -> Registration {
+    /// Registers lab `id`, whose pins go under `pin_root`, and creates its scratch dir (0700).
+    pub fn new(id: &str, pin_root: PathBuf) -> Result<Registration> {
+        let scratch = scratch_dir(id);
         // Left by a crashed run with our recycled pid (ours would not exist yet).
-        if let Err(e) = remove_tree(&pin_root) {
-            eprintln!("ha-lab: removing stale {}: {e}", pin_root.display());
+        for stale in [&pin_root, &scratch] {
+            if let Err(e) = remove_tree(stale) {
+                eprintln!("ha-lab: removing stale {}: {e}", stale.display());
+            }
         }
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-        with_registry(|r| r.labs.insert(token, LabEntry { namespaces: Vec::new(), pin_root: pin_root.clone() }));
-        Registration { token, namespaces: Vec::new(), pin_root }
+        with_registry(|r| {
+            r.labs.insert(
+                token,
+                LabEntry { namespaces: Vec::new(), pin_root: pin_root.clone(), scratch: scratch.clone() },
+            )
+        });
+        let reg = Registration { token, namespaces: Vec::new(), pin_root, scratch };
+        // Registered first, so a signal from here on removes it.
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&reg.scratch)
+            .with_context(|| format!("creating {}", reg.scratch.display()))?;
+        Ok(reg)
+    }
+
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
     }
 
     /// Registers the name first, then creates it: a signal in between only finds a name that
@@ -85,21 +112,23 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        destroy(&self.namespaces, &self.pin_root);
+        destroy(&self.namespaces, &self.pin_root, &self.scratch);
         with_registry(|r| r.labs.remove(&self.token));
     }
 }
 
 /// Best-effort teardown; reports problems on stderr because it runs in Drop and signal paths.
-fn destroy(namespaces: &[String], pin_root: &Path) {
+fn destroy(namespaces: &[String], pin_root: &Path, scratch: &Path) {
     netns::kill_pids_in(namespaces);
     for ns in namespaces {
         if let Err(e) = netns::delete(ns) {
             eprintln!("ha-lab: {e:#}");
         }
     }
-    if let Err(e) = remove_tree(pin_root) {
-        eprintln!("ha-lab: removing {}: {e}", pin_root.display());
+    for dir in [pin_root, scratch] {
+        if let Err(e) = remove_tree(dir) {
+            eprintln!("ha-lab: removing {}: {e}", dir.display());
+        }
     }
     remove_agent_files(|name| name.starts_with(&flat(pin_root)));
 }
@@ -162,7 +191,7 @@ fn cleanup_all_and_exit(code: i32) -> ! {
             kill_group(*pid);
         }
         for lab in r.labs.values() {
-            destroy(&lab.namespaces, &lab.pin_root);
+            destroy(&lab.namespaces, &lab.pin_root, &lab.scratch);
         }
     }
     std::mem::forget(g);
@@ -202,6 +231,57 @@ pub fn install_signal_cleanup() -> Result<()> {
     Ok(())
 }
 
+/// Files agents keep for the instances whose pin dirs lie under `pin_root` (locks, control
+/// sockets, maintenance markers); a cleanly stopped agent should have removed its own.
+pub fn agent_files_under(pin_root: &Path) -> Vec<String> {
+    let prefix = flat(pin_root);
+    let mut found = Vec::new();
+    for dir in AGENT_FILE_DIRS {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        for entry in rd.filter_map(|e| e.ok()) {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What a lab with id `lab_id` left behind once it is gone: its namespaces, its pin root, agent
+/// files of its pin dirs, and which of `pids` still run. Empty when it cleaned up.
+pub fn left_behind(lab_id: &str, pids: &[u32]) -> Result<Vec<String>> {
+    let mut left: Vec<String> = netns::list()?
+        .into_iter()
+        .filter(|n| n.strip_prefix(lab_id).is_some_and(|rest| rest.starts_with('-')))
+        .map(|n| format!("namespace {n}"))
+        .collect();
+    let pin_root = Path::new(bpffs::ROOT).join(lab_id);
+    if pin_root.exists() {
+        left.push(format!("pin dir {}", pin_root.display()));
+    }
+    let scratch = scratch_dir(lab_id);
+    if scratch.exists() {
+        left.push(format!("scratch dir {}", scratch.display()));
+    }
+    left.extend(agent_files_under(&pin_root).into_iter().map(|f| format!("agent file {f}")));
+    for &pid in pids {
+        // A zombie counts as gone: it holds nothing but its exit status.
+        let running = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+        if running {
+            left.push(format!("process {pid}"));
+        }
+    }
+    Ok(left)
+}
+
+/// Kills every registered child and removes every live lab, then exits with `code`: for a
+/// watchdog that gives up on a hung run.
+pub fn cleanup_and_exit(code: i32) -> ! {
+    cleanup_all_and_exit(code)
+}
+
 /// The pid encoded in a `halab-<pid>-...` name.
 fn owner_pid(name: &str) -> Option<i32> {
     let rest = name.strip_prefix(PREFIX)?;
@@ -222,7 +302,8 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 /// Removes leftovers of dead processes: namespaces `halab-<pid>-*` (killing anything still
-/// running inside) and bpffs pin dirs `/sys/fs/bpf/halab-<pid>-*`, only where `<pid>` is no
+/// running inside), bpffs pin dirs `/sys/fs/bpf/halab-<pid>-*` and scratch dirs
+/// `$TMPDIR/halab-<pid>-*`, only where `<pid>` is no
 /// longer alive. Returns what it removed. A recycled pid makes a leftover look alive; it is
 /// then kept (never remove another live process's lab).
 pub fn sweep_leftovers() -> Result<Vec<String>> {
@@ -242,6 +323,16 @@ pub fn sweep_leftovers() -> Result<Vec<String>> {
                 continue;
             };
             if dead(&name) {
+                let p = entry.path();
+                remove_tree(&p).with_context(|| format!("sweeping {}", p.display()))?;
+                removed.push(p.display().to_string());
+            }
+        }
+    }
+    if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
+        for entry in rd.filter_map(|e| e.ok()) {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && entry.file_name().to_str().is_some_and(dead) {
                 let p = entry.path();
                 remove_tree(&p).with_context(|| format!("sweeping {}", p.display()))?;
                 removed.push(p.display().to_string());

@@ -18,28 +18,38 @@ pub struct FrameSender {
 impl FrameSender {
     pub fn open(host: &Host) -> Result<Self> {
         let iface = host.iface().to_string();
-        host.run_in(move || open_packet_socket(&iface))?
-            .with_context(|| format!("opening a packet socket on {} in {}", host.iface(), host.name()))
+        // Protocol 0: the socket is for sending only, no frame is ever queued to it.
+        let fd = host
+            .run_in(move || open_packet_socket(&iface, 0))?
+            .with_context(|| format!("opening a packet socket on {} in {}", host.iface(), host.name()))?;
+        Ok(FrameSender { fd })
     }
 
     /// Sends one frame as it is (blocks while the interface's queue is full).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: valid fd and buffer; the socket is bound, so no address is needed.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        send_frame(&self.fd, frame)
     }
 }
 
-fn open_packet_socket(iface: &str) -> Result<FrameSender> {
+/// Sends one frame out of the interface a socket of [`open_packet_socket`] is bound to.
+pub(crate) fn send_frame(fd: &OwnedFd, frame: &[u8]) -> io::Result<()> {
+    // SAFETY: valid fd and buffer; the socket is bound, so no address is needed.
+    let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// An `AF_PACKET` socket bound to `iface` (in the calling thread's namespace) that receives the
+/// frames of EtherType `protocol` (0: none).
+pub(crate) fn open_packet_socket(iface: &str, protocol: u16) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(iface).context("interface name")?;
     // SAFETY: valid C string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
         return Err(io::Error::last_os_error()).context("if_nametoindex");
     }
-    // Protocol 0: the socket is for sending only, no frame is ever queued to it.
+    let protocol = i32::from(protocol.to_be());
     // SAFETY: plain syscall.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
     if raw < 0 {
         return Err(io::Error::last_os_error()).context("socket(AF_PACKET)");
     }
@@ -49,6 +59,7 @@ fn open_packet_socket(iface: &str) -> Result<FrameSender> {
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_ifindex = ifindex as i32;
+    addr.sll_protocol = protocol as u16;
     // SAFETY: valid fd and a sockaddr_ll of the given size.
     let rc = unsafe {
         libc::bind(
@@ -60,5 +71,5 @@ fn open_packet_socket(iface: &str) -> Result<FrameSender> {
     if rc != 0 {
         return Err(io::Error::last_os_error()).context("bind(AF_PACKET)");
     }
-    Ok(FrameSender { fd })
+    Ok(fd)
 }

@@ -76,7 +76,7 @@ impl Lab {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{}-{seq}", cleanup::PREFIX, std::process::id());
         let lab_byte = seq as u8;
-        let mut reg = Registration::new(Path::new(bpffs::ROOT).join(&id));
+        let mut reg = Registration::new(&id, Path::new(bpffs::ROOT).join(&id))?;
 
         let switch = format!("{id}-sw");
         let host = |suffix: &str, i: u8| Host {
@@ -180,6 +180,12 @@ impl Lab {
         Path::new(bpffs::ROOT).join(&self.id).join(format!("n{node}"))
     }
 
+    /// `$TMPDIR/<id>` (mode 0700): for files the lab's programs read (key files, configs);
+    /// removed with the lab, also on a signal, and swept after a crash.
+    pub fn scratch_dir(&self) -> &Path {
+        self._cleanup.scratch()
+    }
+
     /// Pulls node `i`'s cable: its switch-side port goes down (the node sees NO-CARRIER).
     pub fn cut_link(&self, i: usize) -> Result<()> {
         self.check_node(i)?;
@@ -193,6 +199,21 @@ impl Lab {
         let port = port_name(i);
         self.switch_ip(&["link", "set", &port, "up"]).with_context(|| format!("restoring node {i}'s link"))?;
         self.wait_forwarding(&[port], false).with_context(|| format!("restoring node {i}'s link"))
+    }
+
+    /// Takes node `i`'s own eth0 down (`ip link set eth0 down` inside the node): the node's
+    /// side of the cable, as an operator or a driver reset would.
+    pub fn iface_down(&self, i: usize) -> Result<()> {
+        self.check_node(i)?;
+        self.node(i).ip(&["link", "set", "eth0", "down"]).with_context(|| format!("taking node {i}'s eth0 down"))?;
+        Ok(())
+    }
+
+    /// Brings node `i`'s eth0 back up and waits until its bridge port forwards again.
+    pub fn iface_up(&self, i: usize) -> Result<()> {
+        self.check_node(i)?;
+        self.node(i).ip(&["link", "set", "eth0", "up"]).with_context(|| format!("bringing node {i}'s eth0 up"))?;
+        self.wait_forwarding(&[port_name(i)], false).with_context(|| format!("bringing node {i}'s eth0 up"))
     }
 
     /// Splits the LAN: group g > 0 moves to its own bridge, so groups cannot hear each other.

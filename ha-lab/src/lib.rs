@@ -7,8 +7,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 mod agents;
+mod arp_watch;
 mod bound;
 mod bpffs;
+pub mod chaos;
 mod child;
 mod cleanup;
 pub mod frames;
@@ -21,10 +23,11 @@ mod probe;
 mod tcx;
 
 pub use agents::{AgentSet, AgentSettings, LAB_KEY, LAB_KEY_ID, LabAuth, NodeOverrides, write_key_file};
+pub use arp_watch::{ArpWatcher, WATCH_IP, WATCH_MAC, mac_text};
 pub use bound::within;
 pub use bpffs::ensure_bpffs;
 pub use child::Child;
-pub use cleanup::{install_signal_cleanup, sweep_leftovers};
+pub use cleanup::{agent_files_under, cleanup_and_exit, install_signal_cleanup, left_behind, sweep_leftovers};
 pub use host::Host;
 pub use inject::FrameSender;
 pub use lab::{Lab, MAX_NODES, SUB_NET, SubIface};

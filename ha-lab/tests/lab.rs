@@ -1,6 +1,7 @@
 //! Lab behaviour as the agent's tests rely on it. Needs root (CI runs as root).
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader},
     net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket},
     path::Path,
@@ -11,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use ha_lab::{Lab, Prober};
+use ha_lab::{ArpWatcher, Lab, Prober};
 use socket2::{Domain, Protocol, Socket, Type};
 
 fn lab_namespaces(id: &str) -> Vec<String> {
@@ -251,11 +252,74 @@ fn drop_removes_namespaces_and_pin_dir() {
         assert_eq!(pin, Path::new("/sys/fs/bpf").join(&id).join("n1"));
         ensure!(!pin.exists(), "pin_dir is only a path");
         std::fs::create_dir_all(pin.join("maps"))?;
+        let scratch = lab.scratch_dir().to_path_buf();
+        std::fs::write(scratch.join("keys"), "1 00\n")?;
         assert_eq!(lab_namespaces(&id).len(), 3);
         drop(lab);
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
         ensure!(!Path::new("/sys/fs/bpf").join(&id).exists(), "pin root left behind");
+        ensure!(!scratch.exists(), "scratch dir left behind");
         Ok(())
+    });
+}
+
+#[test]
+fn left_behind_names_what_outlives_a_lab() {
+    ha_lab::within(30 * SEC, || {
+        let lab = Lab::new(1)?;
+        let id = lab.id().to_string();
+        std::fs::create_dir_all(lab.pin_dir(1))?;
+        let mut sleeper = Command::new("sleep").arg("30").spawn()?;
+        let alive = sleeper.id();
+        let before = ha_lab::left_behind(&id, &[])?;
+        ensure!(
+            before.len() == 5
+                && before.iter().any(|l| l.starts_with("pin dir"))
+                && before.iter().any(|l| l.starts_with("scratch dir")),
+            "a live lab: {before:?}"
+        );
+        drop(lab);
+        assert_eq!(ha_lab::left_behind(&id, &[])?, Vec::<String>::new());
+        assert_eq!(ha_lab::left_behind(&id, &[alive])?, [format!("process {alive}")]);
+        sleeper.kill()?;
+        sleeper.wait()?;
+        assert_eq!(ha_lab::left_behind(&id, &[alive])?, Vec::<String>::new());
+        Ok(())
+    });
+}
+
+#[test]
+fn arp_watcher_sees_who_answers_and_leaves_the_client_alone() {
+    ha_lab::within(30 * SEC, || {
+        let lab = Lab::new(2)?;
+        let vip = ha_lab::VIP;
+        let w = ArpWatcher::start(lab.client(), vip, Duration::from_millis(5), 20 * SEC)?;
+        let answered = |want: &[[u8; 6]]| -> Result<()> {
+            let want: BTreeSet<[u8; 6]> = want.iter().copied().collect();
+            let deadline = Instant::now() + 2 * SEC;
+            loop {
+                let seen = w.answered_during(Duration::from_millis(100));
+                if seen == want {
+                    return Ok(());
+                }
+                ensure!(Instant::now() < deadline, "answering {seen:?}, want {want:?}");
+            }
+        };
+        answered(&[])?;
+        let add = |i: usize| lab.node(i).ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"]);
+        add(1)?;
+        answered(&[lab.node(1).mac()])?;
+        add(2)?;
+        answered(&[lab.node(1).mac(), lab.node(2).mac()])?;
+        // Node 1's eth0 down: it cannot answer.
+        lab.iface_down(1)?;
+        answered(&[lab.node(2).mac()])?;
+        lab.iface_up(1)?;
+        answered(&[lab.node(1).mac(), lab.node(2).mac()])?;
+        ensure!(w.is_running());
+        // The replies went to the watcher's own MAC: the client's table knows nothing of them.
+        assert_eq!(lab.client().neigh_mac(ip(vip))?, None);
+        w.stop()
     });
 }
 
@@ -394,6 +458,7 @@ fn sigterm_removes_labs_and_exits_130() {
         };
         assert_eq!(status.code(), Some(130));
         assert_eq!(lab_namespaces(&id), Vec::<String>::new());
+        ensure!(!std::env::temp_dir().join(&id).exists(), "scratch dir left behind by the signal cleanup");
         // SAFETY: signal 0 only probes existence.
         let alive = unsafe { libc::kill(child_pid, 0) } == 0;
         ensure!(!alive || is_zombie(child_pid), "helper's child {child_pid} survived");

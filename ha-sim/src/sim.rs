@@ -581,7 +581,9 @@ impl World {
                 self.note(format!("n{i} removes the address"));
             }
             Action::Announce(_) => self.announce(i),
-            Action::SendHeartbeat { state, flags, priority, echo, .. } => self.send_heartbeat(i, state, flags, priority, echo),
+            Action::SendHeartbeat { state, flags, priority, echo, .. } => {
+                self.send_heartbeat(i, state, flags, priority, echo)
+            }
         }
     }
 
@@ -657,7 +659,8 @@ impl World {
             return;
         }
         let was_replayed = n.table.get(hb.node_id).is_some_and(|e| e.replayed);
-        let confirmed_before = n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0 && e.rec.epoch == hb.seq.epoch);
+        let confirmed_before =
+            n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0 && e.rec.epoch == hb.seq.epoch);
         let recorded = n.table.receive(&crate::table::policy(n.spec.node_id, epoch), &hb, local, replayed);
         let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
         // A replay counts only once decisions would see it (confirmed). One the receiver never

@@ -1,5 +1,6 @@
 //! Developer tasks for `ha`: `cargo xtask <command>`. Dispatch only; see the modules.
 mod bench;
+mod chaos;
 mod cmd;
 mod demo;
 mod ebpf;
@@ -37,6 +38,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the deterministic cluster simulator over many seeds, or one seed with its trace.
     Simulate(simulate::SimulateArgs),
+    /// Random faults against a three-node lab, checked from the client's side; writes
+    /// docs/chaos.md and fails on any violation.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args),
+        Command::Chaos(args) => chaos::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -6,7 +6,7 @@
 //! committed report alone; `report` regenerates it from a results file.
 mod failover;
 mod keepalived;
-mod machine;
+pub(crate) mod machine;
 mod plots;
 mod procfs;
 mod report;
