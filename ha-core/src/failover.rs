@@ -292,7 +292,8 @@ impl Failover {
             self.peers.iter().map(|p| self.node.silent_at(p)).filter(|&at| at > now).min().unwrap_or(Instant::NEVER);
         let linger = self.linger.deadline().unwrap_or(Instant::NEVER);
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
-        self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat)
+        let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
+        self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat).min(cut_off)
     }
 
     /// The clean stop is complete and every action has been handed out.
@@ -346,7 +347,7 @@ impl Failover {
     fn hold_after_a_late_wake(&mut self, now: Instant) {
         let Some(planned) = self.planned_wake.take() else { return };
         let late = now - planned;
-        if late > self.cfg.interval {
+        if late > self.cfg.interval && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
             self.node.listen_until(now + late);
         }
     }

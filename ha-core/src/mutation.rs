@@ -15,8 +15,8 @@ pub enum Mutation {
     IgnoreHoldDown,
     /// The silence limit stays the tolerance whatever the loss (`Liveness::observe`).
     ForgetLossAdaptive,
-    /// After a gap (paused, starved) the node decides at once on a table that missed the gap
-    /// (`Node::note_gap`).
+    /// After a gap (paused, starved, a late wake) the node decides at once on a table that
+    /// missed the gap (`Node::note_gap`, `Failover::hold_after_a_late_wake`).
     NeverRelisten,
 }
 

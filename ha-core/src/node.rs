@@ -30,6 +30,10 @@
 //!   peer may have claimed the address and re-pointed clients (a partition healing). It may
 //!   also yield before we ever see its claim, so its return is the only sign we get.
 //! - With `refresh`, the holder announces the address again every period.
+//! - A holder whose link goes down keeps the address for one tolerance: a blip shorter than
+//!   that, which no peer can have acted on (their silence limits are at least the tolerance),
+//!   costs clients nothing more than the blip. Longer, it lets go (`link_down`); peers take
+//!   over on its silence.
 //! - A node that cannot serve (its link is down, or its checks fail: priority 0) and does not
 //!   hold the address reports FAULT ([`Role`]); on the wire it stays STANDBY, a candidate of
 //!   last resort. Its own fault is its reason: `link_down`, `checks_failing`, `recovered`.
@@ -285,6 +289,8 @@ pub struct Node {
     leaving_since: Option<Instant>,
     maintenance: bool,
     link_up: bool,
+    /// A holder's link went down at this instant: it lets go one tolerance later.
+    link_down_since: Option<Instant>,
     /// Since when a preemption with a delay has been continuously possible.
     preempt_ready_since: Option<Instant>,
     /// Whether another live holder was seen in the last step (to re-announce once per claim).
@@ -318,6 +324,7 @@ impl Node {
             leaving_since: None,
             maintenance: false,
             link_up: true,
+            link_down_since: None,
             preempt_ready_since: None,
             other_holder_seen: false,
             held_down_until: Instant::ZERO,
@@ -358,6 +365,11 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// When a holder cut off from its link lets go, unless the link comes back first.
+    pub fn link_release_at(&self) -> Option<Instant> {
+        self.link_down_since.map(|since| since + self.cfg.tolerance)
     }
 
     /// No takeover decision before `at`: what this node sees cannot be trusted yet (it did not
@@ -547,13 +559,23 @@ impl Node {
         let now = inputs.now;
         if inputs.link_up != self.link_up {
             self.link_up = inputs.link_up;
-            if inputs.link_up {
+            if !inputs.link_up && self.state == NodeState::Active {
+                self.link_down_since = Some(now);
+            } else if inputs.link_up && self.link_down_since.take().is_some() {
+                // Back within the tolerance: nobody acted on our silence; clients learn again.
+                out.announce = true;
+            } else if inputs.link_up {
                 // Back on the wire: learn who holds the address before deciding anything.
                 self.listening_until = now + self.cfg.tolerance;
-            } else if self.state == NodeState::Active {
-                self.become_(NodeState::Standby, Reason::LinkDown, out);
-                return;
             }
+        }
+        if let Some(since) = self.link_down_since {
+            if now - since >= self.cfg.tolerance {
+                self.link_down_since = None;
+                self.become_(NodeState::Standby, Reason::LinkDown, out);
+            }
+            // Cut off: nothing it sees now can change what it should do.
+            return;
         }
         let live = |p: &&Peer| self.is_live(p, now);
         // The most worthy live holder that is a candidate (not leaving, not in maintenance).

@@ -153,8 +153,12 @@ fn a_release_without_successor_removes_at_once() {
     let mut f = holder();
     f.handle_link(at(20), false);
     let (actions, events) = wake(&mut f, at(20), &[]);
-    assert_eq!(&actions[..2], &[Action::StopClaiming, Action::RemoveAddresses]);
+    assert!(!actions.contains(&Action::StopClaiming), "keeps the address for a tolerance: {actions:?}");
     assert!(events.contains(&Event::Link { up: false }));
+    assert!(f.poll_timeout() <= at(28), "wakes to let go one tolerance later");
+    f.handle_link(at(28), false);
+    let (actions, _) = wake(&mut f, at(28), &[]);
+    assert_eq!(&actions[..2], &[Action::StopClaiming, Action::RemoveAddresses]);
 }
 
 #[test]

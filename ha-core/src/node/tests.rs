@@ -330,14 +330,29 @@ fn an_unhealthy_holder_is_taken_over_whatever_preempt_says() {
 }
 
 #[test]
-fn link_down_releases_and_link_up_listens_again() {
+fn link_down_releases_after_a_tolerance_and_link_up_listens_again() {
     let mut n = holder(1, 100, Preempt::Always);
     let out = n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false });
+    assert_eq!(out, Output::default(), "keeps the address through a blip");
+    assert_eq!(n.link_release_at(), Some(at(3 * TOL)));
+    assert!(!n.step(Inputs { now: at(3 * TOL - 1), peers: &[], link_up: false }).release);
+    let out = n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: false });
     assert!(out.release);
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::LinkDown));
-    assert!(!n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: false }).take);
+    assert!(!n.step(Inputs { now: at(7 * TOL / 2), peers: &[], link_up: false }).take);
     assert!(!n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).take, "listens first");
     assert!(n.step(Inputs { now: at(5 * TOL), peers: &[], link_up: true }).take);
+}
+
+#[test]
+fn a_link_blip_shorter_than_the_tolerance_keeps_the_address() {
+    // Peers act on a silence of at least the tolerance: a shorter blip changes nothing for them,
+    // and letting go would cost clients a listen on top of the blip.
+    let mut n = holder(1, 100, Preempt::Always);
+    assert_eq!(n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false }), Output::default());
+    let out = n.step(Inputs { now: at(2 * TOL + TOL / 2), peers: &[], link_up: true });
+    assert_eq!(out, Output { announce: true, ..Output::default() }, "back: announces, no transition");
+    assert_eq!((n.state(), n.link_release_at()), (NodeState::Active, None));
 }
 
 /// Node 1 (priority 100) took the address alone, then yielded it at `t0` to node 2 (200).
@@ -764,13 +779,14 @@ fn a_node_whose_checks_fail_reports_fault_with_its_own_reason() {
 #[test]
 fn a_holder_whose_link_goes_down_reports_fault_and_recovers_when_it_comes_back() {
     let mut n = holder(1, 100, Preempt::Always);
-    let down = n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false }).transition.expect("down");
+    assert_eq!(n.step(Inputs { now: at(2 * TOL), peers: &[], link_up: false }).transition, None);
+    let down = n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: false }).transition.expect("down");
     assert_eq!((down.from, down.to, down.reason), (Role::Active, Role::Fault, Reason::LinkDown));
     assert_eq!(n.role(), Role::Fault);
-    let up = n.step(Inputs { now: at(3 * TOL), peers: &[], link_up: true }).transition.expect("up");
+    let up = n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).transition.expect("up");
     assert_eq!((up.from, up.to, up.reason), (Role::Fault, Role::Standby, Reason::Recovered));
-    assert_eq!(n.step(Inputs { now: at(4 * TOL - 1), peers: &[], link_up: true }).transition, None, "listens first");
-    let took = n.step(Inputs { now: at(4 * TOL), peers: &[], link_up: true }).transition.expect("takes");
+    assert_eq!(n.step(Inputs { now: at(5 * TOL - 1), peers: &[], link_up: true }).transition, None, "listens first");
+    let took = n.step(Inputs { now: at(5 * TOL), peers: &[], link_up: true }).transition.expect("takes");
     assert_eq!((took.from, took.to), (Role::Standby, Role::Active));
 }
 
