@@ -98,10 +98,8 @@ impl Io {
                 self.announce();
             }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
-                if let Err(e) = self.sender.send(state, flags, priority, echo) {
-                    // Counted; the link may be down. Logged once per burst at debug to stay quiet.
-                    log::debug!("sending heartbeat: {e}");
-                }
+                // Counted, and logged once per burst of failures by the sender.
+                let _ = self.sender.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -249,6 +247,7 @@ impl Io {
             s.leaving = node.is_leaving();
             s.link_up = link_up;
             s.heartbeats_sent = self.sender.sent;
+            s.heartbeat_send_errors = self.sender.errors;
             s.send_lateness = self.lateness.summary();
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;

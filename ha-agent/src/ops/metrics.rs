@@ -152,6 +152,12 @@ impl Collector for FromStatus {
             checks,
         )?;
         counter(&mut e, "heartbeats_sent", "Heartbeats sent.", s.heartbeats_sent)?;
+        counter(
+            &mut e,
+            "heartbeat_send_errors",
+            "Heartbeat sends the kernel refused (one per target), e.g. no route or the link down.",
+            s.heartbeat_send_errors,
+        )?;
         let late = &s.send_lateness;
         let lateness = [("0.5", late.p50_us), ("0.99", late.p99_us), ("1", late.max_us)]
             .map(|(q, us)| (vec![("quantile", q.to_string())], ConstGauge::new(us as f64 / 1e6)));
@@ -219,6 +225,7 @@ mod tests {
             s.state = "ACTIVE".into();
             s.priority = 150;
             s.heartbeats_sent = 42;
+            s.heartbeat_send_errors = 2;
             s.drops.insert("stale".into(), 3);
             s.checks.push(CheckStatus { command: "test -e /x".into(), state: "failing".into(), ..Default::default() });
             s.peers.push(PeerStatus {
@@ -240,6 +247,7 @@ mod tests {
             "ha_state{state=\"STANDBY\"} 0",
             "ha_priority 150",
             "ha_heartbeats_sent_total 42",
+            "ha_heartbeat_send_errors_total 2",
             "ha_xdp_drops_total{reason=\"stale\"} 3",
             "ha_check_failing{check=\"test -e /x\"} 1",
             "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",

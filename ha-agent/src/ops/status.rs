@@ -65,6 +65,8 @@ pub struct Status {
     pub tolerance_ms: f64,
     pub preempt: String,
     pub heartbeats_sent: u64,
+    /// Heartbeat sends the kernel refused (one per target), e.g. no route or the link down.
+    pub heartbeat_send_errors: u64,
     /// How late scheduled heartbeats left (the sender's precision).
     pub send_lateness: super::lateness::LatenessSummary,
     pub transitions: u64,
@@ -207,6 +209,9 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         s.send_lateness.max_us,
         s.transitions
     );
+    if s.heartbeat_send_errors > 0 {
+        let _ = writeln!(out, "heartbeat sends refused by the kernel: {}", s.heartbeat_send_errors);
+    }
     for c in &s.checks {
         let detail = if c.detail.is_empty() { String::new() } else { format!(" ({})", c.detail) };
         let _ = writeln!(out, "check `{}`: {}{detail}", c.command, c.state);

@@ -13,7 +13,7 @@ use std::{
 
 use ha_lab::{AgentSet, AgentSettings, Lab};
 
-use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
+use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
 
 const METRICS_PORT: u16 = 9466;
 
@@ -150,5 +150,50 @@ fn the_control_socket_bounds_line_length_and_connections() {
             assert!(start.elapsed() < WAIT, "no status after the clients left:\n{}", agents.diagnostics());
             thread::sleep(Duration::from_millis(50));
         }
+    });
+}
+
+#[test]
+fn failing_heartbeat_sends_are_one_error_line_and_counted() {
+    let _cpu = shared_cpu();
+    bounded(|| {
+        let lab = lab(1);
+        let agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[100])).expect("agent");
+        agents.wait_sole_holder(1, WAIT).expect("the only node holds");
+        let errors = || status_json(&lab, 1)["heartbeat_send_errors"].as_u64().unwrap_or(0);
+        assert_eq!(errors(), 0);
+        // The interface taken down on the node: every send fails ("network unreachable").
+        lab.node(1).ip(&["link", "set", "eth0", "down"]).expect("link down");
+        let start = Instant::now();
+        while errors() < 20 {
+            assert!(start.elapsed() < WAIT, "sends not counted as failing:\n{}", agents.output(1));
+            thread::sleep(Duration::from_millis(50));
+        }
+        let about_sends = |out: &str| {
+            out.lines()
+                .filter(|l| l.contains("heartbeats ") && l.contains(" sent on eth0"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let out = agents.output(1);
+        let lines = about_sends(&out);
+        assert_eq!(lines.len(), 1, "one line for the burst:\n{out}");
+        assert!(lines[0].contains(" ERROR]") && lines[0].contains("heartbeats cannot be sent on eth0"), "{out}");
+
+        // Back up: sends work again, said once.
+        lab.node(1).ip(&["link", "set", "eth0", "up"]).expect("link up");
+        let start = Instant::now();
+        while about_sends(&agents.output(1)).len() < 2 {
+            assert!(start.elapsed() < WAIT, "recovery not logged:\n{}", agents.output(1));
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Status is published every few ticks: let the last failures reach it first.
+        thread::sleep(Duration::from_millis(300));
+        let settled = errors();
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(errors(), settled, "no more failures once up");
+        let lines = about_sends(&agents.output(1));
+        assert_eq!(lines.len(), 2, "{}", agents.output(1));
+        assert!(lines[1].contains("heartbeats are sent on eth0 again after"), "{}", agents.output(1));
     });
 }
