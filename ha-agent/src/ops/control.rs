@@ -6,6 +6,7 @@
 //! [`MAX_LINE`] bytes and must arrive within [`LINE_DEADLINE`], and at most [`MAX_CONNECTIONS`]
 //! clients (`events` followers included) are served at once; the rest get a one-line error.
 use std::{
+    collections::VecDeque,
     io::{self, BufRead, BufReader, Read, Write},
     os::unix::{
         fs::PermissionsExt,
@@ -13,9 +14,9 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc::{self, Receiver, Sender, SyncSender, TrySendError},
+        Arc, Condvar, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc::{self, Receiver, Sender},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -49,11 +50,44 @@ pub enum Command {
     Maintenance(bool),
 }
 
+/// Event lines kept for a follower that has not read them yet; beyond, the oldest go.
+const FEED_LINES: usize = 1024;
+
 /// Shared between the run loop (publishes) and the control server (reads, subscribes, commands).
 pub struct Hub {
     status: Mutex<Status>,
-    subscribers: Mutex<Vec<SyncSender<String>>>,
+    subscribers: Mutex<Vec<Weak<Feed>>>,
     commands: Mutex<Sender<Command>>,
+    /// Event lines a slow follower lost, all followers.
+    dropped_event_lines: AtomicU64,
+}
+
+/// One follower's unread event lines.
+#[derive(Default)]
+struct Feed {
+    lines: Mutex<VecDeque<String>>,
+    ready: Condvar,
+}
+
+impl Feed {
+    /// Adds a line; when full, drops the oldest so the newest (the one that matters now) is kept.
+    fn push(&self, line: &str) -> bool {
+        let Ok(mut lines) = self.lines.lock() else { return false };
+        let full = lines.len() >= FEED_LINES;
+        if full {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_string());
+        self.ready.notify_one();
+        full
+    }
+
+    /// The next line, waiting at most `wait`.
+    fn next(&self, wait: Duration) -> Option<String> {
+        let lines = self.lines.lock().ok()?;
+        let (mut lines, _) = self.ready.wait_timeout_while(lines, wait, |l| l.is_empty()).ok()?;
+        lines.pop_front()
+    }
 }
 
 impl Hub {
@@ -63,6 +97,7 @@ impl Hub {
             status: Mutex::new(Status::default()),
             subscribers: Mutex::new(Vec::new()),
             commands: Mutex::new(tx),
+            dropped_event_lines: AtomicU64::new(0),
         };
         (Arc::new(hub), rx)
     }
@@ -77,21 +112,37 @@ impl Hub {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Sends a line to every `events` follower; a slow or gone follower is dropped, never waited for.
+    /// Sends a line to every `events` follower, never waiting for one: a follower that does not
+    /// keep up loses its oldest unread lines, never the newest.
     pub fn publish_event(&self, line: &str) {
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|s| {
-                !matches!(s.try_send(line.to_string()), Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)))
+            subs.retain(|feed| {
+                let Some(feed) = feed.upgrade() else { return false };
+                if feed.push(line) {
+                    let before = self.dropped_event_lines.fetch_add(1, Ordering::Relaxed);
+                    if before.is_power_of_two() || before == 0 {
+                        log::warn!(
+                            "an events follower does not keep up: {} old event lines dropped so far, the newest kept",
+                            before + 1
+                        );
+                    }
+                }
+                true
             });
         }
     }
 
-    fn subscribe(&self) -> Receiver<String> {
-        let (tx, rx) = mpsc::sync_channel(1024);
+    /// Event lines lost by followers that did not keep up.
+    pub fn dropped_event_lines(&self) -> u64 {
+        self.dropped_event_lines.load(Ordering::Relaxed)
+    }
+
+    fn subscribe(&self) -> Arc<Feed> {
+        let feed = Arc::new(Feed::default());
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(tx);
+            subs.push(Arc::downgrade(&feed));
         }
-        rx
+        feed
     }
 
     fn command(&self, cmd: Command) -> bool {
@@ -254,16 +305,16 @@ fn serve(conn: UnixStream, hub: &Hub) {
         "events" => {
             // A follower whose buffer stays full for the write timeout is dropped, and one that
             // hung up is noticed between events, so neither holds its place for ever.
-            let events = hub.subscribe();
+            let feed = hub.subscribe();
             loop {
-                match events.recv_timeout(HANGUP_CHECK) {
-                    Ok(event) => {
+                match feed.next(HANGUP_CHECK) {
+                    Some(event) => {
                         if writeln!(out, "{event}").is_err() {
                             return;
                         }
                     }
-                    Err(mpsc::RecvTimeoutError::Timeout) if !hung_up(&conn) => {}
-                    Err(_) => return,
+                    None if !hung_up(&conn) => {}
+                    None => return,
                 }
             }
         }
@@ -287,10 +338,15 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
 /// Sends one command and returns the reply.
 pub fn request(path: &Path, command: &str) -> io::Result<String> {
     let mut conn = connect(path)?;
-    writeln!(conn, "{command}")?;
+    // A refused client may find the socket closed before its command is written: the refusal
+    // line is still there to read, and says more than the broken pipe.
+    let sent = writeln!(conn, "{command}");
     let mut reply = String::new();
-    BufReader::new(conn).read_line(&mut reply)?;
-    Ok(reply.trim_end().to_string())
+    match (BufReader::new(conn).read_line(&mut reply), sent) {
+        (Ok(n), _) if n > 0 => Ok(reply.trim_end().to_string()),
+        (_, Err(e)) | (Err(e), _) => Err(e),
+        (Ok(_), Ok(())) => Ok(String::new()),
+    }
 }
 
 /// Follows the event stream, calling `on_line` for each line until it returns false or the agent stops.
@@ -393,12 +449,37 @@ mod tests {
             })
             .collect();
         thread::sleep(Duration::from_millis(200));
-        assert!(request(&path, "status").is_ok_and(|r| r.starts_with("error:")), "full while they follow");
+        let refused = request(&path, "status");
+        assert!(!refused.as_ref().is_ok_and(|r| r.starts_with('{')), "full while they follow: {refused:?}");
         drop(followers);
         let start = Instant::now();
         while !request(&path, "status").is_ok_and(|r| r.starts_with('{')) {
             assert!(start.elapsed() < HANGUP_CHECK * 3, "places not given back");
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn a_flood_of_events_cannot_keep_the_newest_from_a_follower() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ctl.sock");
+        let hub = Hub::new().0;
+        let _server = ControlServer::start(path.clone(), Arc::clone(&hub)).expect("control server");
+        let mut follower = UnixStream::connect(&path).expect("connect");
+        writeln!(follower, "events").expect("follow");
+        let start = Instant::now();
+        while hub.subscribers.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            assert!(start.elapsed() < Duration::from_secs(2), "never subscribed");
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Far more than the socket buffer and the follower's queue hold, while it reads nothing.
+        for i in 0..20_000 {
+            hub.publish_event(&format!("{{\"stale\":{i}}}"));
+        }
+        hub.publish_event("{\"real\":true}");
+        assert!(hub.dropped_event_lines() > 0);
+        follower.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let last = BufReader::new(follower).lines().map_while(Result::ok).find(|l| l.contains("real"));
+        assert_eq!(last.as_deref(), Some("{\"real\":true}"), "the newest event reached the follower");
     }
 }

@@ -41,6 +41,7 @@ pub struct Metrics {
     transitions: Family<TransitionLabels, Counter>,
     takeover: Histogram,
     hooks: Family<HookLabels, Counter>,
+    hooks_skipped: Counter,
 }
 
 impl Metrics {
@@ -56,8 +57,14 @@ impl Metrics {
         );
         let hooks = Family::<HookLabels, Counter>::default();
         registry.register("hook_runs", "Hook runs by hook and outcome (ok, failed, timeout)", hooks.clone());
+        let hooks_skipped = Counter::default();
+        registry.register(
+            "hook_transitions_skipped",
+            "Transitions whose hooks were skipped: a newer transition came before they started",
+            hooks_skipped.clone(),
+        );
         registry.register_collector(Box::new(FromStatus(hub)));
-        Self { registry, transitions, takeover, hooks }
+        Self { registry, transitions, takeover, hooks, hooks_skipped }
     }
 
     pub fn transition(&self, from: &str, to: &str, reason: &str) {
@@ -71,6 +78,10 @@ impl Metrics {
 
     pub fn hook_ran(&self, hook: &str, outcome: &str) {
         self.hooks.get_or_create(&HookLabels { hook: hook.into(), outcome: outcome.into() }).inc();
+    }
+
+    pub fn hook_transition_skipped(&self) {
+        self.hooks_skipped.inc();
     }
 
     /// The Prometheus text exposition format (0.0.4).
@@ -167,6 +178,12 @@ impl Collector for FromStatus {
             "How late scheduled heartbeats left, by quantile (1: the maximum).",
             MetricType::Gauge,
             lateness,
+        )?;
+        counter(
+            &mut e,
+            "event_lines_dropped",
+            "Event lines `events` followers lost by not keeping up (the oldest unread go first).",
+            self.0.dropped_event_lines(),
         )?;
         counter(&mut e, "heartbeats_received", "Valid heartbeats recorded by XDP, all peers.", s.heartbeats_recorded)?;
         let drops = s.drops.iter().map(|(reason, n)| (vec![("reason", reason.clone())], ConstCounter::new(*n)));
