@@ -228,7 +228,8 @@ impl Io {
         let node = failover.node();
         let now = now.as_nanos();
         let stats = self.rx.stats().unwrap_or_default();
-        if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
+        let (ours, theirs) = (self.auth.key_ids(), self.rx.unknown_key_ids());
+        if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id, &ours, &theirs) {
             log::warn!("{warning}");
         }
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);

@@ -130,6 +130,15 @@ impl Receiver {
         }
     }
 
+    /// Key ids of heartbeats of this cluster refused for naming no key of ours, when the path
+    /// sees them (the socket path; XDP counts them only).
+    pub fn unknown_key_ids(&self) -> Vec<u8> {
+        match self {
+            Self::Xdp { .. } => Vec::new(),
+            Self::Socket { rx, .. } => rx.unknown_key_ids(),
+        }
+    }
+
     /// Whether the sender must hold the group membership itself: XDP reads heartbeats before
     /// the stack, but NICs that filter multicast by address only pass joined groups.
     pub fn needs_membership(&self) -> bool {

@@ -1,13 +1,17 @@
 //! Heartbeats received without eBPF: a UDP socket on the interface (joined to the group when
 //! heartbeats are multicast) with kernel receive timestamps, feeding a user-space [`PeerTable`].
 use std::{
+    collections::BTreeSet,
     io,
     mem::{MaybeUninit, size_of},
     net::{Ipv4Addr, SocketAddrV4},
     os::fd::AsRawFd,
 };
 
-use ha_common::maps::{PeerRecord, Stats};
+use ha_common::{
+    maps::{PeerRecord, Stats},
+    wire::Heartbeat,
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::table::PeerTable;
@@ -45,6 +49,8 @@ pub struct SocketRx {
     drained_at: u64,
     /// Read errors other than "nothing to read", counted as the XDP path has no such thing.
     pub errors: u64,
+    /// Key ids of heartbeats refused as `unknown_key`, for the key alarm to name.
+    unknown_keys: BTreeSet<u8>,
 }
 
 impl SocketRx {
@@ -63,7 +69,7 @@ impl SocketRx {
             socket.join_multicast_v4(&group, &cfg.iface_addr)?;
         }
         let table = PeerTable::new(cfg.cluster_id, cfg.node_id, cfg.epoch, cfg.auth);
-        Ok(Self { socket, table, drained_at: monotonic_ns(), errors: 0 })
+        Ok(Self { socket, table, drained_at: monotonic_ns(), errors: 0, unknown_keys: BTreeSet::new() })
     }
 
     /// Accepts `keys` from now on (a SIGHUP reload).
@@ -80,6 +86,10 @@ impl SocketRx {
 
     pub fn stats(&self) -> Stats {
         self.table.stats()
+    }
+
+    pub fn unknown_key_ids(&self) -> Vec<u8> {
+        self.unknown_keys.iter().copied().collect()
     }
 
     fn drain(&mut self) -> io::Result<()> {
@@ -103,7 +113,14 @@ impl SocketRx {
                 None => now_mono,
             };
             // Rejections are counted in the table's stats, as XDP counts them.
-            let _ = self.table.receive(&buf[..len.min(BUF_LEN)], src, at);
+            let unknown_before = self.table.stats().unknown_key;
+            let payload = &buf[..len.min(BUF_LEN)];
+            if self.table.receive(payload, src, at).is_err()
+                && self.table.stats().unknown_key != unknown_before
+                && let Ok(hb) = Heartbeat::decode(payload)
+            {
+                self.unknown_keys.insert(hb.key_id);
+            }
         }
         Ok(())
     }
