@@ -253,6 +253,7 @@ impl Io {
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;
             s.drops = status::drops(&stats);
+            s.socket_buffer_drops = self.rx.buffer_drops();
             s.peers = peers;
         });
     }

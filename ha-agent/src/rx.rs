@@ -139,6 +139,15 @@ impl Receiver {
         }
     }
 
+    /// Heartbeat datagrams the kernel dropped for a full receive buffer: the socket path's
+    /// blind spot (None on XDP, which reads frames before any socket buffer).
+    pub fn buffer_drops(&self) -> Option<u64> {
+        match self {
+            Self::Xdp { .. } => None,
+            Self::Socket { rx, .. } => Some(rx.buffer_drops),
+        }
+    }
+
     /// Whether the sender must hold the group membership itself: XDP reads heartbeats before
     /// the stack, but NICs that filter multicast by address only pass joined groups.
     pub fn needs_membership(&self) -> bool {

@@ -188,6 +188,14 @@ impl Collector for FromStatus {
         counter(&mut e, "heartbeats_received", "Valid heartbeats recorded by XDP, all peers.", s.heartbeats_recorded)?;
         let drops = s.drops.iter().map(|(reason, n)| (vec![("reason", reason.clone())], ConstCounter::new(*n)));
         family(&mut e, "xdp_drops", "Heartbeats dropped by XDP, by reason.", MetricType::Counter, drops)?;
+        if let Some(n) = s.socket_buffer_drops {
+            counter(
+                &mut e,
+                "socket_receive_buffer_drops",
+                "Heartbeat datagrams the kernel dropped because the receive socket's buffer was full (--rx socket).",
+                n,
+            )?;
+        }
         let peer = |p: &super::status::PeerStatus| vec![("node", p.node_id.clone())];
         let heard = s.peers.iter().map(|p| (peer(p), ConstGauge::new(p.age_ms / 1e3)));
         family(
@@ -243,6 +251,7 @@ mod tests {
             s.priority = 150;
             s.heartbeats_sent = 42;
             s.heartbeat_send_errors = 2;
+            s.socket_buffer_drops = Some(5);
             s.drops.insert("stale".into(), 3);
             s.checks.push(CheckStatus { command: "test -e /x".into(), state: "failing".into(), ..Default::default() });
             s.peers.push(PeerStatus {
@@ -265,6 +274,7 @@ mod tests {
             "ha_priority 150",
             "ha_heartbeats_sent_total 42",
             "ha_heartbeat_send_errors_total 2",
+            "ha_socket_receive_buffer_drops_total 5",
             "ha_xdp_drops_total{reason=\"stale\"} 3",
             "ha_check_failing{check=\"test -e /x\"} 1",
             "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",

@@ -72,6 +72,9 @@ pub struct Status {
     pub transitions: u64,
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
+    /// only: XDP reads frames before any socket buffer).
+    pub socket_buffer_drops: Option<u64>,
     pub peers: Vec<PeerStatus>,
     pub checks: Vec<CheckStatus>,
 }
@@ -218,6 +221,9 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     }
     peer_lines(&mut out, &s.peers);
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
+    if let Some(n) = s.socket_buffer_drops {
+        let _ = writeln!(out, "datagrams dropped by the kernel, the socket's buffer full: {n}");
+    }
     out
 }
 
