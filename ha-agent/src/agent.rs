@@ -345,6 +345,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         s.interval_ms = cfg.interval.as_secs_f64() * 1e3;
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
+        s.rx_path = rx.path_name().to_string();
     });
     let mut io = Io {
         cfg,

@@ -154,6 +154,14 @@ impl Receiver {
         matches!(self, Self::Xdp { .. })
     }
 
+    /// `xdp` or `socket`, for status and metrics.
+    pub fn path_name(&self) -> &'static str {
+        match self {
+            Self::Xdp { .. } => "xdp",
+            Self::Socket { .. } => "socket",
+        }
+    }
+
     /// For the start-up line.
     pub fn describe(&self) -> String {
         match self {

@@ -72,6 +72,8 @@ pub struct Status {
     pub transitions: u64,
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Which receive path counts `drops`: `xdp` or `socket`.
+    pub rx_path: String,
     /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
     /// only: XDP reads frames before any socket buffer).
     pub socket_buffer_drops: Option<u64>,

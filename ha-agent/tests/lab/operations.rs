@@ -79,7 +79,7 @@ fn an_agent_configured_by_file_serves_metrics_and_logs_json_lines_quietly() {
         assert!(value(&m1, "ha_heartbeats_received_total") >= 5.0, "{m1}");
         assert!(value(&m1, "ha_peer_last_heard_seconds{node=\"192.0.2.2\"}") < 1.0, "{m1}");
         assert_eq!(value(&m1, "ha_peer_live{node=\"192.0.2.2\"}"), 1.0);
-        assert_eq!(value(&m1, "ha_xdp_drops_total{reason=\"bad_magic\"}"), 0.0);
+        assert_eq!(value(&m1, "ha_heartbeat_drops_total{path=\"xdp\",reason=\"bad_magic\"}"), 0.0);
         let m2 = scrape(&lab, 2);
         assert_eq!(value(&m2, "ha_state{state=\"STANDBY\"}"), 1.0);
         assert_eq!(value(&m2, "ha_peer_priority{node=\"192.0.2.1\"}"), 200.0);
