@@ -98,10 +98,8 @@ impl Io {
                 self.announce();
             }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
-                if let Err(e) = self.sender.send(state, flags, priority, echo) {
-                    // Counted; the link may be down. Logged once per burst at debug to stay quiet.
-                    log::debug!("sending heartbeat: {e}");
-                }
+                // Counted, and logged once per burst of failures by the sender.
+                let _ = self.sender.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -230,7 +228,8 @@ impl Io {
         let node = failover.node();
         let now = now.as_nanos();
         let stats = self.rx.stats().unwrap_or_default();
-        if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id) {
+        let (ours, theirs) = (self.auth.key_ids(), self.rx.unknown_key_ids());
+        if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id, &ours, &theirs) {
             log::warn!("{warning}");
         }
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -249,10 +248,12 @@ impl Io {
             s.leaving = node.is_leaving();
             s.link_up = link_up;
             s.heartbeats_sent = self.sender.sent;
+            s.heartbeat_send_errors = self.sender.errors;
             s.send_lateness = self.lateness.summary();
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;
             s.drops = status::drops(&stats);
+            s.socket_buffer_drops = self.rx.buffer_drops();
             s.peers = peers;
         });
     }
@@ -344,6 +345,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         s.interval_ms = cfg.interval.as_secs_f64() * 1e3;
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
+        s.rx_path = rx.path_name().to_string();
     });
     let mut io = Io {
         cfg,

@@ -43,6 +43,11 @@ impl Auth {
         }
     }
 
+    /// This node's key ids, the signing key's first (none with `--insecure-no-auth`).
+    pub fn key_ids(&self) -> Vec<u8> {
+        self.file.as_ref().map(|(_, keys)| keys.ids()).unwrap_or_default()
+    }
+
     pub fn signing(&self) -> Option<SigningKey> {
         self.file.as_ref().map(|(_, keys)| keys.signing())
     }

@@ -130,10 +130,36 @@ impl Receiver {
         }
     }
 
+    /// Key ids of heartbeats of this cluster refused for naming no key of ours, when the path
+    /// sees them (the socket path; XDP counts them only).
+    pub fn unknown_key_ids(&self) -> Vec<u8> {
+        match self {
+            Self::Xdp { .. } => Vec::new(),
+            Self::Socket { rx, .. } => rx.unknown_key_ids(),
+        }
+    }
+
+    /// Heartbeat datagrams the kernel dropped for a full receive buffer: the socket path's
+    /// blind spot (None on XDP, which reads frames before any socket buffer).
+    pub fn buffer_drops(&self) -> Option<u64> {
+        match self {
+            Self::Xdp { .. } => None,
+            Self::Socket { rx, .. } => Some(rx.buffer_drops),
+        }
+    }
+
     /// Whether the sender must hold the group membership itself: XDP reads heartbeats before
     /// the stack, but NICs that filter multicast by address only pass joined groups.
     pub fn needs_membership(&self) -> bool {
         matches!(self, Self::Xdp { .. })
+    }
+
+    /// `xdp` or `socket`, for status and metrics.
+    pub fn path_name(&self) -> &'static str {
+        match self {
+            Self::Xdp { .. } => "xdp",
+            Self::Socket { .. } => "socket",
+        }
     }
 
     /// For the start-up line.

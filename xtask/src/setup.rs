@@ -21,6 +21,9 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("tcpdump", "tcpdump"),
     ("arping", "arping"),
+    // The test suite runs `promtool check metrics` on a scrape; the package also ships the
+    // Prometheus server, which setup stops again (see `stop_prometheus_server`).
+    ("promtool", "prometheus"),
 ];
 
 /// The toolchain pinned by rust-toolchain.toml.
@@ -163,6 +166,9 @@ pub fn run() -> Result<()> {
     if !apt_missing.is_empty() {
         apt_install(&apt_missing)?;
         installed_any = true;
+        if apt_missing.contains(&"prometheus") {
+            stop_prometheus_server();
+        }
         for (tool, pkg) in APT_TOOLS {
             if apt_missing.contains(pkg) && find_tool(tool).is_none() {
                 bail!("installed {pkg} but `{tool}` is still not found in PATH or /usr/sbin");
@@ -267,6 +273,17 @@ fn bpf_linker_version() -> Option<String> {
     let path = bpf_linker_path()?;
     let out = Cmd::new(path).arg("--version").quiet().read().ok()?;
     out.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// Installing `prometheus` for promtool enables and starts its server under systemd: nothing
+/// here needs it, so it is stopped and disabled again (best effort: without systemd it never
+/// started).
+fn stop_prometheus_server() {
+    if fs::metadata("/run/systemd/system").is_ok()
+        && let Some(systemctl) = find_tool("systemctl")
+    {
+        let _ = Cmd::new(&systemctl).args(["disable", "--now", "prometheus.service"]).quiet().run();
+    }
 }
 
 fn dpkg_installed(pkg: &str) -> bool {

@@ -9,9 +9,14 @@
 //! ```
 //!
 //! The first key signs this node's heartbeats; a second one is accepted too, which is the
-//! rotation window. The file must be readable by its owner only (mode 0600 or 0400). SIGHUP
-//! reloads it: new keys apply without reloading the XDP program.
-use std::{fs, io, os::unix::fs::PermissionsExt, path::Path};
+//! rotation window. The file must belong to the agent's user and be readable by its owner only
+//! (mode 0600 or 0400): whoever else could write it could choose the keys. SIGHUP reloads it:
+//! new keys apply without reloading the XDP program.
+use std::{
+    fs, io,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+};
 
 use aya::{
     Ebpf,
@@ -41,6 +46,10 @@ pub enum KeyFileError {
     Read { path: String, source: io::Error },
     #[error("key file {path} is accessible to group or others (mode {mode:03o}): run `chmod 600 {path}`")]
     Permissions { path: String, mode: u32 },
+    #[error(
+        "key file {path} belongs to uid {owner}, not to this agent's user (uid {user}), who could then not trust its keys: run `chown {user} {path}`"
+    )]
+    Owner { path: String, owner: u32, user: u32 },
     #[error("key file {path} line {line}: {why}; write `<key-id 1-255> <32 hex digits>`")]
     Syntax { path: String, line: usize, why: String },
     #[error("key file {path} holds no key: add a line `<key-id 1-255> <32 hex digits>`")]
@@ -65,13 +74,19 @@ pub struct SigningKey {
 }
 
 impl KeySet {
-    /// Reads and checks a key file; refuses one that group or others may access.
+    /// Reads and checks a key file; refuses one that another user owns or that group or
+    /// others may access.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
         let shown = path.display().to_string();
         let read_err = |source| KeyFileError::Read { path: shown.clone(), source };
         let meta = fs::metadata(path).map_err(read_err)?;
         if !meta.is_file() {
             return Err(read_err(io::Error::other("not a regular file")));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let user = unsafe { libc::geteuid() };
+        if meta.uid() != user {
+            return Err(KeyFileError::Owner { path: shown, owner: meta.uid(), user });
         }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -279,6 +294,24 @@ mod tests {
         }
         let err = KeySet::load(&dir.path().join("absent")).expect_err("absent").to_string();
         assert!(err.contains("cannot read key file"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_refused() {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: giving a file to another user needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys");
+        fs::write(&path, format!("1 {A}\n")).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::os::unix::fs::chown(&path, Some(65534), None).expect("chown");
+        let err = KeySet::load(&path).expect_err("refused").to_string();
+        assert!(err.contains("belongs to uid 65534") && err.contains("chown 0 "), "{err}");
+        std::os::unix::fs::chown(&path, Some(0), Some(65534)).expect("chown");
+        assert_eq!(KeySet::load(&path).expect("ours, whatever its group").ids(), vec![1]);
     }
 
     #[test]

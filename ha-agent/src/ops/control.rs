@@ -1,23 +1,35 @@
 //! The control socket of a running agent, one line in and lines out:
 //! `status` (JSON), `maintenance on|off`, `events` (a JSON line per transition, until closed).
 //! Mode 0600: whoever can write to it can move the shared address.
+//!
+//! Bounded, so a stuck or hostile client cannot grow the agent: a command line is at most
+//! [`MAX_LINE`] bytes and must arrive within [`LINE_DEADLINE`], and at most [`MAX_CONNECTIONS`]
+//! clients (`events` followers included) are served at once; the rest get a one-line error.
 use std::{
-    io::{self, BufRead, BufReader, Write},
+    collections::VecDeque,
+    io::{self, BufRead, BufReader, Read, Write},
     os::unix::{
         fs::PermissionsExt,
         net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver, Sender, SyncSender, TrySendError},
+        Arc, Condvar, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc::{self, Receiver, Sender},
     },
     thread::{self, JoinHandle},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::status::Status;
+
+/// Longest command line; the longest real one is `maintenance off`.
+pub const MAX_LINE: usize = 4096;
+/// A client must have sent its whole command line by then.
+pub const LINE_DEADLINE: Duration = Duration::from_secs(2);
+/// Clients served at once; each is a thread, and an `events` follower holds one until it leaves.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// Runtime files (lock, control socket) live here.
 pub const RUN_DIR: &str = "/run/ha-agent";
@@ -38,11 +50,44 @@ pub enum Command {
     Maintenance(bool),
 }
 
+/// Event lines kept for a follower that has not read them yet; beyond, the oldest go.
+const FEED_LINES: usize = 1024;
+
 /// Shared between the run loop (publishes) and the control server (reads, subscribes, commands).
 pub struct Hub {
     status: Mutex<Status>,
-    subscribers: Mutex<Vec<SyncSender<String>>>,
+    subscribers: Mutex<Vec<Weak<Feed>>>,
     commands: Mutex<Sender<Command>>,
+    /// Event lines a slow follower lost, all followers.
+    dropped_event_lines: AtomicU64,
+}
+
+/// One follower's unread event lines.
+#[derive(Default)]
+struct Feed {
+    lines: Mutex<VecDeque<String>>,
+    ready: Condvar,
+}
+
+impl Feed {
+    /// Adds a line; when full, drops the oldest so the newest (the one that matters now) is kept.
+    fn push(&self, line: &str) -> bool {
+        let Ok(mut lines) = self.lines.lock() else { return false };
+        let full = lines.len() >= FEED_LINES;
+        if full {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_string());
+        self.ready.notify_one();
+        full
+    }
+
+    /// The next line, waiting at most `wait`.
+    fn next(&self, wait: Duration) -> Option<String> {
+        let lines = self.lines.lock().ok()?;
+        let (mut lines, _) = self.ready.wait_timeout_while(lines, wait, |l| l.is_empty()).ok()?;
+        lines.pop_front()
+    }
 }
 
 impl Hub {
@@ -52,6 +97,7 @@ impl Hub {
             status: Mutex::new(Status::default()),
             subscribers: Mutex::new(Vec::new()),
             commands: Mutex::new(tx),
+            dropped_event_lines: AtomicU64::new(0),
         };
         (Arc::new(hub), rx)
     }
@@ -66,21 +112,37 @@ impl Hub {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Sends a line to every `events` follower; a slow or gone follower is dropped, never waited for.
+    /// Sends a line to every `events` follower, never waiting for one: a follower that does not
+    /// keep up loses its oldest unread lines, never the newest.
     pub fn publish_event(&self, line: &str) {
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|s| {
-                !matches!(s.try_send(line.to_string()), Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)))
+            subs.retain(|feed| {
+                let Some(feed) = feed.upgrade() else { return false };
+                if feed.push(line) {
+                    let before = self.dropped_event_lines.fetch_add(1, Ordering::Relaxed);
+                    if before.is_power_of_two() || before == 0 {
+                        log::warn!(
+                            "an events follower does not keep up: {} old event lines dropped so far, the newest kept",
+                            before + 1
+                        );
+                    }
+                }
+                true
             });
         }
     }
 
-    fn subscribe(&self) -> Receiver<String> {
-        let (tx, rx) = mpsc::sync_channel(1024);
+    /// Event lines lost by followers that did not keep up.
+    pub fn dropped_event_lines(&self) -> u64 {
+        self.dropped_event_lines.load(Ordering::Relaxed)
+    }
+
+    fn subscribe(&self) -> Arc<Feed> {
+        let feed = Arc::new(Feed::default());
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(tx);
+            subs.push(Arc::downgrade(&feed));
         }
-        rx
+        feed
     }
 
     fn command(&self, cmd: Command) -> bool {
@@ -105,14 +167,24 @@ impl ControlServer {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
+        let active = Arc::new(AtomicUsize::new(0));
         let thread = thread::Builder::new().name("control".into()).spawn(move || {
             for conn in listener.incoming() {
                 if stop_flag.load(Ordering::Relaxed) {
                     break;
                 }
-                if let Ok(conn) = conn {
-                    let hub = Arc::clone(&hub);
-                    let _ = thread::Builder::new().name("control-conn".into()).spawn(move || serve(conn, &hub));
+                let Ok(conn) = conn else { continue };
+                let Some(slot) = Slot::take(&active) else {
+                    refuse(conn);
+                    continue;
+                };
+                let hub = Arc::clone(&hub);
+                let spawned = thread::Builder::new().name("control-conn".into()).spawn(move || {
+                    let _slot = slot;
+                    serve(conn, &hub);
+                });
+                if let Err(e) = spawned {
+                    log::warn!("control socket: cannot start a thread for a client: {e}");
                 }
             }
         })?;
@@ -131,14 +203,95 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(conn: UnixStream, hub: &Hub) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let Ok(reader) = conn.try_clone() else { return };
-    if BufReader::new(reader).read_line(&mut line).is_err() {
-        return;
+/// One of the [`MAX_CONNECTIONS`] places, given back when the client's thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Option<Self> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_CONNECTIONS).then_some(n + 1))
+            .ok()
+            .map(|_| Self(Arc::clone(active)))
     }
-    let mut out = conn;
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells a client beyond the cap why it is closed, without ever waiting on it.
+fn refuse(mut conn: UnixStream) {
+    let _ = conn.set_nonblocking(true);
+    let _ = writeln!(conn, "error: {MAX_CONNECTIONS} control clients are connected already; try again later");
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LineError {
+    TooLong,
+    /// Timed out, closed early or failed: nothing worth answering.
+    Gone,
+}
+
+/// Reads one command line of at most [`MAX_LINE`] bytes within [`LINE_DEADLINE`].
+fn read_line(conn: &UnixStream) -> Result<String, LineError> {
+    let deadline = Instant::now() + LINE_DEADLINE;
+    let mut line = Vec::with_capacity(64);
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+            return Err(LineError::Gone);
+        }
+        let n = match (&*conn).read(&mut buf) {
+            Ok(0) => return Err(LineError::Gone),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(LineError::Gone),
+        };
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return if line.len() > MAX_LINE {
+                Err(LineError::TooLong)
+            } else {
+                Ok(String::from_utf8_lossy(&line).into_owned())
+            };
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > MAX_LINE {
+            return Err(LineError::TooLong);
+        }
+    }
+}
+
+/// How often an idle `events` follower is checked for having gone.
+const HANGUP_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the client closed its end (anything it sends after its command is ignored).
+fn hung_up(conn: &UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    if conn.set_read_timeout(Some(Duration::from_millis(1))).is_err() {
+        return true;
+    }
+    match (&*conn).read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted),
+    }
+}
+
+fn serve(conn: UnixStream, hub: &Hub) {
+    let _ = conn.set_write_timeout(Some(LINE_DEADLINE));
+    let mut out = &conn;
+    let line = match read_line(&conn) {
+        Ok(line) => line,
+        Err(LineError::TooLong) => {
+            let _ = writeln!(out, "error: command longer than {MAX_LINE} bytes");
+            return;
+        }
+        Err(LineError::Gone) => return,
+    };
     let reply = match line.trim() {
         "status" => serde_json::to_string(&hub.status()).unwrap_or_else(|e| format!("error: {e}")),
         "maintenance on" | "maintenance off" => {
@@ -150,13 +303,20 @@ fn serve(conn: UnixStream, hub: &Hub) {
             }
         }
         "events" => {
-            let events = hub.subscribe();
-            for event in events {
-                if writeln!(out, "{event}").is_err() {
-                    break;
+            // A follower whose buffer stays full for the write timeout is dropped, and one that
+            // hung up is noticed between events, so neither holds its place for ever.
+            let feed = hub.subscribe();
+            loop {
+                match feed.next(HANGUP_CHECK) {
+                    Some(event) => {
+                        if writeln!(out, "{event}").is_err() {
+                            return;
+                        }
+                    }
+                    None if !hung_up(&conn) => {}
+                    None => return,
                 }
             }
-            return;
         }
         other => format!("error: unknown command {other:?}: use status, maintenance on|off, or events"),
     };
@@ -178,10 +338,15 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
 /// Sends one command and returns the reply.
 pub fn request(path: &Path, command: &str) -> io::Result<String> {
     let mut conn = connect(path)?;
-    writeln!(conn, "{command}")?;
+    // A refused client may find the socket closed before its command is written: the refusal
+    // line is still there to read, and says more than the broken pipe.
+    let sent = writeln!(conn, "{command}");
     let mut reply = String::new();
-    BufReader::new(conn).read_line(&mut reply)?;
-    Ok(reply.trim_end().to_string())
+    match (BufReader::new(conn).read_line(&mut reply), sent) {
+        (Ok(n), _) if n > 0 => Ok(reply.trim_end().to_string()),
+        (_, Err(e)) | (Err(e), _) => Err(e),
+        (Ok(_), Ok(())) => Ok(String::new()),
+    }
 }
 
 /// Follows the event stream, calling `on_line` for each line until it returns false or the agent stops.
@@ -194,4 +359,127 @@ pub fn follow(path: &Path, mut on_line: impl FnMut(&str) -> bool) -> io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn server() -> (tempfile::TempDir, PathBuf, ControlServer) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ctl.sock");
+        let server = ControlServer::start(path.clone(), Hub::new().0).expect("control server");
+        (dir, path, server)
+    }
+
+    fn reply_line(conn: &UnixStream) -> String {
+        conn.set_read_timeout(Some(LINE_DEADLINE + Duration::from_secs(1))).expect("timeout");
+        let mut line = String::new();
+        let _ = BufReader::new(conn).read_line(&mut line);
+        line
+    }
+
+    /// Threads serving control clients in this process, by the name the server gives them.
+    fn conn_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "control-conn")
+            .count()
+    }
+
+    #[test]
+    fn a_line_without_end_gets_one_error_line_and_the_connection_is_closed() {
+        let (_dir, path, _server) = server();
+        let conn = UnixStream::connect(&path).expect("connect");
+        let writer = conn.try_clone().expect("clone");
+        // Far more than the limit, never a newline; the server stops reading early.
+        let feed = thread::spawn(move || {
+            let chunk = [b'x'; 8192];
+            for _ in 0..64 {
+                if (&writer).write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        assert_eq!(reply_line(&conn), format!("error: command longer than {MAX_LINE} bytes\n"));
+        assert!(start.elapsed() < LINE_DEADLINE, "answered at once, not at the deadline: {:?}", start.elapsed());
+        let mut rest = Vec::new();
+        let _ = (&conn).read_to_end(&mut rest);
+        assert!(rest.is_empty(), "closed after the error");
+        let _ = feed.join();
+    }
+
+    #[test]
+    fn clients_beyond_the_cap_are_refused_and_silent_ones_leave_by_the_deadline() {
+        let (_dir, path, _server) = server();
+        let idle: Vec<UnixStream> =
+            (0..3 * MAX_CONNECTIONS).map(|_| UnixStream::connect(&path).expect("connect")).collect();
+        let refused = idle[MAX_CONNECTIONS + 2..]
+            .iter()
+            .filter(|c| reply_line(c).starts_with(&format!("error: {MAX_CONNECTIONS} control clients")))
+            .count();
+        assert!(refused >= MAX_CONNECTIONS, "clients beyond the cap are told so: {refused}");
+        let threads = conn_threads();
+        assert!(threads <= MAX_CONNECTIONS + 2, "{threads} threads for {} clients", idle.len());
+        // The silent ones are closed at the deadline: the socket answers again.
+        let start = Instant::now();
+        let status = loop {
+            match request(&path, "status") {
+                Ok(reply) if reply.starts_with('{') => break reply,
+                _ if start.elapsed() < LINE_DEADLINE * 2 => thread::sleep(Duration::from_millis(50)),
+                other => panic!("no status after the silent clients' deadline: {other:?}"),
+            }
+        };
+        assert!(status.contains("\"state\""), "{status}");
+        drop(idle);
+    }
+
+    #[test]
+    fn followers_that_hung_up_give_their_place_back() {
+        let (_dir, path, _server) = server();
+        let followers: Vec<UnixStream> = (0..MAX_CONNECTIONS)
+            .map(|_| {
+                let mut c = UnixStream::connect(&path).expect("connect");
+                writeln!(c, "events").expect("follow");
+                c
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(200));
+        let refused = request(&path, "status");
+        assert!(!refused.as_ref().is_ok_and(|r| r.starts_with('{')), "full while they follow: {refused:?}");
+        drop(followers);
+        let start = Instant::now();
+        while !request(&path, "status").is_ok_and(|r| r.starts_with('{')) {
+            assert!(start.elapsed() < HANGUP_CHECK * 3, "places not given back");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_flood_of_events_cannot_keep_the_newest_from_a_follower() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ctl.sock");
+        let hub = Hub::new().0;
+        let _server = ControlServer::start(path.clone(), Arc::clone(&hub)).expect("control server");
+        let mut follower = UnixStream::connect(&path).expect("connect");
+        writeln!(follower, "events").expect("follow");
+        let start = Instant::now();
+        while hub.subscribers.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            assert!(start.elapsed() < Duration::from_secs(2), "never subscribed");
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Far more than the socket buffer and the follower's queue hold, while it reads nothing.
+        for i in 0..20_000 {
+            hub.publish_event(&format!("{{\"stale\":{i}}}"));
+        }
+        hub.publish_event("{\"real\":true}");
+        assert!(hub.dropped_event_lines() > 0);
+        follower.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let last = BufReader::new(follower).lines().map_while(Result::ok).find(|l| l.contains("real"));
+        assert_eq!(last.as_deref(), Some("{\"real\":true}"), "the newest event reached the follower");
+    }
 }

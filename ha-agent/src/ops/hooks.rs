@@ -1,19 +1,20 @@
 //! Operator hooks (`--on-active`, `--on-standby`, `--notify`): run on a thread of their own, one
-//! at a time in transition order, each bounded by `--hook-timeout`. The run loop only queues
-//! them, so a slow, failing or hanging hook is logged and never delays a failover.
+//! at a time in transition order, each bounded by `--hook-timeout`. The run loop only hands
+//! them over, so a slow, failing or hanging hook is logged and never delays a failover.
+//!
+//! Hooks tell the world the node's current state, so a transition whose hooks have not started
+//! when a newer one comes is skipped (counted, and warned about at most every 10 s): at most
+//! one transition waits, the newest, and a flood of transitions cannot put a real one's hooks
+//! behind stale ones. It starts as soon as the hook running now ends.
 //!
 //! Each hook runs as `/bin/sh -c 'CMD "$@"' ha-agent STATE REASON`: the new state (`ACTIVE`,
 //! `STANDBY`, or `FAULT`: not holding and unable to serve; on-standby runs for it too) and the reason label (e.g. `holder_silent`) follow the command as `$1` and `$2`.
 //! It also gets HA_HOOK, HA_STATE, HA_PREVIOUS_STATE, HA_REASON, HA_DETAIL, HA_NODE, HA_IFACE,
 //! HA_VIPS (space separated), HA_PRIORITY and HA_UNIX_MS in its environment.
 use std::{
-    sync::{
-        Arc,
-        atomic::AtomicBool,
-        mpsc::{self, Receiver, SyncSender, TrySendError},
-    },
+    sync::{Arc, Condvar, Mutex, atomic::AtomicBool},
     thread::{self, JoinHandle},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::{events::Event, metrics::Metrics, shell};
@@ -44,11 +45,28 @@ struct Job {
     priority: u32,
 }
 
-/// Transitions queued beyond this are dropped with an error: hooks that far behind are stuck.
-const QUEUE: usize = 256;
+/// Skipped transitions are warned about at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The transition waiting for the hook thread: only the newest is kept.
+#[derive(Default)]
+struct Pending {
+    job: Option<Job>,
+    /// No more transitions come; run what waits, then end.
+    closed: bool,
+    skipped_unwarned: u64,
+    warned_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
 
 pub struct Hooks {
-    queue: Option<SyncSender<Job>>,
+    mailbox: Option<Arc<Mailbox>>,
+    metrics: Arc<Metrics>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -56,45 +74,77 @@ impl Hooks {
     /// Starts the hook thread, if any hook is configured.
     pub fn start(cfg: HookConfig, facts: NodeFacts, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         if cfg.is_empty() {
-            return Ok(Self { queue: None, thread: None });
+            return Ok(Self { mailbox: None, metrics, thread: None });
         }
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let thread =
-            thread::Builder::new().name("hooks".into()).spawn(move || run_queue(&rx, &cfg, &facts, &metrics))?;
-        Ok(Self { queue: Some(tx), thread: Some(thread) })
+        let mailbox = Arc::new(Mailbox::default());
+        let thread = {
+            let (mailbox, metrics) = (Arc::clone(&mailbox), Arc::clone(&metrics));
+            thread::Builder::new().name("hooks".into()).spawn(move || run_queue(&mailbox, &cfg, &facts, &metrics))?
+        };
+        Ok(Self { mailbox: Some(mailbox), metrics, thread: Some(thread) })
     }
 
-    /// Queues the hooks of a transition; never blocks.
+    /// Hands the hooks of a transition over; never blocks on a hook. Replaces a transition still
+    /// waiting, whose hooks are then skipped.
     pub fn fire(&self, event: &Event, priority: u32) {
-        let Some(queue) = &self.queue else { return };
-        match queue.try_send(Job { event: event.clone(), priority }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                log::error!(
-                    "hooks are {QUEUE} transitions behind: not running them for {} -> {}",
-                    event.from,
-                    event.to
+        let Some(mailbox) = &self.mailbox else { return };
+        let Ok(mut pending) = mailbox.pending.lock() else {
+            log::error!("the hook thread is gone: hooks no longer run");
+            return;
+        };
+        if let Some(skipped) = pending.job.replace(Job { event: event.clone(), priority }) {
+            self.metrics.hook_transition_skipped();
+            pending.skipped_unwarned += 1;
+            let now = Instant::now();
+            if pending.warned_at.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
+                log::warn!(
+                    "hooks: skipped {} transition(s) whose hooks had not started when a newer one came (the last {} -> {} ({})): a hook is slow or transitions come fast",
+                    pending.skipped_unwarned,
+                    skipped.event.from,
+                    skipped.event.to,
+                    skipped.event.reason
                 );
+                pending.skipped_unwarned = 0;
+                pending.warned_at = Some(now);
             }
-            Err(TrySendError::Disconnected(_)) => log::error!("the hook thread is gone: hooks no longer run"),
         }
+        mailbox.ready.notify_one();
     }
 }
 
 impl Drop for Hooks {
-    /// Runs what is queued (each hook still bounded by its timeout), then ends the thread: the
+    /// Runs what waits (each hook still bounded by its timeout), then ends the thread: the
     /// hooks of a clean stop's last transition do run.
     fn drop(&mut self) {
-        self.queue = None;
+        if let Some(mailbox) = self.mailbox.take() {
+            if let Ok(mut pending) = mailbox.pending.lock() {
+                pending.closed = true;
+            }
+            mailbox.ready.notify_one();
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run_queue(rx: &Receiver<Job>, cfg: &HookConfig, facts: &NodeFacts, metrics: &Metrics) {
+/// The next transition to run hooks for; None once closed and nothing waits.
+fn next_job(mailbox: &Mailbox) -> Option<Job> {
+    let mut pending = mailbox.pending.lock().ok()?;
+    loop {
+        if let Some(job) = pending.job.take() {
+            return Some(job);
+        }
+        if pending.closed {
+            return None;
+        }
+        pending = mailbox.ready.wait(pending).ok()?;
+    }
+}
+
+fn run_queue(mailbox: &Mailbox, cfg: &HookConfig, facts: &NodeFacts, metrics: &Metrics) {
     let never = AtomicBool::new(false);
-    for job in rx {
+    while let Some(job) = next_job(mailbox) {
         let state_hook = match job.event.to.as_str() {
             "ACTIVE" => ("on-active", &cfg.on_active),
             _ => ("on-standby", &cfg.on_standby),
@@ -154,10 +204,21 @@ mod tests {
         }
     }
 
+    fn wait_for(path: &std::path::Path, within: Duration) -> bool {
+        let start = Instant::now();
+        while !path.exists() {
+            if start.elapsed() > within {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     #[test]
     fn hooks_run_in_order_with_arguments_and_environment_and_a_hang_does_not_block_the_caller() {
-        let dir = std::env::temp_dir().join(format!("ha-hooks-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path();
         let log = dir.join("hooks.log");
         let append = |what: &str| format!("echo {what} \"$HA_PREVIOUS_STATE\" \"$HA_VIPS\" >> {}", log.display());
         let cfg = HookConfig {
@@ -174,29 +235,74 @@ mod tests {
         let facts = NodeFacts { iface: "eth0".into(), vips: vec!["192.0.2.200/24".into(), "192.0.2.201/24".into()] };
         let metrics = Arc::new(Metrics::new(crate::ops::control::Hub::new().0));
         let hooks = Hooks::start(cfg, facts, Arc::clone(&metrics)).expect("start");
+        hooks.fire(&event("ACTIVE", "no_holder"), 100);
+        assert!(wait_for(&dir.join("hung"), Duration::from_secs(5)), "the first hook started");
         let start = Instant::now();
-        for (to, reason) in [("ACTIVE", "no_holder"), ("STANDBY", "more_worthy_holder"), ("ACTIVE", "holder_silent")] {
+        for (to, reason) in [("STANDBY", "more_worthy_holder"), ("ACTIVE", "holder_silent")] {
             hooks.fire(&event(to, reason), 100);
         }
         assert!(start.elapsed() < Duration::from_millis(100), "firing never waits: {:?}", start.elapsed());
-        drop(hooks); // runs the queue
+        drop(hooks); // runs what waits
         let text = std::fs::read_to_string(&log).expect("hook log");
-        let _ = std::fs::remove_dir_all(&dir);
         let lines: Vec<&str> = text.lines().collect();
         let vips = "192.0.2.200/24 192.0.2.201/24";
         assert_eq!(
             lines,
             [
                 "notify STANDBY ".to_string() + vips + " ACTIVE no_holder",
-                "standby ACTIVE ".to_string() + vips + " STANDBY more_worthy_holder",
-                "notify ACTIVE ".to_string() + vips + " STANDBY more_worthy_holder",
                 "active STANDBY ".to_string() + vips + " ACTIVE holder_silent",
                 "notify STANDBY ".to_string() + vips + " ACTIVE holder_silent",
             ],
-            "the hung on-active was killed and wrote nothing; everything else in order"
+            "the hung on-active was killed and wrote nothing; the STANDBY that waited behind it was \
+             superseded by the newer ACTIVE before it started"
         );
         let text = metrics.encode();
         assert!(text.contains("ha_hook_runs_total{hook=\"on-active\",outcome=\"timeout\"} 1"), "{text}");
-        assert!(text.contains("ha_hook_runs_total{hook=\"notify\",outcome=\"ok\"} 3"), "{text}");
+        assert!(text.contains("ha_hook_runs_total{hook=\"notify\",outcome=\"ok\"} 2"), "{text}");
+        assert!(text.contains("ha_hook_transitions_skipped_total 1"), "{text}");
+    }
+
+    /// 400 transitions while a slow hook runs, then a real one: its hook starts as soon as the
+    /// running one ends, not after the 400.
+    #[test]
+    fn a_flood_of_transitions_cannot_delay_a_later_ones_hook() {
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path();
+        let slow = Duration::from_millis(200);
+        let cfg = HookConfig {
+            // Slow unless told to hurry (so a failing run does not take 400 x 200 ms to end).
+            on_active: Some(format!(
+                "touch {0}/started; [ -e {0}/hurry ] || sleep {1}; true",
+                dir.display(),
+                slow.as_secs_f64()
+            )),
+            on_standby: Some(format!("echo \"$2\" > {}/standby; true", dir.display())),
+            notify: None,
+            timeout: Duration::from_secs(5),
+        };
+        let metrics = Arc::new(Metrics::new(crate::ops::control::Hub::new().0));
+        let hooks = Hooks::start(cfg, NodeFacts::default(), Arc::clone(&metrics)).expect("start");
+        hooks.fire(&event("ACTIVE", "split_brain_won"), 100);
+        assert!(wait_for(&dir.join("started"), Duration::from_secs(5)), "the first hook started");
+        for _ in 1..400 {
+            hooks.fire(&event("ACTIVE", "split_brain_won"), 100);
+        }
+        let fired = Instant::now();
+        hooks.fire(&event("STANDBY", "more_worthy_holder"), 100);
+        let started = wait_for(&dir.join("standby"), slow * 2 + Duration::from_millis(500));
+        let took = fired.elapsed();
+        if !started {
+            let _ = std::fs::write(dir.join("hurry"), b"");
+        }
+        assert!(started, "the real transition's hook did not start within {took:?}");
+        drop(hooks);
+        assert_eq!(std::fs::read_to_string(dir.join("standby")).expect("ran").trim(), "more_worthy_holder");
+        let text = metrics.encode();
+        let ran: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ha_hook_runs_total{hook=\"on-active\",outcome=\"ok\"} ")?.parse().ok())
+            .expect("on-active ran");
+        assert_eq!(ran, 1.0, "only the stale hook already running ran");
+        assert!(text.contains("ha_hook_transitions_skipped_total 399"), "{text}");
     }
 }

@@ -2,11 +2,15 @@
 //! sender's precision under load. A log2 histogram in microseconds: fixed size, no allocation.
 use serde::{Deserialize, Serialize};
 
+/// Buckets of the histogram: bucket i counts lateness in [2^(i-1), 2^i) µs; bucket 0 is under
+/// 1 µs, the last everything from 2^30 µs.
+pub const BUCKETS: usize = 32;
+
 #[derive(Clone, Debug, Default)]
 pub struct Lateness {
-    /// Bucket i counts lateness in [2^(i-1), 2^i) µs; bucket 0 is under 1 µs.
-    buckets: [u64; 32],
+    buckets: [u64; BUCKETS],
     max_ns: u64,
+    sum_ns: u64,
     count: u64,
 }
 
@@ -17,14 +21,20 @@ pub struct LatenessSummary {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// The histogram itself, for metrics (not part of `status --json`).
+    #[serde(skip)]
+    pub buckets: [u64; BUCKETS],
+    #[serde(skip)]
+    pub sum_ns: u64,
 }
 
 impl Lateness {
     pub fn record(&mut self, late_ns: u64) {
         let us = late_ns / 1_000;
         let bucket = (u64::BITS - us.leading_zeros()) as usize;
-        self.buckets[bucket.min(31)] += 1;
+        self.buckets[bucket.min(BUCKETS - 1)] += 1;
         self.max_ns = self.max_ns.max(late_ns);
+        self.sum_ns = self.sum_ns.saturating_add(late_ns);
         self.count += 1;
     }
 
@@ -46,6 +56,8 @@ impl Lateness {
             p50_us: self.quantile_us(0.5).min(self.max_ns / 1_000 + 1),
             p99_us: self.quantile_us(0.99).min(self.max_ns / 1_000 + 1),
             max_us: self.max_ns / 1_000,
+            buckets: self.buckets,
+            sum_ns: self.sum_ns,
         }
     }
 }

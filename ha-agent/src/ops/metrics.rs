@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet},
     metrics::{
         MetricType,
         counter::{ConstCounter, Counter},
@@ -17,7 +17,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::control::Hub;
+use super::{control::Hub, lateness::LatenessSummary};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabels {
@@ -41,6 +41,7 @@ pub struct Metrics {
     transitions: Family<TransitionLabels, Counter>,
     takeover: Histogram,
     hooks: Family<HookLabels, Counter>,
+    hooks_skipped: Counter,
 }
 
 impl Metrics {
@@ -56,8 +57,14 @@ impl Metrics {
         );
         let hooks = Family::<HookLabels, Counter>::default();
         registry.register("hook_runs", "Hook runs by hook and outcome (ok, failed, timeout)", hooks.clone());
+        let hooks_skipped = Counter::default();
+        registry.register(
+            "hook_transitions_skipped",
+            "Transitions whose hooks were skipped: a newer transition came before they started",
+            hooks_skipped.clone(),
+        );
         registry.register_collector(Box::new(FromStatus(hub)));
-        Self { registry, transitions, takeover, hooks }
+        Self { registry, transitions, takeover, hooks, hooks_skipped }
     }
 
     pub fn transition(&self, from: &str, to: &str, reason: &str) {
@@ -71,6 +78,10 @@ impl Metrics {
 
     pub fn hook_ran(&self, hook: &str, outcome: &str) {
         self.hooks.get_or_create(&HookLabels { hook: hook.into(), outcome: outcome.into() }).inc();
+    }
+
+    pub fn hook_transition_skipped(&self) {
+        self.hooks_skipped.inc();
     }
 
     /// The Prometheus text exposition format (0.0.4).
@@ -97,6 +108,31 @@ impl std::fmt::Debug for FromStatus {
 fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge_f64(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The sender's lateness histogram (log2 buckets of microseconds) as a Prometheus histogram.
+struct LatenessHistogram(LatenessSummary);
+
+/// Buckets above 2^24 µs (~17 s) go to +Inf: a heartbeat that late is a stopped agent.
+const LATE_BUCKETS: usize = 25;
+
+impl EncodeMetric for LatenessHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let l = &self.0;
+        let mut buckets: Vec<(f64, u64)> =
+            (0..LATE_BUCKETS).map(|i| ((1u64 << i) as f64 / 1e6, l.buckets[i])).collect();
+        buckets.push((f64::INFINITY, l.buckets[LATE_BUCKETS..].iter().sum()));
+        encoder.encode_histogram::<NoLabelSet>(l.sum_ns as f64 / 1e9, l.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
@@ -152,19 +188,56 @@ impl Collector for FromStatus {
             checks,
         )?;
         counter(&mut e, "heartbeats_sent", "Heartbeats sent.", s.heartbeats_sent)?;
-        let late = &s.send_lateness;
-        let lateness = [("0.5", late.p50_us), ("0.99", late.p99_us), ("1", late.max_us)]
-            .map(|(q, us)| (vec![("quantile", q.to_string())], ConstGauge::new(us as f64 / 1e6)));
+        counter(
+            &mut e,
+            "heartbeat_send_errors",
+            "Heartbeat sends the kernel refused (one per target), e.g. no route or the link down.",
+            s.heartbeat_send_errors,
+        )?;
+        let late = LatenessHistogram(s.send_lateness);
+        late.encode(e.encode_descriptor(
+            "heartbeat_send_late_seconds",
+            "How late scheduled heartbeats left: the sender's precision.",
+            None,
+            late.metric_type(),
+        )?)?;
+        gauge_f64(
+            &mut e,
+            "heartbeat_send_late_max_seconds",
+            "The latest a scheduled heartbeat left since the start.",
+            s.send_lateness.max_us as f64 / 1e6,
+        )?;
+        counter(
+            &mut e,
+            "event_lines_dropped",
+            "Event lines `events` followers lost by not keeping up (the oldest unread go first).",
+            self.0.dropped_event_lines(),
+        )?;
+        counter(
+            &mut e,
+            "heartbeats_received",
+            "Valid heartbeats recorded (by XDP or the socket), all peers.",
+            s.heartbeats_recorded,
+        )?;
+        let drops = s
+            .drops
+            .iter()
+            .map(|(reason, n)| (vec![("path", s.rx_path.clone()), ("reason", reason.clone())], ConstCounter::new(*n)));
         family(
             &mut e,
-            "heartbeat_send_late_seconds",
-            "How late scheduled heartbeats left, by quantile (1: the maximum).",
-            MetricType::Gauge,
-            lateness,
+            "heartbeat_drops",
+            "Heartbeats refused by the receive path (xdp or socket), by reason.",
+            MetricType::Counter,
+            drops,
         )?;
-        counter(&mut e, "heartbeats_received", "Valid heartbeats recorded by XDP, all peers.", s.heartbeats_recorded)?;
-        let drops = s.drops.iter().map(|(reason, n)| (vec![("reason", reason.clone())], ConstCounter::new(*n)));
-        family(&mut e, "xdp_drops", "Heartbeats dropped by XDP, by reason.", MetricType::Counter, drops)?;
+        if let Some(n) = s.socket_buffer_drops {
+            counter(
+                &mut e,
+                "socket_receive_buffer_drops",
+                "Heartbeat datagrams the kernel dropped because the receive socket's buffer was full (--rx socket).",
+                n,
+            )?;
+        }
         let peer = |p: &super::status::PeerStatus| vec![("node", p.node_id.clone())];
         let heard = s.peers.iter().map(|p| (peer(p), ConstGauge::new(p.age_ms / 1e3)));
         family(
@@ -219,7 +292,15 @@ mod tests {
             s.state = "ACTIVE".into();
             s.priority = 150;
             s.heartbeats_sent = 42;
+            s.heartbeat_send_errors = 2;
+            s.socket_buffer_drops = Some(5);
             s.drops.insert("stale".into(), 3);
+            s.rx_path = "xdp".into();
+            let mut late = crate::ops::lateness::Lateness::default();
+            for ns in [40_000, 50_000, 900_000] {
+                late.record(ns);
+            }
+            s.send_lateness = late.summary();
             s.checks.push(CheckStatus { command: "test -e /x".into(), state: "failing".into(), ..Default::default() });
             s.peers.push(PeerStatus {
                 node_id: "192.0.2.2".into(),
@@ -240,7 +321,15 @@ mod tests {
             "ha_state{state=\"STANDBY\"} 0",
             "ha_priority 150",
             "ha_heartbeats_sent_total 42",
-            "ha_xdp_drops_total{reason=\"stale\"} 3",
+            "ha_heartbeat_send_errors_total 2",
+            "ha_socket_receive_buffer_drops_total 5",
+            "ha_heartbeat_drops_total{path=\"xdp\",reason=\"stale\"} 3",
+            "# TYPE ha_heartbeat_send_late_seconds histogram",
+            "ha_heartbeat_send_late_seconds_bucket{le=\"3.2e-05\"} 0",
+            "ha_heartbeat_send_late_seconds_bucket{le=\"6.4e-05\"} 2",
+            "ha_heartbeat_send_late_seconds_bucket{le=\"+Inf\"} 3",
+            "ha_heartbeat_send_late_seconds_count 3",
+            "ha_heartbeat_send_late_max_seconds 0.0009",
             "ha_check_failing{check=\"test -e /x\"} 1",
             "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",
             "ha_peer_heartbeats_received_total{node=\"192.0.2.2\"} 7",

@@ -65,11 +65,18 @@ pub struct Status {
     pub tolerance_ms: f64,
     pub preempt: String,
     pub heartbeats_sent: u64,
+    /// Heartbeat sends the kernel refused (one per target), e.g. no route or the link down.
+    pub heartbeat_send_errors: u64,
     /// How late scheduled heartbeats left (the sender's precision).
     pub send_lateness: super::lateness::LatenessSummary,
     pub transitions: u64,
     pub heartbeats_recorded: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Which receive path counts `drops`: `xdp` or `socket`.
+    pub rx_path: String,
+    /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
+    /// only: XDP reads frames before any socket buffer).
+    pub socket_buffer_drops: Option<u64>,
     pub peers: Vec<PeerStatus>,
     pub checks: Vec<CheckStatus>,
 }
@@ -207,12 +214,18 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         s.send_lateness.max_us,
         s.transitions
     );
+    if s.heartbeat_send_errors > 0 {
+        let _ = writeln!(out, "heartbeat sends refused by the kernel: {}", s.heartbeat_send_errors);
+    }
     for c in &s.checks {
         let detail = if c.detail.is_empty() { String::new() } else { format!(" ({})", c.detail) };
         let _ = writeln!(out, "check `{}`: {}{detail}", c.command, c.state);
     }
     peer_lines(&mut out, &s.peers);
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
+    if let Some(n) = s.socket_buffer_drops {
+        let _ = writeln!(out, "datagrams dropped by the kernel, the socket's buffer full: {n}");
+    }
     out
 }
 

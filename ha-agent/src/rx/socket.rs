@@ -1,13 +1,17 @@
 //! Heartbeats received without eBPF: a UDP socket on the interface (joined to the group when
 //! heartbeats are multicast) with kernel receive timestamps, feeding a user-space [`PeerTable`].
 use std::{
+    collections::BTreeSet,
     io,
     mem::{MaybeUninit, size_of},
     net::{Ipv4Addr, SocketAddrV4},
     os::fd::AsRawFd,
 };
 
-use ha_common::maps::{PeerRecord, Stats};
+use ha_common::{
+    maps::{PeerRecord, Stats},
+    wire::Heartbeat,
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::table::PeerTable;
@@ -45,6 +49,11 @@ pub struct SocketRx {
     drained_at: u64,
     /// Read errors other than "nothing to read", counted as the XDP path has no such thing.
     pub errors: u64,
+    /// Key ids of heartbeats refused as `unknown_key`, for the key alarm to name.
+    unknown_keys: BTreeSet<u8>,
+    /// Datagrams the kernel dropped on this socket, its buffer full (`SO_RXQ_OVFL`, as of the
+    /// last datagram read).
+    pub buffer_drops: u64,
 }
 
 impl SocketRx {
@@ -56,6 +65,7 @@ impl SocketRx {
         // Only the groups this socket joined, not every group some other socket joined.
         socket.set_multicast_all_v4(false)?;
         set_timestamps(&socket)?;
+        set_option(&socket, libc::SO_RXQ_OVFL)?;
         socket
             .bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port)))
             .map_err(|e| io::Error::new(e.kind(), format!("binding UDP port {} on {}: {e}", cfg.port, cfg.iface)))?;
@@ -63,7 +73,14 @@ impl SocketRx {
             socket.join_multicast_v4(&group, &cfg.iface_addr)?;
         }
         let table = PeerTable::new(cfg.cluster_id, cfg.node_id, cfg.epoch, cfg.auth);
-        Ok(Self { socket, table, drained_at: monotonic_ns(), errors: 0 })
+        Ok(Self {
+            socket,
+            table,
+            drained_at: monotonic_ns(),
+            errors: 0,
+            unknown_keys: BTreeSet::new(),
+            buffer_drops: 0,
+        })
     }
 
     /// Accepts `keys` from now on (a SIGHUP reload).
@@ -82,11 +99,18 @@ impl SocketRx {
         self.table.stats()
     }
 
+    pub fn unknown_key_ids(&self) -> Vec<u8> {
+        self.unknown_keys.iter().copied().collect()
+    }
+
     fn drain(&mut self) -> io::Result<()> {
         let mut buf = [0u8; BUF_LEN];
         for _ in 0..MAX_PER_DRAIN {
             let (len, src, stamp) = match recv_stamped(&self.socket, &mut buf) {
-                Ok(got) => got,
+                Ok((len, src, Received { stamp, dropped })) => {
+                    self.buffer_drops = dropped.map_or(self.buffer_drops, u64::from);
+                    (len, src, stamp)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.drained_at = monotonic_ns();
                     return Ok(());
@@ -103,7 +127,14 @@ impl SocketRx {
                 None => now_mono,
             };
             // Rejections are counted in the table's stats, as XDP counts them.
-            let _ = self.table.receive(&buf[..len.min(BUF_LEN)], src, at);
+            let unknown_before = self.table.stats().unknown_key;
+            let payload = &buf[..len.min(BUF_LEN)];
+            if self.table.receive(payload, src, at).is_err()
+                && self.table.stats().unknown_key != unknown_before
+                && let Ok(hb) = Heartbeat::decode(payload)
+            {
+                self.unknown_keys.insert(hb.key_id);
+            }
         }
         Ok(())
     }
@@ -118,13 +149,18 @@ fn stamp_to_monotonic(stamp_rt: u64, now_rt: u64, now_mono: u64, floor_mono: u64
 }
 
 fn set_timestamps(socket: &Socket) -> io::Result<()> {
+    set_option(socket, libc::SO_TIMESTAMPNS)
+}
+
+/// Turns a boolean `SOL_SOCKET` option on.
+fn set_option(socket: &Socket, option: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: valid option value of the size passed.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
+            option,
             (&on as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -132,13 +168,22 @@ fn set_timestamps(socket: &Socket) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// One datagram: its length (possibly more than `buf` holds), its IPv4 source and the kernel's
-/// receive time (`CLOCK_REALTIME` nanoseconds), if it came with one.
-fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr, Option<u64>)> {
+/// What the kernel says about a datagram besides its bytes.
+#[derive(Debug, Default)]
+struct Received {
+    /// Receive time, `CLOCK_REALTIME` nanoseconds.
+    stamp: Option<u64>,
+    /// Datagrams dropped on this socket so far for want of buffer space (`SO_RXQ_OVFL`).
+    dropped: Option<u32>,
+}
+
+/// One datagram: its length (possibly more than `buf` holds), its IPv4 source and what the
+/// kernel says about it.
+fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr, Received)> {
     // SAFETY: all-zero is a valid sockaddr_in and msghdr.
     let mut src: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     // u64 words keep the control buffer aligned for cmsghdr.
-    let mut control = [MaybeUninit::<u64>::uninit(); 8];
+    let mut control = [MaybeUninit::<u64>::uninit(); 12];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut src as *mut libc::sockaddr_in).cast();
@@ -153,10 +198,11 @@ fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr,
         return Err(io::Error::last_os_error());
     }
     let addr = Ipv4Addr::from(u32::from_be(src.sin_addr.s_addr));
-    Ok((n as usize, addr, timestamp_of(&msg)))
+    Ok((n as usize, addr, control_of(&msg)))
 }
 
-fn timestamp_of(msg: &libc::msghdr) -> Option<u64> {
+fn control_of(msg: &libc::msghdr) -> Received {
+    let mut got = Received::default();
     // SAFETY: msg was filled by recvmsg; the CMSG_* helpers stay within msg_controllen.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
@@ -164,12 +210,14 @@ fn timestamp_of(msg: &libc::msghdr) -> Option<u64> {
             let c = &*cmsg;
             if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
                 let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+                got.stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+                got.dropped = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const u32));
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    None
+    got
 }
 
 #[cfg(test)]
@@ -225,7 +273,43 @@ mod tests {
             }
         };
         assert_eq!((got.0, got.1, &buf[..5]), (5, Ipv4Addr::LOCALHOST, &b"hello"[..]));
-        let stamp = got.2.expect("SO_TIMESTAMPNS stamp");
+        assert_eq!(got.2.dropped, None, "nothing dropped yet (the kernel says so only once it has)");
+        let stamp = got.2.stamp.expect("SO_TIMESTAMPNS stamp");
         assert!(stamp >= before && stamp <= realtime_ns(), "{stamp} not between send and now");
+    }
+
+    #[test]
+    fn datagrams_the_kernel_drops_for_a_full_buffer_are_counted() {
+        let cfg = SocketRxConfig {
+            iface: "lo".into(),
+            iface_addr: Ipv4Addr::LOCALHOST,
+            group: None,
+            port: 0,
+            cluster_id: 1,
+            node_id: 1,
+            epoch: 1,
+            auth: AuthMode::InsecureNoAuth,
+        };
+        let Ok(mut rx) = SocketRx::open(&cfg) else {
+            eprintln!("skipping: cannot bind to lo here");
+            return;
+        };
+        let port = rx.socket.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.port()).expect("port");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        // Far more than the buffer holds, none read meanwhile: loopback delivers at once.
+        for _ in 0..5_000 {
+            tx.send_to(&[0u8; 100], ("127.0.0.1", port)).expect("send");
+        }
+        let mut peers = Vec::new();
+        for _ in 0..10 {
+            let _ = rx.read_peers(&mut peers);
+        }
+        // The kernel tells the count with the next datagram queued after the drops.
+        tx.send_to(&[0u8; 100], ("127.0.0.1", port)).expect("send");
+        let _ = rx.read_peers(&mut peers);
+        let s = rx.stats();
+        let read = s.truncated + s.bad_magic + s.malformed + s.bad_version;
+        assert!(rx.buffer_drops > 1_000, "{} dropped, {read} read", rx.buffer_drops);
+        assert_eq!(rx.buffer_drops + read, 5_001, "every datagram read or counted as dropped: {s:?}");
     }
 }

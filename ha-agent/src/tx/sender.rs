@@ -42,7 +42,10 @@ pub struct Sender {
     /// None: unauthenticated heartbeats (`--insecure-no-auth`).
     signing: Option<SigningKey>,
     pub sent: u64,
+    /// Failed sends, one per target.
     pub errors: u64,
+    /// `errors` when the current burst of failures began; None while sends succeed.
+    failing_since: Option<u64>,
 }
 
 impl Sender {
@@ -62,7 +65,17 @@ impl Sender {
         } else {
             (cfg.unicast_peers.iter().map(|p| SockAddr::from(SocketAddrV4::new(*p, cfg.port))).collect(), None)
         };
-        Ok(Self { socket, _membership: membership, targets, cfg, counter: 0, signing: None, sent: 0, errors: 0 })
+        Ok(Self {
+            socket,
+            _membership: membership,
+            targets,
+            cfg,
+            counter: 0,
+            signing: None,
+            sent: 0,
+            errors: 0,
+            failing_since: None,
+        })
     }
 
     /// Signs every heartbeat from now on with `key` (None: unauthenticated).
@@ -88,7 +101,8 @@ impl Sender {
     }
 
     /// Sends one heartbeat to every target. A full send buffer or a down link is counted, not
-    /// fatal: the next interval tries again.
+    /// fatal: the next interval tries again. A burst of failures is logged once as it starts
+    /// (peers will soon count this node as silent) and once as it ends.
     pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> io::Result<()> {
         let hb = self.next_heartbeat(state, flags, priority, echo);
         let bytes = match &self.signing {
@@ -101,11 +115,32 @@ impl Sender {
                 Ok(_) => self.sent += 1,
                 Err(e) => {
                     self.errors += 1;
-                    last_err = Some(e);
+                    let to = target.as_socket().map_or_else(|| "?".to_string(), |a| a.to_string());
+                    last_err = Some((e, to));
                 }
             }
         }
-        last_err.map_or(Ok(()), Err)
+        match (last_err, self.failing_since) {
+            (Some((e, to)), None) => {
+                self.failing_since = Some(self.errors);
+                log::error!(
+                    "heartbeats cannot be sent on {} to {to}: {e}; peers will count this node as silent (counted in ha_heartbeat_send_errors_total)",
+                    self.cfg.iface
+                );
+                Err(e)
+            }
+            (Some((e, _)), Some(_)) => Err(e),
+            (None, Some(since)) => {
+                self.failing_since = None;
+                log::warn!(
+                    "heartbeats are sent on {} again after {} failed sends",
+                    self.cfg.iface,
+                    self.errors - since + 1
+                );
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -119,4 +154,47 @@ fn join_group(cfg: &SenderConfig) -> io::Result<Socket> {
     // Nothing reads it while XDP consumes heartbeats: keep its buffer small.
     socket.set_recv_buffer_size(4096)?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sender(port: u16) -> io::Result<Sender> {
+        Sender::new(SenderConfig {
+            iface: "lo".into(),
+            iface_addr: Ipv4Addr::LOCALHOST,
+            group: Ipv4Addr::new(239, 255, 0, 1),
+            port,
+            unicast_peers: vec![Ipv4Addr::LOCALHOST],
+            join_group: false,
+            cluster_id: 1,
+            node_id: 1,
+            interval_us: 10_000,
+            epoch: 1,
+        })
+    }
+
+    #[test]
+    fn failing_sends_are_counted_and_a_burst_is_noticed_once() {
+        // The kernel refuses datagrams to port 0: every send fails.
+        let Ok(mut failing) = sender(0) else {
+            eprintln!("skipping: cannot bind a socket to lo here");
+            return;
+        };
+        for _ in 0..5 {
+            assert!(failing.send(NodeState::Active, 0, 100, Echo::default()).is_err());
+        }
+        assert_eq!((failing.sent, failing.errors), (0, 5));
+        assert_eq!(failing.failing_since, Some(1), "one burst, begun at the first failure");
+
+        // Sends that work end the burst.
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("sink");
+        let port = sink.local_addr().expect("addr").port();
+        let mut working = sender(port).expect("sender");
+        working.failing_since = Some(0);
+        working.errors = 3;
+        assert!(working.send(NodeState::Active, 0, 100, Echo::default()).is_ok());
+        assert_eq!((working.sent, working.errors, working.failing_since), (1, 3, None));
+    }
 }

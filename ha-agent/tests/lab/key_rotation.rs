@@ -87,3 +87,34 @@ fn rotate() {
     }
     assert_eq!(agents.holders().expect("holders"), [1], "{}", agents.diagnostics());
 }
+
+/// A rotation done out of order: node 2 signs with a key node 1 does not have yet. Node 1's
+/// warning names both key ids instead of blaming another cluster or a forger.
+#[test]
+fn a_key_id_missing_from_one_node_is_named_in_its_warning() {
+    let _cpu = shared_cpu();
+    let lab = lab(2);
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (keys.path().join("old"), keys.path().join("new"));
+    ha_lab::write_key_file(&old, &[(LAB_KEY_ID, LAB_KEY)]).expect("key");
+    ha_lab::write_key_file(&new, &[(NEW_ID, NEW_KEY), (LAB_KEY_ID, LAB_KEY)]).expect("key");
+    let mut settings = AgentSettings::new(&[200, 100]);
+    settings.auth = ha_lab::LabAuth::Manual;
+    settings.extra_args = vec!["--rx".into(), "socket".into()];
+    settings.node(1).args = vec!["--key-file".into(), old.display().to_string()];
+    settings.node(2).args = vec!["--key-file".into(), new.display().to_string()];
+    let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
+    let start = Instant::now();
+    let warning = loop {
+        if let Some(line) = agents.output(1).lines().find(|l| l.contains("failed authentication")) {
+            break line.to_string();
+        }
+        assert!(start.elapsed() < WAIT, "no warning on node 1:\n{}", agents.diagnostics());
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        warning.contains(&format!("key id {NEW_ID} that this node does not have (this node has key id {LAB_KEY_ID})")),
+        "{warning}"
+    );
+    assert!(warning.contains("key files differ"), "{warning}");
+}

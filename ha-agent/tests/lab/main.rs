@@ -21,6 +21,7 @@ mod ownership;
 mod reload;
 mod resilience;
 mod rx_socket;
+mod surfaces;
 mod topologies;
 mod xdp_auth;
 mod xdp_hostile;

@@ -76,3 +76,43 @@ fn auto_falls_back_to_the_socket_with_one_warning_when_xdp_is_refused() {
     agents.start_node(2).expect("restart node 2");
     agents.wait_sole_holder(2, WAIT).expect("node 2 cleans up, then takes it back");
 }
+
+/// Datagrams the kernel drops for a full socket buffer show in status and metrics: the agent is
+/// stopped while a burst arrives, so its buffer must overflow.
+#[test]
+fn datagrams_dropped_by_the_kernel_are_counted() {
+    let _cpu = shared_cpu();
+    let lab = lab(1);
+    let mut settings = AgentSettings::new(&[100]);
+    settings.extra_args = rx("socket");
+    let agents = AgentSet::start(&lab, AGENT, settings).expect("agent");
+    agents.wait_sole_holder(1, WAIT).expect("the only node holds");
+    assert_eq!(status_json(&lab, 1)["socket_buffer_drops"].as_u64(), Some(0));
+    let port = ha_common::DEFAULT_PORT;
+    let target = std::net::SocketAddr::from((lab.node(1).addr(), port));
+    let burst = |n: usize| {
+        lab.client()
+            .run_in(|| {
+                let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("socket");
+                for _ in 0..n {
+                    let _ = socket.send_to(&[0u8; 64], target);
+                }
+            })
+            .expect("namespace");
+    };
+    agents.signal(1, libc::SIGSTOP).expect("stop");
+    burst(5_000);
+    agents.signal(1, libc::SIGCONT).expect("continue");
+    // The kernel tells the count with the next datagram queued after the drops.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    burst(1);
+    let start = std::time::Instant::now();
+    loop {
+        let dropped = status_json(&lab, 1)["socket_buffer_drops"].as_u64().unwrap_or(0);
+        if dropped > 1_000 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{dropped} counted as dropped:\n{}", agents.output(1));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
