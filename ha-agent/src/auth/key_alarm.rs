@@ -1,6 +1,6 @@
 //! Heartbeats of this cluster that fail authentication must not go unnoticed: XDP (or the
-//! socket path) counts them as `unknown_key` (a key id this node does not have) or `bad_auth`
-//! (a key id it has, a tag that does not verify), and this turns a growing count into a
+//! socket path) counts them as `unknown_key` (a key id this node does not have), `bad_auth`
+//! (a key id it has, a tag that does not verify) or `unauthenticated` (unsigned: key id 0), and this turns a growing count into a
 //! warning line, at most one per period. The line names the key ids: this node's, and the
 //! unknown ones seen when the receive path knows them (the socket path does), so a key file
 //! that differs between two nodes of one cluster is told apart from another cluster or a
@@ -13,9 +13,11 @@ const PERIOD_NS: u64 = 10_000_000_000;
 pub struct KeyAlarm {
     seen_unknown: u64,
     seen_bad: u64,
+    seen_unsigned: u64,
     last_warned: Option<u64>,
     pending_unknown: u64,
     pending_bad: u64,
+    pending_unsigned: u64,
 }
 
 fn ids(ids: &[u8]) -> String {
@@ -29,9 +31,11 @@ impl KeyAlarm {
     pub fn check(&mut self, now_ns: u64, stats: &Stats, cluster: u32, ours: &[u8], theirs: &[u8]) -> Option<String> {
         self.pending_unknown += stats.unknown_key.saturating_sub(self.seen_unknown);
         self.pending_bad += stats.bad_auth.saturating_sub(self.seen_bad);
-        (self.seen_unknown, self.seen_bad) = (stats.unknown_key, stats.bad_auth);
+        self.pending_unsigned += stats.unauthenticated.saturating_sub(self.seen_unsigned);
+        (self.seen_unknown, self.seen_bad, self.seen_unsigned) =
+            (stats.unknown_key, stats.bad_auth, stats.unauthenticated);
         let due = self.last_warned.is_none_or(|at| now_ns.saturating_sub(at) >= PERIOD_NS);
-        if self.pending_unknown + self.pending_bad == 0 || !due {
+        if self.pending_unknown + self.pending_bad + self.pending_unsigned == 0 || !due {
             return None;
         }
         self.last_warned = Some(now_ns);
@@ -53,6 +57,12 @@ impl KeyAlarm {
             parts.push(format!(
                 "{bad} heartbeats of cluster {cluster} failed authentication under a key id this node has ({}): that key differs between nodes' key files, or someone forges heartbeats",
                 ids(ours)
+            ));
+        }
+        let unsigned = std::mem::take(&mut self.pending_unsigned);
+        if unsigned > 0 {
+            parts.push(format!(
+                "{unsigned} unsigned heartbeats (key id 0) of cluster {cluster} were refused: a node of this cluster runs with --insecure-no-auth, or someone forges heartbeats"
             ));
         }
         Some(parts.join("; "))
@@ -93,5 +103,13 @@ mod tests {
         let s = Stats { bad_auth: 2, ..Stats::default() };
         let line = alarm.check(1, &s, 7, &[2], &[]).expect("warns");
         assert!(line.contains("failed authentication under a key id this node has (2)"), "{line}");
+    }
+
+    #[test]
+    fn unsigned_forgeries_count_too() {
+        let mut alarm = KeyAlarm::default();
+        let s = Stats { unauthenticated: 4, ..Stats::default() };
+        let line = alarm.check(1, &s, 7, &[1], &[]).expect("warns");
+        assert!(line.starts_with("4 unsigned heartbeats (key id 0) of cluster 7"), "{line}");
     }
 }
