@@ -634,7 +634,11 @@ impl Node {
                 }
                 self.other_holder_seen = true;
             }
-            None => self.other_holder_seen = false,
+            None => {
+                // The other holder stopped claiming (it yielded or died): its announcements may
+                // have re-pointed clients after ours, so we have the last word.
+                out.announce |= std::mem::take(&mut self.other_holder_seen);
+            }
         }
         self.announce_once_old_holder_lets_go(now, peers, out);
     }

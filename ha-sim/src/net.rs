@@ -26,6 +26,17 @@ fn on(mask: u32, ep: u8) -> bool {
     mask & (1u32 << ep) != 0
 }
 
+/// Whether a partition among `active` cuts every packet from node `from` to node `to`.
+pub fn cut(active: &[(usize, Fault)], from: u8, to: u8) -> bool {
+    active.iter().any(|&(_, f)| match f.kind {
+        FaultKind::Partition { side, symmetric } => {
+            let (a, b) = (on(side, from), on(side, to));
+            (a && !b) || (symmetric && b && !a)
+        }
+        _ => false,
+    })
+}
+
 impl Net {
     /// One packet from endpoint `from` to `to`, under the faults `active` (index, fault).
     pub fn transmit(

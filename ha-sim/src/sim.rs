@@ -646,7 +646,9 @@ impl World {
             return;
         }
         let local = n.spec.clock.local(now);
-        if !replayed {
+        // A machine that is paused as a whole drops what reaches it, as a lossy link would:
+        // for invariant (b) that heartbeat did not arrive.
+        if !replayed && !n.machine_paused {
             let claims = hb.state == NodeState::Active && hb.flags & (FLAG_LEAVING | FLAG_MAINTENANCE) == 0;
             match n.port.iter_mut().find(|p| p.node_id == hb.node_id) {
                 Some(p) if hb.seq > p.seq => *p = PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims },
@@ -715,7 +717,9 @@ impl World {
         let mut found = Vec::new();
         for h in 0..self.nodes.len() {
             let holder = &self.nodes[h];
-            if h == i || !holder.claiming {
+            // Heard one way only, a holder cannot echo this node's run: it is indistinguishable
+            // from a recording, and ignored by design (docs/architecture.md, invariant 2).
+            if h == i || !holder.claiming || crate::net::cut(&self.active, i as u8, h as u8) {
                 continue;
             }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };

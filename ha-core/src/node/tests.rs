@@ -532,12 +532,16 @@ fn the_holder_refreshes_its_announcement_every_period() {
     let t = TOL + 36 * MS;
     let out = step(&mut n, t, &[peer(2, 50, NodeState::Active, t)]);
     assert!(out.announce && !out.refresh);
-    let acted = run(&mut n, t + MS, t + 10 * MS, |_| vec![]);
-    assert_eq!(acted.iter().filter(|(_, o)| o.refresh).map(|(at, _)| *at - t).collect::<Vec<_>>(), vec![10 * MS]);
+    // The other claim ends: the last word (an announcement), which restarts the period too.
+    let acted = run(&mut n, t + MS, t + 11 * MS, |_| vec![]);
+    let when =
+        |pick: fn(&Output) -> bool| acted.iter().filter(|(_, o)| pick(o)).map(|(at, _)| *at - t).collect::<Vec<_>>();
+    assert_eq!(when(|o| o.announce), vec![MS], "the last word once the other claim ends");
+    assert_eq!(when(|o| o.refresh), vec![11 * MS]);
     // A standby never refreshes; nor does anyone by default.
-    let out = step(&mut n, t + 11 * MS, &[peer(3, 300, NodeState::Active, t + 11 * MS)]);
+    let out = step(&mut n, t + 12 * MS, &[peer(3, 300, NodeState::Active, t + 12 * MS)]);
     assert!(out.release && !out.refresh);
-    assert!(run(&mut n, t + 12 * MS, t + 40 * MS, |at| vec![peer(3, 300, NodeState::Active, at)]).is_empty());
+    assert!(run(&mut n, t + 13 * MS, t + 40 * MS, |at| vec![peer(3, 300, NodeState::Active, at)]).is_empty());
     let mut quiet = holder(1, 100, Preempt::Always);
     assert!(run(&mut quiet, TOL + MS, TOL + 100 * MS, |_| vec![]).is_empty());
 }
