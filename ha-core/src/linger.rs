@@ -14,7 +14,10 @@ use crate::{
 /// so that clients may still reach us for a moment. Other releases (link down, no successor)
 /// have nobody to wait for.
 pub fn after_hand_over(reason: &Reason) -> bool {
-    matches!(reason, Reason::MoreWorthyHolder { .. } | Reason::SuccessorHolds { .. })
+    matches!(
+        reason,
+        Reason::MoreWorthyHolder { .. } | Reason::SuccessorHolds { .. } | Reason::ChecksFailing { successor: Some(_) }
+    )
 }
 
 /// The pending removal of addresses we no longer claim.
@@ -81,7 +84,10 @@ mod tests {
     fn only_hand_overs_linger() {
         assert!(after_hand_over(&Reason::MoreWorthyHolder { node_id: 2, priority: 200 }));
         assert!(after_hand_over(&Reason::SuccessorHolds { node_id: 2 }));
-        for reason in [Reason::LinkDown, Reason::LeaveTimeout, Reason::NoSuccessor] {
+        assert!(after_hand_over(&Reason::ChecksFailing { successor: Some(2) }), "handing over as checks fail");
+        for reason in
+            [Reason::LinkDown, Reason::LeaveTimeout, Reason::NoSuccessor, Reason::ChecksFailing { successor: None }]
+        {
             assert!(!after_hand_over(&reason), "{reason:?}");
         }
     }

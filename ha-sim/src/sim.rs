@@ -166,6 +166,8 @@ struct Client {
     misdirected_since: Option<u64>,
     /// The latest time a fault lost, delayed or reordered announcements to this client.
     path_disturbed: u64,
+    /// When the cache entry was last set (global time).
+    cached_at: u64,
 }
 
 /// A span in which invariant (c) is checked.
@@ -449,6 +451,7 @@ impl World {
                 if cl.req == req && cl.req_open_since.is_some() && cl.cache.is_none() {
                     let expires = self.now + self.rng.range(CACHE_MIN, CACHE_MAX);
                     self.clients[client as usize].cache = Some((node, expires));
+                    self.clients[client as usize].cached_at = self.now;
                     self.clients[client as usize].req_open_since = None;
                     self.note(format!("client c{client} learns n{node} (ARP reply)"));
                 }
@@ -663,7 +666,12 @@ impl World {
         let was_replayed = n.table.get(hb.node_id).is_some_and(|e| e.replayed);
         let confirmed_before =
             n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0 && e.rec.epoch == hb.seq.epoch);
-        let recorded = n.table.receive(&crate::table::policy(n.spec.node_id, epoch), &hb, local, replayed);
+        // Newer than anything recorded of a run it had confirmed: a heartbeat this node never
+        // got, delivered late, as a network could. What a recording must never do is confirm a
+        // run, bring back an unconfirmed one, or count as news once received.
+        let late_delivery = replayed && confirmed_before;
+        let recorded =
+            n.table.receive(&crate::table::policy(n.spec.node_id, epoch), &hb, local, replayed && !late_delivery);
         let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
         // A replay counts only once decisions would see it (confirmed). One the receiver never
         // got, of a run it had confirmed, is a late delivery, which any network may make: what
@@ -771,6 +779,7 @@ impl World {
         let expires = self.now + self.rng.range(CACHE_MIN, CACHE_MAX);
         let before = self.clients[c].cache.map(|(m, _)| m);
         self.clients[c].cache = Some((i as u8, expires));
+        self.clients[c].cached_at = self.now;
         self.clients[c].req_open_since = None;
         if before != Some(i as u8) {
             self.note(format!("client c{c} points at n{i} (announcement)"));
@@ -923,6 +932,15 @@ impl World {
         }
     }
 
+    /// Whether holder `h` recorded a claim of node `m` made no earlier than `at` (global): a
+    /// claim it never heard (made across a partition by a node that then left or died) only
+    /// the periodic refresh can correct, or the client's own neighbour timeout.
+    fn heard_claim(&self, h: usize, m: usize, at: u64) -> bool {
+        let holder = &self.nodes[h];
+        let since = holder.spec.clock.local(at.saturating_sub(self.sc.cluster.interval));
+        holder.table.get(self.nodes[m].spec.node_id).is_some_and(|e| e.rec.claimed_ns >= since.as_nanos())
+    }
+
     // ---- invariants checked on every step ------------------------------------------------
 
     fn check_step(&mut self) {
@@ -959,6 +977,7 @@ impl World {
                     if let Some((m, _)) = self.clients[c].cache
                         && m != h
                         && heard
+                        && (refreshed || self.heard_claim(h as usize, m as usize, self.clients[c].cached_at))
                     {
                         let detail = format!("stable for {:.3} ms, n{h} claims, client c{c} points at n{m}", ms(quiet));
                         self.violate(Invariant::ClientsPointAtHolder, detail);
