@@ -32,9 +32,10 @@ pub enum Invariant {
     /// (b) No takeover on a holder's silence (reason `HolderSilent` or `NoHolder`) while that
     /// holder's heartbeats keep arriving at the taker within the taker's current silence limit
     /// for it (`peer_liveness`). "Arriving" is counted at the taker's port: a heartbeat that
-    /// reached it while only the taker itself was not running (agent or machine paused) counts,
-    /// one lost, cut or delayed by the network does not. Only the newest sequence counts, as
-    /// the receive path would record it.
+    /// reached it while only its agent was not running counts; one lost, cut or delayed by the
+    /// network, or reaching a machine paused as a whole, does not. Only the newest sequence
+    /// counts, as the receive path would record it. A holder that cannot hear the taker (a
+    /// one-way partition) cannot echo its run and is ignored by design, as a recording is.
     NoTakeoverWhileHolderHeard,
     /// (c) A planned change (clean stop, maintenance on/off, a priority change, a restart after
     /// a clean stop) made while the network has been stable for client settle, with no other
@@ -43,15 +44,21 @@ pub enum Invariant {
     /// probe.
     MakeBeforeBreak,
     /// (d) Stable for client settle and exactly one node claiming: every client that caches a
-    /// MAC for the address caches the claimer's.
+    /// MAC for the address caches the claimer's. Precondition: the client's announcements path
+    /// was undisturbed since the holder claimed, and the holder heard the claim that re-pointed
+    /// the client (one made across a partition by a node that then left or died, only the
+    /// periodic refresh, or the client's own neighbour timeout, can repair); with `refresh`,
+    /// after one period, always.
     ClientsPointAtHolder,
     /// (e) Under steady loss of at most 30% (no other disturbance from client settle before it
     /// to settle after it, the loss lasting at least 200 intervals, and a max tolerance that
     /// covers that loss rate: `silence_limit(rate) <= max_tolerance`), transitions across the
     /// cluster stay within [`FLAP_BOUND_BASE`] + [`FLAP_BOUND_PER_MINUTE`] per minute of loss.
     NoFlapping,
-    /// (f) A replayed heartbeat is never recorded for a node whose agent is not running
-    /// (crashed, stopped, paused): it would make a dead node look alive.
+    /// (f) A replayed heartbeat never confirms a run, nor counts for a run the receiver had
+    /// not confirmed, for a node whose agent is not running (crashed, stopped, paused): it would
+    /// make a dead node look alive. A replay of one the receiver never got, newer than all it
+    /// got of a run it had confirmed, is a late delivery, as a network could make.
     ReplayNeverRevives,
     /// (f) No change of state whose reason names a peer whose record in the table is a replay.
     ReplayNeverMovesAddress,
