@@ -241,9 +241,9 @@ mod tests {
         assert_eq!(stamp_to_monotonic(100 * S, 99 * S, now_mono, floor), now_mono);
     }
 
-    #[test]
-    fn receives_a_stamped_datagram_from_loopback() {
-        let cfg = SocketRxConfig {
+    /// A receiver on loopback, any free port.
+    fn loopback() -> SocketRxConfig {
+        SocketRxConfig {
             iface: "lo".into(),
             iface_addr: Ipv4Addr::LOCALHOST,
             group: None,
@@ -252,7 +252,12 @@ mod tests {
             node_id: 1,
             epoch: 1,
             auth: AuthMode::InsecureNoAuth,
-        };
+        }
+    }
+
+    #[test]
+    fn receives_a_stamped_datagram_from_loopback() {
+        let cfg = loopback();
         let Ok(rx) = SocketRx::open(&cfg) else {
             eprintln!("skipping: cannot bind to lo here");
             return;
@@ -280,16 +285,7 @@ mod tests {
 
     #[test]
     fn datagrams_the_kernel_drops_for_a_full_buffer_are_counted() {
-        let cfg = SocketRxConfig {
-            iface: "lo".into(),
-            iface_addr: Ipv4Addr::LOCALHOST,
-            group: None,
-            port: 0,
-            cluster_id: 1,
-            node_id: 1,
-            epoch: 1,
-            auth: AuthMode::InsecureNoAuth,
-        };
+        let cfg = loopback();
         let Ok(mut rx) = SocketRx::open(&cfg) else {
             eprintln!("skipping: cannot bind to lo here");
             return;
