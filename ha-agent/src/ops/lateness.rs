@@ -14,7 +14,8 @@ pub struct Lateness {
     count: u64,
 }
 
-/// Quantiles are the upper bound of their bucket: "at most this late".
+/// Quantiles are the upper bound of their bucket ("at most this late"), capped at the maximum:
+/// every figure is in whole microseconds rounded up, so p50 <= p99 <= max always holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatenessSummary {
     pub count: u64,
@@ -51,11 +52,13 @@ impl Lateness {
     }
 
     pub fn summary(&self) -> LatenessSummary {
+        // Rounded up like the bucket bounds: the maximum is the largest quantile, never below one.
+        let max_us = self.max_ns.div_ceil(1_000);
         LatenessSummary {
             count: self.count,
-            p50_us: self.quantile_us(0.5).min(self.max_ns / 1_000 + 1),
-            p99_us: self.quantile_us(0.99).min(self.max_ns / 1_000 + 1),
-            max_us: self.max_ns / 1_000,
+            p50_us: self.quantile_us(0.5).min(max_us),
+            p99_us: self.quantile_us(0.99).min(max_us),
+            max_us,
             buckets: self.buckets,
             sum_ns: self.sum_ns,
         }
@@ -79,5 +82,31 @@ mod tests {
         assert!(s.p50_us >= 30 && s.p50_us <= 64, "{s:?}");
         assert!(s.p99_us >= 900 && s.p99_us <= 1024, "{s:?}");
         assert_eq!(s.max_us, 5_000);
+    }
+
+    #[test]
+    fn a_maximum_just_past_a_whole_microsecond_bounds_the_quantiles() {
+        // Seen in the field: "p99 1257 us, max 1256 us".
+        let mut l = Lateness::default();
+        l.record(1_256_400);
+        let s = l.summary();
+        assert!(s.p99_us <= s.max_us && s.max_us >= 1_256, "{s:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quantiles_never_exceed_the_maximum_nor_each_other(
+            samples in proptest::collection::vec(0u64..10_000_000_000, 1..200)
+        ) {
+            let mut l = Lateness::default();
+            for ns in &samples {
+                l.record(*ns);
+            }
+            let s = l.summary();
+            let max_ns = *samples.iter().max().unwrap_or(&0);
+            proptest::prop_assert!(s.p50_us <= s.p99_us && s.p99_us <= s.max_us, "{s:?}");
+            // The maximum is the true one, rounded up to a whole microsecond.
+            proptest::prop_assert!(s.max_us * 1_000 >= max_ns && s.max_us * 1_000 < max_ns + 1_000, "{s:?}");
+        }
     }
 }
