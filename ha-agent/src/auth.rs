@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use ha_common::maps::{AuthKey, KEY_SLOTS};
 
 pub(crate) mod key_alarm;
+pub mod keygen;
 pub mod keys;
 
 use crate::{config::AuthConfig, rx::Receiver, tx::sender::Sender};
