@@ -33,6 +33,7 @@ use crate::{
         metrics::Metrics,
         metrics_http::MetricsServer,
         status,
+        systemd::Notifier,
     },
     rx::Receiver,
     tx::{
@@ -142,7 +143,8 @@ impl Io {
                 let event = Event::new(failover.node().config().node_id, &t);
                 self.hub.update_status(|s| {
                     s.since_unix_ms = event.unix_ms;
-                    s.reason = t.reason.to_string();
+                    s.reason = event.reason.clone();
+                    s.detail = event.detail.clone();
                 });
                 self.hub.publish_event(&event.to_json());
                 self.hooks.fire(&event, failover.node().priority());
@@ -322,16 +324,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
     log::info!(
-        "node {} priority {} on {} ({}); interval {:?}, tolerance {:?}, preempt {:?}, hold-down {:?}, GARP refresh {:?}",
+        "node {} priority {} on {} ({}); {}",
         id(cfg.node.node_id),
         cfg.node.priority,
         cfg.iface,
         rx.describe(),
-        cfg.interval,
-        cfg.node.tolerance,
-        cfg.preempt(),
-        cfg.node.hold_down,
-        cfg.node.refresh,
+        cfg.timings(),
     );
     let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
     hub.update_status(|s| {
@@ -341,10 +339,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         s.vips = cfg.vips.iter().map(ToString::to_string).collect();
         s.state = NodeState::Standby.name().to_string();
         s.since_unix_ms = realtime_us() / 1_000;
-        s.reason = "started; listening for a holder".into();
+        s.reason = "started".into();
+        s.detail = "started; listening for a holder".into();
         s.interval_ms = cfg.interval.as_secs_f64() * 1e3;
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
-        s.preempt = format!("{:?}", cfg.preempt()).to_lowercase();
+        s.preempt = crate::config::values::spell_preempt(cfg.preempt());
         s.rx_path = rx.path_name().to_string();
     });
     let mut io = Io {
@@ -411,6 +410,8 @@ fn event_loop(
     let clock = || Instant::from_nanos(monotonic_ns());
     let cfg = FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick);
     let mut failover = Failover::new(cfg, clock());
+    // Ready for systemd once the first tolerance is over: the core's first decision is made.
+    let mut systemd = Notifier::from_env(monotonic_ns(), io.cfg.node.tolerance);
     if maintenance_file.is_on() {
         log::warn!(
             "in maintenance (since before this start): this node will not take the address; `ha-agent maintenance off` ends it"
@@ -435,6 +436,7 @@ fn event_loop(
         if stop.load(Ordering::Relaxed) && !leaving {
             log::info!("stopping: handing the address over before leaving");
             leaving = true;
+            systemd.stopping();
             failover.handle_command(now, CoreCommand::Leave);
         }
         failover.handle_link(now, io.link.is_up());
@@ -463,7 +465,9 @@ fn event_loop(
         if failover.is_done() {
             return Ok(());
         }
-        sleep_until_ns(failover.poll_timeout().as_nanos());
+        systemd.poll(now.as_nanos());
+        let wake = failover.poll_timeout().as_nanos();
+        sleep_until_ns(systemd.next_due().map_or(wake, |due| due.min(wake)));
     }
 }
 

@@ -200,9 +200,9 @@ impl RunConfig {
             (left, self.preempt(), self.checks.commands.is_empty())
         {
             warnings.push(format!(
-                "a failing check leaves priority {left}: with --preempt {:?} the holder keeps the address while \
+                "a failing check leaves priority {left}: with --preempt {} the holder keeps the address while \
                  failing (only priority 0 is handed over at once); leave --check-weight out to hand over",
-                self.preempt()
+                values::spell_preempt(self.preempt())
             ));
         }
         warnings
@@ -218,6 +218,19 @@ impl RunConfig {
 
     pub fn preempt(&self) -> Preempt {
         self.node.preempt
+    }
+
+    /// The timing settings as the command line spells them, for the start line.
+    pub fn timings(&self) -> String {
+        format!(
+            "interval {}, tolerance {}, max-tolerance {}, preempt {}, hold-down {}, garp-refresh {}",
+            values::spell_duration(self.interval),
+            values::spell_duration(self.node.tolerance),
+            values::spell_duration(self.node.max_tolerance),
+            values::spell_preempt(self.preempt()),
+            values::spell_period(Some(self.node.hold_down)),
+            values::spell_period(self.node.refresh),
+        )
     }
 }
 
@@ -269,8 +282,20 @@ mod tests {
         let cfg = RunConfig::new(&args(&["--check", "true", "--check-weight", "30", "--preempt", "never"]), &OWN)
             .expect("valid");
         assert!(cfg.warnings().iter().any(|w| w.contains("leaves priority 70")), "{:?}", cfg.warnings());
+        assert!(cfg.warnings().iter().any(|w| w.contains("with --preempt never the")), "{:?}", cfg.warnings());
         let cfg = RunConfig::new(&args(&["--check", "true", "--preempt", "never"]), &OWN).expect("valid");
         assert!(cfg.warnings().is_empty(), "the default weight hands over: {:?}", cfg.warnings());
+    }
+
+    #[test]
+    fn timings_are_spelt_as_the_command_line_takes_them() {
+        let cfg = RunConfig::new(&args(&["--preempt", "delay=5s", "--hold-down", "0s"]), &OWN).expect("valid");
+        assert_eq!(
+            cfg.timings(),
+            "interval 100ms, tolerance 350ms, max-tolerance 700ms, preempt delay=5s, hold-down off, garp-refresh off"
+        );
+        let cfg = RunConfig::new(&args(&["--garp-refresh", "30s"]), &OWN).expect("valid");
+        assert!(cfg.timings().ends_with("preempt always, hold-down 1s50ms, garp-refresh 30s"), "{}", cfg.timings());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ha_agent::{
         file::FileConfig,
     },
     netlink::iface,
-    ops::{control, logging, status},
+    ops::{control, event_stream, logging, status},
     privilege,
     rx::{peers::PeerMaps, settings::default_pin_dir},
 };
@@ -39,7 +39,8 @@ fn main() -> ExitCode {
         Command::Peers(args) => peers(&args),
         Command::Status { at, json } => show_status(&at, json),
         Command::Maintenance { mode, at } => maintenance(&at, &mode),
-        Command::Events(at) => events(&at),
+        Command::Events { at, follow } => events(&at, follow),
+        Command::Keygen { out } => keygen(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,11 +144,20 @@ fn maintenance(args: &PinArgs, mode: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn events(args: &PinArgs) -> anyhow::Result<()> {
+fn events(args: &PinArgs, follow: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout();
-    control::follow(&control::socket_path(&pin_dir(args)?), |line| {
-        writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_ok()
-    })?;
+    event_stream::stream(
+        &control::socket_path(&pin_dir(args)?),
+        follow,
+        |line| writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_ok(),
+        |note| eprintln!("ha-agent: {note}"),
+    )?;
+    Ok(())
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    ha_agent::auth::keygen::write_new(out)?;
+    println!("wrote a new key to {} (mode 0600): copy it to every node of the cluster", out.display());
     Ok(())
 }

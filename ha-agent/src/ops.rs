@@ -2,6 +2,7 @@
 //! checks, maintenance mode and logs.
 pub(crate) mod checks;
 pub mod control;
+pub mod event_stream;
 pub(crate) mod events;
 pub(crate) mod hooks;
 pub(crate) mod lateness;
@@ -11,3 +12,4 @@ pub(crate) mod metrics;
 pub(crate) mod metrics_http;
 mod shell;
 pub mod status;
+pub(crate) mod systemd;

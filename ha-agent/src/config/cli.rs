@@ -62,8 +62,22 @@ pub enum Command {
         #[command(flatten)]
         at: PinArgs,
     },
-    /// Follow a running agent's transitions, one JSON line each.
-    Events(PinArgs),
+    /// Write a new heartbeat key file (`1 <32 hex digits>`, mode 0600) for every node to share;
+    /// never replaces an existing file.
+    Keygen {
+        /// Where to write it.
+        #[arg(long, value_name = "PATH", default_value = crate::auth::keygen::DEFAULT_PATH)]
+        out: PathBuf,
+    },
+    /// Follow a running agent's transitions, one JSON line each; says so and fails when the
+    /// agent goes away.
+    Events {
+        #[command(flatten)]
+        at: PinArgs,
+        /// Wait for the agent when it is not running (restart, crash) and go on with its events.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 /// Every option of `ha-agent run`, declared once: the config file takes each as a key named as

@@ -99,6 +99,25 @@ pub fn parse_preempt(s: &str) -> Result<Preempt, String> {
     }
 }
 
+/// A preempt setting as the command line spells it (the inverse of [`parse_preempt`]).
+pub fn spell_preempt(p: Preempt) -> String {
+    match p {
+        Preempt::Always => "always".into(),
+        Preempt::Never => "never".into(),
+        Preempt::Delay(d) => format!("delay={}", spell_duration(d)),
+    }
+}
+
+/// A duration as the command line takes it: "300ms", "1s500ms" (no spaces: one argument).
+pub fn spell_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// An optional period as its flag takes it: none or zero is "off".
+pub fn spell_period(d: Option<Duration>) -> String {
+    d.filter(|d| !d.is_zero()).map_or_else(|| "off".into(), spell_duration)
+}
+
 /// Heartbeats go to a multicast group: any other address would send them to one host or none.
 pub fn parse_group(s: &str) -> Result<Ipv4Addr, String> {
     let addr = parse_ipv4(s)?;
@@ -149,6 +168,21 @@ mod tests {
         assert_eq!(parse_node_id("192.0.2.1"), Ok(0xc000_0201));
         assert_eq!(parse_node_id("7"), Ok(7));
         assert!(parse_node_id("x").is_err());
+    }
+
+    #[test]
+    fn settings_are_spelt_as_the_command_line_takes_them() {
+        for p in [Preempt::Always, Preempt::Never, Preempt::Delay(Duration::from_millis(5_250))] {
+            assert_eq!(parse_preempt(&spell_preempt(p)), Ok(p), "{}", spell_preempt(p));
+        }
+        assert_eq!(spell_preempt(Preempt::Delay(Duration::from_secs(5))), "delay=5s");
+        assert_eq!(spell_duration(ms(300)), "300ms");
+        assert_eq!(spell_period(None), "off");
+        assert_eq!(spell_period(Some(Duration::ZERO)), "off");
+        assert_eq!(spell_period(Some(Duration::from_secs(30))), "30s");
+        for d in [Duration::from_micros(500), Duration::from_millis(1_500), Duration::from_secs(3_661)] {
+            assert_eq!(parse_duration(&spell_duration(d)), Ok(d), "{}", spell_duration(d));
+        }
     }
 
     #[test]

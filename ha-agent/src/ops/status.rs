@@ -53,7 +53,10 @@ pub struct Status {
     pub state: String,
     /// Wall-clock milliseconds since the epoch of the last transition (or the start).
     pub since_unix_ms: u64,
+    /// Why it is in this state: the stable label `events` and hooks carry (e.g. `holder_silent`).
     pub reason: String,
+    /// The same reason in words, with its measured timings (as `events` carries it).
+    pub detail: String,
     /// Worthiness announced now.
     pub priority: u32,
     /// What makes up the priority: the configured base, then each adjustment.
@@ -166,6 +169,11 @@ fn peer_lines(out: &mut String, peers: &[PeerStatus]) {
     }
 }
 
+/// Milliseconds as the command line spells a duration ("100ms").
+fn spell_ms(ms: f64) -> String {
+    crate::config::values::spell_duration(std::time::Duration::from_nanos((ms * 1e6).round() as u64))
+}
+
 fn drop_line(recorded: u64, drops: &BTreeMap<String, u64>) -> String {
     let nonzero: Vec<String> = drops.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
     let dropped = if nonzero.is_empty() { "none".to_string() } else { nonzero.join(" ") };
@@ -197,16 +205,16 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     let modes = if modes.is_empty() { String::new() } else { format!(" [{}]", modes.join(", ")) };
     let _ = writeln!(
         out,
-        "node {} on {} (cluster {}): {}{} for {:.1} s: {}",
-        s.node_id, s.iface, s.cluster, s.state, modes, since_s, s.reason
+        "node {} on {} (cluster {}): {}{} for {:.1} s: {} [{}]",
+        s.node_id, s.iface, s.cluster, s.state, modes, since_s, s.detail, s.reason
     );
     let parts: Vec<String> = s.priority_parts.iter().map(|(name, v)| format!("{name} {v:+}")).collect();
     let _ = writeln!(out, "priority {} ({}); shared {}", s.priority, parts.join(", "), s.vips.join(" "));
     let _ = writeln!(
         out,
-        "interval {} ms, tolerance {} ms, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
-        s.interval_ms,
-        s.tolerance_ms,
+        "interval {}, tolerance {}, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
+        spell_ms(s.interval_ms),
+        spell_ms(s.tolerance_ms),
         s.preempt,
         s.heartbeats_sent,
         s.send_lateness.p50_us,
@@ -257,7 +265,11 @@ mod tests {
         let s = Status {
             node_id: "192.0.2.1".into(),
             state: "ACTIVE".into(),
-            reason: "nobody holds the address".into(),
+            reason: "no_holder".into(),
+            detail: "nobody holds the address".into(),
+            interval_ms: 100.0,
+            tolerance_ms: 350.0,
+            preempt: "delay=5s".into(),
             priority: 90,
             priority_parts: vec![("base".into(), 100), ("check web".into(), -10)],
             since_unix_ms: 1_000,
@@ -267,7 +279,8 @@ mod tests {
         };
         let text = render(&s, 3_500);
         assert!(text.contains("check `web`: failing (exit 1: down)"), "{text}");
-        assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address"), "{text}");
+        assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address [no_holder]"), "{text}");
+        assert!(text.contains("interval 100ms, tolerance 350ms, preempt delay=5s;"), "{text}");
         assert!(text.contains("priority 90 (base +100, check web -10)"), "{text}");
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Status>(&json).expect("parse"), s);

@@ -231,13 +231,15 @@ fn a_failing_check_hands_the_address_over_make_before_break_and_recovery_takes_i
         assert_eq!(s1["priority"], 0);
         // Its own fault is its reason (issue 12, item 11), and its state says it cannot serve.
         assert_eq!(s1["state"], "FAULT", "{s1}");
-        assert!(s1["reason"].as_str().is_some_and(|r| r.starts_with("health checks fail")), "{s1}");
+        assert_eq!(s1["reason"], "checks_failing", "{s1}");
+        assert!(s1["detail"].as_str().is_some_and(|r| r.starts_with("health checks fail")), "{s1}");
         assert_eq!(s1["checks"][0]["state"], "failing");
         assert!(s1["checks"][0]["detail"].as_str().is_some_and(|d| d.starts_with("exit 1")), "{s1}");
         assert!(s1["priority_parts"][1][0].as_str().is_some_and(|p| p.contains("failing")), "{s1}");
         assert_eq!(s1["priority_parts"][1][1], -200);
         let s2 = status_json(&lab, 2);
-        assert!(s2["reason"].as_str().is_some_and(|r| r.contains("unhealthy")), "{s2}");
+        assert_eq!(s2["reason"], "holder_unhealthy", "{s2}");
+        assert!(s2["detail"].as_str().is_some_and(|r| r.contains("unhealthy")), "{s2}");
 
         std::fs::write(dir.path().join("192.0.2.1"), b"").expect("node 1 recovers");
         agents.wait_sole_holder(1, WAIT).expect("preempt=always: the recovered node takes the address back");
