@@ -269,3 +269,94 @@ fn with_preempt_never_an_unhealthy_holder_still_hands_over_and_the_address_stays
         );
     });
 }
+
+/// The series names a scrape offers: every sample's name, and for families without samples yet
+/// the names their type gives them (a counter `x` is sampled as `x_total`, a histogram as
+/// `x_bucket`, `x_sum`, `x_count`).
+fn exported_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(typed) = line.strip_prefix("# TYPE ") {
+            let mut words = typed.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "summary" => &["", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && line.starts_with("ha_") {
+            names.insert(line.split(['{', ' ']).next().unwrap_or_default().to_string());
+        }
+    }
+    names
+}
+
+/// The `ha_*` metric names a PromQL expression reads.
+fn queried_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("ha_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_query_of_the_grafana_dashboard_reads_metrics_the_agent_exports() {
+    let _cpu = shared_cpu();
+    bounded(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/grafana-dashboard.json");
+        let text = std::fs::read_to_string(&path).expect("dist/grafana-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+        let mut queries: Vec<(String, String)> = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            let title = panel["title"].as_str().unwrap_or_default().to_string();
+            if panel["type"] == "row" {
+                continue;
+            }
+            let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
+            for target in targets.unwrap_or_else(|| panic!("panel {title:?} has no query")) {
+                let expr = target["expr"].as_str().unwrap_or_else(|| panic!("panel {title:?}: a target without expr"));
+                assert!(!queried_names(expr).is_empty(), "panel {title:?} reads no ha_ metric: {expr}");
+                queries.push((title.clone(), expr.to_string()));
+            }
+        }
+        for var in dashboard["templating"]["list"].as_array().expect("templating") {
+            if let Some(query) = var["query"]["query"].as_str() {
+                queries.push((format!("variable {}", var["name"]), query.to_string()));
+            }
+        }
+        for annotation in dashboard["annotations"]["list"].as_array().expect("annotations") {
+            if let Some(expr) = annotation["expr"].as_str() {
+                queries.push((format!("annotation {}", annotation["name"]), expr.to_string()));
+            }
+        }
+
+        // A running pair with a hook and a check, after a takeover: every family has series.
+        let lab = lab(2);
+        let mut settings = AgentSettings::new(&[200, 100]);
+        settings.extra_args = vec![
+            "--metrics".into(),
+            format!("127.0.0.1:{METRICS_PORT}"),
+            "--notify".into(),
+            "true".into(),
+            "--check".into(),
+            "true".into(),
+        ];
+        let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
+        wait_until("the hook ran", WAIT, || scrape(&lab, 1).contains("ha_hook_runs_total{"));
+        let exported = exported_names(&scrape(&lab, 1));
+
+        let unknown: Vec<String> = queries
+            .iter()
+            .flat_map(|(title, expr)| {
+                queried_names(expr).into_iter().filter(|n| !exported.contains(n)).map(move |n| format!("{title}: {n}"))
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard reads metrics the agent does not export: {unknown:?}\nexported: {exported:?}"
+        );
+    });
+}
