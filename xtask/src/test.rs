@@ -120,6 +120,22 @@ mod tests {
     }
 
     #[test]
+    fn readme_and_ci_install_the_toolchain_with_the_same_command() -> anyhow::Result<()> {
+        let root = crate::cmd::workspace_root()?;
+        let readme = std::fs::read_to_string(root.join("README.md"))?;
+        let ci = std::fs::read_to_string(root.join(".ci/run"))?;
+        let first = readme
+            .lines()
+            .skip_while(|l| *l != "## The two commands")
+            .find(|l| l.starts_with("rustup ") || l.starts_with("cargo "))
+            .unwrap_or_default();
+        let command = first.split('#').next().unwrap_or_default().trim();
+        assert_eq!(command, "rustup toolchain install", "README's first command: {first}");
+        assert!(ci.lines().any(|l| l.trim() == command), ".ci/run does not run `{command}`");
+        Ok(())
+    }
+
+    #[test]
     fn package_selection() {
         assert!(!selects_packages(&v(&[])));
         assert!(!selects_packages(&v(&["failover", "--", "-p"])));
