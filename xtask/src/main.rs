@@ -4,6 +4,7 @@ mod chaos;
 mod cmd;
 mod demo;
 mod ebpf;
+mod package;
 mod scenario;
 mod setup;
 mod simulate;
@@ -41,6 +42,8 @@ enum Command {
     /// Random faults against a three-node lab, checked from the client's side; writes
     /// docs/chaos.md and fails on any violation.
     Chaos(chaos::ChaosArgs),
+    /// Build the Debian package (target/package/ha-agent_<version>_<arch>.deb) and check it.
+    Package(package::PackageArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Package(args) => package::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -226,6 +226,25 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// (command, Debian package) that `cargo xtask package` needs beyond the build: the library
+/// dependencies of the binary (dpkg-shlibdeps) and Debian's package checker.
+const PACKAGING_TOOLS: &[(&str, &str)] = &[("dpkg-shlibdeps", "dpkg-dev"), ("lintian", "lintian")];
+
+/// Installs what packaging needs, when it is missing; only packaging asks for it.
+pub fn packaging_tools() -> Result<()> {
+    let missing: Vec<&str> =
+        PACKAGING_TOOLS.iter().filter(|(tool, _)| find_tool(tool).is_none()).map(|(_, pkg)| *pkg).collect();
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    for (tool, pkg) in PACKAGING_TOOLS {
+        if find_tool(tool).is_none() {
+            bail!("installed {pkg} but `{tool}` is still not found in PATH or /usr/sbin");
+        }
+    }
+    Ok(())
+}
+
 fn step(msg: &str) {
     println!("setup: {msg}");
 }

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::{
     cmd::{self, Cmd},
-    ebpf,
+    ebpf, package,
 };
 
 #[derive(Debug, Args)]
@@ -18,6 +18,10 @@ pub struct TestArgs {
     /// arguments choose packages.
     #[arg(long, default_value_t = 3000)]
     pub sim_seeds: u64,
+    /// Skip building and checking the Debian package (run after the tests when no cargo
+    /// arguments are given).
+    #[arg(long)]
+    pub skip_package: bool,
     /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p ha-agent failover -- --nocapture`).
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -69,6 +73,20 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         let sim_code = crate::simulate::run(sim)?;
         if code == 0 && sim_code != ExitCode::SUCCESS {
             code = 1;
+        }
+    }
+
+    // The package: a release build of its own (a few minutes), so only in the whole suite.
+    if args.cargo_args.is_empty() && !args.skip_package {
+        let started = Instant::now();
+        let packaged = package::build(args.skip_setup).and_then(|deb| package::check(&deb));
+        let took = started.elapsed().as_secs_f64();
+        match packaged {
+            Ok(()) => println!("test: package built and checked in {took:.0}s"),
+            Err(e) => {
+                eprintln!("test: package FAILED after {took:.0}s: {e:#}");
+                code = if code == 0 { 1 } else { code };
+            }
         }
     }
     println!(
