@@ -58,3 +58,35 @@ fn ready_after_one_tolerance_and_watchdog_at_half_its_period() {
         assert_eq!(last, "STOPPING=1");
     });
 }
+
+#[test]
+fn with_stderr_as_the_journal_lines_carry_a_priority_and_no_timestamp() {
+    let _cpu = shared_cpu();
+    bounded(|| {
+        let lab = lab(1);
+        let mut settings = AgentSettings::new(&[100]);
+        // What systemd does for a service whose stderr is the journal: JOURNAL_STREAM names the
+        // stream's device and inode (here the file the lab collects output in).
+        settings.node(1).prefix = vec![
+            "sh".into(),
+            "-c".into(),
+            r#"JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" "$@""#.into(),
+        ];
+        let agents = AgentSet::start(&lab, AGENT, settings).expect("agent");
+        agents.wait_sole_holder(1, WAIT).expect("a lone node holds");
+        let start = Instant::now();
+        while !agents.output(1).contains("-> ACTIVE") {
+            assert!(start.elapsed() < WAIT, "no transition line:\n{}", agents.output(1));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = agents.output(1);
+        assert!(out.lines().any(|l| l.starts_with("<6>STANDBY -> ACTIVE: ")), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("<4>--insecure-no-auth") || l.starts_with("<6>node ")), "{out}");
+        for line in out.lines() {
+            assert!(
+                line.len() > 3 && line.starts_with('<') && line.as_bytes()[2] == b'>' && !line.contains(" INFO "),
+                "a line without its priority, or with a timestamp of its own: {line:?}\n{out}"
+            );
+        }
+    });
+}
