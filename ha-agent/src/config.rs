@@ -22,11 +22,13 @@ use ha_core::{NodeConfig, Preempt};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error(
-        "--tolerance {tolerance:?} must exceed --interval {interval:?} (it covers {ratio:.1} intervals; 3 to 5 is usual)"
+        "--tolerance {} must exceed --interval {} (it covers {ratio:.1} intervals; 3 to 5 is usual)",
+        values::spell_duration(*tolerance), values::spell_duration(*interval)
     )]
     ToleranceTooShort { tolerance: Duration, interval: Duration, ratio: f64 },
     #[error(
-        "--max-tolerance {max:?} is below --tolerance {tolerance:?}: give at least the tolerance (equal: it never grows)"
+        "--max-tolerance {} is below --tolerance {}: give at least the tolerance (equal: it never grows)",
+        values::spell_duration(*max), values::spell_duration(*tolerance)
     )]
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
     #[error("--vip {0} is this node's own address on the interface (its primary): choose an address no host has")]
@@ -35,7 +37,10 @@ pub enum ConfigError {
     DuplicateVip(SharedAddr),
     #[error("interface {0} has no IPv4 address: give it one, or pass --node-id and --peer")]
     NoIpv4(String),
-    #[error("--garp-refresh {refresh:?} is shorter than --interval {interval:?}: announce less often than heartbeats")]
+    #[error(
+        "--garp-refresh {} is shorter than --interval {}: announce less often than heartbeats",
+        values::spell_duration(*refresh), values::spell_duration(*interval)
+    )]
     GarpRefreshTooShort { refresh: Duration, interval: Duration },
     #[error("no interface: give --iface NAME (or iface in the config file)")]
     NoIface,
@@ -186,8 +191,8 @@ impl RunConfig {
             self.node.priority,
             self.iface,
             vips.join(" "),
-            humantime::format_duration(self.interval),
-            humantime::format_duration(self.node.tolerance),
+            values::spell_duration(self.interval),
+            values::spell_duration(self.node.tolerance),
             self.cluster_id,
         )
     }

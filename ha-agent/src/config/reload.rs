@@ -1,28 +1,10 @@
 //! What a reload (SIGHUP, `systemctl reload`) may change in a running agent: the settings the
 //! agent can apply while it keeps the address, and the ones that need a restart, named one per
 //! line so an operator never wonders whether an edit took.
-use std::time::Duration;
-
-use ha_core::Preempt;
-
-use super::RunConfig;
-
-/// A preempt setting as `--preempt` spells it.
-fn preempt_flag(p: Preempt) -> String {
-    match p {
-        Preempt::Always => "always".into(),
-        Preempt::Never => "never".into(),
-        Preempt::Delay(d) => format!("delay={}", humantime::format_duration(d)),
-    }
-}
-
-/// A duration as the flags spell it; zero or none as `off`.
-fn span(d: Option<Duration>) -> String {
-    match d {
-        Some(d) if !d.is_zero() => humantime::format_duration(d).to_string(),
-        _ => "off".into(),
-    }
-}
+use super::{
+    RunConfig,
+    values::{spell_period as span, spell_preempt as preempt_flag},
+};
 
 /// The differences between the running configuration and the one read again.
 #[derive(Debug, Default, PartialEq, Eq)]

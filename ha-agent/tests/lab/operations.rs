@@ -332,7 +332,8 @@ fn every_query_of_the_grafana_dashboard_reads_metrics_the_agent_exports() {
             }
         }
 
-        // A running pair with a hook and a check, after a takeover: every family has series.
+        // A running pair with a hook and a check, after a takeover: every family has series;
+        // node 2 receives on the socket, which has series of its own.
         let lab = lab(2);
         let mut settings = AgentSettings::new(&[200, 100]);
         settings.extra_args = vec![
@@ -343,10 +344,12 @@ fn every_query_of_the_grafana_dashboard_reads_metrics_the_agent_exports() {
             "--check".into(),
             "true".into(),
         ];
+        settings.node(2).args = vec!["--rx".into(), "socket".into()];
         let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
         agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
         wait_until("the hook ran", WAIT, || scrape(&lab, 1).contains("ha_hook_runs_total{"));
-        let exported = exported_names(&scrape(&lab, 1));
+        let mut exported = exported_names(&scrape(&lab, 1));
+        exported.extend(exported_names(&scrape(&lab, 2)));
 
         let unknown: Vec<String> = queries
             .iter()
