@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use ha_common::wire::NodeState;
 use ha_core::{
     Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, Failover, FailoverConfig, Instant, Peer,
+    Reannounce,
 };
 
 use crate::{
@@ -90,8 +91,9 @@ impl Io {
             Action::RemoveAddresses => self.remove_addresses(),
             Action::Announce(cause) => {
                 match cause {
-                    AnnounceCause::Reclaim => log::info!(
-                        "another node claims the shared address, a peer we could not hear is back, or the node we took it from let go; announcing ours again"
+                    AnnounceCause::Reclaim(why) => log::info!(
+                        event = "announce", reason = why.label();
+                        "announcing the shared address again: {}", reannounce_words(why)
                     ),
                     AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs),
                     AnnounceCause::Repeat => {}
@@ -468,6 +470,18 @@ fn event_loop(
         systemd.poll(now.as_nanos());
         let wake = failover.poll_timeout().as_nanos();
         sleep_until_ns(systemd.next_due().map_or(wake, |due| due.min(wake)));
+    }
+}
+
+/// One precise cause of a re-announcement, in words.
+fn reannounce_words(why: Reannounce) -> &'static str {
+    match why {
+        Reannounce::PeerReturned => "a peer we could not hear is back (it may have claimed the address meanwhile)",
+        Reannounce::MissedClaim => "a peer claimed the address and gave it back between two looks",
+        Reannounce::OtherClaims => "another node claims the address too",
+        Reannounce::OtherClaimEnded => "another node's claim ended (its announcements may have come after ours)",
+        Reannounce::OldHolderLetGo => "the node we took the address from let go (the last word of the hand-over)",
+        Reannounce::LinkBack => "our link is back within the tolerance",
     }
 }
 

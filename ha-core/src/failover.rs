@@ -31,7 +31,7 @@ use ha_common::wire::{Echo, FLAG_CONFIRMING, NodeState};
 
 use crate::{
     linger::{Linger, after_hand_over},
-    node::{Node, NodeConfig, Output, Peer, Transition},
+    node::{Node, NodeConfig, Output, Peer, Reannounce, Transition},
     time::{Duration, Instant},
 };
 
@@ -74,9 +74,8 @@ pub enum Command {
 pub enum AnnounceCause {
     /// A scheduled repeat of the previous announcement.
     Repeat,
-    /// Another node claims the address, a peer we could not hear is back, or the node we took
-    /// the address from let go: clients may point elsewhere.
-    Reclaim,
+    /// Clients may point elsewhere; why, precisely.
+    Reclaim(Reannounce),
     /// The periodic refresh (`refresh`).
     Refresh,
 }
@@ -373,7 +372,8 @@ impl Failover {
             }
         }
         if out.announce {
-            self.actions.push_back(Action::Announce(AnnounceCause::Reclaim));
+            let why = self.node.reannounce().unwrap_or(Reannounce::PeerReturned);
+            self.actions.push_back(Action::Announce(AnnounceCause::Reclaim(why)));
             self.schedule_repeats(now);
         }
         if out.refresh {

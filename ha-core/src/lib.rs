@@ -15,5 +15,5 @@ pub mod node;
 pub mod time;
 
 pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig};
-pub use node::{Beats, NodeConfig, Peer, Preempt, Reason, Role, Transition};
+pub use node::{Beats, NodeConfig, Peer, Preempt, Reannounce, Reason, Role, Transition};
 pub use time::{Duration, Instant};

@@ -231,6 +231,37 @@ pub fn id(node_id: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(node_id)
 }
 
+/// Why a holder announces the address again without a change of state: one precise cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reannounce {
+    /// A peer it could not hear is back: while apart, it may have claimed and re-pointed clients.
+    PeerReturned,
+    /// A peer claimed the address and gave it back between two looks (a claim never seen).
+    MissedClaim,
+    /// Another node claims the address too (an overlap or a healed split brain).
+    OtherClaims,
+    /// Another node's claim ended: its announcements may have come after ours.
+    OtherClaimEnded,
+    /// The holder it took the address from stopped claiming (the last word of a hand-over).
+    OldHolderLetGo,
+    /// Its link came back within the tolerance.
+    LinkBack,
+}
+
+impl Reannounce {
+    /// A short stable name for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reannounce::PeerReturned => "peer_returned",
+            Reannounce::MissedClaim => "missed_claim",
+            Reannounce::OtherClaims => "other_claims",
+            Reannounce::OtherClaimEnded => "other_claim_ended",
+            Reannounce::OldHolderLetGo => "old_holder_let_go",
+            Reannounce::LinkBack => "link_back",
+        }
+    }
+}
+
 /// The state a node reports (status, events, hooks, metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -312,6 +343,8 @@ pub struct Node {
     liveness: Liveness,
     /// The role last reported.
     role: Role,
+    /// Why the last step announced again, if it did.
+    reannounce: Option<Reannounce>,
 }
 
 impl Node {
@@ -335,6 +368,7 @@ impl Node {
             took_from: None,
             liveness: Liveness::new(LivenessConfig { tolerance: cfg.tolerance, max_tolerance: cfg.max_tolerance }),
             role: Role::Standby,
+            reannounce: None,
         }
     }
 
@@ -365,6 +399,16 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// Why the last step asked to announce again (`Output::announce`), if it did.
+    pub fn reannounce(&self) -> Option<Reannounce> {
+        self.reannounce
+    }
+
+    fn announce(&mut self, why: Reannounce, out: &mut Output) {
+        out.announce = true;
+        self.reannounce = Some(why);
     }
 
     /// When a holder cut off from its link lets go, unless the link comes back first.
@@ -481,12 +525,14 @@ impl Node {
     pub fn step(&mut self, inputs: Inputs<'_>) -> Output {
         let previous_look = self.last_step;
         let mut out = Output { resumed_after: self.note_gap(inputs.now), ..Output::default() };
+        self.reannounce = None;
         self.liveness.observe(inputs.peers);
         let returned = self.note_returns(inputs.now, inputs.peers);
         let missed_claim = previous_look.is_some_and(|at| missed_claim(inputs.peers, at));
         self.decide(inputs, &mut out);
-        if (returned || missed_claim) && self.state == NodeState::Active && !out.take {
-            out.announce = true;
+        if (returned || missed_claim) && self.state == NodeState::Active && !out.take && !out.announce {
+            let why = if missed_claim { Reannounce::MissedClaim } else { Reannounce::PeerReturned };
+            self.announce(why, &mut out);
         }
         self.report_fault(&mut out);
         self.schedule_refresh(inputs.now, &mut out);
@@ -563,7 +609,7 @@ impl Node {
                 self.link_down_since = Some(now);
             } else if inputs.link_up && self.link_down_since.take().is_some() {
                 // Back within the tolerance: nobody acted on our silence; clients learn again.
-                out.announce = true;
+                self.announce(Reannounce::LinkBack, out);
             } else if inputs.link_up {
                 // Back on the wire: learn who holds the address before deciding anything.
                 self.listening_until = now + self.cfg.tolerance;
@@ -625,7 +671,7 @@ impl Node {
                 // A less worthy node claims the address too (it preempted wrongly, or a partition
                 // healed): it will yield; re-point the clients at us meanwhile.
                 if !self.other_holder_seen {
-                    out.announce = true;
+                    self.announce(Reannounce::OtherClaims, out);
                     if self.took_from != Some(other.node_id) {
                         // Hooks and events learn that this node won: it did not change state.
                         let reason = Reason::SplitBrainWon { node_id: other.node_id, priority: other.priority };
@@ -637,7 +683,9 @@ impl Node {
             None => {
                 // The other holder stopped claiming (it yielded or died): its announcements may
                 // have re-pointed clients after ours, so we have the last word.
-                out.announce |= std::mem::take(&mut self.other_holder_seen);
+                if std::mem::take(&mut self.other_holder_seen) {
+                    self.announce(Reannounce::OtherClaimEnded, out);
+                }
             }
         }
         self.announce_once_old_holder_lets_go(now, peers, out);
@@ -652,7 +700,7 @@ impl Node {
         let still_claims = peers.iter().any(|p| p.node_id == old && p.holds() && self.is_live(p, now));
         if !still_claims {
             self.took_from = None;
-            out.announce = true;
+            self.announce(Reannounce::OldHolderLetGo, out);
         }
     }
 
