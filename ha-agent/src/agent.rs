@@ -349,7 +349,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
 
     let epoch = crate::clock::new_epoch();
-    let rx = Receiver::open(&cfg, auth.mode(), epoch)?;
+    let rx = Receiver::open(&cfg, auth.mode(), epoch, announcer.mac())?;
     let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,

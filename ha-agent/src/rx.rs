@@ -65,11 +65,12 @@ impl Receiver {
     /// Opens the receive path `cfg.rx` asks for; in `auto`, falls back from XDP to the socket
     /// when XDP cannot be had here (no BPF support, no permission, no XDP on the interface).
     /// Either path accepts only what `auth` allows, with the same rule (`ha_common::auth::check`).
-    pub fn open(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
+    /// `mac` is the interface's: XDP tells other MACs' claims for the shared addresses from ours.
+    pub fn open(cfg: &RunConfig, auth: AuthMode, epoch: u64, mac: [u8; 6]) -> Result<Self, RxError> {
         match cfg.rx {
-            RxMode::Xdp => Self::open_xdp(cfg, auth, epoch),
+            RxMode::Xdp => Self::open_xdp(cfg, auth, epoch, mac),
             RxMode::Socket => Self::open_socket(cfg, auth, epoch),
-            RxMode::Auto => match Self::open_xdp(cfg, auth, epoch) {
+            RxMode::Auto => match Self::open_xdp(cfg, auth, epoch, mac) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
                     Self::open_socket(cfg, auth, epoch)
@@ -79,7 +80,7 @@ impl Receiver {
         }
     }
 
-    fn open_xdp(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
+    fn open_xdp(cfg: &RunConfig, auth: AuthMode, epoch: u64, mac: [u8; 6]) -> Result<Self, RxError> {
         let xdp_cfg = XdpConfig {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
@@ -94,9 +95,6 @@ impl Receiver {
             AuthMode::Keys(_) => Some(KeysMap::take_from(xdp.ebpf_mut())?),
             AuthMode::InsecureNoAuth => None,
         };
-        let mac = crate::netlink::iface::mac(&cfg.iface).map_err(|e| {
-            RxError::Xdp(EbpfError::Attach { iface: cfg.iface.clone(), why: format!("reading its MAC: {e}") })
-        })?;
         let watch =
             NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;

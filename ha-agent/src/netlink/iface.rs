@@ -1,6 +1,5 @@
 //! The interface's own IPv4 addresses, from getifaddrs. Shared addresses we added carry the
-//! label `<iface>:ha`, so they are told apart from the node's own. And its driver, from ethtool,
-//! and its MAC.
+//! label `<iface>:ha`, so they are told apart from the node's own. And its driver, from ethtool.
 use std::{ffi::CStr, io, net::Ipv4Addr, os::fd::AsRawFd};
 
 /// The index of `iface` in the calling thread's network namespace (NotFound: no such interface).
@@ -76,39 +75,11 @@ pub fn driver(iface: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
 
-/// The interface's hardware (MAC) address, asked with SIOCGIFHWADDR for the calling thread's
-/// namespace.
-pub fn mac(iface: &str) -> io::Result<[u8; 6]> {
-    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {iface:?}")));
-    }
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    // SAFETY: req names the interface; the kernel fills ifru_hwaddr.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
-    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    Ok([data[0], data[1], data[2], data[3], data[4], data[5]].map(|b| b as u8))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn unknown_or_bad_interface_names_are_errors() {
         assert!(super::driver("no-such-if0").is_err());
         assert!(super::driver(&"x".repeat(40)).is_err());
-        assert!(super::mac("no-such-if0").is_err());
-        assert!(super::mac("").is_err());
-    }
-
-    #[test]
-    fn the_loopback_has_an_all_zero_mac() {
-        assert_eq!(super::mac("lo").expect("lo"), [0; 6]);
     }
 }
