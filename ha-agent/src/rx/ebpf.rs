@@ -271,14 +271,33 @@ impl Drop for Pins {
         for file in &self.files {
             let _ = fs::remove_file(file);
         }
-        // Only removes directories that are now empty; other clusters' pins stay.
-        let _ = fs::remove_dir(&self.dir);
-        if let Some(parent) = self.dir.parent()
-            && parent != Path::new(bpffs::DEFAULT_ROOT)
-        {
-            let _ = fs::remove_dir(parent);
+        remove_empty_dirs(&self.dir);
+    }
+}
+
+/// Only removes directories that are now empty; other clusters' pins stay.
+fn remove_empty_dirs(dir: &Path) {
+    let _ = fs::remove_dir(dir);
+    if let Some(parent) = dir.parent()
+        && parent != Path::new(bpffs::DEFAULT_ROOT)
+    {
+        let _ = fs::remove_dir(parent);
+    }
+}
+
+/// What an agent that did not stop cleanly left in `dir`: detaches its XDP program (the pinned
+/// link) and removes its pinned maps. The caller holds the instance lock. Returns whether a
+/// program was detached.
+pub fn remove_leftover_pins(dir: &Path) -> io::Result<bool> {
+    let detached = link_pin::remove(&dir.join(LINK_PIN))?;
+    for name in [PEERS_MAP, STATS_MAP] {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
     }
+    remove_empty_dirs(dir);
+    Ok(detached)
 }
 
 #[cfg(test)]

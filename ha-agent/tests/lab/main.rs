@@ -10,6 +10,7 @@ mod cli_errors;
 mod config_file;
 mod event_stream;
 mod failover;
+mod fence;
 mod field_lessons;
 mod hostile;
 mod key_rotation;
