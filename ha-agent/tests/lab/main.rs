@@ -12,6 +12,7 @@ mod event_stream;
 mod failover;
 mod fence;
 mod field_lessons;
+mod foreign_claims;
 mod hostile;
 mod key_rotation;
 mod lab_maps;
