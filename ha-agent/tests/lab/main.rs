@@ -29,4 +29,5 @@ mod systemd;
 mod topologies;
 mod xdp_auth;
 mod xdp_hostile;
+mod xdp_neighbour;
 mod xdp_test_run;
