@@ -83,9 +83,10 @@ fn arp(ctx: &XdpContext, l3: usize) -> u32 {
     if is_vip(&sender) {
         claim(agent, sender_mac, sender);
     }
+    // The clock before the lookup: while the agent lives, that is all a request costs.
     let request = u16::from_be_bytes([a[6], a[7]]) == ARP_REQUEST;
-    if request && is_vip(&vip_key_v4([a[24], a[25], a[26], a[27]])) && fenced(agent) {
-        return XDP_DROP;
+    if request && fenced(agent) && is_vip(&vip_key_v4([a[24], a[25], a[26], a[27]])) {
+        return fence_drop();
     }
     XDP_PASS
 }
@@ -121,7 +122,7 @@ fn neighbour_discovery(ctx: &XdpContext, l3: usize) -> u32 {
         }
         return XDP_PASS;
     }
-    if fenced(agent) { XDP_DROP } else { XDP_PASS }
+    if fenced(agent) { fence_drop() } else { XDP_PASS }
 }
 
 /// Byte-wise prefix comparison: a slice `==` may become a call to `memcmp`, which BPF lacks.
@@ -142,15 +143,17 @@ fn is_vip(key: &[u8; 16]) -> bool {
     VIPS.get_ptr(key).is_some()
 }
 
-/// Whether the fence is up; counts the drop it implies.
+/// Whether the fence is up.
 #[inline(always)]
 fn fenced(agent: &AgentStamp) -> bool {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
-    if !agent.fenced(unsafe { bpf_ktime_get_ns() }) {
-        return false;
-    }
+    agent.tolerance_ns != 0 && agent.fenced(unsafe { bpf_ktime_get_ns() })
+}
+
+#[inline(always)]
+fn fence_drop() -> u32 {
     count(|s| s.fenced += 1);
-    true
+    XDP_DROP
 }
 
 /// Counts a claim for `addr` by `mac`, unless `mac` is this interface's.
