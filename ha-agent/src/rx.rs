@@ -49,8 +49,8 @@ pub enum Receiver {
         maps: PeerMaps,
         /// Where new keys go on a reload (None with `--insecure-no-auth`).
         keys: Option<KeysMap>,
-        /// The fence's stamp and the claims of other MACs.
-        neighbour: NeighbourMaps,
+        /// The fence's stamp and the claims of other MACs (boxed like `xdp`).
+        neighbour: Box<NeighbourMaps>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -98,7 +98,7 @@ impl Receiver {
         let watch =
             NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
-        Ok(Self::Xdp { maps, keys, neighbour, xdp: Box::new(xdp) })
+        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), xdp: Box::new(xdp) })
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
