@@ -59,6 +59,8 @@ fn cases() -> Vec<Case> {
         case("heartbeat, no auth", FrameSpec::heartbeat(&heartbeat(), PORT).build(), 250.0, true),
         case("non-heartbeat UDP", FrameSpec::udp(53, &[0u8; 32]).build(), 40.0, false),
         case("TCP", tcp.build(), 40.0, false),
+        // The neighbour watch: a shared-address lookup per ARP packet.
+        case("ARP request", ha_lab::frames::arp_request(), 60.0, false),
         case("malformed heartbeat", FrameSpec::udp(PORT, &bad_magic).build(), 250.0, false),
     ]
 }

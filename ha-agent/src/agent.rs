@@ -30,6 +30,7 @@ use crate::{
         checks::Checks,
         control::{Command, ControlServer, Hub},
         events::Event,
+        foreign_claims::ForeignClaims,
         hooks::{Hooks, NodeFacts},
         metrics::Metrics,
         metrics_http::MetricsServer,
@@ -70,6 +71,12 @@ struct Io {
     metrics_server: Option<MetricsServer>,
     facts: NodeFacts,
     check_env: Vec<(&'static str, String)>,
+    /// Failed liveness stamps, likewise.
+    stamp_errors: u64,
+    /// Failed reads of the last foreign claim, likewise.
+    claim_errors: u64,
+    foreign_claims: ForeignClaims,
+    foreign_claims_defended: u64,
 }
 
 impl Io {
@@ -96,7 +103,8 @@ impl Io {
                         "announcing the shared address again: {}", reannounce_words(why)
                     ),
                     AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs),
-                    AnnounceCause::Repeat => {}
+                    // Warned of, rate-limited, with the event.
+                    AnnounceCause::Repeat | AnnounceCause::ForeignClaim => {}
                 }
                 self.announce();
             }
@@ -106,6 +114,31 @@ impl Io {
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
+            }
+            Action::Stamp => {
+                if let Err(e) = self.rx.stamp(monotonic_ns()) {
+                    self.stamp_errors += 1;
+                    if self.stamp_errors.is_power_of_two() {
+                        log::error!(
+                            "stamping this agent's liveness ({} failures): the kernel may stop answering ARP for the shared address: {e}",
+                            self.stamp_errors
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A claim for the shared address by another MAC since the last look: its time.
+    fn new_foreign_claim(&mut self) -> Option<Instant> {
+        match self.rx.last_claim() {
+            Ok(claim) => self.foreign_claims.observe(claim?).map(Instant::from_nanos),
+            Err(e) => {
+                self.claim_errors += 1;
+                if self.claim_errors.is_power_of_two() {
+                    log::error!("reading foreign claims ({} failures): {e}", self.claim_errors);
+                }
+                None
             }
         }
     }
@@ -164,6 +197,15 @@ impl Io {
                 )
             }
             CoreEvent::Link { up } => log::warn!("link {} is {}", self.cfg.iface, if up { "up" } else { "down" }),
+            CoreEvent::ForeignClaim { defended: true } => {
+                self.foreign_claims_defended += 1;
+                if let Some(warning) = self.foreign_claims.warning(now.as_nanos()) {
+                    log::warn!(event = "foreign_claim"; "{warning}");
+                }
+            }
+            CoreEvent::ForeignClaim { defended: false } => {
+                log::debug!("another MAC announced the shared address: a peer's hand-over, or not ours to hold")
+            }
             CoreEvent::StatusDue => self.publish_status(failover, raw, now),
             CoreEvent::Done => log::info!("clean stop complete"),
         }
@@ -232,6 +274,7 @@ impl Io {
         let node = failover.node();
         let now = now.as_nanos();
         let stats = self.rx.stats().unwrap_or_default();
+        let neighbour = self.rx.neighbour_stats().unwrap_or_default();
         let (ours, theirs) = (self.auth.key_ids(), self.rx.unknown_key_ids());
         if let Some(warning) = self.key_alarm.check(now, &stats, self.cfg.cluster_id, &ours, &theirs) {
             log::warn!("{warning}");
@@ -259,6 +302,9 @@ impl Io {
             s.drops = status::drops(&stats);
             s.socket_buffer_drops = self.rx.buffer_drops();
             s.peers = peers;
+            s.foreign_claims = neighbour.claims;
+            s.last_foreign_claim = self.foreign_claims.status(now);
+            s.foreign_claims_defended = self.foreign_claims_defended;
         });
     }
 }
@@ -305,7 +351,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
 
     let epoch = crate::clock::new_epoch();
-    let rx = Receiver::open(&cfg, auth.mode(), epoch)?;
+    let rx = Receiver::open(&cfg, auth.mode(), epoch, announcer.mac())?;
     let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
@@ -371,6 +417,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         metrics_server,
         facts,
         check_env,
+        stamp_errors: 0,
+        claim_errors: 0,
+        foreign_claims: ForeignClaims::default(),
+        foreign_claims_defended: 0,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -456,6 +506,9 @@ fn event_loop(
                 }
                 failover.handle_table_unreadable(now);
             }
+        }
+        if let Some(at) = io.new_foreign_claim() {
+            failover.handle_foreign_claim(now, at);
         }
         failover.handle_timeout(now);
         while let Some(action) = failover.poll_action() {

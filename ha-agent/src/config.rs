@@ -35,6 +35,8 @@ pub enum ConfigError {
     VipIsOwnAddress(SharedAddr),
     #[error("--vip {0} is given twice")]
     DuplicateVip(SharedAddr),
+    #[error("{0} shared addresses: at most {max} (the XDP program watches ARP and NDP for each)", max = ha_common::neighbour::MAX_VIPS)]
+    TooManyVips(usize),
     #[error("interface {0} has no IPv4 address: give it one, or pass --node-id and --peer")]
     NoIpv4(String),
     #[error(
@@ -112,6 +114,9 @@ impl RunConfig {
         }
         if args.priority == 0 {
             return Err(ConfigError::ZeroPriority);
+        }
+        if args.vips.len() > ha_common::neighbour::MAX_VIPS as usize {
+            return Err(ConfigError::TooManyVips(args.vips.len()));
         }
         let mut vips: Vec<SharedAddr> = Vec::new();
         for vip in &args.vips {
@@ -332,6 +337,15 @@ mod tests {
         let a = args(&["--vip", "192.0.2.200/24"]);
         assert!(matches!(RunConfig::new(&a, &OWN), Err(ConfigError::DuplicateVip(_))));
         assert!(matches!(RunConfig::new(&args(&[]), &[]), Err(ConfigError::NoIpv4(_))));
+    }
+
+    #[test]
+    fn more_shared_addresses_than_xdp_watches_are_refused() {
+        let mut a = args(&[]);
+        a.vips = (1..=65u8).map(|i| format!("198.51.100.{i}/24").parse().expect("addr")).collect();
+        assert_eq!(RunConfig::new(&a, &OWN).unwrap_err(), ConfigError::TooManyVips(65));
+        a.vips.pop();
+        assert!(RunConfig::new(&a, &OWN).is_ok(), "64 is the most");
     }
 
     #[test]

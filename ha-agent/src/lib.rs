@@ -7,6 +7,7 @@
 //! checks, logs). Public is only what the binary, the lab tests and the benchmark use.
 pub mod agent;
 pub mod auth;
+pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod instance;

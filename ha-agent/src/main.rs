@@ -10,7 +10,7 @@ use ha_agent::{
     clock::monotonic_ns,
     config::{
         AuthConfig, RunConfig,
-        cli::{self, ArgsError, Command, PinArgs, RunArgs},
+        cli::{self, ArgsError, CleanupArgs, Command, PinArgs, RunArgs},
         file::FileConfig,
     },
     netlink::iface,
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Maintenance { mode, at } => maintenance(&at, &mode),
         Command::Events { at, follow } => events(&at, follow),
         Command::Keygen { out } => keygen(&out),
+        Command::Cleanup(args) => cleanup(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,13 +108,39 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 /// The running agent's pin directory: from the flags, else its config file, else the default.
 fn pin_dir(args: &PinArgs) -> anyhow::Result<std::path::PathBuf> {
+    Ok(pin_dir_and_file(args)?.0)
+}
+
+/// The pin directory, and the `run` options of the config file (defaults without one).
+fn pin_dir_and_file(args: &PinArgs) -> anyhow::Result<(std::path::PathBuf, RunArgs)> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
     let run = file.run_args()?;
     let cluster = args.cluster.unwrap_or(run.cluster);
-    Ok(args.pin_dir.clone().or(run.pin_dir).unwrap_or_else(|| default_pin_dir(cluster)))
+    let dir = args.pin_dir.clone().or(run.pin_dir.clone()).unwrap_or_else(|| default_pin_dir(cluster));
+    Ok((dir, run))
+}
+
+fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
+    let (dir, run) = pin_dir_and_file(&args.at)?;
+    let Some(iface) = args.iface.clone().or(run.iface) else {
+        anyhow::bail!("no interface: give --iface NAME or --config FILE");
+    };
+    let vips = if args.vips.is_empty() { run.vips } else { args.vips.clone() };
+    anyhow::ensure!(!vips.is_empty(), "no shared address: give --vip ADDR/PREFIX or --config FILE");
+    match ha_agent::cleanup::run(&iface, &vips, &dir)? {
+        ha_agent::cleanup::Outcome::AgentRunning => {
+            log::info!("an agent runs for {} or its shared addresses: nothing to clean up", dir.display())
+        }
+        ha_agent::cleanup::Outcome::Cleaned { addresses, xdp } => log::info!(
+            "cleaned up after the agent of {}: {addresses} shared address copies removed, XDP {}",
+            dir.display(),
+            if xdp { "detached" } else { "was not attached" }
+        ),
+    }
+    Ok(())
 }
 
 fn peers(args: &PinArgs) -> anyhow::Result<()> {

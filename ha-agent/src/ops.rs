@@ -4,6 +4,7 @@ pub(crate) mod checks;
 pub mod control;
 pub mod event_stream;
 pub(crate) mod events;
+pub(crate) mod foreign_claims;
 pub(crate) mod hooks;
 pub(crate) mod lateness;
 pub mod logging;

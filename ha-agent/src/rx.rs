@@ -3,7 +3,9 @@
 //! form either way, so the state machine gets the same `Peer` inputs from both.
 mod bpffs;
 pub mod ebpf;
+pub mod link_pin;
 mod map_batch;
+pub mod neighbour;
 pub mod peers;
 pub mod settings;
 mod socket;
@@ -11,13 +13,17 @@ mod table;
 
 use std::path::PathBuf;
 
-use ha_common::maps::{PeerRecord, Stats};
+use ha_common::{
+    maps::{PeerRecord, Stats},
+    neighbour::{LastClaim, NeighbourStats},
+};
 
 use crate::{
     auth::keys::{AuthMode, KeySet, KeysMap, KeysMapError},
     config::RunConfig,
 };
 use ebpf::{AttachedXdp, EbpfError, XdpConfig};
+use neighbour::{NeighbourConfig, NeighbourError, NeighbourMaps};
 use peers::{PeerMaps, PeersError};
 pub use settings::RxMode;
 use socket::{SocketRx, SocketRxConfig};
@@ -34,6 +40,8 @@ pub enum RxError {
     Read(std::io::Error),
     #[error(transparent)]
     Keys(#[from] KeysMapError),
+    #[error(transparent)]
+    Neighbour(#[from] NeighbourError),
 }
 
 pub enum Receiver {
@@ -41,6 +49,8 @@ pub enum Receiver {
         maps: PeerMaps,
         /// Where new keys go on a reload (None with `--insecure-no-auth`).
         keys: Option<KeysMap>,
+        /// The fence's stamp and the claims of other MACs (boxed like `xdp`).
+        neighbour: Box<NeighbourMaps>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -55,11 +65,12 @@ impl Receiver {
     /// Opens the receive path `cfg.rx` asks for; in `auto`, falls back from XDP to the socket
     /// when XDP cannot be had here (no BPF support, no permission, no XDP on the interface).
     /// Either path accepts only what `auth` allows, with the same rule (`ha_common::auth::check`).
-    pub fn open(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
+    /// `mac` is the interface's: XDP tells other MACs' claims for the shared addresses from ours.
+    pub fn open(cfg: &RunConfig, auth: AuthMode, epoch: u64, mac: [u8; 6]) -> Result<Self, RxError> {
         match cfg.rx {
-            RxMode::Xdp => Self::open_xdp(cfg, auth, epoch),
+            RxMode::Xdp => Self::open_xdp(cfg, auth, epoch, mac),
             RxMode::Socket => Self::open_socket(cfg, auth, epoch),
-            RxMode::Auto => match Self::open_xdp(cfg, auth, epoch) {
+            RxMode::Auto => match Self::open_xdp(cfg, auth, epoch, mac) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
                     Self::open_socket(cfg, auth, epoch)
@@ -69,7 +80,7 @@ impl Receiver {
         }
     }
 
-    fn open_xdp(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
+    fn open_xdp(cfg: &RunConfig, auth: AuthMode, epoch: u64, mac: [u8; 6]) -> Result<Self, RxError> {
         let xdp_cfg = XdpConfig {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node.node_id,
@@ -84,7 +95,10 @@ impl Receiver {
             AuthMode::Keys(_) => Some(KeysMap::take_from(xdp.ebpf_mut())?),
             AuthMode::InsecureNoAuth => None,
         };
-        Ok(Self::Xdp { maps, keys, xdp: Box::new(xdp) })
+        let watch =
+            NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
+        let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
+        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), xdp: Box::new(xdp) })
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
@@ -119,6 +133,30 @@ impl Receiver {
                 rx.install_keys(keys);
                 Ok(())
             }
+        }
+    }
+
+    /// This agent is alive: the fence stays down (no-op without XDP).
+    pub fn stamp(&mut self, now_ns: u64) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { neighbour, .. } => Ok(neighbour.stamp(now_ns)?),
+            Self::Socket { .. } => Ok(()),
+        }
+    }
+
+    /// The last claim for a shared address by another MAC (None without XDP).
+    pub fn last_claim(&self) -> Result<Option<LastClaim>, RxError> {
+        match self {
+            Self::Xdp { neighbour, .. } => Ok(Some(neighbour.last_claim()?)),
+            Self::Socket { .. } => Ok(None),
+        }
+    }
+
+    /// Counters of the neighbour watch (zero without XDP).
+    pub fn neighbour_stats(&self) -> Result<NeighbourStats, RxError> {
+        match self {
+            Self::Xdp { neighbour, .. } => Ok(neighbour.stats()?),
+            Self::Socket { .. } => Ok(NeighbourStats::default()),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod auth;
 pub mod maps;
+pub mod neighbour;
 pub mod siphash;
 pub mod wire;
 

@@ -23,7 +23,8 @@
 //! 2. `handle_link`, `handle_priority`, `handle_command` for whatever changed;
 //! 3. `handle_peers` with the table (or `handle_table_unreadable`);
 //! 4. `handle_timeout(now)`;
-//! 5. drain `poll_action` (addresses, announcements, heartbeats), then `poll_event`;
+//!    (`handle_foreign_claim` for claims for the address by other MACs, any time before it);
+//! 5. drain `poll_action` (addresses, announcements, heartbeats, stamps), then `poll_event`;
 //! 6. stop when `is_done()`, else sleep until `poll_timeout()`.
 use std::collections::VecDeque;
 
@@ -43,6 +44,11 @@ pub const ANNOUNCE_REPEATS: [Duration; 4] =
 /// How often the operator's view (`status`) is refreshed when nothing changes.
 pub const STATUS_EVERY: Duration = Duration::from_millis(50);
 
+/// How long after another MAC's claim for the address a holder decides on it: a legitimate new
+/// holder sends its ACTIVE heartbeat right after its announcement, so by then its claim is in
+/// the peer table and the hand-over is not fought.
+pub const CLAIM_SETTLE: Duration = Duration::from_millis(2);
+
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
     pub node: NodeConfig,
@@ -52,11 +58,24 @@ pub struct FailoverConfig {
     pub tick: Duration,
     /// When an announcement is repeated, after its first.
     pub announce_repeats: Vec<Duration>,
+    /// How often this node stamps its liveness for the kernel-side fence, which refuses to
+    /// answer for the address once the stamp is a tolerance old. A quarter of the tolerance:
+    /// a late wake or two does not raise the fence under a live agent.
+    pub stamp_every: Duration,
+    /// See [`CLAIM_SETTLE`].
+    pub claim_settle: Duration,
 }
 
 impl FailoverConfig {
     pub fn new(node: NodeConfig, interval: Duration, tick: Duration) -> Self {
-        Self { node, interval, tick, announce_repeats: ANNOUNCE_REPEATS.to_vec() }
+        Self {
+            node,
+            interval,
+            tick,
+            announce_repeats: ANNOUNCE_REPEATS.to_vec(),
+            stamp_every: node.tolerance / 4,
+            claim_settle: CLAIM_SETTLE,
+        }
     }
 }
 
@@ -78,6 +97,9 @@ pub enum AnnounceCause {
     Reclaim(Reannounce),
     /// The periodic refresh (`refresh`).
     Refresh,
+    /// Another MAC claimed the address (a gratuitous ARP or NA) and no peer holds or just took
+    /// it: a misconfigured host or an attacker. Clients may point there now.
+    ForeignClaim,
 }
 
 /// What the driver must do, in the order given.
@@ -95,6 +117,8 @@ pub enum Action {
     /// (`None`: sent early because the state changed), so the driver can measure how late it
     /// went.
     SendHeartbeat { state: NodeState, flags: u8, priority: u32, echo: Echo, scheduled: Option<Instant> },
+    /// Stamp this node's liveness where the kernel-side fence reads it.
+    Stamp,
 }
 
 /// What the driver reports (logs, metrics, hooks, status); no system change.
@@ -108,6 +132,9 @@ pub enum Event {
     Lingering { grace: Duration },
     /// The link went up or down.
     Link { up: bool },
+    /// Another MAC claimed the address; `defended`: this holder announces it again (else a
+    /// peer holds or just took it, or this node does not hold it).
+    ForeignClaim { defended: bool },
     /// Time to refresh the operator's view.
     StatusDue,
     /// The clean stop is complete: the driver exits once the actions are carried out.
@@ -121,6 +148,9 @@ pub struct Failover {
     /// A heartbeat should go out at the next `handle_timeout`: our state changed.
     send_now: bool,
     next_send: Instant,
+    next_stamp: Instant,
+    /// The first and the last claim by another MAC not yet decided on.
+    foreign_claim: Option<(Instant, Instant)>,
     /// Pending repeats of the last announcement, soonest last.
     repeats: Vec<Instant>,
     linger: Linger,
@@ -153,6 +183,8 @@ impl Failover {
             link_up: true,
             send_now: false,
             next_send: now,
+            next_stamp: now,
+            foreign_claim: None,
             repeats: Vec::new(),
             linger: Linger::default(),
             exiting: false,
@@ -240,9 +272,21 @@ impl Failover {
         self.last_now = now;
     }
 
-    /// Whatever is due at `now`: announcement repeats, the end of a linger, the heartbeat.
+    /// Another MAC claimed the address at `at` (a gratuitous ARP or NA seen by the receive
+    /// path). Decided on `claim_settle` after the first claim, with the peer table of then.
+    pub fn handle_foreign_claim(&mut self, now: Instant, at: Instant) {
+        self.last_now = now;
+        self.foreign_claim = Some(match self.foreign_claim {
+            Some((first, last)) => (first.min(at), last.max(at)),
+            None => (at, at),
+        });
+    }
+
+    /// Whatever is due at `now`: announcement repeats, the end of a linger, a foreign claim,
+    /// the heartbeat, the liveness stamp.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
+        self.decide_foreign_claim(now);
         let before = self.repeats.len();
         self.repeats.retain(|&at| at > now);
         if self.repeats.len() < before {
@@ -252,6 +296,10 @@ impl Failover {
             self.actions.push_back(Action::RemoveAddresses);
         }
         self.heartbeat(now);
+        if now >= self.next_stamp {
+            self.actions.push_back(Action::Stamp);
+            self.next_stamp = now + self.cfg.stamp_every;
+        }
         if self.status_now || self.last_status.is_none_or(|at| now.since(at) >= STATUS_EVERY) {
             self.status_now = false;
             self.last_status = Some(now);
@@ -292,12 +340,39 @@ impl Failover {
         let linger = self.linger.deadline().unwrap_or(Instant::NEVER);
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
         let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
-        self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat).min(cut_off)
+        let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
+        let stamp = self.next_stamp;
+        self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat).min(cut_off).min(stamp).min(claim)
     }
 
     /// The clean stop is complete and every action has been handed out.
     pub fn is_done(&self) -> bool {
         self.done && self.actions.is_empty()
+    }
+
+    /// A holder re-points clients another MAC drew away, unless that was a legitimate
+    /// hand-over: a live peer holds the address, or claimed it around the time of the claim
+    /// (the split-brain rule deals with a peer's claim).
+    fn decide_foreign_claim(&mut self, now: Instant) {
+        let Some((first, _)) = self.foreign_claim else {
+            return;
+        };
+        if now < first + self.cfg.claim_settle {
+            return;
+        }
+        self.foreign_claim = None;
+        let node = &self.node;
+        let holding = node.state() == NodeState::Active && !node.is_leaving() && !node.in_maintenance();
+        let since = first - node.config().tolerance;
+        let peer_claims = self.peers.iter().any(|p| {
+            (p.state == NodeState::Active && now < node.silent_at(p)) || p.claimed_at.is_some_and(|at| at >= since)
+        });
+        let defended = holding && self.link_up && !peer_claims;
+        if defended {
+            self.actions.push_back(Action::Announce(AnnounceCause::ForeignClaim));
+            self.schedule_repeats(now);
+        }
+        self.events.push_back(Event::ForeignClaim { defended });
     }
 
     fn heartbeat(&mut self, now: Instant) {
@@ -381,6 +456,9 @@ impl Failover {
         }
         if let Some(gap) = out.resumed_after {
             self.events.push_back(Event::Resumed { gap });
+            // This node did not run for over a tolerance, so the fence may be up and a peer may
+            // hold the address: the fence stays until this node has listened again.
+            self.next_stamp = self.next_stamp.max(now + self.cfg.node.tolerance);
         }
         if let Some(t) = out.transition {
             self.events.push_back(Event::Transition(t));

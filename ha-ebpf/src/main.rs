@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod neighbour;
 mod parse;
 
 use aya_ebpf::{
@@ -58,7 +59,7 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let frame = match parse::heartbeat_frame(&ctx, HA_PORT.load()) {
         Frame::NotOurs => {
             count(|s| s.not_ours += 1);
-            return XDP_PASS;
+            return neighbour::inspect(&ctx);
         }
         Frame::Truncated => {
             count(|s| Rejected::Truncated.count(s));

@@ -26,7 +26,7 @@ pub enum Frame {
 
 /// Reads `N` bytes at `offset`, or `None` past the end of the packet.
 #[inline(always)]
-fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+pub(crate) fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
     let start = ctx.data() + offset;
     if start + N > ctx.data_end() {
         return None;

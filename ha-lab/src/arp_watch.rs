@@ -1,5 +1,6 @@
 //! Who answers ARP for an address, seen from a lab host: a thread asks "who has ADDR?" every few
-//! milliseconds from a packet socket and records the sender MAC of every reply.
+//! milliseconds from a packet socket and records the sender MAC of every reply, and of every
+//! announcement (gratuitous ARP) of the address.
 //!
 //! The requests come from a MAC and an address no host has ([`WATCH_MAC`], [`WATCH_IP`]), so
 //! the replies are unicast to that MAC: the host's kernel drops them as not its own, and its
@@ -37,6 +38,12 @@ struct Answer {
     mac: [u8; 6],
 }
 
+/// What the watching thread records into.
+struct Seen {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    announcements: Arc<Mutex<Vec<Answer>>>,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -44,6 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Asks who has `target` every `period` until stopped (or `max` passed), remembering answers.
 pub struct ArpWatcher {
     answers: Arc<Mutex<Vec<Answer>>>,
+    announcements: Arc<Mutex<Vec<Answer>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -56,15 +64,27 @@ impl ArpWatcher {
             .run_in(move || inject::open_packet_socket(&iface, ETH_P_ARP))?
             .with_context(|| format!("opening an ARP socket on {} in {}", host.iface(), host.name()))?;
         let answers = Arc::new(Mutex::new(Vec::new()));
+        let announcements = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (answers, stop) = (Arc::clone(&answers), Arc::clone(&stop));
+            let seen = Seen { answers: Arc::clone(&answers), announcements: Arc::clone(&announcements) };
+            let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("ha-lab-arp-watch".into())
-                .spawn(move || watch(&fd, target, period, max, &answers, &stop))
+                .spawn(move || watch(&fd, target, period, max, &seen, &stop))
                 .context("starting the ARP watcher")?
         };
-        Ok(ArpWatcher { answers, stop, thread: Some(thread) })
+        Ok(ArpWatcher { answers, announcements, stop, thread: Some(thread) })
+    }
+
+    /// Every answer since `from`, in order: when, and the MAC it named.
+    pub fn answers_since(&self, from: Instant) -> Vec<(Instant, [u8; 6])> {
+        lock(&self.answers).iter().filter(|a| a.at >= from).map(|a| (a.at, a.mac)).collect()
+    }
+
+    /// Every gratuitous ARP (request or reply) for the address since `from`: when, and by whom.
+    pub fn announcements_since(&self, from: Instant) -> Vec<(Instant, [u8; 6])> {
+        lock(&self.announcements).iter().filter(|a| a.at >= from).map(|a| (a.at, a.mac)).collect()
     }
 
     /// MACs that answered between `from` and `to`; forgets answers older than `from`.
@@ -114,7 +134,7 @@ fn watch(
     target: Ipv4Addr,
     period: Duration,
     max: Duration,
-    answers: &Mutex<Vec<Answer>>,
+    seen: &Seen,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let request = request_frame(target);
@@ -155,8 +175,11 @@ fn watch(
                     _ => return Err(e),
                 }
             }
-            if let Some(mac) = parse_reply(&buf[..n as usize], target) {
-                lock(answers).push(Answer { at: Instant::now(), mac });
+            let frame = &buf[..n as usize];
+            if let Some(mac) = parse_reply(frame, target) {
+                lock(&seen.answers).push(Answer { at: Instant::now(), mac });
+            } else if let Some(mac) = parse_announcement(frame, target) {
+                lock(&seen.announcements).push(Answer { at: Instant::now(), mac });
             }
         }
     }
@@ -185,6 +208,19 @@ fn parse_reply(frame: &[u8], target: Ipv4Addr) -> Option<[u8; 6]> {
     }
     let arp = &frame[14..];
     if arp[0..8] != [0, 1, 8, 0, 6, 4, 0, 2] || arp[14..18] != target.octets() || arp[24..28] != WATCH_IP.octets() {
+        return None;
+    }
+    arp[8..14].try_into().ok()
+}
+
+/// The sender MAC of a gratuitous ARP (request or reply) for `target`: sender and target
+/// address both `target`.
+fn parse_announcement(frame: &[u8], target: Ipv4Addr) -> Option<[u8; 6]> {
+    if frame.len() < FRAME_LEN || frame[12..14] != ETH_P_ARP.to_be_bytes() {
+        return None;
+    }
+    let arp = &frame[14..];
+    if arp[0..6] != [0, 1, 8, 0, 6, 4] || arp[14..18] != target.octets() || arp[24..28] != target.octets() {
         return None;
     }
     arp[8..14].try_into().ok()
@@ -222,5 +258,16 @@ mod tests {
         assert_eq!(parse_reply(&reply_from(mac, Ipv4Addr::new(192, 0, 2, 1), WATCH_IP), VIP), None);
         assert_eq!(parse_reply(&request_frame(VIP), VIP), None, "our own request");
         assert_eq!(parse_reply(&reply_from(mac, VIP, WATCH_IP)[..30], VIP), None);
+    }
+
+    #[test]
+    fn reads_announcements_of_the_target_only() {
+        let mac = [2, 0, 0, 0, 9, 1];
+        assert_eq!(parse_announcement(&reply_from(mac, VIP, VIP), VIP), Some(mac), "gratuitous reply");
+        let mut request = reply_from(mac, VIP, VIP);
+        request[21] = 1;
+        assert_eq!(parse_announcement(&request, VIP), Some(mac), "gratuitous request");
+        assert_eq!(parse_announcement(&reply_from(mac, VIP, WATCH_IP), VIP), None, "an answer");
+        assert_eq!(parse_announcement(&request_frame(VIP), VIP), None, "our own request");
     }
 }

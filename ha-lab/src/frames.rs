@@ -100,3 +100,37 @@ pub fn arp_request() -> Vec<u8> {
     ]);
     f
 }
+
+/// An Ethernet/IPv4 ARP packet: `op` 1 (request) or 2 (reply), `sha`/`spa` the sender, `tpa`
+/// the target (the target MAC is left zero). `vlan`: one 802.1Q tag.
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr, vlan: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sha);
+    if let Some(vid) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+/// An IPv6 neighbour solicitation (`icmp_type` 135) or advertisement (136) for `target`, from
+/// `src_mac` (no options, checksum not computed: XDP does not verify it).
+pub fn neighbour_discovery(icmp_type: u8, src_mac: [u8; 6], target: std::net::Ipv6Addr) -> Vec<u8> {
+    let mut f = vec![0x33, 0x33, 0xff, 0, 0, 1];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&24u16.to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets());
+    f.extend_from_slice(&std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x0200).octets());
+    f.extend_from_slice(&[icmp_type, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&target.octets());
+    f
+}

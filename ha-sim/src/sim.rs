@@ -587,6 +587,8 @@ impl World {
             Action::SendHeartbeat { state, flags, priority, echo, .. } => {
                 self.send_heartbeat(i, state, flags, priority, echo)
             }
+            // The kernel-side fence is not simulated (yet): nothing reads the stamp.
+            Action::Stamp => {}
         }
     }
 
@@ -596,7 +598,11 @@ impl World {
             Event::Resumed { gap } => {
                 self.note(format!("n{i} resumed after {:.3} ms: listens again", gap.as_secs_f64() * 1e3))
             }
-            Event::Lingering { .. } | Event::Link { .. } | Event::StatusDue | Event::Done => {}
+            Event::Lingering { .. }
+            | Event::Link { .. }
+            | Event::ForeignClaim { .. }
+            | Event::StatusDue
+            | Event::Done => {}
         }
     }
 

@@ -78,6 +78,22 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// After an agent exited without a clean stop (systemd ExecStopPost=): remove its copies of
+    /// the shared addresses, detach its XDP program and unpin its maps. Does nothing while an
+    /// agent runs for this instance or address.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub at: PinArgs,
+    /// The interface [default: the config file's].
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// A shared address; repeat for several [default: the config file's].
+    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
+    pub vips: Vec<SharedAddr>,
 }
 
 /// Every option of `ha-agent run`, declared once: the config file takes each as a key named as

@@ -238,6 +238,18 @@ impl Collector for FromStatus {
                 n,
             )?;
         }
+        counter(
+            &mut e,
+            "foreign_claims",
+            "Claims for a shared address by other MACs (gratuitous ARP, NA), seen by XDP.",
+            s.foreign_claims,
+        )?;
+        counter(
+            &mut e,
+            "foreign_claims_defended",
+            "Foreign claims this holder answered by announcing the address again.",
+            s.foreign_claims_defended,
+        )?;
         let peer = |p: &super::status::PeerStatus| vec![("node", p.node_id.clone())];
         let heard = s.peers.iter().map(|p| (peer(p), ConstGauge::new(p.age_ms / 1e3)));
         family(
@@ -294,6 +306,8 @@ mod tests {
             s.heartbeats_sent = 42;
             s.heartbeat_send_errors = 2;
             s.socket_buffer_drops = Some(5);
+            s.foreign_claims = 4;
+            s.foreign_claims_defended = 3;
             s.drops.insert("stale".into(), 3);
             s.rx_path = "xdp".into();
             let mut late = crate::ops::lateness::Lateness::default();
@@ -330,6 +344,8 @@ mod tests {
             "ha_heartbeat_send_late_seconds_bucket{le=\"+Inf\"} 3",
             "ha_heartbeat_send_late_seconds_count 3",
             "ha_heartbeat_send_late_max_seconds 0.0009",
+            "ha_foreign_claims_total 4",
+            "ha_foreign_claims_defended_total 3",
             "ha_check_failing{check=\"test -e /x\"} 1",
             "ha_peer_last_heard_seconds{node=\"192.0.2.2\"} 0.25",
             "ha_peer_heartbeats_received_total{node=\"192.0.2.2\"} 7",

@@ -82,6 +82,11 @@ pub struct Status {
     pub socket_buffer_drops: Option<u64>,
     pub peers: Vec<PeerStatus>,
     pub checks: Vec<CheckStatus>,
+    /// Claims for a shared address by other MACs (gratuitous ARP, NA), seen by XDP.
+    pub foreign_claims: u64,
+    pub last_foreign_claim: Option<super::foreign_claims::ClaimStatus>,
+    /// Of those, the ones this holder answered by announcing the address again.
+    pub foreign_claims_defended: u64,
 }
 
 /// A peer's flags as words; `unconfirmed`: none of its heartbeats echoed our run yet (it may be
@@ -233,6 +238,17 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
     if let Some(n) = s.socket_buffer_drops {
         let _ = writeln!(out, "datagrams dropped by the kernel, the socket's buffer full: {n}");
+    }
+    if let Some(c) = &s.last_foreign_claim {
+        let _ = writeln!(
+            out,
+            "{} claims for the shared address by other MACs ({} answered); last: {} by {}, {:.1} s ago",
+            s.foreign_claims,
+            s.foreign_claims_defended,
+            c.address,
+            c.mac,
+            c.age_ms / 1e3
+        );
     }
     out
 }

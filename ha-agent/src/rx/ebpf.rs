@@ -1,5 +1,6 @@
-//! The XDP program: embedded object, load with this node's configuration, attach, pin its maps.
-//! Everything done here is undone when [`AttachedXdp`] is dropped.
+//! The XDP program: embedded object, load with this node's configuration, attach, pin its maps
+//! and its link (so its fence outlives a crashed agent; the next start replaces it). Everything
+//! done here is undone when [`AttachedXdp`] is dropped.
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -7,11 +8,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{ProgramError, Xdp, XdpMode, links::FdLink, xdp::XdpLinkId},
 };
-use ha_common::maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals};
+use ha_common::{
+    maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals},
+    neighbour::LINK_PIN,
+};
 
-use super::{bpffs, settings::AttachMode};
+use super::{bpffs, link_pin, settings::AttachMode};
 use crate::{
     auth::keys::{AuthMode, KeysMap},
     netlink::iface,
@@ -121,11 +125,13 @@ pub fn named_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut X
         .map_err(|e: ProgramError| EbpfError::Load(e.to_string()))
 }
 
-/// A loaded, attached program with pinned maps. Dropping it detaches and unpins.
+/// A loaded, attached program with pinned maps and link. Dropping it detaches and unpins.
 pub struct AttachedXdp {
     ebpf: Ebpf,
     mode: XdpMode,
     pins: Pins,
+    /// Keeps the link attached while the agent runs; once its pin is gone, closing it detaches.
+    _link: FdLink,
 }
 
 impl AttachedXdp {
@@ -133,7 +139,14 @@ impl AttachedXdp {
         let ifindex = ifindex(iface)?;
         let mut ebpf = load(cfg)?;
         // Pin after a successful load: a failed verification leaves nothing behind.
-        let pins = Pins::create(&ebpf, pin_dir)?;
+        let mut pins = Pins::create(&ebpf, pin_dir)?;
+        // We hold the instance lock: a link pinned here was left by an agent that died.
+        let link_path = pin_dir.join(LINK_PIN);
+        match link_pin::remove(&link_path) {
+            Ok(true) => log::warn!("detached the XDP program a crashed agent left on {iface}"),
+            Ok(false) => {}
+            Err(e) => log::warn!("detaching the XDP program a crashed agent left on {iface}: {e}"),
+        }
         let stacked = iface::driver(iface).ok().and_then(|d| stacked_kind(&d));
         let mode = match (mode, stacked) {
             (AttachMode::Auto, Some(kind)) => {
@@ -142,7 +155,7 @@ impl AttachedXdp {
             }
             _ => mode,
         };
-        let mode =
+        let (mode, link_id) =
             attach_with_fallback(program_mut(&mut ebpf)?, iface, ifindex, mode).map_err(|e| match (e, stacked) {
                 (EbpfError::Attach { iface, why }, Some(kind)) => EbpfError::Attach {
                     iface,
@@ -150,7 +163,10 @@ impl AttachedXdp {
                 },
                 (e, _) => e,
             })?;
-        Ok(Self { ebpf, mode, pins })
+        let link = pin_link(program_mut(&mut ebpf)?, link_id, &link_path)
+            .map_err(|why| EbpfError::Pin { dir: pin_dir.to_path_buf(), why })?;
+        pins.files.push(link_path);
+        Ok(Self { ebpf, mode, pins, _link: link })
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -166,7 +182,20 @@ impl AttachedXdp {
     }
 }
 
-fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> Result<XdpMode, EbpfError> {
+/// Pins the link of the attached program at `path`; the returned handle keeps it attached.
+fn pin_link(prog: &mut Xdp, id: XdpLinkId, path: &Path) -> Result<FdLink, String> {
+    let link = prog.take_link(id).map_err(|e| e.to_string())?;
+    let link = FdLink::try_from(link)
+        .map_err(|e| format!("{e}: the kernel attached XDP without a link (Linux 5.9 or newer is needed to pin it)"))?;
+    link.pin(path).map(FdLink::from).map_err(|e| format!("the XDP link: {e}"))
+}
+
+fn attach_with_fallback(
+    prog: &mut Xdp,
+    iface: &str,
+    ifindex: u32,
+    mode: AttachMode,
+) -> Result<(XdpMode, XdpLinkId), EbpfError> {
     let attach_err = |e: ProgramError| {
         if is_permission(&e) {
             EbpfError::Permission { what: format!("attaching XDP to {iface}") }
@@ -180,13 +209,13 @@ fn attach_with_fallback(prog: &mut Xdp, iface: &str, ifindex: u32, mode: AttachM
         }
     };
     match mode {
-        AttachMode::Driver => prog.attach(ifindex, XdpMode::Driver).map(|_| XdpMode::Driver).map_err(attach_err),
-        AttachMode::Skb => prog.attach(ifindex, XdpMode::Skb).map(|_| XdpMode::Skb).map_err(attach_err),
+        AttachMode::Driver => prog.attach(ifindex, XdpMode::Driver).map(|id| (XdpMode::Driver, id)).map_err(attach_err),
+        AttachMode::Skb => prog.attach(ifindex, XdpMode::Skb).map(|id| (XdpMode::Skb, id)).map_err(attach_err),
         AttachMode::Auto => match prog.attach(ifindex, XdpMode::Driver) {
-            Ok(_) => Ok(XdpMode::Driver),
+            Ok(id) => Ok((XdpMode::Driver, id)),
             Err(e) => {
                 log::warn!("native XDP unavailable on {iface} ({e}); using generic mode, which is slower");
-                prog.attach(ifindex, XdpMode::Skb).map(|_| XdpMode::Skb).map_err(attach_err)
+                prog.attach(ifindex, XdpMode::Skb).map(|id| (XdpMode::Skb, id)).map_err(attach_err)
             }
         },
     }
@@ -242,14 +271,33 @@ impl Drop for Pins {
         for file in &self.files {
             let _ = fs::remove_file(file);
         }
-        // Only removes directories that are now empty; other clusters' pins stay.
-        let _ = fs::remove_dir(&self.dir);
-        if let Some(parent) = self.dir.parent()
-            && parent != Path::new(bpffs::DEFAULT_ROOT)
-        {
-            let _ = fs::remove_dir(parent);
+        remove_empty_dirs(&self.dir);
+    }
+}
+
+/// Only removes directories that are now empty; other clusters' pins stay.
+fn remove_empty_dirs(dir: &Path) {
+    let _ = fs::remove_dir(dir);
+    if let Some(parent) = dir.parent()
+        && parent != Path::new(bpffs::DEFAULT_ROOT)
+    {
+        let _ = fs::remove_dir(parent);
+    }
+}
+
+/// What an agent that did not stop cleanly left in `dir`: detaches its XDP program (the pinned
+/// link) and removes its pinned maps. The caller holds the instance lock. Returns whether a
+/// program was detached.
+pub fn remove_leftover_pins(dir: &Path) -> io::Result<bool> {
+    let detached = link_pin::remove(&dir.join(LINK_PIN))?;
+    for name in [PEERS_MAP, STATS_MAP] {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
     }
+    remove_empty_dirs(dir);
+    Ok(detached)
 }
 
 #[cfg(test)]

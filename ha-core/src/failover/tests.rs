@@ -41,8 +41,15 @@ fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Instant) -> Pe
     }
 }
 
-/// One wake of a driver: the table, then the timeout; returns what it was told to do.
+/// One wake of a driver: the table, then the timeout; returns what it was told to do, less the
+/// liveness stamps (see `wake_all`).
 fn wake(f: &mut Failover, now: Instant, peers: &[Peer]) -> (Vec<Action>, Vec<Event>) {
+    let (mut actions, events) = wake_all(f, now, peers);
+    actions.retain(|a| *a != Action::Stamp);
+    (actions, events)
+}
+
+fn wake_all(f: &mut Failover, now: Instant, peers: &[Peer]) -> (Vec<Action>, Vec<Event>) {
     f.handle_peers(now, peers);
     f.handle_timeout(now);
     (std::iter::from_fn(|| f.poll_action()).collect(), std::iter::from_fn(|| f.poll_event()).collect())
@@ -190,6 +197,7 @@ fn the_next_wake_is_never_later_than_a_tick() {
     let mut cfg = config(1, 100);
     cfg.interval = Duration::from_millis(100);
     cfg.tick = Duration::from_millis(3);
+    cfg.stamp_every = Duration::from_millis(100);
     let mut f = Failover::new(cfg, Instant::ZERO);
     wake(&mut f, at(0), &[]);
     assert_eq!(f.poll_timeout(), at(3));
@@ -273,4 +281,144 @@ fn a_new_run_is_echoed_at_once_then_peers_still_confirming_then_all_in_turn() {
     // A peer not heard for a while is not echoed; with nobody heard, no echo.
     let mut g = Failover::new(config(1, 100), Instant::ZERO);
     assert_eq!(echoes(&drive(&mut g, at(0), &[])), vec![0]);
+}
+
+fn stamps(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| **a == Action::Stamp).count()
+}
+
+#[test]
+fn the_liveness_stamp_goes_every_quarter_tolerance_and_waits_a_tolerance_after_a_pause() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    assert_eq!(stamps(&wake_all(&mut f, at(0), &[]).0), 1, "the first stamp goes at once");
+    let mut stamped = vec![at(0)];
+    let mut now = at(0);
+    while now < at(20) {
+        now = f.poll_timeout();
+        assert!(now <= stamped[stamped.len() - 1] + TOL / 4, "the wake never misses a stamp");
+        if stamps(&wake_all(&mut f, now, &[]).0) == 1 {
+            stamped.push(now);
+        }
+    }
+    let gaps: Vec<Duration> = stamped.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|&g| g == TOL / 4), "{gaps:?}");
+
+    // Not run for 3 tolerances: the fence may be up and a peer may hold the address. The stamp
+    // (which lowers the fence) waits until this node has listened for a tolerance again.
+    let resumed = now + TOL * 3;
+    let (actions, events) = wake_all(&mut f, resumed, &[]);
+    assert!(events.iter().any(|e| matches!(e, Event::Resumed { .. })), "{events:?}");
+    assert_eq!(stamps(&actions), 0);
+    let mut next = resumed;
+    while stamps(&wake_all(&mut f, next, &[]).0) == 0 {
+        next = f.poll_timeout().max(next + Duration::from_nanos(1));
+        assert!(next <= resumed + TOL, "stamping again after one tolerance");
+    }
+    assert_eq!(next, resumed + TOL);
+}
+
+/// Claims by another MAC at `claim`, decided at the first wake at or after the settle time.
+fn claim_decided(f: &mut Failover, claim: Instant, peers: &dyn Fn(Instant) -> Vec<Peer>) -> (Vec<Action>, bool) {
+    f.handle_foreign_claim(claim, claim);
+    let (actions, events) = wake(f, claim, &peers(claim));
+    assert!(!events.iter().any(|e| matches!(e, Event::ForeignClaim { .. })), "decided before the settle time");
+    assert!(!actions.iter().any(|a| matches!(a, Action::Announce(AnnounceCause::ForeignClaim))));
+    assert_eq!(f.poll_timeout().min(claim + CLAIM_SETTLE), f.poll_timeout(), "wakes to decide");
+    let mut now = claim;
+    loop {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        let (actions, events) = wake(f, now, &peers(now));
+        if let Some(defended) = events.iter().find_map(|e| match e {
+            Event::ForeignClaim { defended } => Some(*defended),
+            _ => None,
+        }) {
+            assert_eq!(now, claim + CLAIM_SETTLE);
+            return (actions, defended);
+        }
+        assert!(now < claim + CLAIM_SETTLE, "no decision");
+    }
+}
+
+#[test]
+fn a_holder_reannounces_after_a_foreign_claim_with_the_usual_repeats() {
+    let mut f = holder();
+    let standby = |now: Instant| vec![peer(2, 50, NodeState::Standby, now)];
+    let (actions, defended) = claim_decided(&mut f, at(30), &standby);
+    assert!(defended);
+    assert_eq!(
+        actions.iter().filter(|a| **a == Action::Announce(AnnounceCause::ForeignClaim)).count(),
+        1,
+        "{actions:?}"
+    );
+    let decided = at(30) + CLAIM_SETTLE;
+    let mut repeats = Vec::new();
+    let mut now = decided;
+    while now < decided + Duration::from_millis(600) {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        if wake(&mut f, now, &standby(now)).0.contains(&Action::Announce(AnnounceCause::Repeat)) {
+            repeats.push(now - decided);
+        }
+    }
+    assert_eq!(repeats, ANNOUNCE_REPEATS.to_vec());
+
+    // A standby only counts claims.
+    let mut s = Failover::new(config(1, 100), Instant::ZERO);
+    wake(&mut s, at(0), &[peer(2, 200, NodeState::Active, at(0))]);
+    let holder_peer = |now: Instant| vec![peer(2, 200, NodeState::Active, now)];
+    let (actions, defended) = claim_decided(&mut s, at(10), &holder_peer);
+    assert!(!defended && !actions.iter().any(|a| matches!(a, Action::Announce(_))), "{actions:?}");
+}
+
+#[test]
+fn a_peers_take_over_is_not_fought_even_when_its_heartbeat_follows_its_announcement() {
+    // Preemption: node 2 announces first (the claim) and says ACTIVE right after; the holder
+    // reads the claim before the heartbeat is in its table.
+    let mut f = holder();
+    let claim = at(30);
+    let taker = move |now: Instant| {
+        let active_at = claim + Duration::from_micros(200);
+        if now < active_at {
+            vec![peer(2, 200, NodeState::Standby, claim - MS)]
+        } else {
+            vec![peer(2, 200, NodeState::Active, active_at)]
+        }
+    };
+    let (actions, defended) = claim_decided(&mut f, claim, &taker);
+    assert!(!defended, "a legitimate hand-over: {actions:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::Announce(AnnounceCause::ForeignClaim))));
+    assert_eq!(f.node().state(), NodeState::Standby, "yielded to the more worthy taker");
+
+    // A peer that claimed moments before and yielded (a split brain we won): its late
+    // announcement is its own, not a stranger's.
+    let mut f = holder();
+    let yielded = move |now: Instant| {
+        let mut p = peer(2, 50, NodeState::Standby, now);
+        p.claimed_at = Some(at(29));
+        vec![p]
+    };
+    let (_, defended) = claim_decided(&mut f, at(30), &yielded);
+    assert!(!defended);
+}
+
+#[test]
+fn a_stream_of_foreign_claims_is_decided_a_settle_time_after_the_first_not_postponed() {
+    let mut f = holder();
+    let standby = |now: Instant| vec![peer(2, 50, NodeState::Standby, now)];
+    let mut announced = Vec::new();
+    let mut now = at(30);
+    // A claim every 500 us for 20 ms; the holder wakes at its own pace.
+    let mut next_claim = at(30);
+    while now < at(50) {
+        while next_claim <= now {
+            f.handle_foreign_claim(now, next_claim);
+            next_claim = next_claim + Duration::from_micros(500);
+        }
+        let (actions, _) = wake(&mut f, now, &standby(now));
+        if actions.contains(&Action::Announce(AnnounceCause::ForeignClaim)) {
+            announced.push(now);
+        }
+        now = f.poll_timeout().min(next_claim).max(now + Duration::from_nanos(1));
+    }
+    assert_eq!(announced.first(), Some(&(at(30) + CLAIM_SETTLE)));
+    assert!(announced.windows(2).all(|w| w[1] - w[0] >= CLAIM_SETTLE), "at most one per settle time: {announced:?}");
 }

@@ -1,0 +1,45 @@
+//! `ha-agent cleanup`: what an agent that did not stop cleanly (killed, crashed) leaves behind,
+//! removed once it has exited (systemd's `ExecStopPost=`): its copies of the shared addresses,
+//! its XDP program (the pinned link, whose fence would otherwise keep refusing ARP for them)
+//! and its pinned maps. Nothing is touched while an agent holds the instance or an address.
+use std::path::Path;
+
+use crate::{
+    instance::{InstanceError, InstanceLock},
+    netlink::{SharedAddr, address::AddressManager},
+    rx::ebpf,
+};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An agent runs for this instance or one of the addresses: nothing was touched.
+    AgentRunning,
+    Cleaned {
+        /// Copies of the shared addresses removed.
+        addresses: usize,
+        /// Whether an XDP program was detached.
+        xdp: bool,
+    },
+}
+
+pub fn run(iface: &str, vips: &[SharedAddr], pin_dir: &Path) -> anyhow::Result<Outcome> {
+    // Held until the end: an agent starting meanwhile waits for none of this, it is refused.
+    let _lock = match InstanceLock::acquire(pin_dir, vips) {
+        Ok(lock) => lock,
+        Err(InstanceError::Busy(_) | InstanceError::AddressTaken(_)) => return Ok(Outcome::AgentRunning),
+        Err(e) => return Err(e.into()),
+    };
+    let xdp = ebpf::remove_leftover_pins(pin_dir)
+        .map_err(|e| anyhow::anyhow!("removing the pins in {}: {e}", pin_dir.display()))?;
+    let addresses = AddressManager::new(iface)?;
+    let mut removed = 0;
+    for vip in vips {
+        // Only copies an agent added (labelled; every IPv6 copy): the agent adopts other copies
+        // at its next start, but a cleanup does not guess whose they are.
+        for copy in addresses.copies(vip.addr)?.into_iter().filter(|c| c.ours) {
+            addresses.remove(&copy.addr)?;
+            removed += 1;
+        }
+    }
+    Ok(Outcome::Cleaned { addresses: removed, xdp })
+}

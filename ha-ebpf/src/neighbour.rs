@@ -1,0 +1,177 @@
+//! ARP and IPv6 neighbour discovery for the shared addresses (`ha_common::neighbour`): the fence
+//! drops requests for them once the agent's stamp is stale; claims by other MACs are counted.
+//! Frames are never changed, and only the fence drops any.
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    btf_maps::{Array, HashMap, PerCpuArray},
+    helpers::bpf_ktime_get_ns,
+    macros::btf_map,
+    programs::XdpContext,
+};
+use ha_common::neighbour::{AgentStamp, LastClaim, MAX_VIPS, NeighbourStats, vip_key_v4};
+
+use crate::parse::bytes_at;
+
+#[btf_map]
+static AGENT: Array<AgentStamp, 1> = Array::new();
+
+#[btf_map]
+static VIPS: HashMap<[u8; 16], u8, { MAX_VIPS as usize }> = HashMap::new();
+
+#[btf_map]
+static LAST_CLAIM: Array<LastClaim, 1> = Array::new();
+
+#[btf_map]
+static NEIGH_STATS: PerCpuArray<NeighbourStats, 1> = PerCpuArray::new();
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, lengths 6 and 4, then the operation.
+const ARP_ETH_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
+const ARP_LEN: usize = 28;
+const ARP_REQUEST: u16 = 1;
+const IPV6_HLEN: usize = 40;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+/// Type, code, checksum, reserved/flags, then the 16-byte target.
+const ND_LEN: usize = 24;
+
+/// The verdict for a frame that is not a heartbeat.
+#[inline(always)]
+pub fn inspect(ctx: &XdpContext) -> u32 {
+    let Some(mut ethertype) = be16(ctx, 12) else {
+        return XDP_PASS;
+    };
+    let mut l3 = ETH_HLEN;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let Some(inner) = be16(ctx, ETH_HLEN + 2) else {
+            return XDP_PASS;
+        };
+        ethertype = inner;
+        l3 += VLAN_HLEN;
+    }
+    match ethertype {
+        ETH_P_ARP => arp(ctx, l3),
+        ETH_P_IPV6 => neighbour_discovery(ctx, l3),
+        _ => XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
+}
+
+#[inline(always)]
+fn arp(ctx: &XdpContext, l3: usize) -> u32 {
+    let Some(a) = bytes_at::<ARP_LEN>(ctx, l3) else {
+        return XDP_PASS;
+    };
+    if !starts_with(&a, &ARP_ETH_IPV4) {
+        return XDP_PASS;
+    }
+    let Some(agent) = AGENT.get(0) else {
+        return XDP_PASS;
+    };
+    let sender_mac = [a[8], a[9], a[10], a[11], a[12], a[13]];
+    let sender = vip_key_v4([a[14], a[15], a[16], a[17]]);
+    if is_vip(&sender) {
+        claim(agent, sender_mac, sender);
+    }
+    // The clock before the lookup: while the agent lives, that is all a request costs.
+    let request = u16::from_be_bytes([a[6], a[7]]) == ARP_REQUEST;
+    if request && fenced(agent) && is_vip(&vip_key_v4([a[24], a[25], a[26], a[27]])) {
+        return fence_drop();
+    }
+    XDP_PASS
+}
+
+#[inline(always)]
+fn neighbour_discovery(ctx: &XdpContext, l3: usize) -> u32 {
+    let Some(ip) = bytes_at::<8>(ctx, l3) else {
+        return XDP_PASS;
+    };
+    // No extension headers: neighbour discovery never carries any.
+    if ip[0] >> 4 != 6 || ip[6] != IPPROTO_ICMPV6 {
+        return XDP_PASS;
+    }
+    let Some(nd) = bytes_at::<ND_LEN>(ctx, l3 + IPV6_HLEN) else {
+        return XDP_PASS;
+    };
+    if nd[0] != ND_NEIGHBOR_SOLICIT && nd[0] != ND_NEIGHBOR_ADVERT {
+        return XDP_PASS;
+    }
+    let target = [
+        nd[8], nd[9], nd[10], nd[11], nd[12], nd[13], nd[14], nd[15], nd[16], nd[17], nd[18], nd[19], nd[20], nd[21],
+        nd[22], nd[23],
+    ];
+    if !is_vip(&target) {
+        return XDP_PASS;
+    }
+    let Some(agent) = AGENT.get(0) else {
+        return XDP_PASS;
+    };
+    if nd[0] == ND_NEIGHBOR_ADVERT {
+        if let Some(src) = bytes_at::<6>(ctx, 6) {
+            claim(agent, src, target);
+        }
+        return XDP_PASS;
+    }
+    if fenced(agent) { fence_drop() } else { XDP_PASS }
+}
+
+/// Byte-wise prefix comparison: a slice `==` may become a call to `memcmp`, which BPF lacks.
+#[inline(always)]
+fn starts_with<const N: usize, const M: usize>(bytes: &[u8; N], prefix: &[u8; M]) -> bool {
+    let mut i = 0;
+    while i < M && i < N {
+        if bytes[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[inline(always)]
+fn is_vip(key: &[u8; 16]) -> bool {
+    VIPS.get_ptr(key).is_some()
+}
+
+/// Whether the fence is up.
+#[inline(always)]
+fn fenced(agent: &AgentStamp) -> bool {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    agent.tolerance_ns != 0 && agent.fenced(unsafe { bpf_ktime_get_ns() })
+}
+
+#[inline(always)]
+fn fence_drop() -> u32 {
+    count(|s| s.fenced += 1);
+    XDP_DROP
+}
+
+/// Counts a claim for `addr` by `mac`, unless `mac` is this interface's.
+#[inline(always)]
+fn claim(agent: &AgentStamp, mac: [u8; 6], addr: [u8; 16]) {
+    if starts_with(&mac, &agent.mac) {
+        return;
+    }
+    count(|s| s.claims += 1);
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let claim = LastClaim { at_ns: unsafe { bpf_ktime_get_ns() }, addr, mac, _pad: [0; 2] };
+    let _ = LAST_CLAIM.set(0, &claim, 0);
+}
+
+#[inline(always)]
+fn count(bump: impl FnOnce(&mut NeighbourStats)) {
+    if let Some(stats) = NEIGH_STATS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, and XDP does not preempt itself on one CPU.
+        bump(unsafe { &mut *stats });
+    }
+}
