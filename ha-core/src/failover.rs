@@ -16,7 +16,8 @@
 //!
 //! A late wake: when this node wakes more than an interval after it meant to, its machine may
 //! have stalled with it (a VM pause), and heartbeats that arrived meanwhile were not recorded.
-//! It then decides nothing for as long again, until the table has caught up.
+//! Every peer's silence limit is then longer by the stall, for a while: this node's absence is
+//! no peer's silence.
 //!
 //! One wake of a driver:
 //! 1. `now` from the clock, *then* the peer table (see [`Failover::handle_peers`]);
@@ -417,12 +418,12 @@ impl Failover {
         }
     }
 
-    /// After a wake more than an interval late, decide nothing for as long again.
+    /// After a wake more than an interval late, forgive every peer the stall.
     fn hold_after_a_late_wake(&mut self, now: Instant) {
         let Some(planned) = self.planned_wake.take() else { return };
         let late = now - planned;
         if late > self.cfg.interval && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
-            self.node.listen_until(now + late);
+            self.node.note_absence(now, late);
         }
     }
 

@@ -345,6 +345,8 @@ pub struct Node {
     role: Role,
     /// Why the last step announced again, if it did.
     reannounce: Option<Reannounce>,
+    /// After a late wake: this much more silence is forgiven every peer, until the instant.
+    absence: Option<(Duration, Instant)>,
 }
 
 impl Node {
@@ -369,6 +371,7 @@ impl Node {
             liveness: Liveness::new(LivenessConfig { tolerance: cfg.tolerance, max_tolerance: cfg.max_tolerance }),
             role: Role::Standby,
             reannounce: None,
+            absence: None,
         }
     }
 
@@ -485,12 +488,35 @@ impl Node {
         if mutation::active(Mutation::TakeoverEarly) {
             silence += peer.beats.interval;
         }
-        silence <= self.liveness.limit(peer.node_id)
+        silence <= self.limit(peer.node_id, now)
+    }
+
+    /// A peer's silence limit at `now`: its own, and the forgiven absence after a late wake.
+    fn limit(&self, node_id: u32, now: Instant) -> Duration {
+        let forgiven = self.absence.filter(|&(_, until)| now < until).map_or(Duration::ZERO, |(late, _)| late);
+        self.liveness.limit(node_id) + forgiven
     }
 
     /// The first instant at which `peer`, unheard meanwhile, counts as silent.
     pub fn silent_at(&self, peer: &Peer) -> Instant {
-        peer.last_seen + self.liveness.limit(peer.node_id) + Duration::from_nanos(1)
+        let plain = peer.last_seen + self.liveness.limit(peer.node_id) + Duration::from_nanos(1);
+        match self.absence {
+            // While the absence is forgiven the limit is longer; when it ends, the plain one.
+            Some((late, until)) if plain < until => (plain + late).min(until),
+            _ => plain,
+        }
+    }
+
+    /// This node woke `late` after it meant to: its machine may have stalled with it, and
+    /// heartbeats that reached it meanwhile may not be in the table. For the next while (the
+    /// longest silence limit, then the stall again) every peer's silence limit is `late` longer.
+    pub fn note_absence(&mut self, now: Instant, late: Duration) {
+        let until = now + self.cfg.max_tolerance.max(self.cfg.tolerance) + late;
+        // A shorter stall does not shorten the forgiveness of a longer one still in force.
+        self.absence = match self.absence {
+            Some((earlier, ends)) if now < ends => Some((earlier.max(late), ends.max(until))),
+            _ => Some((late, until)),
+        };
     }
 
     /// How long this peer may be silent and still count as live, and its estimated loss rate.
@@ -562,10 +588,11 @@ impl Node {
     fn note_returns(&mut self, now: Instant, peers: &[Peer]) -> bool {
         let mut returned = false;
         let before = self.live_peers.len();
-        let liveness = &self.liveness;
-        for p in peers.iter().filter(|p| now - p.last_seen <= liveness.limit(p.node_id)) {
-            returned |= !self.live_peers[..before].contains(&p.node_id);
-            self.live_peers.push(p.node_id);
+        for p in peers {
+            if now - p.last_seen <= self.limit(p.node_id, now) {
+                returned |= !self.live_peers[..before].contains(&p.node_id);
+                self.live_peers.push(p.node_id);
+            }
         }
         self.live_peers.drain(..before);
         returned

@@ -4,8 +4,8 @@
 //! Definitions used below:
 //! - A node *holds* the address while it is configured on it (from `Take` to
 //!   `RemoveAddresses`, and after a SIGKILL until the agent starts again), its machine runs and
-//!   its link is up: it then answers ARP for it. With `--fence` (a model of issue 12 item 2, not
-//!   of today's agent) a node whose agent has not run for a tolerance stops answering.
+//!   its link is up: it then answers ARP for it, until the XDP fence goes up: once the agent's
+//!   last liveness stamp is a tolerance old (`--no-fence` models an agent without it).
 //! - A node *claims* the address while its running agent says ACTIVE (from `Take` to
 //!   `StopClaiming`).
 //! - A node is *eligible* when its agent runs (not paused), its link is up, it is not in
@@ -32,10 +32,11 @@ pub enum Invariant {
     /// (b) No takeover on a holder's silence (reason `HolderSilent` or `NoHolder`) while that
     /// holder's heartbeats keep arriving at the taker within the taker's current silence limit
     /// for it (`peer_liveness`). "Arriving" is counted at the taker's port: a heartbeat that
-    /// reached it while only its agent was not running counts; one lost, cut or delayed by the
-    /// network, or reaching a machine paused as a whole, does not. Only the newest sequence
-    /// counts, as the receive path would record it. A holder that cannot hear the taker (a
-    /// one-way partition) cannot echo its run and is ignored by design, as a recording is.
+    /// reached it while the taker itself was not running (agent or machine paused) counts; one
+    /// lost, cut or delayed by the network does not. Only the newest sequence counts, as the
+    /// receive path would record it. A holder whose agent is not running at that moment does not
+    /// keep sending, and one cut off from the taker, either way, is not heard (one that cannot hear the taker cannot echo its run, and is ignored by
+    /// design, as a recording is).
     NoTakeoverWhileHolderHeard,
     /// (c) A planned change (clean stop, maintenance on/off, a priority change, a restart after
     /// a clean stop) made while the network has been stable for client settle, with no other

@@ -2,8 +2,8 @@
 //! `cargo xtask simulate` (a release build).
 //!
 //! ```text
-//! ha-sim [--seeds N] [--first S] [--jobs J] [--fence]   many seeds, a summary
-//! ha-sim --seed N [--trace] [--fence]                   one seed, its schedule and trace
+//! ha-sim [--seeds N] [--first S] [--jobs J] [--no-fence]   many seeds, a summary
+//! ha-sim --seed N [--trace] [--no-fence]                   one seed, its schedule and trace
 //! ```
 use std::{
     process::ExitCode,
@@ -35,7 +35,7 @@ fn parse() -> Result<Args, String> {
         first: 0,
         seed: None,
         trace: false,
-        fence: false,
+        fence: true,
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         show: 3,
         list: false,
@@ -52,10 +52,10 @@ fn parse() -> Result<Args, String> {
             "--jobs" => args.jobs = number(it.next(), "--jobs")?.max(1) as usize,
             "--show" => args.show = number(it.next(), "--show")? as usize,
             "--trace" => args.trace = true,
-            "--fence" => args.fence = true,
+            "--no-fence" => args.fence = false,
             "--list" => args.list = true,
             "-h" | "--help" => {
-                return Err("usage: ha-sim [--seeds N] [--first S] [--jobs J] [--show K] [--list] [--fence] | --seed N [--trace] [--fence]".into())
+                return Err("usage: ha-sim [--seeds N] [--first S] [--jobs J] [--show K] [--list] [--no-fence] | --seed N [--trace] [--no-fence]".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -64,7 +64,7 @@ fn parse() -> Result<Args, String> {
 }
 
 fn replay_command(seed: u64, fence: bool) -> String {
-    format!("cargo xtask simulate --seed {seed} --trace{}", if fence { " --fence" } else { "" })
+    format!("cargo xtask simulate --seed {seed} --trace{}", if fence { "" } else { " --no-fence" })
 }
 
 fn print_failure(r: &Report, fence: bool, tail: usize, shrink_it: bool) {
@@ -78,7 +78,7 @@ fn print_failure(r: &Report, fence: bool, tail: usize, shrink_it: bool) {
         println!("  {line}");
     }
     if shrink_it && let Some(v) = r.violations.first() {
-        let keep = shrink(r.seed, v.invariant, 40);
+        let keep = shrink(r.seed, v.invariant, 40, &Options { fence, ..Options::default() });
         println!("shrunk schedule for {} (faults {:?} of the above):", v.invariant, keep);
         for i in &keep {
             if let Some(line) = r.schedule.get(*i) {
@@ -223,7 +223,7 @@ fn many(args: &Args) -> ExitCode {
         end,
         t.seeds,
         args.jobs,
-        if args.fence { ", with the modelled fence" } else { "" }
+        if args.fence { "" } else { ", without the fence (an agent before issue 12)" }
     );
     println!(
         "simulated: {:.2} cluster-hours ({:.2} node-hours), {} events, {} transitions, {:.3} s of client probes lost",

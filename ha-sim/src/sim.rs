@@ -18,15 +18,22 @@ use crate::{
 };
 
 /// How the run is observed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Keep the whole trace (else the last [`TRACE_TAIL`] lines).
     pub trace: bool,
-    /// Model a kernel-side fence (issue 12 item 2): a node whose agent has not run for a
-    /// tolerance stops answering ARP for the address. Not what today's agent does.
+    /// The kernel-side fence of the XDP program (issue 12 item 2): once the agent's last
+    /// liveness stamp (`Action::Stamp`) is a tolerance old, the node stops answering ARP for the
+    /// address. Off models an agent without it (`--no-fence`).
     pub fence: bool,
     /// Run only these faults of the schedule (shrinking).
     pub keep_faults: Option<Vec<usize>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { trace: false, fence: true, keep_faults: None }
+    }
 }
 
 pub const TRACE_TAIL: usize = 40;
@@ -133,8 +140,10 @@ pub(crate) struct SimNode {
     starts: u64,
     /// A wake fell due while paused: it runs at the resume.
     wake_missed: bool,
-    /// Global time of the agent's last wake (the fence model).
+    /// Global time of the agent's last wake.
     last_run: u64,
+    /// Global time of the agent's last liveness stamp, which the fence reads.
+    last_stamp: u64,
     port: Vec<PortSeen>,
     peers: Vec<Peer>,
     /// Global time of its last `Take`.
@@ -271,6 +280,7 @@ impl World {
                 starts: 0,
                 wake_missed: false,
                 last_run: 0,
+                last_stamp: 0,
                 port: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
                 claimed_since: 0,
@@ -587,8 +597,7 @@ impl World {
             Action::SendHeartbeat { state, flags, priority, echo, .. } => {
                 self.send_heartbeat(i, state, flags, priority, echo)
             }
-            // The kernel-side fence is not simulated (yet): nothing reads the stamp.
-            Action::Stamp => {}
+            Action::Stamp => self.nodes[i].last_stamp = self.now,
         }
     }
 
@@ -655,9 +664,9 @@ impl World {
             return;
         }
         let local = n.spec.clock.local(now);
-        // A machine that is paused as a whole drops what reaches it, as a lossy link would:
-        // for invariant (b) that heartbeat did not arrive.
-        if !replayed && !n.machine_paused {
+        // Counted even while the machine is paused as a whole: the holder was alive and sending
+        // to it; this node's own absence is no reason to take over (invariant b).
+        if !replayed {
             let claims = hb.state == NodeState::Active && hb.flags & (FLAG_LEAVING | FLAG_MAINTENANCE) == 0;
             match n.port.iter_mut().find(|p| p.node_id == hb.node_id) {
                 Some(p) if hb.seq > p.seq => *p = PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims },
@@ -732,8 +741,11 @@ impl World {
         for h in 0..self.nodes.len() {
             let holder = &self.nodes[h];
             // Heard one way only, a holder cannot echo this node's run: it is indistinguishable
-            // from a recording, and ignored by design (docs/architecture.md, invariant 2).
-            if h == i || !holder.claiming || crate::net::cut(&self.active, i as u8, h as u8) {
+            // from a recording, and ignored by design (docs/architecture.md, invariant 2). And a
+            // holder cut off from this node right now is not heard, whatever came before.
+            let cut = |from: usize, to: usize| crate::net::cut(&self.active, from as u8, to as u8);
+            // A holder whose agent is not running now does not keep sending.
+            if h == i || !holder.claiming || !holder.running() || cut(i, h) || cut(h, i) {
                 continue;
             }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
@@ -760,7 +772,7 @@ impl World {
     /// Whether node `i` answers ARP for the address now.
     fn answers(&self, i: usize) -> bool {
         let n = &self.nodes[i];
-        let fenced = self.opts.fence && !n.running() && self.now > n.last_run + self.sc.cluster.tolerance;
+        let fenced = self.opts.fence && self.now > n.last_stamp + self.sc.cluster.tolerance;
         n.delivers() && !fenced
     }
 

@@ -17,9 +17,9 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn shrinking_keeps_a_failure_and_drops_the_rest() {
-    // Today a SIGKILLed holder keeps its address (issue 12 item 2): the crash alone breaks (a),
-    // so a seed with it among other faults shrinks to the crash.
-    let opts = Options::default();
+    // Without the fence a SIGKILLed holder keeps answering ARP (issue 12 item 2): the crash
+    // alone breaks (a), so a seed with it among other faults shrinks to the crash.
+    let opts = Options { fence: false, ..Options::default() };
     let found = (0..300).find_map(|seed| {
         let r = run(seed, &opts);
         let v = r.violations.iter().find(|v| v.invariant == ha_sim::Invariant::AtMostOneHolder)?;
@@ -28,8 +28,8 @@ fn shrinking_keeps_a_failure_and_drops_the_rest() {
     let Some((seed, invariant, total)) = found else {
         panic!("no seed in 0..300 breaks (a) with 3 or more faults: pick another failure for this test")
     };
-    let keep = ha_sim::shrink::shrink(seed, invariant, 20);
+    let keep = ha_sim::shrink::shrink(seed, invariant, 20, &opts);
     assert!(!keep.is_empty() && keep.len() < total, "seed {seed}: kept {keep:?} of {total}");
-    let again = run(seed, &Options { keep_faults: Some(keep), ..Options::default() });
+    let again = run(seed, &Options { keep_faults: Some(keep), ..opts.clone() });
     assert!(again.violations.iter().any(|v| v.invariant == invariant), "seed {seed}: the shrunk schedule passes");
 }

@@ -9,8 +9,7 @@ use ha_sim::{Invariant, Options, run};
 const BOUND: u64 = 1500;
 
 fn seeds_to_catch(m: Mutation) -> Option<(u64, u64, Invariant, String)> {
-    // The modelled fence keeps the real core's crash finding (issue 12 item 2) out of the way.
-    let opts = Options { fence: true, ..Options::default() };
+    let opts = Options::default();
     for seed in 0..BOUND {
         mutation::set(Some(m));
         let broken = run(seed, &opts);

@@ -30,10 +30,10 @@ pub struct SimulateArgs {
     /// One line per violation of every failing seed.
     #[arg(long)]
     pub list: bool,
-    /// Model the kernel-side fence of a crashed agent (issue 12 item 2), which the agent does
-    /// not have yet: a node whose agent has not run for a tolerance stops answering ARP.
+    /// Model an agent without the kernel-side fence (before issue 12 item 2): a crashed agent's
+    /// node keeps answering ARP.
     #[arg(long)]
-    pub fence: bool,
+    pub no_fence: bool,
 }
 
 pub fn run(args: SimulateArgs) -> Result<ExitCode> {
@@ -61,8 +61,8 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     if args.list {
         sim = sim.arg("--list");
     }
-    if args.fence {
-        sim = sim.arg("--fence");
+    if args.no_fence {
+        sim = sim.arg("--no-fence");
     }
     let status = sim.status()?;
     Ok(ExitCode::from(u8::try_from(cmd::exit_code(status)).unwrap_or(1)))

@@ -68,7 +68,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
             jobs: None,
             show: 3,
             list: false,
-            fence: false,
+            no_fence: false,
         };
         let sim_code = crate::simulate::run(sim)?;
         if code == 0 && sim_code != ExitCode::SUCCESS {

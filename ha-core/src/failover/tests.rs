@@ -422,3 +422,24 @@ fn a_stream_of_foreign_claims_is_decided_a_settle_time_after_the_first_not_postp
     assert_eq!(announced.first(), Some(&(at(30) + CLAIM_SETTLE)));
     assert!(announced.windows(2).all(|w| w[1] - w[0] >= CLAIM_SETTLE), "at most one per settle time: {announced:?}");
 }
+
+#[test]
+fn after_a_late_wake_a_peer_is_forgiven_the_stall() {
+    // The machine stalled with the agent: heartbeats that reached it meanwhile are not in the
+    // table. The holder's silence counts from its last recorded heartbeat plus the stall.
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    for ms in (0..=20).step_by(2) {
+        drive(&mut f, at(ms), &[peer(2, 200, NodeState::Active, at(ms))]);
+    }
+    let planned = f.poll_timeout();
+    let late = Duration::from_millis(5);
+    let woke = planned + late;
+    let last = peer(2, 200, NodeState::Active, at(20));
+    assert!(!drive(&mut f, woke, &[last]).contains(&Action::Take));
+    // Without the stall the holder would count silent at 20 + 8 ms; with it, 5 ms later.
+    let plain = at(20) + TOL + Duration::from_nanos(1);
+    assert!(!drive(&mut f, plain, &[last]).contains(&Action::Take), "not at the plain limit");
+    let forgiven = plain + late;
+    assert!(!drive(&mut f, forgiven - Duration::from_nanos(2), &[last]).contains(&Action::Take));
+    assert!(drive(&mut f, forgiven, &[last]).contains(&Action::Take), "at the plain limit plus the stall");
+}
