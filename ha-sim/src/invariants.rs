@@ -56,6 +56,10 @@ pub enum Invariant {
     /// covers that loss rate: `silence_limit(rate) <= max_tolerance`), transitions across the
     /// cluster stay within [`FLAP_BOUND_BASE`] + [`FLAP_BOUND_PER_MINUTE`] per minute of loss.
     NoFlapping,
+    /// (e) A node that yielded to a more worthy holder does not take the address back on that
+    /// holder's silence within its hold-down while that holder lives (its agent runs and no
+    /// partition cuts them): a silence then is loss, and taking back would start a flap.
+    NoTakeBackWithinHoldDown,
     /// (f) A replayed heartbeat never confirms a run, nor counts for a run the receiver had
     /// not confirmed, for a node whose agent is not running (crashed, stopped, paused): it would
     /// make a dead node look alive. A replay of one the receiver never got, newer than all it
@@ -69,13 +73,14 @@ pub enum Invariant {
 pub const FLAP_BOUND_BASE: u64 = 6;
 pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
 
-pub const ALL: [Invariant; 8] = [
+pub const ALL: [Invariant; 9] = [
     Invariant::AtMostOneHolder,
     Invariant::AtLeastOneClaims,
     Invariant::NoTakeoverWhileHolderHeard,
     Invariant::MakeBeforeBreak,
     Invariant::ClientsPointAtHolder,
     Invariant::NoFlapping,
+    Invariant::NoTakeBackWithinHoldDown,
     Invariant::ReplayNeverRevives,
     Invariant::ReplayNeverMovesAddress,
 ];
@@ -93,6 +98,7 @@ impl Invariant {
             Invariant::MakeBeforeBreak => "c:make_before_break",
             Invariant::ClientsPointAtHolder => "d:clients_point_at_holder",
             Invariant::NoFlapping => "e:no_flapping",
+            Invariant::NoTakeBackWithinHoldDown => "e:no_take_back_within_hold_down",
             Invariant::ReplayNeverRevives => "f:replay_never_revives",
             Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
         }

@@ -142,6 +142,8 @@ pub(crate) struct SimNode {
     wake_missed: bool,
     /// Global time of the agent's last wake.
     last_run: u64,
+    /// The holder this node last yielded to, and when by its own clock (invariant e, hold-down).
+    yielded_to: Option<(u32, u64)>,
     /// Global time of the agent's last liveness stamp, which the fence reads.
     last_stamp: u64,
     port: Vec<PortSeen>,
@@ -280,6 +282,7 @@ impl World {
                 starts: 0,
                 wake_missed: false,
                 last_run: 0,
+                yielded_to: None,
                 last_stamp: 0,
                 port: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
@@ -717,6 +720,7 @@ impl World {
                 }
             }
         }
+        self.check_hold_down(i, local, t);
         self.note(format!("n{i} {} -> {}: {}", t.from.name(), t.to.name(), t.reason));
         if real && t.to == Role::Active && matches!(t.reason, Reason::HolderSilent { .. } | Reason::NoHolder) {
             self.report.checked_takeovers += 1;
@@ -734,6 +738,33 @@ impl World {
     }
 
     /// Invariant (b), at a takeover on silence.
+    /// Invariant (e), hold-down: remembers each yield to a more worthy holder, and checks a
+    /// takeover on silence against it.
+    fn check_hold_down(&mut self, i: usize, local: Instant, t: Transition) {
+        // In the node's own clock, as its hold-down runs.
+        let now = local.as_nanos();
+        match t.reason {
+            Reason::MoreWorthyHolder { node_id, .. } if t.from == Role::Active => {
+                self.nodes[i].yielded_to = Some((node_id, now));
+            }
+            Reason::HolderSilent { node_id, .. } if t.to == Role::Active => {
+                let Some((to, at)) = self.nodes[i].yielded_to else { return };
+                let Some(h) = self.nodes.iter().position(|n| n.spec.node_id == node_id) else { return };
+                let cut = |a: usize, b: usize| crate::net::cut(&self.active, a as u8, b as u8);
+                let within = now.saturating_sub(at) < self.sc.cluster.hold_down;
+                if to == node_id && within && self.nodes[h].running() && !cut(h, i) && !cut(i, h) {
+                    let detail = format!(
+                        "n{i} took the address back from n{h} {:.3} ms after yielding to it (hold-down {:.3} ms), while n{h} lives",
+                        ms(now - at),
+                        ms(self.sc.cluster.hold_down)
+                    );
+                    self.violate(Invariant::NoTakeBackWithinHoldDown, detail);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn check_takeover(&mut self, i: usize, local: Instant) {
         let n = &self.nodes[i];
         let Some(agent) = n.agent.as_ref() else { return };

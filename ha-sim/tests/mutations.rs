@@ -45,12 +45,7 @@ fn release_before_the_successor_claims_is_caught() {
     caught(Mutation::ReleaseBeforeSuccessor);
 }
 
-/// Not caught: hold-down only slows the flapping where the max tolerance cannot cover the loss
-/// (where (e) does not apply, and the real core flaps too), and where the limit can cover it
-/// the loss-adaptive limit leaves hold-down nothing to do. Kept to be run by hand
-/// (`--ignored`) until an invariant can tell.
 #[test]
-#[ignore = "no invariant catches a core that ignores hold-down yet (see the note)"]
 fn ignoring_hold_down_is_caught() {
     caught(Mutation::IgnoreHoldDown);
 }
