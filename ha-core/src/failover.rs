@@ -16,8 +16,8 @@
 //!
 //! A late wake: when this node wakes more than an interval after it meant to, its machine may
 //! have stalled with it (a VM pause), and heartbeats that arrived meanwhile were not recorded.
-//! Every peer's silence limit is then longer by the stall, for a while: this node's absence is
-//! no peer's silence.
+//! Every peer's silence limit is then longer by the stall (at most two intervals), for a while:
+//! this node's absence is no peer's silence.
 //!
 //! One wake of a driver:
 //! 1. `now` from the clock, *then* the peer table (see [`Failover::handle_peers`]);
@@ -418,12 +418,14 @@ impl Failover {
         }
     }
 
-    /// After a wake more than an interval late, forgive every peer the stall.
+    /// After a wake more than half an interval late, forgive every peer the stall, up to two
+    /// intervals: a live peer's next heartbeat comes within one after we are back, and a longer
+    /// stall makes everybody look silent, which the gap guard answers with a new listen.
     fn hold_after_a_late_wake(&mut self, now: Instant) {
         let Some(planned) = self.planned_wake.take() else { return };
         let late = now - planned;
-        if late > self.cfg.interval && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
-            self.node.note_absence(now, late);
+        if late > self.cfg.interval / 2 && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
+            self.node.note_absence(now, late.min(self.cfg.interval * 2));
         }
     }
 

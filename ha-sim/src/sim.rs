@@ -662,6 +662,11 @@ impl World {
 
     fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool) {
         let now = self.now;
+        // Under loss on the way, a node cannot tell heartbeats its own pause ate from those the
+        // network lost: there, one that reached a machine paused as a whole counts as lost.
+        let lossy = self.active.iter().any(|&(_, f)| {
+            matches!(f.kind, crate::scenario::FaultKind::Loss { .. } | crate::scenario::FaultKind::BurstLoss { .. })
+        });
         let n = &mut self.nodes[j];
         if !n.link_up {
             return;
@@ -669,7 +674,7 @@ impl World {
         let local = n.spec.clock.local(now);
         // Counted even while the machine is paused as a whole: the holder was alive and sending
         // to it; this node's own absence is no reason to take over (invariant b).
-        if !replayed {
+        if !replayed && !(n.machine_paused && lossy) {
             let claims = hb.state == NodeState::Active && hb.flags & (FLAG_LEAVING | FLAG_MAINTENANCE) == 0;
             match n.port.iter_mut().find(|p| p.node_id == hb.node_id) {
                 Some(p) if hb.seq > p.seq => *p = PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims },
@@ -776,12 +781,27 @@ impl World {
             // holder cut off from this node right now is not heard, whatever came before.
             let cut = |from: usize, to: usize| crate::net::cut(&self.active, from as u8, to as u8);
             // A holder whose agent is not running now does not keep sending.
-            if h == i || !holder.claiming || !holder.running() || cut(i, h) || cut(h, i) {
+            if h == i || !holder.claiming || !holder.running() || !holder.link_up || cut(i, h) || cut(h, i) {
                 continue;
             }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
+            // Unconfirmed (it has not echoed this run: it could not hear it) is not heard.
+            if n.table.get(holder.spec.node_id).is_some_and(|e| e.rec.confirmed == 0) {
+                continue;
+            }
             let (limit, loss) = agent.failover.node().peer_liveness(holder.spec.node_id);
             let limit = limit.as_nanos() as u64;
+            // A partition between them within the last limit explains a silence the taker saw,
+            // even if the first heartbeat after it reached a machine paused as a whole.
+            let recent_cut = self.sc.faults.iter().any(|f| {
+                matches!(f.kind, crate::scenario::FaultKind::Partition { .. })
+                    && f.start < self.now
+                    && f.end + limit >= self.now
+                    && (crate::net::cut(&[(0, *f)], h as u8, i as u8) || crate::net::cut(&[(0, *f)], i as u8, h as u8))
+            });
+            if recent_cut {
+                continue;
+            }
             let silent = local.since(seen.at).as_nanos() as u64;
             if seen.claims && silent <= limit {
                 let detail = format!(

@@ -432,11 +432,11 @@ fn after_a_late_wake_a_peer_is_forgiven_the_stall() {
         drive(&mut f, at(ms), &[peer(2, 200, NodeState::Active, at(ms))]);
     }
     let planned = f.poll_timeout();
-    let late = Duration::from_millis(5);
+    let late = Duration::from_millis(3);
     let woke = planned + late;
     let last = peer(2, 200, NodeState::Active, at(20));
     assert!(!drive(&mut f, woke, &[last]).contains(&Action::Take));
-    // Without the stall the holder would count silent at 20 + 8 ms; with it, 5 ms later.
+    // Without the stall the holder would count silent at 20 + 8 ms; with it, 3 ms later.
     let plain = at(20) + TOL + Duration::from_nanos(1);
     assert!(!drive(&mut f, plain, &[last]).contains(&Action::Take), "not at the plain limit");
     let forgiven = plain + late;
