@@ -554,7 +554,7 @@ impl Node {
         self.reannounce = None;
         self.liveness.observe(inputs.peers);
         let returned = self.note_returns(inputs.now, inputs.peers);
-        let missed_claim = previous_look.is_some_and(|at| missed_claim(inputs.peers, at));
+        let missed_claim = previous_look.is_some_and(|at| self.missed_claim(inputs.peers, at, inputs.now));
         self.decide(inputs, &mut out);
         if (returned || missed_claim) && self.state == NodeState::Active && !out.take && !out.announce {
             let why = if missed_claim { Reannounce::MissedClaim } else { Reannounce::PeerReturned };
@@ -612,6 +612,13 @@ impl Node {
         };
         out.transition = Some(Transition { from: self.role, to: role, reason });
         self.role = role;
+    }
+
+    /// Whether a peer claimed the address after `since` and no longer does (it yielded, or it
+    /// went silent: died, or cut off again): its claim was never seen between two looks, but its
+    /// announcement may have re-pointed clients.
+    fn missed_claim(&self, peers: &[Peer], since: Instant, now: Instant) -> bool {
+        peers.iter().any(|p| p.claimed_at.is_some_and(|at| at > since) && !(p.holds() && self.is_live(p, now)))
     }
 
     /// The holder's periodic announcement; any announcement restarts the period.
@@ -802,13 +809,6 @@ impl Node {
             None => Reason::NoHolder,
         }
     }
-}
-
-/// Whether a peer claimed the address after `since` and no longer does: it took the address
-/// and gave it back between two looks, so its claim was never seen, but its announcement may
-/// have re-pointed clients.
-fn missed_claim(peers: &[Peer], since: Instant) -> bool {
-    peers.iter().any(|p| p.claimed_at.is_some_and(|at| at > since) && !p.holds())
 }
 
 #[cfg(test)]

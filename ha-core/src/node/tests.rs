@@ -804,3 +804,20 @@ fn a_reload_applies_preempt_and_priority_but_keeps_the_identity_and_time_base() 
     let out = step(&mut n, TOL + MS, &h(TOL + MS));
     assert_eq!(out.transition.map(|t| t.reason), Some(Reason::Preempt { node_id: 1, priority: 100 }));
 }
+
+#[test]
+fn a_holder_announces_again_after_a_claim_it_missed_by_a_peer_that_then_died() {
+    // While this holder stalled, a peer claimed the address (re-pointing clients) and died
+    // still claiming: its last heartbeat says ACTIVE, but it is silent now. Clients may point at
+    // a dead node: announce.
+    let mut n = holder(1, 200, Preempt::Always);
+    let mut other = peer(2, 100, NodeState::Standby, TOL);
+    step(&mut n, TOL + MS, &[other]);
+    assert!(!step(&mut n, TOL + 2 * MS, &[other]).announce);
+    other.state = NodeState::Active;
+    other.claimed_at = Some(at(TOL + 20 * MS));
+    other.last_seen = at(TOL + 21 * MS);
+    let out = step(&mut n, TOL + 21 * MS + 2 * TOL, &[other]);
+    assert!(out.announce && !out.release, "{out:?}");
+    assert_eq!(n.reannounce(), Some(Reannounce::MissedClaim));
+}
