@@ -42,6 +42,9 @@ use crate::{
 pub const ANNOUNCE_REPEATS: [Duration; 4] =
     [Duration::from_millis(5), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
 
+/// A wake this late or less is scheduling jitter, not a stall of the machine.
+pub const JITTER: Duration = Duration::from_millis(1);
+
 /// How often the operator's view (`status`) is refreshed when nothing changes.
 pub const STATUS_EVERY: Duration = Duration::from_millis(50);
 
@@ -418,13 +421,17 @@ impl Failover {
         }
     }
 
-    /// After a wake more than half an interval late, forgive every peer the stall, up to two
-    /// intervals: a live peer's next heartbeat comes within one after we are back, and a longer
-    /// stall makes everybody look silent, which the gap guard answers with a new listen.
+    /// After a wake more than half an interval late (and more than [`JITTER`]), forgive every
+    /// peer the stall, up to two intervals. (The stall may have begun before the planned wake:
+    /// the lateness is its least length.) Forgiving every jitter would slow every failover at
+    /// short intervals. A live peer is heard within an interval of our
+    /// return, so two are enough; a longer stall makes everybody look silent, which the gap
+    /// guard answers with a new listen.
     fn hold_after_a_late_wake(&mut self, now: Instant) {
         let Some(planned) = self.planned_wake.take() else { return };
         let late = now - planned;
-        if late > self.cfg.interval / 2 && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
+        let threshold = (self.cfg.interval / 2).max(JITTER);
+        if late > threshold && !crate::mutation::active(crate::mutation::Mutation::NeverRelisten) {
             self.node.note_absence(now, late.min(self.cfg.interval * 2));
         }
     }
