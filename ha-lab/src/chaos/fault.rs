@@ -91,7 +91,8 @@ impl FaultKind {
 pub enum Allowance {
     /// Not one lost probe.
     Lossless,
-    /// Up to the tolerance plus [`takeover_margin`]: silence detected, successor announced.
+    /// Up to the successor's silence limit for the holder plus [`takeover_margin`]: silence
+    /// detected, successor announced.
     Takeover,
 }
 
@@ -102,11 +103,13 @@ pub fn takeover_margin(interval: Duration) -> Duration {
 }
 
 impl Allowance {
-    /// The longest outage allowed (zero: no lost probe at all).
-    pub fn limit(self, interval: Duration, tolerance: Duration) -> Duration {
+    /// The longest outage allowed (zero: no lost probe at all). `silence_limit` is how long the
+    /// successors let the holder be silent when the fault began: the tolerance on a clean link,
+    /// more (up to the maximum tolerance) while recent loss has widened it, as designed.
+    pub fn limit(self, interval: Duration, silence_limit: Duration) -> Duration {
         match self {
             Allowance::Lossless => Duration::ZERO,
-            Allowance::Takeover => tolerance + takeover_margin(interval),
+            Allowance::Takeover => silence_limit + takeover_margin(interval),
         }
     }
 
@@ -114,7 +117,7 @@ impl Allowance {
         match self {
             Allowance::Lossless => "no lost probe".into(),
             Allowance::Takeover => format!(
-                "tolerance + {} ms = {} ms",
+                "silence limit + {} ms (clean link: {} ms)",
                 takeover_margin(interval).as_millis(),
                 self.limit(interval, tolerance).as_millis()
             ),
@@ -294,5 +297,8 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(Allowance::Takeover.limit(ms(10), ms(40)), ms(55));
         assert_eq!(Allowance::Lossless.limit(ms(10), ms(40)), Duration::ZERO);
+        // After loss widened the successors' limit for the holder, the takeover may take that long.
+        assert_eq!(Allowance::Takeover.limit(ms(10), ms(75)), ms(90));
+        assert_eq!(Allowance::Lossless.limit(ms(10), ms(75)), Duration::ZERO);
     }
 }

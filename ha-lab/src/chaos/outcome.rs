@@ -17,6 +17,9 @@ pub struct FaultRecord {
     pub hit_holder: bool,
     pub detail: String,
     pub allowance: Allowance,
+    /// The longest silence limit the other nodes applied to the holder when the fault began
+    /// (the tolerance on a clean link; wider after recent loss).
+    pub silence_limit: Duration,
     pub sent: u64,
     pub lost: u64,
     /// Every outage the client saw, longest first.
@@ -221,6 +224,7 @@ mod tests {
             hit_holder,
             detail: String::new(),
             allowance: Allowance::Takeover,
+            silence_limit: Duration::from_millis(40),
             sent: 100,
             lost: outage_ms.saturating_sub(1),
             outages: if outage_ms > 0 { vec![Duration::from_millis(outage_ms)] } else { vec![] },

@@ -217,6 +217,7 @@ impl<'l> Runner<'l> {
         let node = self.resolve(plan.role);
         let hit_holder = node == Some(self.holder);
         let allowance = if hit_holder { plan.kind.allowance().0 } else { plan.kind.allowance().1 };
+        let silence_limit = if hit_holder { self.successors_limit() } else { self.cfg.tolerance };
         let prober = Prober::start_bounded(
             self.lab.client(),
             IpAddr::V4(VIP),
@@ -251,6 +252,7 @@ impl<'l> Runner<'l> {
             hit_holder,
             detail,
             allowance,
+            silence_limit,
             sent: report.sent,
             lost: report.lost,
             outages,
@@ -280,6 +282,29 @@ impl<'l> Runner<'l> {
             }
         }
         if lines.is_empty() { "none".into() } else { lines.join("; ") }
+    }
+
+    /// The longest silence limit the other running agents apply to the holder now, from their
+    /// `status --json`: the tolerance on a clean link; wider while recent loss lasts, as the
+    /// agent is built to do (so a loss burst cannot cause a false takeover). An agent that does
+    /// not answer counts as the tolerance.
+    fn successors_limit(&mut self) -> Duration {
+        let holder = self.lab.node(self.holder).addr().to_string();
+        let mut limit = self.cfg.tolerance;
+        for n in (1..=PRIORITIES.len()).filter(|&n| n != self.holder) {
+            if !self.agents.is_running(n) {
+                continue;
+            }
+            let Ok(text) = self.agents.control(n, &["status", "--json"]) else { continue };
+            let Ok(status) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let peers = status.get("peers").and_then(|p| p.as_array()).map(Vec::as_slice).unwrap_or_default();
+            for peer in peers.iter().filter(|p| p.get("node_id").and_then(|a| a.as_str()) == Some(holder.as_str())) {
+                if let Some(ms) = peer.get("limit_ms").and_then(|l| l.as_f64()) {
+                    limit = limit.max(Duration::from_secs_f64(ms / 1e3));
+                }
+            }
+        }
+        limit
     }
 
     fn resolve(&self, role: Role) -> Option<usize> {
@@ -428,7 +453,7 @@ impl<'l> Runner<'l> {
     }
 
     fn judge_outages(&mut self, r: &FaultRecord) {
-        let limit = r.allowance.limit(self.cfg.interval, self.cfg.tolerance);
+        let limit = r.allowance.limit(self.cfg.interval, r.silence_limit);
         let what = match r.allowance {
             Allowance::Lossless if r.lost > 0 => format!(
                 "lost probes where none may be lost: {} lost, longest outage {:.1} ms ({}, {})",

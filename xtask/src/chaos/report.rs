@@ -1,6 +1,6 @@
 //! docs/chaos.md from a run's outcome: settings, the allowance table, faults and outages by
 //! kind, violations grouped by finding and listed one by one, and the faults that cost probes.
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use ha_lab::chaos::{Allowance, FaultKind, FaultRecord, Outcome, ms};
 
@@ -70,7 +70,10 @@ pub fn markdown(o: &Outcome, c: &Context) -> String {
     }
     let _ = writeln!(
         s,
-        "\nA takeover may last the tolerance plus one interval (silence is noticed at the next \
+        "\nA takeover may last the successors' silence limit for the holder when the fault began \
+         (the tolerance on a clean link; up to the maximum tolerance while recent loss has widened \
+         it, which is how the agent avoids false takeovers under loss; read from the other agents' \
+         `status --json` just before the fault) plus one interval (silence is noticed at the next \
          wake) plus 5 ms of scheduling. A stopped or killed agent's kernel keeps answering, so those \
          faults cost nothing today; the allowance leaves room for a fence that stops a dead agent's \
          node from answering.\n"
@@ -159,7 +162,7 @@ pub fn markdown(o: &Outcome, c: &Context) -> String {
                 f.lost,
                 f.sent,
                 outages.join(", "),
-                allowed(f.allowance, o)
+                allowed(f, o.interval)
             );
         }
         if costly.len() > MAX_ROWS {
@@ -189,10 +192,10 @@ fn what_it_does(kind: FaultKind) -> &'static str {
     }
 }
 
-fn allowed(a: Allowance, o: &Outcome) -> String {
-    match a {
+fn allowed(f: &FaultRecord, interval: Duration) -> String {
+    match f.allowance {
         Allowance::Lossless => "none".into(),
-        Allowance::Takeover => format!("{} ms", a.limit(o.interval, o.tolerance).as_millis()),
+        Allowance::Takeover => format!("{} ms", f.allowance.limit(interval, f.silence_limit).as_millis()),
     }
 }
 
@@ -203,7 +206,6 @@ fn cell(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use ha_lab::chaos::{Check, Violation};
 
@@ -219,6 +221,7 @@ mod tests {
             hit_holder: true,
             detail: "down for 600 ms".into(),
             allowance: Allowance::Takeover,
+            silence_limit: Duration::from_millis(40),
             sent: 900,
             lost: 3,
             outages: vec![Duration::from_millis(4)],
@@ -258,7 +261,7 @@ mod tests {
             md.contains("| #1 | 2.0 | SIGKILL + restart | node 1 (holder) | down for 600 ms | 3 / 900 | 4.0 | 55 ms |")
         );
         assert!(md.contains(
-            "| SIGKILL + restart | SIGKILL of the agent, restarted later | tolerance + 15 ms = 55 ms | no lost probe |"
+            "| SIGKILL + restart | SIGKILL of the agent, restarted later | silence limit + 15 ms (clean link: 55 ms) | no lost probe |"
         ));
     }
 }
