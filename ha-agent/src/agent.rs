@@ -35,6 +35,7 @@ use crate::{
         metrics::Metrics,
         metrics_http::MetricsServer,
         status,
+        steering::PriorityOverride,
         systemd::Notifier,
     },
     rx::Receiver,
@@ -77,6 +78,7 @@ struct Io {
     claim_errors: u64,
     foreign_claims: ForeignClaims,
     foreign_claims_defended: u64,
+    priority: PriorityOverride,
 }
 
 impl Io {
@@ -221,6 +223,16 @@ impl Io {
                 return;
             }
         };
+        let mut new = new;
+        let (priority, ended) = self.priority.reload(new.cfg.node.priority);
+        if let Some(set) = ended {
+            log::info!(
+                "reload: the configured priority is {} now; it replaces the priority {set} set at run time",
+                new.cfg.node.priority
+            );
+            self.hub.update_status(|s| s.priority_set = None);
+        }
+        new.cfg.node.priority = priority;
         let plan = ReloadPlan::between(&self.cfg, &new.cfg);
         if new.cfg.auth == self.cfg.auth {
             self.auth.reload(&mut self.rx, &mut self.sender);
@@ -267,6 +279,27 @@ impl Io {
         failover.handle_config(now, new.cfg.node);
         self.cfg.node = *failover.node().config();
         log::info!("reload: applied {}", plan.live.join(", "));
+    }
+
+    /// `priority set N` / `priority reset`: the new worthiness goes to the core like a reloaded
+    /// one, so a move it causes is make-before-break as any preemption.
+    fn steer_priority(&mut self, failover: &mut Failover, now: Instant, set: Option<u32>) {
+        let before = self.priority.effective();
+        self.priority.set(set);
+        let after = self.priority.effective();
+        match set {
+            Some(_) => log::info!(
+                "priority {before} -> {after}, set at run time (`ha-agent priority reset` returns to the configured {})",
+                self.priority.configured()
+            ),
+            None => log::info!("priority {before} -> {after}: the configured priority again"),
+        }
+        self.checks.set_base(after);
+        let mut node = self.cfg.node;
+        node.priority = after;
+        failover.handle_config(now, node);
+        self.cfg.node = *failover.node().config();
+        self.hub.update_status(|s| s.priority_set = set);
     }
 
     /// Refreshes what `ha-agent status` shows.
@@ -394,6 +427,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         s.preempt = crate::config::values::spell_preempt(cfg.preempt());
         s.rx_path = rx.path_name().to_string();
     });
+    let priority = PriorityOverride::new(cfg.node.priority);
     let mut io = Io {
         cfg,
         addresses,
@@ -421,6 +455,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         claim_errors: 0,
         foreign_claims: ForeignClaims::default(),
         foreign_claims_defended: 0,
+        priority,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -478,12 +513,17 @@ fn event_loop(
         if io.reload.swap(false, Ordering::Relaxed) {
             io.reload(&mut failover, now);
         }
-        while let Ok(Command::Maintenance(on)) = commands.try_recv() {
-            log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
-            if let Err(e) = maintenance_file.set(on) {
-                log::warn!("maintenance will not survive a restart: {e}");
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                Command::Maintenance(on) => {
+                    log::info!("maintenance {}", if on { "on: handing the address over" } else { "off" });
+                    if let Err(e) = maintenance_file.set(on) {
+                        log::warn!("maintenance will not survive a restart: {e}");
+                    }
+                    failover.handle_command(now, CoreCommand::Maintenance(on));
+                }
+                Command::Priority(set) => io.steer_priority(&mut failover, now, set),
             }
-            failover.handle_command(now, CoreCommand::Maintenance(on));
         }
         if stop.load(Ordering::Relaxed) && !leaving {
             log::info!("stopping: handing the address over before leaving");

@@ -6,16 +6,16 @@ use std::{
 use anyhow::Context as _;
 use ha_agent::{
     agent,
+    client::Client,
+    launch,
     auth::keys::KeySet,
     clock::monotonic_ns,
     config::{
-        AuthConfig, RunConfig,
-        cli::{self, ArgsError, CleanupArgs, Command, PinArgs, RunArgs},
+        AuthConfig,
+        cli::{self, ArgsError, CleanupArgs, Command, PinArgs, PriorityChange, RunArgs},
         file::FileConfig,
     },
-    netlink::iface,
     ops::{control, event_stream, logging, status},
-    privilege,
     rx::{peers::PeerMaps, settings::default_pin_dir},
 };
 
@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Peers(args) => peers(&args),
         Command::Status { at, json } => show_status(&at, json),
-        Command::Maintenance { mode, at } => maintenance(&at, &mode),
+        Command::Maintenance { mode, at } => maintenance(&at, mode == "on"),
+        Command::Drain(at) => maintenance(&at, true),
+        Command::Undrain(at) => maintenance(&at, false),
+        Command::Priority { change, priority: n, at } => priority(&at, change, n),
         Command::Events { at, follow } => events(&at, follow),
         Command::Keygen { out } => keygen(&out),
         Command::Cleanup(args) => cleanup(&args),
@@ -56,20 +59,9 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 }
 
 /// The run configuration of `args`, checked against this host as `run` needs it.
-fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
-    let Some(iface) = args.iface.as_deref() else {
-        anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
-    };
-    let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
-    if iface::index(iface).is_err() {
-        anyhow::bail!("no interface named {iface}: check `ip link`");
-    }
-    Ok(RunConfig::new(args, &own)?)
-}
-
 /// `check-config`: everything `run` checks before it touches the system, and nothing more.
 fn check_config(args: &RunArgs) -> anyhow::Result<()> {
-    let cfg = resolve(args)?;
+    let cfg = launch::resolve(args)?;
     if let AuthConfig::KeyFile(path) = &cfg.auth {
         KeySet::load(path)?;
     }
@@ -81,29 +73,17 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let cfg = resolve(args)?;
+    let cfg = launch::resolve(args)?;
     for warning in cfg.warnings() {
         log::warn!("{warning}");
     }
-    let missing = privilege::missing_capabilities(cfg.rx);
-    if !missing.is_empty() {
-        anyhow::bail!("missing {}: run as root or grant them (see README, least privilege)", missing.join(", "));
-    }
+    launch::check_privileges(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
     }
     // SIGHUP: the same command line and file, read again.
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let reread = move || -> anyhow::Result<agent::Reread> {
-        let cli = cli::parse_from(argv.clone()).map_err(|e| match e {
-            ArgsError::Usage(e) => anyhow::anyhow!("{}", cli::one_line(&e).unwrap_or_else(|| e.kind().to_string())),
-            ArgsError::File(e) => e.into(),
-        })?;
-        let Command::Run(args) = cli.command else { anyhow::bail!("not a run command line") };
-        Ok(agent::Reread { cfg: resolve(&args)?, log_level: cli.log_level })
-    };
-    agent::run(cfg, stop, Box::new(reread))
+    agent::run(cfg, stop, launch::rereader(std::env::args_os().collect()))
 }
 
 /// The running agent's pin directory: from the flags, else its config file, else the default.
@@ -164,10 +144,27 @@ fn show_status(args: &PinArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn maintenance(args: &PinArgs, mode: &str) -> anyhow::Result<()> {
-    let reply = control::request(&control::socket_path(&pin_dir(args)?), &format!("maintenance {mode}"))?;
-    anyhow::ensure!(reply == "ok", "the agent answered {reply:?}");
-    println!("maintenance {mode}");
+fn maintenance(args: &PinArgs, on: bool) -> anyhow::Result<()> {
+    let agent = Client::for_pin_dir(&pin_dir(args)?);
+    if on { agent.drain()? } else { agent.undrain()? }
+    println!("maintenance {}", if on { "on: handing the address over" } else { "off" });
+    Ok(())
+}
+
+fn priority(args: &PinArgs, change: PriorityChange, n: Option<u32>) -> anyhow::Result<()> {
+    let agent = Client::for_pin_dir(&pin_dir(args)?);
+    match (change, n) {
+        (PriorityChange::Set, Some(priority)) => {
+            agent.set_priority(priority)?;
+            println!("priority {priority} (until `ha-agent priority reset`, a restart or a reload that changes it)");
+        }
+        (PriorityChange::Reset, None) => {
+            agent.reset_priority()?;
+            println!("priority: the configured one again");
+        }
+        (PriorityChange::Set, None) => anyhow::bail!("priority set needs a priority: `ha-agent priority set N`"),
+        (PriorityChange::Reset, Some(_)) => anyhow::bail!("priority reset takes no priority"),
+    }
     Ok(())
 }
 

@@ -55,10 +55,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Hand the address over and stay out of the election (on), or rejoin it (off).
+    /// Hand the address over and stay out of the election (on), or rejoin it (off). Survives
+    /// restarts of the agent.
     Maintenance {
         #[arg(value_parser = ["on", "off"])]
         mode: String,
+        #[command(flatten)]
+        at: PinArgs,
+    },
+    /// For services: `maintenance on` (hand the address over make-before-break, stay out).
+    Drain(PinArgs),
+    /// For services: `maintenance off` (rejoin the election).
+    Undrain(PinArgs),
+    /// Change a running agent's priority (`set N`) until `reset`, a restart, or a reload that
+    /// changes the configured priority; a move it causes is make-before-break.
+    Priority {
+        change: PriorityChange,
+        /// The priority for `set`, 0 to 4294967295.
+        #[arg(value_parser = number(0..=u32::MAX))]
+        priority: Option<u32>,
         #[command(flatten)]
         at: PinArgs,
     },
@@ -233,6 +248,14 @@ pub struct RunArgs {
     /// --preempt setting protects: any healthy peer takes over. [default: the whole priority]
     #[arg(long, value_name = "W", value_parser = number(0..=u32::MAX))]
     pub check_weight: Option<u32>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorityChange {
+    /// Run with the given priority.
+    Set,
+    /// Return to the configured priority.
+    Reset,
 }
 
 #[derive(Args, Debug, Clone)]

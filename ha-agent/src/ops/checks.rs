@@ -98,12 +98,13 @@ pub fn priority(base: u32, weight: Option<u32>, not_passing: usize) -> u32 {
 struct Shared {
     statuses: Mutex<Vec<CheckStatus>>,
     not_passing: AtomicU32,
+    /// The priority before checks: configured, or set at run time (`priority set`).
+    base: AtomicU32,
 }
 
 /// The running checks. With no check configured, nothing runs and the priority stays the base.
 pub struct Checks {
     shared: Arc<Shared>,
-    base: u32,
     weight: Option<u32>,
     cancel: Arc<AtomicBool>,
     wake: Option<Sender<()>>,
@@ -121,32 +122,43 @@ impl Checks {
         let shared = Arc::new(Shared {
             statuses: Mutex::new(statuses),
             not_passing: AtomicU32::new(u32::try_from(cfg.commands.len()).unwrap_or(u32::MAX)),
+            base: AtomicU32::new(base),
         });
         let cancel = Arc::new(AtomicBool::new(false));
         let weight = cfg.weight;
         if cfg.commands.is_empty() {
-            return Ok(Self { shared, base, weight, cancel, wake: None, thread: None });
+            return Ok(Self { shared, weight, cancel, wake: None, thread: None });
         }
         let (wake, sleep) = mpsc::channel();
         let thread = {
             let (shared, cancel) = (Arc::clone(&shared), Arc::clone(&cancel));
             thread::Builder::new()
                 .name("checks".into())
-                .spawn(move || run(&cfg, base, &env, &shared, &cancel, &sleep))?
+                .spawn(move || run(&cfg, &env, &shared, &cancel, &sleep))?
         };
-        Ok(Self { shared, base, weight, cancel, wake: Some(wake), thread: Some(thread) })
+        Ok(Self { shared, weight, cancel, wake: Some(wake), thread: Some(thread) })
     }
 
     /// The priority to announce now. Cheap: read every tick.
     pub fn priority(&self) -> u32 {
-        priority(self.base, self.weight, self.shared.not_passing.load(Ordering::Relaxed) as usize)
+        priority(self.base(), self.weight, self.shared.not_passing.load(Ordering::Relaxed) as usize)
+    }
+
+    fn base(&self) -> u32 {
+        self.shared.base.load(Ordering::Relaxed)
+    }
+
+    /// A new priority before checks, from now on (`priority set`, `priority reset`).
+    pub fn set_base(&self, base: u32) {
+        self.shared.base.store(base, Ordering::Relaxed);
     }
 
     /// What the priority is made of, for `status`: the base, then each check not passing.
     pub fn priority_parts(&self) -> Vec<(String, i64)> {
-        let mut parts = vec![("base".to_string(), i64::from(self.base))];
-        let each = i64::from(self.weight.unwrap_or(self.base));
-        let mut left = i64::from(self.base);
+        let base = self.base();
+        let mut parts = vec![("base".to_string(), i64::from(base))];
+        let each = i64::from(self.weight.unwrap_or(base));
+        let mut left = i64::from(base);
         for s in self.statuses().iter().filter(|s| s.state != Health::Passing.name()) {
             let taken = each.min(left);
             left -= taken;
@@ -172,7 +184,6 @@ impl Drop for Checks {
 
 fn run(
     cfg: &CheckConfig,
-    base: u32,
     env: &[(&str, String)],
     shared: &Shared,
     cancel: &AtomicBool,
@@ -185,6 +196,7 @@ fn run(
             if matches!(done.outcome, shell::Outcome::Cancelled) {
                 return;
             }
+            let base = shared.base.load(Ordering::Relaxed);
             let before = priority(base, cfg.weight, not_passing(&trackers));
             if !trackers[i].record(done.success(), cfg.fall, cfg.rise) {
                 continue;

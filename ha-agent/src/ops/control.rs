@@ -47,7 +47,38 @@ pub fn socket_path(pin_dir: &Path) -> PathBuf {
 /// What operators ask of the run loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// Hand the address over and stay out of the election (`maintenance on`, `drain`), or rejoin.
     Maintenance(bool),
+    /// A priority set at run time by an operator or a service (`priority set N`); None returns
+    /// to the configured one (`priority reset`).
+    Priority(Option<u32>),
+}
+
+/// What a client asked for, one line.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Status,
+    Events,
+    Do(Command),
+}
+
+const USAGE: &str = "use status, events, maintenance on|off, drain, undrain, priority set N, or priority reset";
+
+/// Parses a command line; the error is the one line the client gets.
+fn parse_request(line: &str) -> Result<Request, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        ["status"] => Request::Status,
+        ["events"] => Request::Events,
+        ["maintenance", "on"] | ["drain"] => Request::Do(Command::Maintenance(true)),
+        ["maintenance", "off"] | ["undrain"] => Request::Do(Command::Maintenance(false)),
+        ["priority", "reset"] => Request::Do(Command::Priority(None)),
+        ["priority", "set", n] => match n.parse::<u32>() {
+            Ok(n) => Request::Do(Command::Priority(Some(n))),
+            Err(_) => return Err(format!("priority must be a whole number from 0 to {}, not {n:?}", u32::MAX)),
+        },
+        _ => return Err(format!("unknown command {:?}: {USAGE}", line.trim())),
+    })
 }
 
 /// Event lines kept for a follower that has not read them yet; beyond, the oldest go.
@@ -60,6 +91,7 @@ pub struct Hub {
     commands: Mutex<Sender<Command>>,
     /// Event lines a slow follower lost, all followers.
     dropped_event_lines: AtomicU64,
+    closed: AtomicBool,
 }
 
 /// One follower's unread event lines.
@@ -67,6 +99,9 @@ pub struct Hub {
 struct Feed {
     lines: Mutex<VecDeque<String>>,
     ready: Condvar,
+    /// The agent stopped: the follower is told at once, even in a process that goes on (an
+    /// embedded agent), instead of waiting for lines that will not come.
+    closed: AtomicBool,
 }
 
 impl Feed {
@@ -85,8 +120,16 @@ impl Feed {
     /// The next line, waiting at most `wait`.
     fn next(&self, wait: Duration) -> Option<String> {
         let lines = self.lines.lock().ok()?;
-        let (mut lines, _) = self.ready.wait_timeout_while(lines, wait, |l| l.is_empty()).ok()?;
+        let closed = || self.closed.load(Ordering::Acquire);
+        let (mut lines, _) = self.ready.wait_timeout_while(lines, wait, |l| l.is_empty() && !closed()).ok()?;
         lines.pop_front()
+    }
+
+    fn close(&self) {
+        // Under the lock, so a follower between its check and its wait cannot miss it.
+        let _lines = self.lines.lock();
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_all();
     }
 }
 
@@ -98,6 +141,7 @@ impl Hub {
             subscribers: Mutex::new(Vec::new()),
             commands: Mutex::new(tx),
             dropped_event_lines: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         };
         (Arc::new(hub), rx)
     }
@@ -132,6 +176,16 @@ impl Hub {
         }
     }
 
+    /// Ends every follower's stream (the agent stops); later subscribers get none.
+    fn close(&self) {
+        if let Ok(mut subs) = self.subscribers.lock() {
+            self.closed.store(true, Ordering::Release);
+            for feed in subs.drain(..).filter_map(|f| f.upgrade()) {
+                feed.close();
+            }
+        }
+    }
+
     /// Event lines lost by followers that did not keep up.
     pub fn dropped_event_lines(&self) -> u64 {
         self.dropped_event_lines.load(Ordering::Relaxed)
@@ -140,6 +194,9 @@ impl Hub {
     fn subscribe(&self) -> Arc<Feed> {
         let feed = Arc::new(Feed::default());
         if let Ok(mut subs) = self.subscribers.lock() {
+            if self.closed.load(Ordering::Acquire) {
+                feed.close();
+            }
             subs.push(Arc::downgrade(&feed));
         }
         feed
@@ -152,6 +209,7 @@ impl Hub {
 
 pub struct ControlServer {
     path: PathBuf,
+    hub: Arc<Hub>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -168,6 +226,7 @@ impl ControlServer {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
         let active = Arc::new(AtomicUsize::new(0));
+        let server_hub = Arc::clone(&hub);
         let thread = thread::Builder::new().name("control".into()).spawn(move || {
             for conn in listener.incoming() {
                 if stop_flag.load(Ordering::Relaxed) {
@@ -188,7 +247,7 @@ impl ControlServer {
                 }
             }
         })?;
-        Ok(Self { path, stop, thread: Some(thread) })
+        Ok(Self { path, hub: server_hub, stop, thread: Some(thread) })
     }
 }
 
@@ -199,6 +258,7 @@ impl Drop for ControlServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.hub.close();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -292,17 +352,17 @@ fn serve(conn: UnixStream, hub: &Hub) {
         }
         Err(LineError::Gone) => return,
     };
-    let reply = match line.trim() {
-        "status" => serde_json::to_string(&hub.status()).unwrap_or_else(|e| format!("error: {e}")),
-        "maintenance on" | "maintenance off" => {
-            let on = line.trim().ends_with("on");
-            if hub.command(Command::Maintenance(on)) {
+    let reply = match parse_request(&line) {
+        Err(e) => format!("error: {e}"),
+        Ok(Request::Status) => serde_json::to_string(&hub.status()).unwrap_or_else(|e| format!("error: {e}")),
+        Ok(Request::Do(command)) => {
+            if hub.command(command) {
                 "ok".to_string()
             } else {
                 "error: the agent is stopping".to_string()
             }
         }
-        "events" => {
+        Ok(Request::Events) => {
             // A follower whose buffer stays full for the write timeout is dropped, and one that
             // hung up is noticed between events, so neither holds its place for ever.
             let feed = hub.subscribe();
@@ -313,12 +373,11 @@ fn serve(conn: UnixStream, hub: &Hub) {
                             return;
                         }
                     }
-                    None if !hung_up(&conn) => {}
+                    None if !feed.closed.load(Ordering::Acquire) && !hung_up(&conn) => {}
                     None => return,
                 }
             }
         }
-        other => format!("error: unknown command {other:?}: use status, maintenance on|off, or events"),
     };
     let _ = writeln!(out, "{reply}");
 }
@@ -349,11 +408,16 @@ pub fn request(path: &Path, command: &str) -> io::Result<String> {
     }
 }
 
-/// Follows the event stream, calling `on_line` for each line until it returns false or the agent stops.
-pub fn follow(path: &Path, mut on_line: impl FnMut(&str) -> bool) -> io::Result<()> {
+/// The event stream: one JSON line per transition from now on, until the agent stops.
+pub fn subscribe(path: &Path) -> io::Result<BufReader<UnixStream>> {
     let mut conn = connect(path)?;
     writeln!(conn, "events")?;
-    for line in BufReader::new(conn).lines() {
+    Ok(BufReader::new(conn))
+}
+
+/// Follows the event stream, calling `on_line` for each line until it returns false or the agent stops.
+pub fn follow(path: &Path, mut on_line: impl FnMut(&str) -> bool) -> io::Result<()> {
+    for line in subscribe(path)?.lines() {
         if !on_line(&line?) {
             break;
         }
@@ -366,6 +430,42 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn followers_are_told_at_once_when_the_agent_stops_in_a_process_that_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ctl.sock");
+        let server = ControlServer::start(path.clone(), Hub::new().0).expect("control server");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let follower = {
+            let path = path.clone();
+            thread::spawn(move || {
+                let lines = subscribe(&path).expect("subscribe").lines().count();
+                let _ = tx.send(lines);
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        let stopped = Instant::now();
+        drop(server);
+        let lines = rx.recv_timeout(Duration::from_millis(500)).expect("the stream ends with the agent");
+        assert_eq!(lines, 0);
+        assert!(stopped.elapsed() < HANGUP_CHECK, "at once, not at the next check: {:?}", stopped.elapsed());
+        follower.join().expect("follower");
+    }
+
+    #[test]
+    fn commands_are_parsed_and_bad_ones_named() {
+        assert_eq!(parse_request("status\r"), Ok(Request::Status));
+        assert_eq!(parse_request("drain"), Ok(Request::Do(Command::Maintenance(true))));
+        assert_eq!(parse_request("maintenance off"), Ok(Request::Do(Command::Maintenance(false))));
+        assert_eq!(parse_request(" priority  set 250 "), Ok(Request::Do(Command::Priority(Some(250)))));
+        assert_eq!(parse_request("priority reset"), Ok(Request::Do(Command::Priority(None))));
+        let bad = parse_request("priority set -5").expect_err("negative");
+        assert!(bad.starts_with("priority must be a whole number from 0 to 4294967295"), "{bad}");
+        assert!(parse_request("priority set 4294967296").is_err(), "beyond u32");
+        let unknown = parse_request("priority up").expect_err("unknown");
+        assert!(unknown.contains("priority set N") && !unknown.contains('\n'), "{unknown}");
+    }
 
     fn server() -> (tempfile::TempDir, PathBuf, ControlServer) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -61,6 +61,8 @@ pub struct Status {
     pub priority: u32,
     /// What makes up the priority: the configured base, then each adjustment.
     pub priority_parts: Vec<(String, i64)>,
+    /// The priority set at run time (`ha-agent priority set`), replacing the configured one.
+    pub priority_set: Option<u32>,
     pub maintenance: bool,
     pub leaving: bool,
     pub link_up: bool,
@@ -214,7 +216,11 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         s.node_id, s.iface, s.cluster, s.state, modes, since_s, s.detail, s.reason
     );
     let parts: Vec<String> = s.priority_parts.iter().map(|(name, v)| format!("{name} {v:+}")).collect();
-    let _ = writeln!(out, "priority {} ({}); shared {}", s.priority, parts.join(", "), s.vips.join(" "));
+    let set = match s.priority_set {
+        Some(p) => format!(" [set at run time to {p}: `ha-agent priority reset` returns to the configured]"),
+        None => String::new(),
+    };
+    let _ = writeln!(out, "priority {} ({}){set}; shared {}", s.priority, parts.join(", "), s.vips.join(" "));
     let _ = writeln!(
         out,
         "interval {}, tolerance {}, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",

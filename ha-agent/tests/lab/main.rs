@@ -24,6 +24,7 @@ mod ownership;
 mod reload;
 mod resilience;
 mod rx_socket;
+mod steering;
 mod surfaces;
 mod systemd;
 mod topologies;

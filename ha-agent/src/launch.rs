@@ -1,0 +1,55 @@
+//! Starting a run, shared by the binary and by services that embed the agent
+//! ([`crate::embed`]): the arguments checked against this system, the privileges checked, and
+//! how SIGHUP reads them again. Nothing here changes the system.
+use std::ffi::OsString;
+
+use anyhow::Context as _;
+
+use crate::{
+    agent::{Reread, Rereader},
+    config::{
+        RunConfig,
+        cli::{self, ArgsError, Command, RunArgs},
+    },
+    netlink::iface,
+    privilege,
+};
+
+/// `run` arguments resolved against this system: the interface exists, and its addresses.
+pub fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let Some(iface) = args.iface.as_deref() else {
+        anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
+    };
+    let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
+    if iface::index(iface).is_err() {
+        anyhow::bail!("no interface named {iface}: check `ip link`");
+    }
+    Ok(RunConfig::new(args, &own)?)
+}
+
+/// Refuses a run this process lacks the capabilities for.
+pub fn check_privileges(cfg: &RunConfig) -> anyhow::Result<()> {
+    let missing = privilege::missing_capabilities(cfg.rx);
+    if !missing.is_empty() {
+        anyhow::bail!("missing {}: run as root or grant them (see README, least privilege)", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// Parses a full command line (`ha-agent run ...`) as the binary does.
+pub fn parse_run(argv: Vec<OsString>) -> anyhow::Result<(RunArgs, log::LevelFilter)> {
+    let cli = cli::parse_from(argv).map_err(|e| match e {
+        ArgsError::Usage(e) => anyhow::anyhow!("{}", cli::one_line(&e).unwrap_or_else(|| e.kind().to_string())),
+        ArgsError::File(e) => e.into(),
+    })?;
+    let Command::Run(args) = cli.command else { anyhow::bail!("not a run command line") };
+    Ok((*args, cli.log_level))
+}
+
+/// Reads the same command line (and the config file it names) again, for SIGHUP.
+pub fn rereader(argv: Vec<OsString>) -> Rereader {
+    Box::new(move || {
+        let (args, log_level) = parse_run(argv.clone())?;
+        Ok(Reread { cfg: resolve(&args)?, log_level })
+    })
+}
