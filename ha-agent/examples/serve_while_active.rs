@@ -78,7 +78,10 @@ fn main() -> anyhow::Result<()> {
 
 /// `run --serve-port N <ha-agent run options>`: the port, and the options for the agent.
 fn split_args(mut args: Vec<String>) -> anyhow::Result<(u16, Vec<String>)> {
-    anyhow::ensure!(args.first().is_some_and(|a| a == "run"), "usage: serve_while_active run --serve-port PORT <ha-agent run options>");
+    anyhow::ensure!(
+        args.first().is_some_and(|a| a == "run"),
+        "usage: serve_while_active run --serve-port PORT <ha-agent run options>"
+    );
     args.remove(0);
     let at = args.iter().position(|a| a == "--serve-port").context("give --serve-port PORT")?;
     let port = args.get(at + 1).context("--serve-port needs a port")?.parse().context("--serve-port")?;

@@ -69,15 +69,15 @@ impl Builder {
     }
 
     pub fn priority(self, priority: u32) -> Self {
-        self.arg("--priority", &priority.to_string())
+        self.arg("--priority", priority.to_string())
     }
 
     pub fn interval(self, interval: Duration) -> Self {
-        self.arg("--interval", &format!("{}us", interval.as_micros()))
+        self.arg("--interval", format!("{}us", interval.as_micros()))
     }
 
     pub fn tolerance(self, tolerance: Duration) -> Self {
-        self.arg("--tolerance", &format!("{}us", tolerance.as_micros()))
+        self.arg("--tolerance", format!("{}us", tolerance.as_micros()))
     }
 
     pub fn key_file(self, path: impl AsRef<Path>) -> Self {
@@ -85,7 +85,7 @@ impl Builder {
     }
 
     pub fn cluster(self, cluster: u32) -> Self {
-        self.arg("--cluster", &cluster.to_string())
+        self.arg("--cluster", cluster.to_string())
     }
 
     pub fn pin_dir(self, path: impl AsRef<Path>) -> Self {

@@ -6,15 +6,15 @@ use std::{
 use anyhow::Context as _;
 use ha_agent::{
     agent,
-    client::Client,
-    launch,
     auth::keys::KeySet,
+    client::Client,
     clock::monotonic_ns,
     config::{
         AuthConfig,
         cli::{self, ArgsError, CleanupArgs, Command, PinArgs, PriorityChange, RunArgs},
         file::FileConfig,
     },
+    launch,
     ops::{control, event_stream, logging, status},
     rx::{peers::PeerMaps, settings::default_pin_dir},
 };
@@ -146,7 +146,11 @@ fn show_status(args: &PinArgs, json: bool) -> anyhow::Result<()> {
 
 fn maintenance(args: &PinArgs, on: bool) -> anyhow::Result<()> {
     let agent = Client::for_pin_dir(&pin_dir(args)?);
-    if on { agent.drain()? } else { agent.undrain()? }
+    if on {
+        agent.drain()?
+    } else {
+        agent.undrain()?
+    }
     println!("maintenance {}", if on { "on: handing the address over" } else { "off" });
     Ok(())
 }

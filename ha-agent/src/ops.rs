@@ -12,6 +12,6 @@ pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod metrics_http;
 mod shell;
-pub(crate) mod steering;
 pub mod status;
+pub(crate) mod steering;
 pub(crate) mod systemd;

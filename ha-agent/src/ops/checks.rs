@@ -132,9 +132,7 @@ impl Checks {
         let (wake, sleep) = mpsc::channel();
         let thread = {
             let (shared, cancel) = (Arc::clone(&shared), Arc::clone(&cancel));
-            thread::Builder::new()
-                .name("checks".into())
-                .spawn(move || run(&cfg, &env, &shared, &cancel, &sleep))?
+            thread::Builder::new().name("checks".into()).spawn(move || run(&cfg, &env, &shared, &cancel, &sleep))?
         };
         Ok(Self { shared, weight, cancel, wake: Some(wake), thread: Some(thread) })
     }
@@ -182,13 +180,7 @@ impl Drop for Checks {
     }
 }
 
-fn run(
-    cfg: &CheckConfig,
-    env: &[(&str, String)],
-    shared: &Shared,
-    cancel: &AtomicBool,
-    sleep: &Receiver<()>,
-) {
+fn run(cfg: &CheckConfig, env: &[(&str, String)], shared: &Shared, cancel: &AtomicBool, sleep: &Receiver<()>) {
     let mut trackers = vec![Tracker::default(); cfg.commands.len()];
     loop {
         for (i, command) in cfg.commands.iter().enumerate() {
