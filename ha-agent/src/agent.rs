@@ -24,7 +24,7 @@ use crate::{
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
-    netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch},
+    netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch, route::RouteManager},
     observe::observe,
     ops::{
         checks::Checks,
@@ -50,6 +50,8 @@ use ha_core::node::id;
 struct Io {
     cfg: RunConfig,
     addresses: AddressManager,
+    /// Routed mode: the host routes a BGP speaker exports (the claim); `None` in l2 mode.
+    routes: Option<RouteManager>,
     announcer: Announcer,
     sender: Sender,
     link: LinkWatch,
@@ -90,13 +92,18 @@ impl Io {
                 self.guard.state().holding.store(true, Ordering::Release);
                 for vip in &self.cfg.vips {
                     if let Err(e) = self.addresses.add(vip) {
-                        log::error!("adding {vip} to {}: {e}", self.cfg.iface);
+                        log::error!("adding {vip} to {}: {e}", self.cfg.vip_iface());
                     }
                 }
+                // The address first: traffic the route draws finds it already there.
                 self.announce();
                 self.metrics.takeover(monotonic_ns().saturating_sub(started) as f64 / 1e9);
             }
-            Action::StopClaiming => self.guard.state().holding.store(false, Ordering::Release),
+            Action::StopClaiming => {
+                self.guard.state().holding.store(false, Ordering::Release);
+                // Routed mode: withdraw now, keep the address for packets still on their way.
+                self.withdraw_routes();
+            }
             Action::RemoveAddresses => self.remove_addresses(),
             Action::Announce(cause) => {
                 match cause {
@@ -145,16 +152,38 @@ impl Io {
         }
     }
 
+    /// Points clients here: gratuitous ARP / unsolicited NA, or in routed mode the host routes
+    /// (put back if something removed them; a route already there is left as it is).
     fn announce(&mut self) {
+        if let Some(routes) = &self.routes {
+            if self.guard.state().holding.load(Ordering::Acquire) {
+                for vip in &self.cfg.vips {
+                    if let Err(e) = routes.add(vip) {
+                        log::error!("announcing {}: {e}", vip.addr);
+                    }
+                }
+            }
+            return;
+        }
         if let Err(e) = self.announcer.announce(&self.vip_addrs) {
             log::warn!("announcing {:?}: {e}", self.vip_addrs);
         }
     }
 
     fn remove_addresses(&mut self) {
+        self.withdraw_routes();
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.remove(vip) {
-                log::error!("removing {vip} from {}: {e}", self.cfg.iface);
+                log::error!("removing {vip} from {}: {e}", self.cfg.vip_iface());
+            }
+        }
+    }
+
+    fn withdraw_routes(&mut self) {
+        let Some(routes) = &self.routes else { return };
+        for vip in &self.cfg.vips {
+            if let Err(e) = routes.remove(vip) {
+                log::error!("withdrawing {}: {e}", vip.addr);
             }
         }
     }
@@ -372,7 +401,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     };
     let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
-    let addresses = AddressManager::new(&cfg.iface)?;
+    let addresses = AddressManager::new(cfg.vip_iface())?;
+    let routes = match &cfg.routed {
+        Some(r) => Some(RouteManager::new(r.table, addresses.ifindex()).context("opening netlink for routes")?),
+        None => None,
+    };
     let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
     let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
@@ -399,8 +432,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     })
     .context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
-    remove_leftovers(&addresses, &cfg)?;
-    let guard = AddressGuard::start(&cfg.iface, cfg.vips.clone()).context("watching the shared addresses")?;
+    remove_leftovers(&addresses, routes.as_ref(), &cfg)?;
+    let guard = AddressGuard::start(cfg.vip_iface(), cfg.vips.clone(), routes.is_none())
+        .context("watching the shared addresses")?;
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
@@ -412,6 +446,13 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         rx.describe(),
         cfg.timings(),
     );
+    if let Some(r) = &cfg.routed {
+        log::info!(
+            "routed mode: while holding, the shared addresses go on {} and their host routes into table {} for the BGP speaker",
+            r.vip_iface,
+            r.table
+        );
+    }
     let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
     hub.update_status(|s| {
         s.node_id = id(cfg.node.node_id).to_string();
@@ -431,6 +472,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let mut io = Io {
         cfg,
         addresses,
+        routes,
         announcer,
         sender,
         link,
@@ -470,15 +512,19 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
 /// Copies of the shared addresses already on the interface: a crashed run of ours left them
 /// (labelled), or keepalived or a person did (unlabelled: adopted). No other agent manages
 /// them (we hold their locks), so they go until this node is chosen.
-fn remove_leftovers(addresses: &AddressManager, cfg: &RunConfig) -> anyhow::Result<()> {
+fn remove_leftovers(addresses: &AddressManager, routes: Option<&RouteManager>, cfg: &RunConfig) -> anyhow::Result<()> {
     for vip in &cfg.vips {
+        // A crashed run's host route would keep announcing an address nobody here serves.
+        if let Some(routes) = routes {
+            routes.remove(vip)?;
+        }
         for copy in addresses.copies(vip.addr)? {
             let whose = if copy.ours {
                 "left by a crashed run of this agent"
             } else {
                 "not added by ha-agent (keepalived killed, or by hand): adopting it"
             };
-            log::warn!("{} was already on {}, {whose}; removed until this node is chosen", copy.addr, cfg.iface);
+            log::warn!("{} was already on {}, {whose}; removed until this node is chosen", copy.addr, cfg.vip_iface());
             addresses.remove(&copy.addr)?;
         }
         // Idempotent: also opens the rtnetlink connection now, so the first takeover does not

@@ -13,7 +13,10 @@ use std::{
 
 use self::cli::RunArgs;
 use crate::{
-    netlink::SharedAddr,
+    netlink::{
+        SharedAddr,
+        route::{self, AddressMode},
+    },
     ops::{checks::CheckConfig, hooks::HookConfig},
     rx::settings::{self, AttachMode, RxMode},
 };
@@ -54,6 +57,28 @@ pub enum ConfigError {
     NoAuth,
     #[error("--key-file and --insecure-no-auth contradict each other: pass only one")]
     AuthConflict,
+    #[error("--{0} applies to routed mode only: add --mode routed, or leave it out")]
+    RoutedOnly(&'static str),
+    #[error(
+        "--vip {0}: routed mode announces a shared address as a host route; give it as {addr}/{max}",
+        addr = .0.addr, max = SharedAddr::max_prefix(.0.addr)
+    )]
+    NotAHostRoute(SharedAddr),
+    #[error(
+        "--route-table {0} is one the kernel routes with (253 default, 254 main, 255 local): use a table of its own, e.g. 100"
+    )]
+    ReservedTable(u32),
+    #[error("--garp-refresh does nothing in routed mode (no ARP is involved): leave it out")]
+    GarpInRoutedMode,
+}
+
+/// Routed mode: where the holder puts its host routes and its addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedConfig {
+    /// Kernel routing table of the host routes the BGP speaker exports.
+    pub table: u32,
+    /// Interface the shared addresses go on while this node may receive their traffic.
+    pub vip_iface: String,
 }
 
 /// How heartbeats are authenticated.
@@ -85,6 +110,34 @@ pub struct RunConfig {
     pub hooks: HookConfig,
     pub checks: CheckConfig,
     pub auth: AuthConfig,
+    /// `Some` in routed mode (`--mode routed`): host routes for a BGP speaker, no ARP.
+    pub routed: Option<RoutedConfig>,
+}
+
+/// The routed-mode settings, or `None` in l2 mode; a routed-only option without the mode, or a
+/// shared address that is not a host route, is refused.
+fn routed(args: &RunArgs, vips: &[SharedAddr]) -> Result<Option<RoutedConfig>, ConfigError> {
+    if args.mode == AddressMode::L2 {
+        if args.route_table.is_some() {
+            return Err(ConfigError::RoutedOnly("route-table"));
+        }
+        if args.vip_iface.is_some() {
+            return Err(ConfigError::RoutedOnly("vip-iface"));
+        }
+        return Ok(None);
+    }
+    if let Some(vip) = vips.iter().find(|v| v.prefix != SharedAddr::max_prefix(v.addr)) {
+        return Err(ConfigError::NotAHostRoute(*vip));
+    }
+    if args.garp_refresh.is_some_and(|r| !r.is_zero()) {
+        return Err(ConfigError::GarpInRoutedMode);
+    }
+    let table = args.route_table.unwrap_or(route::DEFAULT_TABLE);
+    if route::RESERVED_TABLES.contains(&table) {
+        return Err(ConfigError::ReservedTable(table));
+    }
+    let vip_iface = args.vip_iface.clone().unwrap_or_else(|| route::DEFAULT_VIP_IFACE.to_string());
+    Ok(Some(RoutedConfig { table, vip_iface }))
 }
 
 /// Default hold-down, in tolerances: long enough that a flaky link cannot flap the address
@@ -141,6 +194,7 @@ impl RunConfig {
             (Some(_), true) => return Err(ConfigError::AuthConflict),
             (None, false) => return Err(ConfigError::NoAuth),
         };
+        let routed = routed(args, &vips)?;
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         Ok(Self {
             iface,
@@ -184,14 +238,25 @@ impl RunConfig {
                 weight: args.check_weight,
             },
             auth,
+            routed,
         })
+    }
+
+    /// The interface the shared addresses go on: the heartbeat interface, or in routed mode
+    /// `--vip-iface`.
+    pub fn vip_iface(&self) -> &str {
+        self.routed.as_ref().map_or(&self.iface, |r| &r.vip_iface)
     }
 
     /// One line saying what this configuration runs, for `check-config`.
     pub fn summary(&self) -> String {
         let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
+        let routed = self
+            .routed
+            .as_ref()
+            .map_or(String::new(), |r| format!(" (routed: on {}, host routes in table {})", r.vip_iface, r.table));
         format!(
-            "configuration OK: node {} priority {} on {}, shared {}; interval {}, tolerance {}, cluster {}",
+            "configuration OK: node {} priority {} on {}, shared {}{routed}; interval {}, tolerance {}, cluster {}",
             ha_core::node::id(self.node.node_id),
             self.node.priority,
             self.iface,
@@ -377,5 +442,42 @@ mod tests {
         assert_eq!(RunConfig::new(&neither, &OWN).unwrap_err(), ConfigError::NoAuth);
         let both = args(&["--key-file", "k", "--insecure-no-auth"]);
         assert_eq!(RunConfig::new(&both, &OWN).unwrap_err(), ConfigError::AuthConflict);
+    }
+
+    #[test]
+    fn routed_mode_takes_host_routes_and_its_own_table() {
+        let routed = |extra: &[&str]| {
+            let mut a = args(&["--mode", "routed"]);
+            a.vips = vec!["203.0.113.200/32".parse().expect("addr")];
+            let more = args(extra);
+            a.route_table = more.route_table;
+            a.vip_iface = more.vip_iface;
+            a.garp_refresh = more.garp_refresh;
+            RunConfig::new(&a, &OWN)
+        };
+        let cfg = routed(&[]).expect("valid");
+        assert_eq!(cfg.routed, Some(RoutedConfig { table: 100, vip_iface: "lo".into() }));
+        assert_eq!(cfg.vip_iface(), "lo");
+        assert!(cfg.summary().contains("(routed: on lo, host routes in table 100)"), "{}", cfg.summary());
+        let cfg = routed(&["--route-table", "1000", "--vip-iface", "ha0"]).expect("valid");
+        assert_eq!(cfg.routed, Some(RoutedConfig { table: 1000, vip_iface: "ha0".into() }));
+        assert_eq!(routed(&["--route-table", "254"]).unwrap_err(), ConfigError::ReservedTable(254));
+        assert_eq!(routed(&["--garp-refresh", "30s"]).unwrap_err(), ConfigError::GarpInRoutedMode);
+
+        let mut a = args(&["--mode", "routed"]);
+        a.vips = vec!["203.0.113.200/24".parse().expect("addr")];
+        let err = RunConfig::new(&a, &OWN).unwrap_err();
+        assert!(matches!(err, ConfigError::NotAHostRoute(_)), "{err}");
+        assert!(err.to_string().ends_with("give it as 203.0.113.200/32"), "{err}");
+    }
+
+    #[test]
+    fn routed_options_without_routed_mode_are_refused() {
+        let cfg = RunConfig::new(&args(&[]), &OWN).expect("valid");
+        assert_eq!((cfg.routed.clone(), cfg.vip_iface()), (None, "eth0"));
+        let err = RunConfig::new(&args(&["--route-table", "100"]), &OWN).unwrap_err();
+        assert_eq!(err, ConfigError::RoutedOnly("route-table"));
+        let err = RunConfig::new(&args(&["--vip-iface", "lo"]), &OWN).unwrap_err();
+        assert_eq!(err.to_string(), "--vip-iface applies to routed mode only: add --mode routed, or leave it out");
     }
 }

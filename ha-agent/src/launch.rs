@@ -24,7 +24,14 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
     if iface::index(iface).is_err() {
         anyhow::bail!("no interface named {iface}: check `ip link`");
     }
-    Ok(RunConfig::new(args, &own)?)
+    let cfg = RunConfig::new(args, &own)?;
+    if cfg.routed.is_some() && iface::index(cfg.vip_iface()).is_err() {
+        anyhow::bail!(
+            "no interface named {} for --vip-iface: create it (`ip link add {0} type dummy`) or use lo",
+            cfg.vip_iface()
+        );
+    }
+    Ok(cfg)
 }
 
 /// Refuses a run this process lacks the capabilities for.

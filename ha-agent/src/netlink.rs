@@ -1,9 +1,10 @@
 //! The interface through the kernel: the shared address on it (add, remove, watch, guard), its
-//! link state, and its own addresses.
+//! link state, its own addresses, and in routed mode the host routes a BGP speaker exports.
 pub mod address;
 pub(crate) mod guard;
 pub mod iface;
 pub(crate) mod link;
+pub mod route;
 mod shared_addr;
 
 pub use shared_addr::{SharedAddr, SharedAddrError};

@@ -18,7 +18,7 @@ use super::{
     },
 };
 use crate::{
-    netlink::SharedAddr,
+    netlink::{SharedAddr, route::AddressMode},
     ops::logging::LogFormat,
     rx::settings::{AttachMode, RxMode},
 };
@@ -122,13 +122,26 @@ pub struct RunArgs {
     /// refused with file:line.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Interface that carries heartbeats and the shared address. [required]
+    /// Interface that carries heartbeats and, in l2 mode, the shared address. [required]
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
     /// Shared address with prefix, e.g. 192.0.2.200/24; repeat for several (moved together);
     /// IPv6 works too. [required]
     #[arg(long = "vip", value_name = "ADDR/PREFIX")]
     pub vips: Vec<SharedAddr>,
+    /// How clients reach the holder: l2 (the address on --iface, clients re-pointed by
+    /// gratuitous ARP / unsolicited NA) or routed (a host route for a BGP speaker beside the
+    /// agent to announce; see docs/routed.md).
+    #[arg(long, value_enum, default_value = "l2")]
+    pub mode: AddressMode,
+    /// Routed mode: the kernel routing table the holder puts its host routes into, for the BGP
+    /// speaker to export (not 253-255, which the kernel uses). [default: 100]
+    #[arg(long, value_name = "N", value_parser = number(1..=u32::MAX))]
+    pub route_table: Option<u32>,
+    /// Routed mode: the interface the holder puts its shared addresses on, so that it accepts
+    /// their traffic; a dummy interface or lo. [default: lo]
+    #[arg(long, value_name = "IF")]
+    pub vip_iface: Option<String>,
     /// Heartbeat keys, lines `<key-id 1-255> <32 hex digits>`, mode 0600; the first signs, a
     /// second is also accepted (rotation); SIGHUP reloads it. [required: this or
     /// --insecure-no-auth]

@@ -61,6 +61,7 @@ impl ReloadPlan {
         restart(old.pass_heartbeats != new.pass_heartbeats, "pass-heartbeats");
         restart(old.realtime != new.realtime, "realtime");
         restart(old.auth != new.auth, "key-file / insecure-no-auth");
+        restart(old.routed != new.routed, "mode / route-table / vip-iface");
         plan
     }
 }

@@ -33,10 +33,12 @@ pub struct AddressGuard {
 }
 
 impl AddressGuard {
-    pub fn start(iface: &str, vips: Vec<SharedAddr>) -> Result<Self, AddressError> {
+    /// `announce`: whether a restored address is announced by gratuitous ARP / unsolicited NA
+    /// (l2 mode; in routed mode the host route announces it).
+    pub fn start(iface: &str, vips: Vec<SharedAddr>, announce: bool) -> Result<Self, AddressError> {
         let addresses = AddressManager::new(iface)?;
         let mut watcher = addresses.watch()?;
-        let announcer = Announcer::new(iface).map_err(AddressError::Setup)?;
+        let announcer = if announce { Some(Announcer::new(iface).map_err(AddressError::Setup)?) } else { None };
         let state = Arc::new(GuardState::default());
         let shared = Arc::clone(&state);
         let iface = iface.to_string();
@@ -47,14 +49,14 @@ impl AddressGuard {
                     match watcher.next_event(Duration::from_millis(200)) {
                         Ok(Some(event)) => {
                             if let Some(vip) = vips.iter().find(|v| v.addr == event.addr) {
-                                correct(&shared, &addresses, &announcer, &iface, vip, Some(event.added));
+                                correct(&shared, &addresses, announcer.as_ref(), &iface, vip, Some(event.added));
                             }
                         }
                         Ok(None) => {}
                         // Events were lost: compare every shared address with what we should have.
                         Err(AddressError::WatchOverrun) => {
                             for vip in &vips {
-                                correct(&shared, &addresses, &announcer, &iface, vip, None);
+                                correct(&shared, &addresses, announcer.as_ref(), &iface, vip, None);
                             }
                         }
                         Err(e) => {
@@ -77,7 +79,7 @@ impl AddressGuard {
 fn correct(
     state: &GuardState,
     addresses: &AddressManager,
-    announcer: &Announcer,
+    announcer: Option<&Announcer>,
     iface: &str,
     vip: &SharedAddr,
     seen: Option<bool>,
@@ -90,7 +92,9 @@ fn correct(
     if holding && !present {
         match addresses.add(vip) {
             Ok(()) => {
-                let _ = announcer.announce(&[vip.addr]);
+                if let Some(announcer) = announcer {
+                    let _ = announcer.announce(&[vip.addr]);
+                }
                 state.restored.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "{vip} was removed from {iface} by another program while this node holds it: restored and announced"
