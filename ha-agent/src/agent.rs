@@ -101,8 +101,9 @@ impl Io {
             }
             Action::StopClaiming => {
                 self.guard.state().holding.store(false, Ordering::Release);
-                // Routed mode: withdraw now, keep the address for packets still on their way.
-                self.withdraw_routes();
+                // Routed mode: the successor's route wins from now on; the address stays for
+                // packets still on their way, and the route until the grace is over.
+                self.hand_over_routes();
             }
             Action::RemoveAddresses => self.remove_addresses(),
             Action::Announce(cause) => {
@@ -158,7 +159,7 @@ impl Io {
         if let Some(routes) = &self.routes {
             if self.guard.state().holding.load(Ordering::Acquire) {
                 for vip in &self.cfg.vips {
-                    if let Err(e) = routes.add(vip) {
+                    if let Err(e) = routes.claim(vip) {
                         log::error!("announcing {}: {e}", vip.addr);
                     }
                 }
@@ -175,6 +176,15 @@ impl Io {
         for vip in &self.cfg.vips {
             if let Err(e) = self.addresses.remove(vip) {
                 log::error!("removing {vip} from {}: {e}", self.cfg.vip_iface());
+            }
+        }
+    }
+
+    fn hand_over_routes(&mut self) {
+        let Some(routes) = &self.routes else { return };
+        for vip in &self.cfg.vips {
+            if let Err(e) = routes.hand_over(vip) {
+                log::error!("handing over {}: {e}", vip.addr);
             }
         }
     }

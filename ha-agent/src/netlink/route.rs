@@ -1,9 +1,15 @@
 //! Routed mode: while this node claims the shared addresses, a host route for each sits in a
 //! dedicated kernel routing table; a BGP speaker beside the agent (BIRD's `protocol kernel` with
-//! `learn`, FRR's `ip import-table`) exports exactly those routes. Removing a route withdraws
-//! the announcement, while the address itself (on `--vip-iface`) may stay a little longer for
-//! packets still on their way (see `ha_core::linger`): the route is the claim, the address the
-//! service.
+//! `learn`, FRR's `ip import-table`) exports exactly those routes. The route is the claim, the
+//! address on `--vip-iface` the service.
+//!
+//! The route's protocol number says which: [`HELD`] while this node claims the address,
+//! [`HANDED_OVER`] during the grace after a hand-over (see `ha_core::linger`), when the address
+//! is still here for packets on their way but the successor should win. The speaker announces
+//! a handed-over route as less preferred (BIRD: an AS-path prepend on `krt_source`), so the
+//! router moves to the successor as soon as it has the successor's route, never before; the
+//! route goes (a withdrawal) with the address at the end of the grace. Make-before-break then
+//! does not depend on how fast the successor's announcement travels.
 //!
 //! Changes go through rtnetlink on a private current-thread runtime, like `address`.
 use std::{
@@ -38,10 +44,13 @@ impl AddressMode {
     }
 }
 
-/// The routing protocol number our routes carry (`ip route ... proto 99`): shows whose they are,
-/// lets a start remove exactly a crashed run's leftovers, and any number but the kernel's own
-/// (2) and BIRD's (12) is one BIRD's `learn` imports.
-pub const ROUTE_PROTOCOL: u8 = 99;
+/// The routing protocol number of a route this node claims (`ip route ... proto 99`). Our two
+/// numbers show whose the routes are and let a start remove exactly a crashed run's leftovers;
+/// any number but the kernel's own (2) and BIRD's (12) is one BIRD's `learn` imports.
+pub const HELD: u8 = 99;
+/// The protocol number of a route handed over, kept for the grace: to be announced as less
+/// preferred.
+pub const HANDED_OVER: u8 = 98;
 /// Default `--route-table`.
 pub const DEFAULT_TABLE: u32 = 100;
 /// Default `--vip-iface`.
@@ -85,29 +94,39 @@ impl RouteManager {
         self.table
     }
 
-    /// Puts the host route of `a` into the table (the announcement); already there is success.
-    pub fn add(&self, a: &SharedAddr) -> Result<(), RouteError> {
-        let msg = route_message(a.addr, self.table, Some(self.ifindex));
-        match self.block_on(self.handle.route().add(msg).execute()) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            other => other.map_err(|cause| RouteError::Netlink {
-                action: format!("cannot add the route of {} to table {}", a.addr, self.table),
-                cause,
-            }),
-        }
+    /// Puts the host route of `a` into the table as claimed (the announcement), replacing a
+    /// handed-over one in place so that the speaker never sees it missing.
+    pub fn claim(&self, a: &SharedAddr) -> Result<(), RouteError> {
+        self.put(a, HELD)
+    }
+
+    /// Marks the host route of `a` as handed over (less preferred), in place.
+    pub fn hand_over(&self, a: &SharedAddr) -> Result<(), RouteError> {
+        self.put(a, HANDED_OVER)
+    }
+
+    fn put(&self, a: &SharedAddr, protocol: u8) -> Result<(), RouteError> {
+        let msg = route_message(a.addr, self.table, protocol, Some(self.ifindex));
+        self.block_on(self.handle.route().add(msg).replace().execute()).map_err(|cause| RouteError::Netlink {
+            action: format!("cannot put the route of {} into table {}", a.addr, self.table),
+            cause,
+        })
     }
 
     /// Removes our host route of `a` (the withdrawal); already absent is success. Only a route
-    /// with our protocol number goes: one an operator put there is left alone.
+    /// with one of our protocol numbers goes: one an operator put there is left alone.
     pub fn remove(&self, a: &SharedAddr) -> Result<(), RouteError> {
-        let msg = route_message(a.addr, self.table, None);
-        match self.block_on(self.handle.route().del(msg).execute()) {
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            other => other.map_err(|cause| RouteError::Netlink {
-                action: format!("cannot remove the route of {} from table {}", a.addr, self.table),
-                cause,
-            }),
+        for protocol in [HELD, HANDED_OVER] {
+            let msg = route_message(a.addr, self.table, protocol, None);
+            match self.block_on(self.handle.route().del(msg).execute()) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other.map_err(|cause| RouteError::Netlink {
+                    action: format!("cannot remove the route of {} from table {}", a.addr, self.table),
+                    cause,
+                })?,
+            }
         }
+        Ok(())
     }
 
     fn block_on<F>(&self, fut: F) -> io::Result<()>
@@ -125,17 +144,19 @@ impl RouteManager {
     }
 }
 
-/// `ip route add ADDR/32 dev IF table N proto 99 scope link`; without an interface, the delete
-/// that matches it (any scope, as `ip route del` asks).
-fn route_message(addr: IpAddr, table: u32, ifindex: Option<u32>) -> RouteMessage {
+/// `ip route replace ADDR/32 dev IF table N proto P scope link`; without an interface, the
+/// delete that matches it (any scope, as `ip route del` asks).
+fn route_message(addr: IpAddr, table: u32, protocol: u8, ifindex: Option<u32>) -> RouteMessage {
+    let v4 = |a| RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(a, 32);
+    let v6 = |a| RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(a, 128);
     match addr {
-        IpAddr::V4(v4) => finish(RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(v4, 32), table, ifindex),
-        IpAddr::V6(v6) => finish(RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(v6, 128), table, ifindex),
+        IpAddr::V4(a) => finish(v4(a), table, protocol, ifindex),
+        IpAddr::V6(a) => finish(v6(a), table, protocol, ifindex),
     }
 }
 
-fn finish<T>(builder: RouteMessageBuilder<T>, table: u32, ifindex: Option<u32>) -> RouteMessage {
-    let builder = builder.table_id(table).protocol(RouteProtocol::from(ROUTE_PROTOCOL));
+fn finish<T>(builder: RouteMessageBuilder<T>, table: u32, protocol: u8, ifindex: Option<u32>) -> RouteMessage {
+    let builder = builder.table_id(table).protocol(RouteProtocol::from(protocol));
     match ifindex {
         Some(i) => builder.output_interface(i).scope(RouteScope::Link).build(),
         None => builder.scope(RouteScope::NoWhere).build(),
@@ -149,12 +170,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_route_in_our_table_with_our_protocol() {
-        let m = route_message("203.0.113.200".parse().expect("addr"), 100, Some(7));
+    fn a_host_route_in_our_table_with_the_protocol_of_its_state() {
+        let m = route_message("203.0.113.200".parse().expect("addr"), 100, HELD, Some(7));
         assert_eq!(m.header.destination_prefix_length, 32);
-        assert_eq!(m.header.protocol, RouteProtocol::from(ROUTE_PROTOCOL));
+        assert_eq!(m.header.protocol, RouteProtocol::from(HELD));
+        assert_eq!(m.header.scope, RouteScope::Link);
         assert!(m.attributes.contains(&RouteAttribute::Oif(7)), "{m:?}");
-        let m = route_message("2001:db8::200".parse().expect("addr"), 1000, None);
+        let m = route_message("2001:db8::200".parse().expect("addr"), 1000, HANDED_OVER, None);
+        assert_eq!(m.header.protocol, RouteProtocol::from(HANDED_OVER));
+        assert_eq!(m.header.scope, RouteScope::NoWhere);
         assert_eq!(m.header.destination_prefix_length, 128);
         assert!(m.attributes.contains(&RouteAttribute::Table(1000)), "{m:?}");
         assert!(!m.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(_))), "{m:?}");
