@@ -1,5 +1,8 @@
 //! The topology: a switch namespace with bridge `br0`, and N nodes + 1 client, each with an
-//! `eth0` veth whose peer (`p<i>` / `pc`) is a bridge port. Nothing touches the root namespace.
+//! `eth0` veth whose peer (`p<i>` / `pc`) is a bridge port. [`Lab::with_router`] adds a router
+//! on the LAN (port `pr`, 192.0.2.254, every node's default route) and a remote client behind
+//! it on a subnet of its own ([`REMOTE_NET`]), with no L2 to the nodes. Nothing touches the
+//! root namespace.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -28,6 +31,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Node count limit: the client is .100 and port names stay short.
 pub const MAX_NODES: usize = 99;
 const CLIENT_BYTE: u8 = 100;
+const ROUTER_BYTE: u8 = 254;
+
+/// The router's address on the lab LAN, every node's default gateway in a routed lab.
+pub const ROUTER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, ROUTER_BYTE);
+/// The remote client's subnet behind the router (benchmarking range, RFC 2544), as /24.
+pub const REMOTE_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// The router's address on the remote subnet.
+const REMOTE_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -44,6 +55,8 @@ pub struct Lab {
     switch: String,
     nodes: Vec<Host>,
     client: Host,
+    /// [`Lab::with_router`]: the router on the LAN and the client behind it.
+    routed: Option<(Host, Host)>,
     lab_byte: u8,
     /// Extra bridges (`br1`..) currently holding partitioned groups.
     extra_bridges: Mutex<usize>,
@@ -62,6 +75,17 @@ impl Lab {
     /// Builds the lab with `nodes` nodes (1..=99) plus the client, everything up, and waits
     /// (bounded) until every bridge port forwards. Sweeps dead runs' leftovers first.
     pub fn new(nodes: usize) -> Result<Lab> {
+        Self::build(nodes, false)
+    }
+
+    /// [`Lab::new`] plus a router on the LAN (every node's default gateway, IPv4 forwarding on)
+    /// and a remote client behind it on [`REMOTE_NET`]: a client that reaches the nodes only
+    /// through routes, as beyond one LAN.
+    pub fn with_router(nodes: usize) -> Result<Lab> {
+        Self::build(nodes, true)
+    }
+
+    fn build(nodes: usize, with_router: bool) -> Result<Lab> {
         ensure!((1..=MAX_NODES).contains(&nodes), "a lab has 1..={MAX_NODES} nodes, not {nodes}");
         // SAFETY: plain getter.
         ensure!(unsafe { libc::geteuid() } == 0, "ha-lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)");
@@ -88,6 +112,16 @@ impl Lab {
         };
         let node_hosts: Vec<Host> = (1..=nodes as u8).map(|i| host(&format!("n{i}"), i)).collect();
         let client = host("c", CLIENT_BYTE);
+        let routed = with_router.then(|| {
+            let remote = Host {
+                name: format!("{id}-rc"),
+                iface: "eth0".into(),
+                addr: Ipv4Addr::from(u32::from(REMOTE_NET) | u32::from(CLIENT_BYTE)),
+                addr6: Ipv6Addr::UNSPECIFIED,
+                mac: [0x02, 0, 0, 3, lab_byte, CLIENT_BYTE],
+            };
+            (host("r", ROUTER_BYTE), remote)
+        });
 
         // Switch: IPv6 off (no DAD/MLD chatter from ports), bridge that floods multicast and
         // forwards as soon as a port is up.
@@ -102,6 +136,7 @@ impl Lab {
             .enumerate()
             .map(|(i, h)| (h, port_name(i + 1)))
             .chain(std::iter::once((&client, "pc".to_string())))
+            .chain(routed.as_ref().map(|(router, _)| (router, "pr".to_string())))
             .collect();
         for (h, port) in &all_hosts {
             reg.add_namespace(&h.name)?;
@@ -134,12 +169,43 @@ impl Lab {
         let ups: Vec<String> = all_hosts.iter().map(|(_, p)| format!("link set {p} up")).collect();
         netns::ip_batch(&switch, &ups)?;
         drop(all_hosts);
+        if let Some((router, remote)) = &routed {
+            reg.add_namespace(&remote.name)?;
+            remote.sysctl("net.ipv4.ping_group_range", "0 2147483647")?;
+            router.sysctl("net.ipv4.ip_forward", "1")?;
+            netns::ip_batch(
+                &router.name,
+                &[
+                    format!(
+                        "link add eth1 address {} type veth peer name eth0 address {} netns {}",
+                        format_mac(&[0x02, 0, 0, 3, lab_byte, 1]),
+                        format_mac(&remote.mac),
+                        remote.name
+                    ),
+                    format!("addr add {REMOTE_GATEWAY}/24 dev eth1"),
+                    "link set eth1 up".into(),
+                ],
+            )?;
+            netns::ip_batch(
+                &remote.name,
+                &[
+                    "link set lo up".into(),
+                    format!("addr add {}/24 dev eth0", remote.addr),
+                    "link set eth0 up".into(),
+                    format!("route add default via {REMOTE_GATEWAY}"),
+                ],
+            )?;
+            for h in &node_hosts {
+                netns::ip_batch(&h.name, &[format!("route add default via {ROUTER_ADDR}")])?;
+            }
+        }
 
         let lab = Lab {
             id,
             switch,
             nodes: node_hosts,
             client,
+            routed,
             lab_byte,
             extra_bridges: Mutex::new(0),
             impairments: Mutex::new(HashMap::new()),
@@ -167,6 +233,16 @@ impl Lab {
 
     pub fn client(&self) -> &Host {
         &self.client
+    }
+
+    /// The router of [`Lab::with_router`]; `None` in a plain lab.
+    pub fn router(&self) -> Option<&Host> {
+        self.routed.as_ref().map(|(router, _)| router)
+    }
+
+    /// The client behind the router of [`Lab::with_router`], on [`REMOTE_NET`].
+    pub fn remote_client(&self) -> Option<&Host> {
+        self.routed.as_ref().map(|(_, remote)| remote)
     }
 
     /// `halab-<pid>-<seq>`: prefix of every namespace and of the pin root of this lab.
@@ -380,13 +456,14 @@ impl Lab {
         netns::run("ip", &full)
     }
 
-    /// (port, host) pairs: `p1`.. for nodes, `pc` for the client.
+    /// (port, host) pairs: `p1`.. for nodes, `pc` for the client, `pr` for a router.
     fn ports(&self) -> impl Iterator<Item = (String, &Host)> {
         self.nodes
             .iter()
             .enumerate()
             .map(|(i, h)| (port_name(i + 1), h))
             .chain(std::iter::once(("pc".to_string(), &self.client)))
+            .chain(self.router().map(|r| ("pr".to_string(), r)))
     }
 
     /// Waits until every port that has carrier forwards (after moving ports between bridges).

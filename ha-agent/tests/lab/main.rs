@@ -23,6 +23,7 @@ mod operator;
 mod ownership;
 mod reload;
 mod resilience;
+mod routed;
 mod rx_socket;
 mod steering;
 mod surfaces;
