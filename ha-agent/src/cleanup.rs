@@ -1,12 +1,13 @@
 //! `ha-agent cleanup`: what an agent that did not stop cleanly (killed, crashed) leaves behind,
 //! removed once it has exited (systemd's `ExecStopPost=`): its copies of the shared addresses,
 //! its XDP program (the pinned link, whose fence would otherwise keep refusing ARP for them)
-//! and its pinned maps. Nothing is touched while an agent holds the instance or an address.
+//! and its pinned maps; in routed mode also its host routes, which its BGP speaker would
+//! otherwise keep announcing. Nothing is touched while an agent holds the instance or an address.
 use std::path::Path;
 
 use crate::{
     instance::{InstanceError, InstanceLock},
-    netlink::{SharedAddr, address::AddressManager},
+    netlink::{SharedAddr, address::AddressManager, route::RouteManager},
     rx::ebpf,
 };
 
@@ -22,7 +23,9 @@ pub enum Outcome {
     },
 }
 
-pub fn run(iface: &str, vips: &[SharedAddr], pin_dir: &Path) -> anyhow::Result<Outcome> {
+/// `iface`: where the addresses were (in routed mode `--vip-iface`); `route_table`: routed
+/// mode's table, whose routes of these addresses (ours only) go too.
+pub fn run(iface: &str, vips: &[SharedAddr], pin_dir: &Path, route_table: Option<u32>) -> anyhow::Result<Outcome> {
     // Held until the end: an agent starting meanwhile waits for none of this, it is refused.
     let _lock = match InstanceLock::acquire(pin_dir, vips) {
         Ok(lock) => lock,
@@ -32,6 +35,12 @@ pub fn run(iface: &str, vips: &[SharedAddr], pin_dir: &Path) -> anyhow::Result<O
     let xdp = ebpf::remove_leftover_pins(pin_dir)
         .map_err(|e| anyhow::anyhow!("removing the pins in {}: {e}", pin_dir.display()))?;
     let addresses = AddressManager::new(iface)?;
+    if let Some(table) = route_table {
+        let routes = RouteManager::new(table, addresses.ifindex())?;
+        for vip in vips {
+            routes.remove(vip)?;
+        }
+    }
     let mut removed = 0;
     for vip in vips {
         // Only copies an agent added (labelled; every IPv6 copy): the agent adopts other copies

@@ -15,6 +15,7 @@ use ha_agent::{
         file::FileConfig,
     },
     launch,
+    netlink::route::{self, AddressMode},
     ops::{control, event_stream, logging, status},
     rx::{peers::PeerMaps, settings::default_pin_dir},
 };
@@ -105,12 +106,16 @@ fn pin_dir_and_file(args: &PinArgs) -> anyhow::Result<(std::path::PathBuf, RunAr
 
 fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
     let (dir, run) = pin_dir_and_file(&args.at)?;
-    let Some(iface) = args.iface.clone().or(run.iface) else {
+    // Routed mode (from the config file): the addresses sit on --vip-iface, with host routes.
+    let routed = run.mode == AddressMode::Routed;
+    let route_table = routed.then(|| run.route_table.unwrap_or(route::DEFAULT_TABLE));
+    let vip_iface = routed.then(|| run.vip_iface.clone().unwrap_or_else(|| route::DEFAULT_VIP_IFACE.into()));
+    let Some(iface) = args.iface.clone().or(vip_iface).or(run.iface) else {
         anyhow::bail!("no interface: give --iface NAME or --config FILE");
     };
     let vips = if args.vips.is_empty() { run.vips } else { args.vips.clone() };
     anyhow::ensure!(!vips.is_empty(), "no shared address: give --vip ADDR/PREFIX or --config FILE");
-    match ha_agent::cleanup::run(&iface, &vips, &dir)? {
+    match ha_agent::cleanup::run(&iface, &vips, &dir, route_table)? {
         ha_agent::cleanup::Outcome::AgentRunning => {
             log::info!("an agent runs for {} or its shared addresses: nothing to clean up", dir.display())
         }

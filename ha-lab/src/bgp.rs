@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::{Child, Lab, ROUTER_ADDR, netns};
+use crate::{AgentSettings, Child, Lab, ROUTER_ADDR, netns};
 
 /// The shared address of routed labs (TEST-NET-3): on no subnet of the lab.
 pub const ROUTED_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
@@ -105,6 +105,25 @@ impl<'l> Speakers<'l> {
     pub fn established_check(&self, i: usize) -> Result<String> {
         let birdc = find_binary("birdc")?;
         Ok(format!("{} -s {} show protocols uplink | grep -q Established", birdc.display(), self.socket(i).display()))
+    }
+
+    /// Agent settings for routed mode with these speakers: the shared address [`ROUTED_VIP`] as
+    /// a host route into the speakers' table, and a check that takes a node's priority to 0
+    /// while its speaker has no session to the router (docs/routed.md): a node the router
+    /// cannot hear is never chosen, so a returning node takes over only once its route can go
+    /// out.
+    pub fn agent_settings(&self, priorities: &[u32]) -> Result<AgentSettings> {
+        let mut settings = AgentSettings::new(priorities);
+        settings.vips = vec![format!("{ROUTED_VIP}/32")];
+        settings.extra_args =
+            vec!["--mode".into(), "routed".into(), "--route-table".into(), self.settings.table.to_string()];
+        for i in 1..=priorities.len() {
+            let check = self.established_check(i)?;
+            // A slow birdc under load is no failure (timeout 1 s); one pass is proof enough.
+            let args = ["--check", &check, "--check-interval", "100ms", "--check-timeout", "1s", "--check-rise", "1"];
+            settings.node(i).args = args.map(String::from).to_vec();
+        }
+        Ok(settings)
     }
 
     /// Waits until the router has an established session with each of `nodes`.

@@ -22,8 +22,11 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("arping", "arping"),
     // The test suite runs `promtool check metrics` on a scrape; the package also ships the
-    // Prometheus server, which setup stops again (see `stop_prometheus_server`).
+    // Prometheus server, which setup stops again (see `stop_package_service`).
     ("promtool", "prometheus"),
+    // The routed-mode lab runs BIRD 2 as every node's and the router's BGP speaker, each in its
+    // namespace; the package's own daemon in the root namespace is stopped again likewise.
+    ("bird", "bird2"),
 ];
 
 /// The toolchain pinned by rust-toolchain.toml.
@@ -167,7 +170,10 @@ pub fn run() -> Result<()> {
         apt_install(&apt_missing)?;
         installed_any = true;
         if apt_missing.contains(&"prometheus") {
-            stop_prometheus_server();
+            stop_package_service("prometheus.service");
+        }
+        if apt_missing.contains(&"bird2") {
+            stop_package_service("bird.service");
         }
         for (tool, pkg) in APT_TOOLS {
             if apt_missing.contains(pkg) && find_tool(tool).is_none() {
@@ -294,14 +300,14 @@ fn bpf_linker_version() -> Option<String> {
     out.split_whitespace().nth(1).map(str::to_string)
 }
 
-/// Installing `prometheus` for promtool enables and starts its server under systemd: nothing
-/// here needs it, so it is stopped and disabled again (best effort: without systemd it never
-/// started).
-fn stop_prometheus_server() {
+/// Installing `prometheus` (for promtool) or `bird2` enables and starts its daemon under
+/// systemd: nothing here needs it outside the lab's namespaces, so it is stopped and disabled
+/// again (best effort: without systemd it never started).
+fn stop_package_service(unit: &str) {
     if fs::metadata("/run/systemd/system").is_ok()
         && let Some(systemctl) = find_tool("systemctl")
     {
-        let _ = Cmd::new(&systemctl).args(["disable", "--now", "prometheus.service"]).quiet().run();
+        let _ = Cmd::new(&systemctl).args(["disable", "--now", unit]).quiet().run();
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use ha_lab::{
-    AgentSet, AgentSettings, Lab, ProbeReport, Prober,
+    AgentSet, Lab, ProbeReport, Prober,
     bgp::{BgpSettings, ROUTED_VIP, Speakers},
 };
 
@@ -20,29 +20,6 @@ const PROBE: Duration = Duration::from_millis(1);
 /// BGP sessions start after BIRD's connect delay (1 s in the lab) and come back after an error
 /// within its error wait (1-2 s).
 const SESSION_WAIT: Duration = Duration::from_secs(15);
-
-/// Agents in routed mode whose priority falls to 0 while their speaker has no session to the
-/// router (docs/routed.md): a node the router cannot hear is never chosen.
-pub fn routed_agents<'l>(lab: &'l Lab, speakers: &Speakers, priorities: &[u32]) -> anyhow::Result<AgentSet<'l>> {
-    let mut settings = AgentSettings::new(priorities);
-    settings.vips = vec![format!("{ROUTED_VIP}/32")];
-    settings.extra_args =
-        ["--mode", "routed", "--route-table", &speakers.settings.table.to_string()].map(String::from).to_vec();
-    for i in 1..=priorities.len() {
-        let check = speakers.established_check(i)?;
-        settings.node(i).args = vec![
-            "--check".into(),
-            check,
-            "--check-interval".into(),
-            "100ms".into(),
-            "--check-timeout".into(),
-            "1s".into(),
-            "--check-rise".into(),
-            "1".into(),
-        ];
-    }
-    AgentSet::start(lab, AGENT, settings)
-}
 
 fn addr(lab: &Lab, i: usize) -> Option<Ipv4Addr> {
     Some(lab.node(i).addr())
@@ -59,7 +36,8 @@ fn routed_mode_moves_the_host_route_make_before_break_and_on_hard_failure() {
         let lab = ha_lab::install_signal_cleanup().and_then(|()| Lab::with_router(2)).expect("routed lab");
         let mut speakers = Speakers::start(&lab, 2, BgpSettings::default()).expect("speakers");
         speakers.wait_established(&[1, 2], SESSION_WAIT).expect("sessions");
-        let mut agents = routed_agents(&lab, &speakers, &[200, 100]).expect("agents");
+        let settings = speakers.agent_settings(&[200, 100]).expect("settings");
+        let mut agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
         let vip = IpAddr::V4(ROUTED_VIP);
         let remote = lab.remote_client().expect("remote client");
         let logs =

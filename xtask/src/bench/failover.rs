@@ -163,6 +163,6 @@ pub fn print_table(series: &FailoverSeries) {
     }
 }
 
-fn duration(s: &str) -> Result<Duration> {
+pub fn duration(s: &str) -> Result<Duration> {
     humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration like 2ms"))
 }

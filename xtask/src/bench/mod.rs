@@ -11,6 +11,7 @@ mod plots;
 mod procfs;
 mod report;
 mod results;
+mod routed;
 mod scale;
 mod stability;
 mod stats;
@@ -37,6 +38,9 @@ pub enum BenchKind {
     Failover,
     /// The same scenarios with keepalived (VRRPv3), installed with apt-get if missing.
     Keepalived,
+    /// Routed mode: hard failure, preemption and clean stop seen by a client behind a BGP
+    /// router (BIRD, BFD), at 10/35 ms (or --interval/--tolerance).
+    Routed,
     /// False takeovers and flaps under 10% loss and under CPU saturation, ours and keepalived.
     Stability,
     /// 2 to 32 nodes at 10 ms: convergence, CPU and memory per node, XDP CPU.
@@ -192,10 +196,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if want(BenchKind::Xdp) {
         section(&mut res, "xdp", xdp::run);
     }
-    let needs_agent =
-        [BenchKind::Failover, BenchKind::Keepalived, BenchKind::Stability, BenchKind::Scale, BenchKind::Rest]
-            .into_iter()
-            .any(want);
+    let needs_agent = [
+        BenchKind::Failover,
+        BenchKind::Routed,
+        BenchKind::Keepalived,
+        BenchKind::Stability,
+        BenchKind::Scale,
+        BenchKind::Rest,
+    ]
+    .into_iter()
+    .any(want);
     let agent = if needs_agent { Some(ebpf::build_agent_release()?) } else { None };
     let with_keepalived =
         !args.no_keepalived && matches!(args.which, BenchKind::Keepalived | BenchKind::Stability | BenchKind::All);
@@ -214,6 +224,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(agent) = &agent {
         if want(BenchKind::Failover) {
             section(&mut res, "failover", |res| failover::run_ours(res, agent, &args));
+        }
+        if want(BenchKind::Routed) {
+            section(&mut res, "routed failover", |res| routed::run(res, agent, &args));
         }
         if ka && want(BenchKind::Keepalived) {
             section(&mut res, "failover with keepalived", |res| failover::run_keepalived(res, &args));

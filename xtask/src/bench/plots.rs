@@ -31,6 +31,7 @@ pub fn failover(series: &[FailoverSeries], path: &Path) -> Result<()> {
         .map(|s| match s.implementation {
             Implementation::Ha => format!("ha {}", s.setting.trim_end_matches(" ms")),
             Implementation::Keepalived => format!("ka {}", s.setting.trim_start_matches("advert ")),
+            Implementation::HaRouted => format!("bgp {}", s.setting.split(" ms").next().unwrap_or_default()),
         })
         .collect();
     let top = series

@@ -137,6 +137,19 @@ fn targets_table(res: &Results) -> String {
     s
 }
 
+/// What the routed-mode series measures, when the run has one.
+fn routed_note(res: &Results) -> &'static str {
+    if !res.failover.iter().any(|s| s.implementation == Implementation::HaRouted) {
+        return "";
+    }
+    "**ha routed** is routed mode (docs/routed.md): the client sits behind a router on a subnet \
+     of its own, with no L2 to the nodes, and reaches the holder through the host route that the \
+     holder's BIRD announces to the router's BIRD by eBGP, BFD on; a node's priority is 0 while \
+     its BGP session is down, so after a hard failure node 1 preempts only once its session is \
+     back. No crash scenario: a killed agent's route stays announced until `ha-agent cleanup` or \
+     a restart removes it.\n\n"
+}
+
 /// The failover tables, one per setting.
 fn failover_tables(res: &Results) -> String {
     let mut s = String::new();
@@ -438,7 +451,7 @@ fn render(res: &Results, source: &str, plots_made: &[&str]) -> String {
          cargo xtask bench                 # everything (as root): writes bench/results/<date>.json and this page\n\
          cargo xtask bench failover --reps 5 --interval 2ms --tolerance 8ms   # one part, one setting\n\
          cargo xtask bench report          # render this page again from the newest results file\n```\n\n\
-         Parts: `xdp`, `failover`, `keepalived`, `stability`, `scale`, `rest`. Options used for this \
+         Parts: `xdp`, `failover`, `routed`, `keepalived`, `stability`, `scale`, `rest`. Options used for this \
          run: `--reps {reps} --stability-secs {stab} --window-secs {win} --nodes {nodes}`{rt}. \
          keepalived is installed with apt-get when missing (`--no-install` skips the comparison \
          instead, `--no-keepalived` leaves it out).\n\n",
@@ -478,12 +491,13 @@ fn render(res: &Results, source: &str, plots_made: &[&str]) -> String {
          back), node 1's daemon gets SIGTERM (**clean stop**), is restarted, gets SIGKILL (**crash**: \
          the address stays on node 1, node 2 must take over and announce it), and is restarted. Each \
          setting runs in a fresh lab; keepalived (VRRPv3, multicast adverts, its default preemption) \
-         runs in the same kind of lab in the same run.\n\n{}{}\
+         runs in the same kind of lab in the same run.\n\n{}{}{}\
          Dots are medians, bars span min to max, triangles mark p90; a run without loss is drawn at \
          the bottom edge ({} ms) of the log scale.\n\n\
          ### ha / keepalived\n\nRatios of median outages measured in this run (below 1: ours is shorter); \
          each of our settings against keepalived's fastest and against the keepalived setting with \
          the closest takeover delay.\n\n{}\n",
+        routed_note(res),
         failover_tables(res),
         plot("failover", "client-observed outage per scenario and setting"),
         plots::OUTAGE_FLOOR_MS,

@@ -95,6 +95,8 @@ impl Scenario {
 pub enum Implementation {
     Ha,
     Keepalived,
+    /// Our agents in routed mode: the host route announced by BGP (BIRD) to a router.
+    HaRouted,
 }
 
 impl Implementation {
@@ -102,6 +104,7 @@ impl Implementation {
         match self {
             Implementation::Ha => "ha",
             Implementation::Keepalived => "keepalived",
+            Implementation::HaRouted => "ha routed (BGP via BIRD)",
         }
     }
 }
