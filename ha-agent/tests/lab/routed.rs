@@ -102,3 +102,38 @@ fn routed_mode_moves_the_host_route_make_before_break_and_on_hard_failure() {
         assert!(r.lost <= 2, "the returning node waits for its session: {r:?}\n{}", logs(&agents, &speakers));
     });
 }
+
+#[test]
+fn a_killed_agents_route_stays_announced_until_cleanup_removes_it() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = ha_lab::install_signal_cleanup().and_then(|()| Lab::with_router(1)).expect("routed lab");
+        let mut speakers = Speakers::start(&lab, 1, BgpSettings::default()).expect("speakers");
+        speakers.wait_established(&[1], SESSION_WAIT).expect("session");
+        let mut agents =
+            AgentSet::start(&lab, AGENT, speakers.agent_settings(&[100]).expect("settings")).expect("agent");
+        let vip = IpAddr::V4(ROUTED_VIP);
+        agents.wait_sole_holder_of(vip, 1, SESSION_WAIT).expect("node 1 holds");
+        speakers.wait_next_hop(ROUTED_VIP, addr(&lab, 1), WAIT).expect("the router routes to node 1");
+
+        agents.kill(1).expect("SIGKILL the agent");
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(speakers.next_hop(ROUTED_VIP).expect("route"), addr(&lab, 1), "nobody removed the route");
+
+        // What systemd's ExecStopPost= runs, with the config the agent would have run with.
+        let config = lab.scratch_dir().join("routed.toml");
+        let text = format!(
+            "mode = \"routed\"\nroute-table = {}\nvip = [\"{ROUTED_VIP}/32\"]\npin-dir = \"{}\"\n",
+            speakers.settings.table,
+            lab.pin_dir(1).display()
+        );
+        std::fs::write(&config, text).expect("config file");
+        let mut cmd = lab.node(1).command(AGENT);
+        cmd.args(["cleanup", "--config"]).arg(&config);
+        let out = cmd.output().expect("run ha-agent cleanup");
+        assert!(out.status.success(), "cleanup: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("1 shared address copies removed"), "{out:?}");
+        speakers.wait_next_hop(ROUTED_VIP, None, WAIT).expect("the route is withdrawn");
+        assert!(!lab.node(1).has_addr(vip).expect("addresses"), "the address is gone from lo");
+    });
+}

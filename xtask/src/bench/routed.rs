@@ -21,7 +21,7 @@ use super::{
     results::{FailoverSeries, Implementation, Results, Run, Scenario, ScenarioRuns},
     settle_for,
 };
-use crate::scenario::{self, Measured, PROBE_PERIOD, STEP_TIMEOUT, ms};
+use crate::scenario::{Measured, PROBE_PERIOD, STEP_TIMEOUT, ms};
 
 /// (interval, tolerance) in ms: the L2 setting it sits beside in the report.
 const SETTING: (u64, u64) = (10, 35);
@@ -109,7 +109,7 @@ impl Routed<'_> {
     fn settled_on(&self, agents: &AgentSet, node: usize, timeout: Duration) -> Result<()> {
         let hop: Option<Ipv4Addr> = Some(self.lab.node(node).addr());
         self.speakers.wait_next_hop(ROUTED_VIP, hop, timeout)?;
-        scenario::wait_for(agents, "the expected holder", timeout, |h| h == [node])?;
+        agents.wait_sole_holder_of(IpAddr::V4(ROUTED_VIP), node, timeout)?;
         thread::sleep(self.settle);
         Ok(())
     }
