@@ -44,7 +44,8 @@ impl Default for BgpSettings {
         Self {
             table: 100,
             prefixes: vec![format!("{ROUTED_VIP}/32")],
-            bfd: Some(Bfd { interval: Duration::from_millis(10), multiplier: 5 }),
+            // 100 ms: as long as the lab agents' tolerance, and loose enough for a loaded test machine.
+            bfd: Some(Bfd { interval: Duration::from_millis(20), multiplier: 5 }),
         }
     }
 }
