@@ -90,4 +90,21 @@ mod tests {
         assert_eq!(plan.live, vec!["priority 100 -> 300".to_string(), "preempt always -> never".to_string()]);
         assert_eq!(plan.needs_restart, vec!["interval", "tick", "port"], "the tick follows the interval");
     }
+
+    #[test]
+    fn routed_settings_need_a_restart() {
+        let host_route = |extra: &[&str]| {
+            let mut argv =
+                vec!["ha-agent", "run", "--iface", "eth0", "--vip", "203.0.113.200/32", "--insecure-no-auth"];
+            argv.extend_from_slice(extra);
+            let Ok(cli) = parse_from(argv) else { panic!("parses") };
+            let Command::Run(args) = cli.command else { panic!("run") };
+            RunConfig::new(&args, &[Ipv4Addr::new(192, 0, 2, 1)]).expect("valid")
+        };
+        let (l2, routed) = (host_route(&[]), host_route(&["--mode", "routed"]));
+        assert_eq!(ReloadPlan::between(&l2, &routed).needs_restart, vec!["mode / route-table / vip-iface"]);
+        let other_table = host_route(&["--mode", "routed", "--route-table", "200"]);
+        let plan = ReloadPlan::between(&routed, &other_table);
+        assert_eq!((plan.live.len(), plan.needs_restart), (0, vec!["mode / route-table / vip-iface"]));
+    }
 }
