@@ -10,6 +10,7 @@ pub(crate) mod machine;
 mod plots;
 mod procfs;
 mod report;
+mod rest;
 mod results;
 mod routed;
 mod scale;
@@ -43,9 +44,11 @@ pub enum BenchKind {
     Routed,
     /// False takeovers and flaps under 10% loss and under CPU saturation, ours and keepalived.
     Stability,
-    /// 2 to 32 nodes at 10 ms: convergence, CPU and memory per node, XDP CPU.
+    /// 2 to 32 nodes at 10 ms: convergence, CPU and memory per node, XDP CPU; then 64 nodes:
+    /// false takeovers over --scale-secs and the successor after the holder's death.
     Scale,
-    /// Cost at rest: agent CPU and RSS at 1, 10 and 100 ms intervals.
+    /// Cost at rest, agent and keepalived: CPU of each node's processes, the machine's CPU
+    /// above idle, wake-ups, at 1, 10 and 100 ms; the machine's stall distribution.
     Rest,
     /// Everything; writes bench/results/<date>.json and regenerates docs/benchmarks.md.
     All,
@@ -83,6 +86,16 @@ pub struct BenchArgs {
     /// Cluster sizes of the scale bench.
     #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32")]
     pub nodes: Vec<usize>,
+    /// `--wake` modes of the agent to measure at rest (default: event and poll when the agent
+    /// has the flag).
+    #[arg(long, value_delimiter = ',')]
+    pub wake_modes: Vec<String>,
+    /// Length of the large cluster's false-takeover watch (scale).
+    #[arg(long, default_value_t = 120)]
+    pub scale_secs: u64,
+    /// Size of the large cluster (scale); 0 leaves it out.
+    #[arg(long, default_value_t = 64)]
+    pub scale_big: usize,
     /// Leave keepalived out (no comparison).
     #[arg(long)]
     pub no_keepalived: bool,
@@ -162,7 +175,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !cmd::is_root() {
         bail!("the benchmarks load XDP and make network namespaces: run them as root");
     }
-    if args.reps == 0 || args.window_secs == 0 || args.nodes.iter().any(|&n| !(2..=ha_lab::MAX_NODES).contains(&n)) {
+    if args.reps == 0
+        || args.window_secs == 0
+        || args
+            .nodes
+            .iter()
+            .chain(Some(&args.scale_big).filter(|&&n| n > 0))
+            .any(|&n| !(2..=ha_lab::MAX_NODES).contains(&n))
+    {
         bail!("--reps and --window-secs must be positive and --nodes within 2..={}", ha_lab::MAX_NODES);
     }
     ha_lab::install_signal_cleanup()?;
@@ -207,8 +227,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     .into_iter()
     .any(want);
     let agent = if needs_agent { Some(ebpf::build_agent_release()?) } else { None };
-    let with_keepalived =
-        !args.no_keepalived && matches!(args.which, BenchKind::Keepalived | BenchKind::Stability | BenchKind::All);
+    let with_keepalived = !args.no_keepalived
+        && matches!(args.which, BenchKind::Keepalived | BenchKind::Stability | BenchKind::Rest | BenchKind::All);
     if with_keepalived {
         res.keepalived = match keepalived::ensure_installed(!args.no_install) {
             Ok(version) => KeepalivedInfo { version: Some(version), skipped: None },
@@ -236,9 +256,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         if want(BenchKind::Scale) {
             section(&mut res, "scale", |res| scale::run_scale(res, agent, &args));
+            if args.scale_big > 0 {
+                section(&mut res, "scale: large cluster at rest", |res| scale::run_big(res, agent, &args));
+            }
         }
         if want(BenchKind::Rest) {
-            section(&mut res, "cost at rest", |res| scale::run_rest(res, agent, &args));
+            section(&mut res, "cost at rest", |res| rest::run(res, agent, &args, ka));
         }
     }
     res.machine.load_end = machine::loadavg();

@@ -30,6 +30,63 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// `pid` and every process below it (keepalived forks its VRRP child; hooks may run).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        if let Some(ppid) = parse_ppid(&stat) {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree
+}
+
+/// Field 4 (ppid), counted after the command name.
+fn parse_ppid(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Voluntary context switches of every thread of `pid`: how often it went to sleep, so woke.
+pub fn voluntary_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|status| {
+            status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?.trim().parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// (busy, total) jiffies of the whole machine from /proc/stat; busy is all but idle and
+/// iowait, so it includes softirq and kernel work done for any process.
+pub fn machine_jiffies() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_machine_jiffies(&stat).context("parsing /proc/stat")
+}
+
+fn parse_machine_jiffies(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let total: u64 = v.iter().sum();
+    Some((total - v.get(3)? - v.get(4)?, total))
+}
+
+/// Machine CPU over a window, in % of one core, from two `machine_jiffies` samples.
+pub fn machine_pct(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let nproc = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64 * nproc * 100.0
+}
+
 /// Resident set size in MiB (VmRSS).
 pub fn rss_mib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -149,6 +206,8 @@ mod tests {
         let stat = "1234 (ha agent) S 1 1234 1234 0 -1 4194560 300 0 0 0 17 5 0 0 20 0 3 0 100 0 0";
         assert_eq!(parse_stat_ticks(stat), Some(22));
         assert_eq!(parse_stat_ticks("garbage"), None);
+        assert_eq!(parse_ppid(stat), Some(1));
+        assert_eq!(parse_machine_jiffies("cpu  10 0 5 100 3 1 1 0 0 0\ncpu0 1 2\n"), Some((17, 120)));
         assert_eq!(parse_vmrss_kib("Name:\tx\nVmRSS:\t    5120 kB\n"), Some(5120));
         assert_eq!(parse_vmrss_kib("Name:\tx\n"), None);
         let link = "2: eth0@if3: <UP,LOWER_UP> mtu 1500 xdp qdisc noqueue state UP\\    link/ether 02:00:00:00:00:01 \

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a field changes meaning.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Results {
@@ -27,8 +27,15 @@ pub struct Results {
     pub stability: Vec<StabilityRun>,
     #[serde(default)]
     pub scale: Vec<ScalePoint>,
+    /// Schema 1's cost at rest (agent only); kept to render old results.
     #[serde(default)]
     pub rest: Vec<RestPoint>,
+    #[serde(default)]
+    pub rest_baseline: Option<RestBaseline>,
+    #[serde(default)]
+    pub rest_runs: Vec<RestRun>,
+    #[serde(default)]
+    pub scale_stability: Option<ScaleStability>,
     /// Benchmarks that failed part-way, one line each; the others still ran.
     #[serde(default)]
     pub errors: Vec<String>,
@@ -194,4 +201,59 @@ pub struct RestPoint {
     pub xdp_cpu_pct_total: f64,
     pub xdp_ns_per_packet: f64,
     pub window_s: f64,
+}
+
+/// The machine with nothing of ours running, measured at the start of the rest bench.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestBaseline {
+    /// CPU busy (all but idle and iowait), % of one core.
+    pub machine_busy_pct: f64,
+    pub window_s: f64,
+    pub stall: Stall,
+}
+
+/// Oversleep of a thread sleeping `period_us` in a loop: what a daemon's timer suffers here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stall {
+    pub period_us: f64,
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+/// Two idle nodes (holder, standby) of one implementation, mode and interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestRun {
+    pub implementation: Implementation,
+    /// `event` or `poll` (the agent's `--wake`); empty for keepalived or an agent without it.
+    pub mode: String,
+    pub setting: String,
+    pub interval_ms: f64,
+    pub tolerance_ms: f64,
+    /// Holder first, then the standby: every process of the node's daemon, % of one core.
+    pub cpu_pct: Vec<f64>,
+    /// Voluntary context switches per second of all their threads.
+    pub wakes_per_s: Vec<f64>,
+    pub rss_mib: Vec<f64>,
+    /// The whole machine above the idle baseline, % of one core, both nodes together.
+    pub machine_pct_above_idle: f64,
+    pub window_s: f64,
+}
+
+/// A large cluster at rest: false takeovers over a period, then the holder killed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleStability {
+    pub nodes: usize,
+    pub interval_ms: f64,
+    pub tolerance_ms: f64,
+    pub duration_s: f64,
+    /// A node other than the holder took the address while the holder lived.
+    pub false_takeovers: u64,
+    /// Every transition logged by any node during the period.
+    pub transitions: u64,
+    /// From SIGKILL of the holder until the most worthy survivor alone held the address.
+    pub successor_ms: Option<f64>,
+    /// Nodes that held the address at once at any poll after the kill (1 when clean).
+    pub max_holders_after_kill: usize,
 }

@@ -1,5 +1,6 @@
-//! What the agent costs: a cluster of 2..32 nodes at a 10 ms interval (time to converge on one
-//! holder, CPU and memory per node, XDP CPU), and two idle nodes at 1, 10 and 100 ms.
+//! What the agent costs as clusters grow: 2..32 nodes at a 10 ms interval (time to converge on
+//! one holder, CPU and memory per node, XDP CPU), and a large cluster watched for false
+//! takeovers, then its holder killed.
 use std::{
     thread,
     time::{Duration, Instant},
@@ -9,16 +10,14 @@ use anyhow::{Context, Result};
 use ha_lab::{AgentSet, AgentSettings, Lab};
 
 use super::{
-    BenchArgs, first_line,
+    BenchArgs, Daemons, first_line,
     procfs::{self, BpfStats, Usage},
-    results::{RestPoint, Results, ScalePoint},
+    results::{Results, ScalePoint, ScaleStability},
 };
 use crate::scenario::{self, ms};
 
 const SCALE_INTERVAL: Duration = Duration::from_millis(10);
 const SCALE_TOLERANCE: Duration = Duration::from_millis(35);
-/// (interval, tolerance) in ms of the cost-at-rest runs.
-const REST_SETTINGS: [(u64, u64); 3] = [(1, 4), (10, 35), (100, 350)];
 /// Startup of many agents on a small machine can take a while; bounded all the same.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Let start-up work (XDP load, first announcements) pass before measuring.
@@ -93,45 +92,73 @@ fn usage(lab: &Lab, agents: &AgentSet, n: usize, window: Duration) -> Result<Usa
     procfs::measure_usage(&pids, &progs, window)
 }
 
-pub fn run_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs) -> Result<()> {
-    let _stats = BpfStats::enable()?;
-    let window = Duration::from_secs(args.window_secs);
-    for (i_ms, t_ms) in REST_SETTINGS {
-        let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
-        println!("\n-- 2 idle nodes, interval {i_ms} ms, tolerance {t_ms} ms, {} s window --", window.as_secs());
-        let r = (|| {
-            let lab = Lab::new(2).context("making the lab")?;
-            let mut s = AgentSettings::new(&super::failover::PRIORITIES);
-            s.interval = interval;
-            s.tolerance = tolerance;
-            if args.realtime {
-                s.extra_args.push("--realtime".into());
-            }
-            let agents = AgentSet::start(&lab, agent, s)?;
-            scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
-            usage(&lab, &agents, 2, window)
-        })();
-        match r {
-            Ok(u) => {
-                println!(
-                    "holder {:.2}% CPU, {:.1} MiB; standby {:.2}% CPU, {:.1} MiB; XDP {:.3}% of a core ({:.0} ns/packet)",
-                    u.cpu_pct[0], u.rss_mib[0], u.cpu_pct[1], u.rss_mib[1], u.xdp_cpu_pct, u.xdp_ns_per_packet
-                );
-                res.rest.push(RestPoint {
-                    interval_ms: ms(interval),
-                    tolerance_ms: ms(tolerance),
-                    cpu_pct: u.cpu_pct,
-                    rss_mib: u.rss_mib,
-                    xdp_cpu_pct_total: u.xdp_cpu_pct,
-                    xdp_ns_per_packet: u.xdp_ns_per_packet,
-                    window_s: u.window.as_secs_f64(),
-                });
-            }
-            Err(e) => {
-                eprintln!("rest {i_ms} ms: {e:#}");
-                res.errors.push(format!("rest {i_ms} ms: {}", first_line(&format!("{e:#}"))));
-            }
+/// `--scale-big` nodes at 10/35 ms: node 1 must stay the only holder for `--scale-secs`
+/// (every takeover by another node is false), then it is killed and the time until node 2
+/// alone holds the address is measured (target: tolerance + 2 ms).
+pub fn run_big(res: &mut Results, agent: &std::path::Path, args: &BenchArgs) -> Result<()> {
+    let n = args.scale_big;
+    let duration = Duration::from_secs(args.scale_secs);
+    println!("\n-- {n} nodes at 10/35 ms: false takeovers over {} s, then the holder killed --", duration.as_secs());
+    let lab = Lab::new(n).context("making the lab")?;
+    let priorities: Vec<u32> = (0..n as u32).map(|k| 1000 - k).collect();
+    let mut s = AgentSettings::new(&priorities);
+    s.interval = SCALE_INTERVAL;
+    s.tolerance = SCALE_TOLERANCE;
+    if args.realtime {
+        s.extra_args.push("--realtime".into());
+    }
+    let agents = AgentSet::start(&lab, agent, s)?;
+    scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
+    thread::sleep(WARMUP);
+    let before: Vec<usize> = (1..=n).map(|i| Daemons::transitions(&agents, i).len()).collect();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut false_takeovers = 0;
+    let mut transitions = 0;
+    for i in 1..=n {
+        let t = Daemons::transitions(&agents, i);
+        let new = &t[before[i - 1].min(t.len())..];
+        transitions += new.len() as u64;
+        if i > 1 {
+            false_takeovers += new.iter().filter(|t| t.to_active).count() as u64;
         }
     }
+    // The holder dies; every poll afterwards counts how many hold the address.
+    Daemons::crash(&agents, 1)?;
+    let killed = Instant::now();
+    let (mut successor_ms, mut max_holders) = (None, 0);
+    while killed.elapsed() < Duration::from_secs(5) {
+        let h = agents.holders()?;
+        let others: Vec<usize> = h.into_iter().filter(|&i| i != 1).collect();
+        max_holders = max_holders.max(others.len());
+        if others == [2] && successor_ms.is_none() {
+            successor_ms = Some(ms(killed.elapsed()));
+        }
+        if successor_ms.is_some_and(|s| ms(killed.elapsed()) > s + 200.0) {
+            break;
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+    let p = ScaleStability {
+        nodes: n,
+        interval_ms: ms(SCALE_INTERVAL),
+        tolerance_ms: ms(SCALE_TOLERANCE),
+        duration_s: start.elapsed().as_secs_f64().min(duration.as_secs_f64() + 1.0),
+        false_takeovers,
+        transitions,
+        successor_ms,
+        max_holders_after_kill: max_holders,
+    };
+    println!(
+        "{n} nodes: {} false takeovers ({} transitions) in {:.0} s; after the holder's death node 2 alone held the address after {}; at most {} holder(s) at once",
+        p.false_takeovers,
+        p.transitions,
+        p.duration_s,
+        p.successor_ms.map_or("- (never)".into(), |m| format!("{m:.1} ms")),
+        p.max_holders_after_kill
+    );
+    res.scale_stability = Some(p);
     Ok(())
 }
