@@ -18,14 +18,18 @@ pub enum Mutation {
     /// After a gap (paused, starved, a late wake) the node decides at once on a table that
     /// missed the gap (`Node::note_gap`, `Failover::hold_after_a_late_wake`).
     NeverRelisten,
+    /// Event mode: a kernel expiry report is dropped, so a silence the core forgives longer
+    /// than the kernel's timer (after a late wake) is never woken for (`Failover::handle_expired`).
+    IgnoreKernelExpiry,
 }
 
-pub const ALL: [Mutation; 5] = [
+pub const ALL: [Mutation; 6] = [
     Mutation::TakeoverEarly,
     Mutation::ReleaseBeforeSuccessor,
     Mutation::IgnoreHoldDown,
     Mutation::ForgetLossAdaptive,
     Mutation::NeverRelisten,
+    Mutation::IgnoreKernelExpiry,
 ];
 
 #[cfg(feature = "mutations")]
