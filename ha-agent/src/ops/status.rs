@@ -79,6 +79,11 @@ pub struct Status {
     pub drops: BTreeMap<String, u64>,
     /// Which receive path counts `drops`: `xdp` or `socket`.
     pub rx_path: String,
+    /// How the agent wakes: `event` (kernel timers and events) or `poll` (a tick).
+    pub wake: String,
+    /// Events the kernel posted (`--wake event`), and those lost to a full ring buffer.
+    pub kernel_events: u64,
+    pub kernel_events_lost: u64,
     /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
     /// only: XDP reads frames before any socket buffer).
     pub socket_buffer_drops: Option<u64>,
@@ -223,10 +228,11 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     let _ = writeln!(out, "priority {} ({}){set}; shared {}", s.priority, parts.join(", "), s.vips.join(" "));
     let _ = writeln!(
         out,
-        "interval {}, tolerance {}, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
+        "interval {}, tolerance {}, preempt {}, wake {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
         spell_ms(s.interval_ms),
         spell_ms(s.tolerance_ms),
         s.preempt,
+        s.wake,
         s.heartbeats_sent,
         s.send_lateness.p50_us,
         s.send_lateness.p99_us,
