@@ -87,11 +87,19 @@ pub const HORIZON_MIN: Duration = Duration::from_millis(50);
 pub const HORIZON_MAX: Duration = Duration::from_millis(200);
 
 /// How far ahead a heartbeat schedule reaches in event mode: `max(50 ms, 4 intervals)`, at most
-/// 200 ms. It is renewed when half of it is left, so it is also the bound on how long a stalled
-/// agent's kernel keeps speaking for it: its peers notice the stall within their silence limit
-/// plus this.
+/// 200 ms (or two intervals, if longer). It is renewed when about half of it is left, so it is
+/// also the bound on how long a stalled agent's kernel keeps speaking for it: its peers notice
+/// the stall within their silence limit plus this.
 pub fn heartbeat_horizon(interval: Duration) -> Duration {
-    (interval * 4).max(HORIZON_MIN).min(HORIZON_MAX)
+    (interval * 4).max(HORIZON_MIN).min(HORIZON_MAX.max(interval * 2))
+}
+
+/// When a schedule from `first` is renewed: on one of its own heartbeat times (a driver that
+/// sends them itself wakes then anyway), the last one at or before half the horizon.
+fn renewal(first: Instant, interval: Duration) -> Instant {
+    let half = heartbeat_horizon(interval) / 2;
+    let slots = if interval.is_zero() { 1 } else { (half.as_nanos() / interval.as_nanos()).max(1) };
+    first + interval * u32::try_from(slots).unwrap_or(u32::MAX)
 }
 
 /// What a heartbeat says, apart from its sequence number.
@@ -580,7 +588,7 @@ impl Failover {
         let until = first + horizon;
         // More new runs to echo: each gets a heartbeat of its own, one interval apart, so a
         // renewal never replaces a heartbeat before it went out.
-        let renew_at = if self.echoes.owes(now, recent) { now + interval } else { until - horizon / 2 };
+        let renew_at = if self.echoes.owes(now, recent) { now + interval } else { renewal(first, interval) };
         self.schedule = Some(Schedule { content, first, renew_at });
         self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until });
     }
@@ -675,13 +683,14 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// The first heartbeat time of this schedule after `now`.
+    /// The first heartbeat time of this schedule at or after `now` (one at `now` has not gone
+    /// out yet: the driver sends after carrying out the new schedule).
     fn next_slot(&self, now: Instant, interval: Duration) -> Instant {
-        if now < self.first || interval.is_zero() {
+        if now <= self.first || interval.is_zero() {
             return self.first.max(now);
         }
         let step = crate::time::as_nanos(interval);
-        let passed = (now - self.first).as_nanos() as u64 / step + 1;
+        let passed = ((now - self.first).as_nanos() as u64).div_ceil(step);
         self.first + Duration::from_nanos(passed.saturating_mul(step))
     }
 }

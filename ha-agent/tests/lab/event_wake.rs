@@ -158,3 +158,45 @@ fn wake_poll_is_kept_and_shown() {
         agents.wait_for("node 2 takes over polling", WAIT, |h| h.contains(&2)).expect("takeover");
     });
 }
+
+/// Voluntary context switches of all of a process's threads (its wakes from sleep).
+fn voluntary_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:").and_then(|v| v.trim().parse::<u64>().ok()))
+        })
+        .sum()
+}
+
+/// A measurement, not a check: wakes per second of an idle standby at a 10 ms interval and
+/// 35 ms tolerance, in each mode (`cargo test -p ha-agent --test lab -- --ignored
+/// wakes_per_second --nocapture`).
+#[test]
+#[ignore = "a measurement: run by hand"]
+fn wakes_per_second_of_an_idle_standby() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        for mode in ["poll", "event"] {
+            let lab = lab(2);
+            let mut s = settings(&["--wake", mode]);
+            s.tolerance = Duration::from_millis(35);
+            let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+            agents.wait_ready(2, WAIT).expect("ready");
+            agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+            thread::sleep(Duration::from_secs(1));
+            let (standby, holder) = (agents.pid(2).expect("pid"), agents.pid(1).expect("pid"));
+            let (s0, h0) = (voluntary_switches(standby), voluntary_switches(holder));
+            let secs = 10;
+            thread::sleep(Duration::from_secs(secs));
+            let (s1, h1) = (voluntary_switches(standby), voluntary_switches(holder));
+            println!(
+                "--wake {mode}: standby {:.0} wakes/s, holder {:.0} wakes/s",
+                (s1 - s0) as f64 / secs as f64,
+                (h1 - h0) as f64 / secs as f64
+            );
+        }
+    });
+}

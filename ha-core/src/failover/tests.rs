@@ -494,16 +494,18 @@ fn event_mode_hands_out_a_schedule_not_heartbeats_and_renews_it_at_half_the_hori
     let s = schedules(&actions);
     assert_eq!(s.len(), 1, "the new state goes out at once");
     assert_eq!((s[0].0.state, s[0].1), (NodeState::Active, at(8)));
-    // Then the next wake is the renewal (or a repeat of the announcement before it).
+    // Then the next wake is the renewal (or a repeat of the announcement before it), on the
+    // last heartbeat time (8, 10, ...) at or before half the horizon: 8 + 24.
     let mut now = f.poll_timeout();
-    while now < at(8) + horizon / 2 {
+    while now < at(32) {
         assert!(schedules(&wake(&mut f, now, &[]).0).is_empty(), "renewed early at {now:?}");
         now = f.poll_timeout();
     }
-    assert_eq!(now, at(8) + horizon / 2);
+    assert_eq!(now, at(32));
     let s = schedules(&wake(&mut f, now, &[]).0);
     assert_eq!(s.len(), 1);
-    assert_eq!(s[0].1, at(34), "a renewal keeps the cadence (8, 10, ...): the next slot after now");
+    assert_eq!((s[0].1, s[0].2), (at(32), at(32) + horizon), "a renewal keeps the cadence");
+    assert!(heartbeat_horizon(Duration::from_secs(1)) >= Duration::from_secs(2), "two heartbeats at least");
 }
 
 #[test]
