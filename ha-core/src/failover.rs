@@ -359,9 +359,6 @@ impl Failover {
     /// Call before `handle_peers` of the same wake; the decision is taken there.
     pub fn handle_expired(&mut self, now: Instant, node_id: u32, last_seen: Instant) {
         self.last_now = now;
-        if crate::mutation::active(crate::mutation::Mutation::IgnoreKernelExpiry) {
-            return;
-        }
         if !self.expired.iter().any(|&(id, seen)| id == node_id && seen == last_seen) {
             self.expired.retain(|&(id, _)| id != node_id);
             self.expired.push((node_id, last_seen));
@@ -585,7 +582,11 @@ impl Failover {
         };
         let content = HeartbeatContent { state, flags, priority, echo: self.echoes.next(now, recent) };
         let horizon = heartbeat_horizon(interval);
-        let until = first + horizon;
+        let until = if crate::mutation::active(crate::mutation::Mutation::EndlessSchedule) {
+            first + horizon * 20
+        } else {
+            first + horizon
+        };
         // More new runs to echo: each gets a heartbeat of its own, one interval apart, so a
         // renewal never replaces a heartbeat before it went out.
         let renew_at = if self.echoes.owes(now, recent) { now + interval } else { renewal(first, interval) };

@@ -18,9 +18,9 @@ pub enum Mutation {
     /// After a gap (paused, starved, a late wake) the node decides at once on a table that
     /// missed the gap (`Node::note_gap`, `Failover::hold_after_a_late_wake`).
     NeverRelisten,
-    /// Event mode: a kernel expiry report is dropped, so a silence the core forgives longer
-    /// than the kernel's timer (after a late wake) is never woken for (`Failover::handle_expired`).
-    IgnoreKernelExpiry,
+    /// Event mode: heartbeat schedules reach 20 horizons ahead, so a stopped agent's kernel
+    /// speaks for it long after the stated bound (`Failover::schedule_heartbeats`).
+    EndlessSchedule,
 }
 
 pub const ALL: [Mutation; 6] = [
@@ -29,7 +29,7 @@ pub const ALL: [Mutation; 6] = [
     Mutation::IgnoreHoldDown,
     Mutation::ForgetLossAdaptive,
     Mutation::NeverRelisten,
-    Mutation::IgnoreKernelExpiry,
+    Mutation::EndlessSchedule,
 ];
 
 #[cfg(feature = "mutations")]

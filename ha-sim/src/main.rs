@@ -129,7 +129,7 @@ struct Totals {
     events: u64,
     transitions: u64,
     lost_probe_ns: u128,
-    checked: [u64; 3],
+    checked: [u64; 4],
     /// Seeds, wakes and node time by wake mode: all poll, mixed, all event.
     modes: [u64; 3],
     wakes: [u64; 3],
@@ -166,6 +166,7 @@ fn many(args: &Args) -> ExitCode {
                     local.checked[0] += r.checked_takeovers;
                     local.checked[1] += r.clean_changes;
                     local.checked[2] += r.loss_windows;
+                    local.checked[3] += r.checked_stalls;
                     let mode = match r.event_nodes {
                         0 => 0,
                         n if n == r.nodes => 2,
@@ -254,8 +255,8 @@ fn many(args: &Args) -> ExitCode {
         t.lost_probe_ns as f64 / 1e9
     );
     println!(
-        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e)",
-        t.checked[0], t.checked[1], t.checked[2]
+        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e), {} stopped holders (g)",
+        t.checked[0], t.checked[1], t.checked[2], t.checked[3]
     );
     let per_node_s = |m: usize| t.wakes[m] as f64 / (t.mode_node_ns[m] as f64 / 1e9).max(1e-9);
     println!(

@@ -79,7 +79,10 @@ pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
         refresh: cluster.refresh.map(ns),
     };
     let wake = if spec.event { ha_core::Wake::Event } else { ha_core::Wake::Poll };
-    FailoverConfig { wake, ..FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick)) }
+    FailoverConfig {
+        wake,
+        ..FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
+    }
 }
 
 impl Cluster {

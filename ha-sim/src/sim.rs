@@ -64,6 +64,8 @@ pub struct Report {
     pub checked_takeovers: u64,
     pub clean_changes: u64,
     pub loss_windows: u64,
+    /// Stopped holders watched to the bound of (g).
+    pub checked_stalls: u64,
     /// Nodes in event wake, of `nodes`.
     pub event_nodes: usize,
     /// Wakes of all agents, and kernel timer expiries delivered (event wake).
@@ -76,23 +78,61 @@ pub struct Report {
 
 #[derive(Clone, Copy, Debug)]
 enum Ev {
-    Start { node: u8 },
+    Start {
+        node: u8,
+    },
     /// The agent's own deadline (`token`: void once a later wake was planned).
-    Wake { node: u8, inc: u32, token: u32 },
+    Wake {
+        node: u8,
+        inc: u32,
+        token: u32,
+    },
     /// Event wake: the ring buffer's fd became readable.
-    Notify { node: u8, inc: u32 },
+    Notify {
+        node: u8,
+        inc: u32,
+    },
     /// Event wake: a peer's kernel timer fires (void once re-armed: `generation`).
-    Expire { node: u8, inc: u32, peer: u32, generation: u32 },
+    Expire {
+        node: u8,
+        inc: u32,
+        peer: u32,
+        generation: u32,
+    },
     /// Event wake: the kernel-side sender's next heartbeat of schedule `generation`.
-    KernelSend { node: u8, inc: u32, generation: u32 },
-    Deliver { to: u8, hb: Heartbeat, replayed: bool },
-    Garp { client: u8, node: u8 },
-    ArpRequest { client: u8, node: u8, req: u32 },
-    ArpReply { client: u8, node: u8, req: u32 },
-    ClientTick { client: u8 },
+    KernelSend {
+        node: u8,
+        inc: u32,
+        generation: u32,
+    },
+    Deliver {
+        to: u8,
+        hb: Heartbeat,
+        replayed: bool,
+    },
+    Garp {
+        client: u8,
+        node: u8,
+    },
+    ArpRequest {
+        client: u8,
+        node: u8,
+        req: u32,
+    },
+    ArpReply {
+        client: u8,
+        node: u8,
+        req: u32,
+    },
+    ClientTick {
+        client: u8,
+    },
     FaultStart(u16),
     FaultEnd(u16),
-    Replay { fault: u16, idx: u32 },
+    Replay {
+        fault: u16,
+        idx: u32,
+    },
 }
 
 struct Item {
@@ -216,6 +256,15 @@ struct CleanWindow {
     operated: usize,
 }
 
+/// A holder's agent stopped while it alone claimed (invariant g).
+struct Stall {
+    node: usize,
+    from: u64,
+    /// When another fault disturbs the cluster: the check ends there.
+    clear_until: u64,
+    done: bool,
+}
+
 /// A span of steady loss in which invariant (e) is checked.
 struct FlapWindow {
     from: u64,
@@ -241,6 +290,7 @@ pub(crate) struct World {
     cursor: usize,
     windows: Vec<CleanWindow>,
     flaps: Vec<FlapWindow>,
+    stalls: Vec<Stall>,
     report: Report,
     failed: [bool; crate::invariants::ALL.len()],
     trace: VecDeque<String>,
@@ -349,6 +399,7 @@ impl World {
             disturbances: merge(spans.clone()),
             windows: Vec::new(),
             flaps: Vec::new(),
+            stalls: Vec::new(),
             sc,
             opts,
             now: 0,
@@ -1039,6 +1090,9 @@ impl World {
             | FaultKind::Duplicate { .. }
             | FaultKind::Partition { .. } => self.active.push((f, fault)),
             FaultKind::Pause { node, machine } => {
+                if !machine {
+                    self.open_stall(f, node);
+                }
                 self.nodes[node].agent_paused = true;
                 self.nodes[node].machine_paused |= machine;
             }
@@ -1057,6 +1111,69 @@ impl World {
             FaultKind::Replay { mode, .. } => self.schedule_replay(f, mode),
         }
         self.open_windows();
+    }
+
+    /// Invariant (g): watch a stopped agent that alone claims, the cluster stable before.
+    fn open_stall(&mut self, f: usize, node: usize) {
+        let now = self.now;
+        let claimers: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].claiming && self.nodes[i].running()).collect();
+        if claimers != [node] {
+            return;
+        }
+        let c = &self.sc.cluster;
+        let since = now.saturating_sub(self.settle);
+        let mut clear_until = u64::MAX;
+        for (k, other) in self.sc.faults.iter().enumerate() {
+            if k == f {
+                continue;
+            }
+            for (s, e) in other.disturbances(c) {
+                if s <= now && e >= since {
+                    return;
+                }
+                if s > now {
+                    clear_until = clear_until.min(s);
+                }
+            }
+        }
+        if c.nodes.iter().any(|n| n.start <= now && n.start >= since) {
+            return;
+        }
+        self.stalls.push(Stall { node, from: now, clear_until, done: false });
+    }
+
+    fn check_stalls(&mut self) {
+        let now = self.now;
+        let c = &self.sc.cluster;
+        let bound = c.max_tolerance + c.event_bound() + 4 * c.interval + 2 * c.wake_slack + 2 * c.max_delay();
+        let mut found = Vec::new();
+        for st in self.stalls.iter_mut().filter(|s| !s.done) {
+            let n = &self.nodes[st.node];
+            if now >= st.clear_until || !n.agent_paused || n.agent.is_none() {
+                st.done = true;
+                continue;
+            }
+            if now - st.from <= bound {
+                continue;
+            }
+            st.done = true;
+            self.report.checked_stalls += 1;
+            let claims = self.nodes.iter().any(|o| o.claiming && o.running());
+            let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
+            if !claims && !eligible.is_empty() {
+                found.push(format!(
+                    "n{} stopped {:.3} ms ago (bound {:.3} ms), {} eligible, nobody claims",
+                    st.node,
+                    ms(now - st.from),
+                    ms(bound),
+                    names(&eligible)
+                ));
+            }
+        }
+        for detail in found {
+            self.violate(Invariant::StalledHolderReplaced, detail);
+        }
     }
 
     fn fault_end(&mut self, f: usize) {
@@ -1202,6 +1319,7 @@ impl World {
         }
         self.check_windows();
         self.check_flaps();
+        self.check_stalls();
     }
 
     fn track_clients(&mut self) {

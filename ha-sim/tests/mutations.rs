@@ -61,8 +61,8 @@ fn never_relistening_after_a_gap_is_caught() {
 }
 
 #[test]
-fn ignoring_a_kernel_expiry_is_caught() {
-    caught(Mutation::IgnoreKernelExpiry);
+fn a_heartbeat_schedule_past_the_stated_horizon_is_caught() {
+    caught(Mutation::EndlessSchedule);
 }
 
 #[test]
