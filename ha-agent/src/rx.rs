@@ -54,8 +54,8 @@ pub enum Receiver {
         keys: Option<KeysMap>,
         /// The fence's stamp and the claims of other MACs (boxed like `xdp`).
         neighbour: Box<NeighbourMaps>,
-        /// The ring buffer and the limits of event wake (`--wake event`).
-        events: Option<events::EventMaps>,
+        /// The ring buffer and the limits of event wake (`--wake event`; boxed like `xdp`).
+        events: Option<Box<events::EventMaps>>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -105,7 +105,7 @@ impl Receiver {
             NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
         let events = match xdp_cfg.wake_event {
-            Some(_) => Some(events::EventMaps::take_from(xdp.ebpf_mut())?),
+            Some(_) => Some(Box::new(events::EventMaps::take_from(xdp.ebpf_mut())?)),
             None => None,
         };
         Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, xdp: Box::new(xdp) })

@@ -474,7 +474,7 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
     // Event wake from a stream of its own, so the draws above (and every seed's cluster) stay.
     let mixed = interval ^ tolerance.rotate_left(17) ^ wake_slack.rotate_left(31) ^ hold_down.rotate_left(47);
     let mut ev = Rng::derive(mixed, 0xe7e7);
-    let (timer_slack, ring_delay) = (ev.range(0, 100 * US), ev.range(1 * US, 200 * US));
+    let (timer_slack, ring_delay) = (ev.range(0, 100 * US), ev.range(US, 200 * US));
     let mut nodes = nodes;
     match ev.range(0, 2) {
         0 => {}

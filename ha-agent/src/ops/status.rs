@@ -298,6 +298,7 @@ mod tests {
             interval_ms: 100.0,
             tolerance_ms: 350.0,
             preempt: "delay=5s".into(),
+            wake: "event".into(),
             priority: 90,
             priority_parts: vec![("base".into(), 100), ("check web".into(), -10)],
             since_unix_ms: 1_000,
@@ -308,7 +309,7 @@ mod tests {
         let text = render(&s, 3_500);
         assert!(text.contains("check `web`: failing (exit 1: down)"), "{text}");
         assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address [no_holder]"), "{text}");
-        assert!(text.contains("interval 100ms, tolerance 350ms, preempt delay=5s;"), "{text}");
+        assert!(text.contains("interval 100ms, tolerance 350ms, preempt delay=5s, wake event;"), "{text}");
         assert!(text.contains("priority 90 (base +100, check web -10)"), "{text}");
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Status>(&json).expect("parse"), s);
