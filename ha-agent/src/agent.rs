@@ -127,7 +127,7 @@ impl Io {
                 self.announce();
             }
             Action::ScheduleHeartbeats { content, first, interval, until } => {
-                self.schedule = Some(UserSchedule::new(content, first, interval, until));
+                self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
                 self.send_due(Instant::from_nanos(monotonic_ns()));
             }
             Action::SetSilenceLimit { node_id, limit } => {

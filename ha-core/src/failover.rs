@@ -186,7 +186,10 @@ pub enum Action {
     Stamp,
     /// Event mode: replace every heartbeat queued so far by heartbeats saying `content` at
     /// `first`, `first + interval`, ... up to `until` (inclusive). Handed out again before
-    /// `until` while the node runs, and at once when the content changes.
+    /// `until` while the node runs, and at once when the content changes. A renewal starts at
+    /// a time of the schedule it replaces (the renewal's own slot): a sender that already sent
+    /// the heartbeat of `first` goes on from `first + interval`; `first` may be in the past
+    /// (a late wake): then it is sent at once.
     ScheduleHeartbeats { content: HeartbeatContent, first: Instant, interval: Duration, until: Instant },
     /// Event mode: this peer's silence limit changed (its loss rate did); the kernel's expiry
     /// timer for it is armed with `limit` from its next heartbeat on.
@@ -576,8 +579,10 @@ impl Failover {
         }
         let urgent = self.send_now || changed;
         self.send_now = false;
+        // A renewal goes on from the slot it was planned at, however late it is handled: a
+        // heartbeat is neither skipped nor sent twice by a sender that skips what it sent.
         let first = match self.schedule {
-            Some(s) if !urgent => s.next_slot(now, interval),
+            Some(s) if !urgent => s.next_slot(s.renew_at, interval),
             _ => now,
         };
         let content = HeartbeatContent { state, flags, priority, echo: self.echoes.next(now, recent) };
@@ -684,8 +689,7 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// The first heartbeat time of this schedule at or after `now` (one at `now` has not gone
-    /// out yet: the driver sends after carrying out the new schedule).
+    /// The first heartbeat time of this schedule at or after `now`.
     fn next_slot(&self, now: Instant, interval: Duration) -> Instant {
         if now <= self.first || interval.is_zero() {
             return self.first.max(now);

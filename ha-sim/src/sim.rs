@@ -217,6 +217,8 @@ pub(crate) struct SimNode {
     /// Event wake: the kernel-side schedule (generation, content, interval, until; local).
     sched: Option<(u32, HeartbeatContent, u64, Instant)>,
     sched_gen: u32,
+    /// Event wake: the local time of the last heartbeat the kernel-side sender sent.
+    sched_sent: Option<Instant>,
 }
 
 impl SimNode {
@@ -369,6 +371,7 @@ impl World {
                 posted: Vec::new(),
                 sched: None,
                 sched_gen: 0,
+                sched_sent: None,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -601,6 +604,7 @@ impl World {
         n.limits.clear();
         n.posted.clear();
         n.sched = None;
+        n.sched_sent = None;
         let inc = n.inc;
         self.note(format!("n{i} agent starts (epoch {epoch})"));
         self.push(now, Ev::Notify { node: i as u8, inc });
@@ -734,10 +738,11 @@ impl World {
         if g != generation {
             return;
         }
+        let local = self.nodes[i].spec.clock.local(self.now);
         if !n.machine_paused {
+            self.nodes[i].sched_sent = Some(local);
             self.send_heartbeat(i, content.state, content.flags, content.priority, content.echo);
         }
-        let local = self.nodes[i].spec.clock.local(self.now);
         let next = local + ha_core::Duration::from_nanos(interval);
         if next <= until {
             let at = self.nodes[i].spec.clock.global(next).max(self.now + 1);
@@ -773,6 +778,8 @@ impl World {
                 n.sched_gen = n.sched_gen.wrapping_add(1);
                 let generation = n.sched_gen;
                 n.sched = Some((generation, content, interval.as_nanos() as u64, until));
+                // A sender skips the heartbeat of `first` when it sent it already.
+                let first = if n.sched_sent.is_some_and(|sent| sent >= first) { first + interval } else { first };
                 let at = n.spec.clock.global(first).max(self.now);
                 let inc = n.inc;
                 self.push(at, Ev::KernelSend { node: i as u8, inc, generation });

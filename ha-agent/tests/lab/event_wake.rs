@@ -166,7 +166,8 @@ fn voluntary_switches(pid: u32) -> u64 {
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
         .filter_map(|s| {
-            s.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:").and_then(|v| v.trim().parse::<u64>().ok()))
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:").and_then(|v| v.trim().parse::<u64>().ok()))
         })
         .sum()
 }
@@ -197,6 +198,27 @@ fn wakes_per_second_of_an_idle_standby() {
                 (s1 - s0) as f64 / secs as f64,
                 (h1 - h0) as f64 / secs as f64
             );
+        }
+    });
+}
+
+/// The schedules (and their renewals) leave no heartbeat out: one per interval, as polling.
+#[test]
+fn event_mode_sends_one_heartbeat_per_interval() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let mut agents = AgentSet::start(&lab, AGENT, settings(&["--wake", "event"])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        let sent = |i| status_json(&lab, i)["heartbeats_sent"].as_u64().unwrap_or(0);
+        let (a, b, start) = (sent(1), sent(2), Instant::now());
+        thread::sleep(Duration::from_secs(2));
+        let (a, b) = (sent(1) - a, sent(2) - b);
+        // Status is refreshed at least every 50 ms: allow for that on both ends.
+        let expected = (start.elapsed().as_millis() / 10) as u64;
+        println!("{a} and {b} heartbeats sent in {:?} at 10 ms", start.elapsed());
+        for n in [a, b] {
+            assert!(n * 100 >= expected * 90, "{n} heartbeats, {expected} expected\n{}", agents.diagnostics());
         }
     });
 }
