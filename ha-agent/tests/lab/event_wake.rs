@@ -208,7 +208,7 @@ fn event_mode_sends_one_heartbeat_per_interval() {
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
-        let mut agents = AgentSet::start(&lab, AGENT, settings(&["--wake", "event"])).expect("agents");
+        let agents = AgentSet::start(&lab, AGENT, settings(&["--wake", "event"])).expect("agents");
         agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
         let sent = |i| status_json(&lab, i)["heartbeats_sent"].as_u64().unwrap_or(0);
         let (a, b, start) = (sent(1), sent(2), Instant::now());
