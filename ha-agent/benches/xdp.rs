@@ -77,7 +77,15 @@ fn time(prog: &aya::programs::Xdp, frame: &[u8]) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
-    let cfg = |auth| XdpConfig { cluster_id: CLUSTER, node_id: 1, port: PORT, pass_heartbeats: false, epoch: 1, auth };
+    let cfg = |auth| XdpConfig {
+        cluster_id: CLUSTER,
+        node_id: 1,
+        port: PORT,
+        pass_heartbeats: false,
+        epoch: 1,
+        auth,
+        wake_event: None,
+    };
     let mut secure = ebpf::load(&cfg(AuthMode::Keys([AuthKey::new(KEY_ID, KEY), AuthKey::default()])))?;
     let mut insecure = ebpf::load(&cfg(AuthMode::InsecureNoAuth))?;
     let baseline = ebpf::named_program_mut(&mut secure, ebpf::BASELINE_PROGRAM)?;

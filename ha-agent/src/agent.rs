@@ -15,12 +15,12 @@ use anyhow::Context as _;
 use ha_common::wire::NodeState;
 use ha_core::{
     Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, Failover, FailoverConfig, Instant, Peer,
-    Reannounce,
+    Reannounce, Wake,
 };
 
 use crate::{
     auth::Auth,
-    clock::{monotonic_ns, realtime_us, sleep_until_ns},
+    clock::{monotonic_ns, realtime_us, sleep_until_ns, wait_readable_until_ns},
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
@@ -38,9 +38,10 @@ use crate::{
         steering::PriorityOverride,
         systemd::Notifier,
     },
-    rx::Receiver,
+    rx::{Receiver, RxMode, WakeMode},
     tx::{
         announce::Announcer,
+        schedule::UserSchedule,
         sender::{Sender, SenderConfig},
     },
 };
@@ -81,6 +82,13 @@ struct Io {
     foreign_claims: ForeignClaims,
     foreign_claims_defended: u64,
     priority: PriorityOverride,
+    wake: Wake,
+    /// The core's heartbeat schedule (`--wake event`), sent from here one per interval.
+    schedule: Option<UserSchedule>,
+    kernel_events: Vec<ha_common::maps::PeerEvent>,
+    kernel_events_seen: u64,
+    /// Failed writes of a silence limit, for a log line at powers of two.
+    limit_errors: u64,
 }
 
 impl Io {
@@ -118,6 +126,23 @@ impl Io {
                 }
                 self.announce();
             }
+            Action::ScheduleHeartbeats { content, first, interval, until } => {
+                self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
+                self.send_due(Instant::from_nanos(monotonic_ns()));
+            }
+            Action::SetSilenceLimit { node_id, limit } => {
+                let ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+                if let Err(e) = self.rx.set_silence_limit(node_id, ns) {
+                    self.limit_errors += 1;
+                    if self.limit_errors.is_power_of_two() {
+                        log::error!(
+                            "writing the silence limit of {} for the kernel ({} failures): its expiry may be reported early, and is checked again then: {e}",
+                            id(node_id),
+                            self.limit_errors
+                        );
+                    }
+                }
+            }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
                 // Counted, and logged once per burst of failures by the sender.
                 let _ = self.sender.send(state, flags, priority, echo);
@@ -136,6 +161,36 @@ impl Io {
                     }
                 }
             }
+        }
+    }
+
+    /// The heartbeats of the schedule due by `now`.
+    fn send_due(&mut self, now: Instant) {
+        while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
+            let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
+            self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
+        }
+    }
+
+    /// Kernel events since the last wake: expiries go to the core; every event means the
+    /// table is worth reading, which each wake does.
+    fn take_kernel_events(&mut self, failover: &mut Failover, now: Instant) {
+        self.kernel_events.clear();
+        self.rx.drain_events(&mut self.kernel_events);
+        self.kernel_events_seen += self.kernel_events.len() as u64;
+        for e in &self.kernel_events {
+            if e.kind == ha_common::maps::EVENT_EXPIRED {
+                failover.handle_expired(now, e.node_id, Instant::from_nanos(e.last_seen_ns));
+            }
+        }
+    }
+
+    /// Sleeps until `deadline`, or until the kernel posts an event (`--wake event`).
+    fn sleep(&self, deadline: Instant) {
+        let deadline = self.schedule.and_then(|s| s.next_at()).map_or(deadline, |at| at.min(deadline));
+        match self.rx.event_fd() {
+            Some(fd) => wait_readable_until_ns(fd, deadline.as_nanos()),
+            None => sleep_until_ns(deadline.as_nanos()),
         }
     }
 
@@ -377,6 +432,8 @@ impl Io {
             s.foreign_claims = neighbour.claims;
             s.last_foreign_claim = self.foreign_claims.status(now);
             s.foreign_claims_defended = self.foreign_claims_defended;
+            s.kernel_events = self.kernel_events_seen;
+            s.kernel_events_lost = stats.events_lost;
         });
     }
 }
@@ -426,8 +483,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         .context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
 
+    let mut cfg = cfg;
+    cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
     let rx = Receiver::open(&cfg, auth.mode(), epoch, announcer.mac())?;
+    // XDP may have fallen back to the socket (with its own warning): that path polls.
+    let wake = if rx.event_fd().is_some() { Wake::Event } else { Wake::Poll };
     let mut sender = Sender::new(SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
@@ -477,6 +538,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         s.tolerance_ms = cfg.node.tolerance.as_secs_f64() * 1e3;
         s.preempt = crate::config::values::spell_preempt(cfg.preempt());
         s.rx_path = rx.path_name().to_string();
+        s.wake = wake.name().to_string();
     });
     let priority = PriorityOverride::new(cfg.node.priority);
     let mut io = Io {
@@ -508,6 +570,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         foreign_claims: ForeignClaims::default(),
         foreign_claims_defended: 0,
         priority,
+        wake,
+        schedule: None,
+        kernel_events: Vec::with_capacity(64),
+        kernel_events_seen: 0,
+        limit_errors: 0,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -551,7 +618,7 @@ fn event_loop(
     maintenance_file: &crate::ops::maintenance::MaintenanceFile,
 ) -> anyhow::Result<()> {
     let clock = || Instant::from_nanos(monotonic_ns());
-    let cfg = FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick);
+    let cfg = FailoverConfig { wake: io.wake, ..FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick) };
     let mut failover = Failover::new(cfg, clock());
     // Ready for systemd once the first tolerance is over: the core's first decision is made.
     let mut systemd = Notifier::from_env(monotonic_ns(), io.cfg.node.tolerance);
@@ -565,6 +632,10 @@ fn event_loop(
     let mut peers: Vec<Peer> = Vec::with_capacity(16);
     let mut leaving = false;
     loop {
+        // Events first: each was posted before `now`, so an expiry is seen at its time or later.
+        if io.wake == Wake::Event {
+            io.take_kernel_events(&mut failover, clock());
+        }
         let (now, table) = observe(clock, || io.rx.read_peers(&mut raw));
         if io.reload.swap(false, Ordering::Relaxed) {
             io.reload(&mut failover, now);
@@ -616,10 +687,37 @@ fn event_loop(
         if failover.is_done() {
             return Ok(());
         }
+        io.send_due(Instant::from_nanos(monotonic_ns()));
         systemd.poll(now.as_nanos());
-        let wake = failover.poll_timeout().as_nanos();
-        sleep_until_ns(systemd.next_due().map_or(wake, |due| due.min(wake)));
+        let wake = failover.poll_timeout();
+        io.sleep(systemd.next_due().map_or(wake, |due| wake.min(Instant::from_nanos(due))));
     }
+}
+
+/// `--wake`, decided before the first change to the system: event where the kernel has
+/// `bpf_timer` and ring buffers and heartbeats come through XDP, else poll (with one warning
+/// line when event was possible to ask for).
+fn resolve_wake(cfg: &RunConfig) -> anyhow::Result<WakeMode> {
+    let kernel = crate::rx::events::kernel_supports_event_wake;
+    Ok(match (cfg.wake, cfg.rx) {
+        (WakeMode::Poll, _) => WakeMode::Poll,
+        (WakeMode::Auto, RxMode::Socket) => WakeMode::Poll,
+        (WakeMode::Event, RxMode::Socket) => {
+            log::warn!("--wake event needs XDP (the socket path has no kernel timers): polling instead");
+            WakeMode::Poll
+        }
+        (WakeMode::Event, _) => {
+            kernel().map_err(|why| anyhow::anyhow!("--wake event: {why}; use --wake poll or auto"))?;
+            WakeMode::Event
+        }
+        (WakeMode::Auto, _) => match kernel() {
+            Ok(()) => WakeMode::Event,
+            Err(why) => {
+                log::warn!("event wake unavailable ({why}): polling the peer table every tick (--wake poll)");
+                WakeMode::Poll
+            }
+        },
+    })
 }
 
 /// One precise cause of a re-announcement, in words.

@@ -44,3 +44,17 @@ pub fn sleep_until_ns(deadline_ns: u64) {
     // SAFETY: valid timespec; EINTR just ends the sleep early, which the caller's loop absorbs.
     unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
 }
+
+/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until `fd` is readable, whichever
+/// comes first (`ppoll`: nanosecond timeout, one fd, no epoll instance to keep).
+pub fn wait_readable_until_ns(fd: std::os::fd::BorrowedFd<'_>, deadline_ns: u64) {
+    use std::os::fd::AsRawFd as _;
+    let left = deadline_ns.saturating_sub(monotonic_ns());
+    let ts = libc::timespec {
+        tv_sec: (left / 1_000_000_000) as libc::time_t,
+        tv_nsec: (left % 1_000_000_000) as libc::c_long,
+    };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd and timespec; EINTR or an early return is absorbed by the loop.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+}

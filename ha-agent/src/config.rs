@@ -18,7 +18,7 @@ use crate::{
         route::{self, AddressMode},
     },
     ops::{checks::CheckConfig, hooks::HookConfig},
-    rx::settings::{self, AttachMode, RxMode},
+    rx::settings::{self, AttachMode, RxMode, WakeMode},
 };
 use ha_core::{NodeConfig, Preempt};
 
@@ -104,6 +104,7 @@ pub struct RunConfig {
     pub pin_dir: PathBuf,
     pub xdp_mode: AttachMode,
     pub rx: RxMode,
+    pub wake: WakeMode,
     pub pass_heartbeats: bool,
     pub realtime: bool,
     pub metrics: Option<SocketAddr>,
@@ -220,6 +221,7 @@ impl RunConfig {
             pin_dir: args.pin_dir.clone().unwrap_or_else(|| settings::default_pin_dir(args.cluster)),
             xdp_mode: args.xdp_mode,
             rx: args.rx,
+            wake: args.wake,
             pass_heartbeats: args.pass_heartbeats,
             realtime: args.realtime,
             metrics: args.metrics,

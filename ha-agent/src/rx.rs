@@ -3,6 +3,7 @@
 //! form either way, so the state machine gets the same `Peer` inputs from both.
 mod bpffs;
 pub mod ebpf;
+pub mod events;
 pub mod link_pin;
 mod map_batch;
 pub mod neighbour;
@@ -25,7 +26,7 @@ use crate::{
 use ebpf::{AttachedXdp, EbpfError, XdpConfig};
 use neighbour::{NeighbourConfig, NeighbourError, NeighbourMaps};
 use peers::{PeerMaps, PeersError};
-pub use settings::RxMode;
+pub use settings::{RxMode, WakeMode};
 use socket::{SocketRx, SocketRxConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum RxError {
     Keys(#[from] KeysMapError),
     #[error(transparent)]
     Neighbour(#[from] NeighbourError),
+    #[error(transparent)]
+    Events(#[from] events::EventsError),
 }
 
 pub enum Receiver {
@@ -51,6 +54,8 @@ pub enum Receiver {
         keys: Option<KeysMap>,
         /// The fence's stamp and the claims of other MACs (boxed like `xdp`).
         neighbour: Box<NeighbourMaps>,
+        /// The ring buffer and the limits of event wake (`--wake event`; boxed like `xdp`).
+        events: Option<Box<events::EventMaps>>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -88,6 +93,7 @@ impl Receiver {
             pass_heartbeats: cfg.pass_heartbeats,
             epoch,
             auth,
+            wake_event: (cfg.wake == WakeMode::Event).then_some(cfg.node.tolerance),
         };
         let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
         let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
@@ -98,7 +104,11 @@ impl Receiver {
         let watch =
             NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
-        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), xdp: Box::new(xdp) })
+        let events = match xdp_cfg.wake_event {
+            Some(_) => Some(Box::new(events::EventMaps::take_from(xdp.ebpf_mut())?)),
+            None => None,
+        };
+        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, xdp: Box::new(xdp) })
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
@@ -188,6 +198,29 @@ impl Receiver {
 
     /// Whether the sender must hold the group membership itself: XDP reads heartbeats before
     /// the stack, but NICs that filter multicast by address only pass joined groups.
+    /// Readable when the kernel posted an event (`--wake event`); None: poll.
+    pub fn event_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Self::Xdp { events: Some(events), .. } => Some(events.fd()),
+            _ => None,
+        }
+    }
+
+    /// The events posted since the last call.
+    pub fn drain_events(&mut self, out: &mut Vec<ha_common::maps::PeerEvent>) {
+        if let Self::Xdp { events: Some(events), .. } = self {
+            events.drain(out);
+        }
+    }
+
+    /// A peer's silence limit for its kernel timer (`--wake event`; else nothing to do).
+    pub fn set_silence_limit(&mut self, node_id: u32, limit_ns: u64) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { events: Some(events), .. } => Ok(events.set_limit(node_id, limit_ns)?),
+            _ => Ok(()),
+        }
+    }
+
     pub fn needs_membership(&self) -> bool {
         matches!(self, Self::Xdp { .. })
     }

@@ -13,6 +13,15 @@ pub const KEYS_MAP: &str = "KEYS";
 /// Keys accepted at once: the signing key and one more, the rotation window.
 pub const KEY_SLOTS: u32 = 2;
 
+/// `EVENTS`: ring buffer of [`PeerEvent`]s (event wake, `--wake event`): a peer's expiry, and
+/// each change of a record the decisions read. Not pinned.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Size of `EVENTS` in bytes (a power of two, a multiple of the page size): 512 events.
+pub const EVENTS_BYTES: u32 = 16 * 1024;
+/// `LIMITS`: node id -> silence limit in ns (u64), written by the agent when the core hands out
+/// a new one; a peer without one uses the global `HA_DEFAULT_LIMIT_NS`.
+pub const LIMITS_MAP: &str = "LIMITS";
+
 /// Load-time globals of the XDP program (set with `EbpfLoader::override_global`).
 pub mod globals {
     /// UDP destination port of heartbeats (u16).
@@ -25,6 +34,10 @@ pub mod globals {
     pub const FLAGS: &str = "HA_FLAGS";
     /// This node's epoch (its run), which peers echo to be confirmed (u64).
     pub const EPOCH: &str = "HA_EPOCH";
+    /// Non-zero: event wake (u32): a timer per peer, events in `EVENTS`.
+    pub const WAKE_EVENT: &str = "HA_WAKE_EVENT";
+    /// A peer's silence limit in ns until the agent writes one in `LIMITS` (u64): the tolerance.
+    pub const DEFAULT_LIMIT_NS: &str = "HA_DEFAULT_LIMIT_NS";
 }
 
 /// Let recorded heartbeats continue up the stack (for `--rx socket` comparison, tcpdump).
@@ -127,6 +140,87 @@ impl PeerRecord {
     }
 }
 
+/// One report of the XDP program (`EVENTS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerEvent {
+    /// `last_seen_ns` of the peer's record when the event was posted.
+    pub last_seen_ns: u64,
+    pub node_id: u32,
+    /// [`EVENT_EXPIRED`] or [`EVENT_CHANGED`].
+    pub kind: u32,
+    /// For [`EVENT_CHANGED`]: the `CHANGE_*` bits of what changed.
+    pub changes: u32,
+    pub _pad: u32,
+}
+
+/// The peer's timer fired: nothing was heard from it for its silence limit.
+pub const EVENT_EXPIRED: u32 = 1;
+/// A heartbeat changed what the decisions read of the peer.
+pub const EVENT_CHANGED: u32 = 2;
+
+/// The first record of the peer.
+pub const CHANGE_NEW: u32 = 1 << 0;
+/// Its state (a claim begins or ends).
+pub const CHANGE_STATE: u32 = 1 << 1;
+pub const CHANGE_PRIORITY: u32 = 1 << 2;
+/// Its flags (leaving, maintenance, confirming).
+pub const CHANGE_FLAGS: u32 = 1 << 3;
+/// A new run (sequence restart).
+pub const CHANGE_EPOCH: u32 = 1 << 4;
+/// It echoed our run: confirmed.
+pub const CHANGE_CONFIRMED: u32 = 1 << 5;
+/// Heard again after its timer fired.
+pub const CHANGE_RETURNED: u32 = 1 << 6;
+
+/// The fields of a record the decisions read, apart from the time it was heard: a change of
+/// any of them is worth a wake (`EVENT_CHANGED`); a plain heartbeat is not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watched {
+    pub epoch: u64,
+    pub priority: u32,
+    pub state: u8,
+    pub flags: u8,
+    pub confirmed: u8,
+}
+
+impl Watched {
+    /// The `CHANGE_*` bits of what `after` changed against this.
+    #[inline(always)]
+    pub fn changes(&self, after: &PeerRecord) -> u32 {
+        let mut bits = 0;
+        if after.state != self.state {
+            bits |= CHANGE_STATE;
+        }
+        if after.priority != self.priority {
+            bits |= CHANGE_PRIORITY;
+        }
+        if after.flags != self.flags {
+            bits |= CHANGE_FLAGS;
+        }
+        if after.epoch != self.epoch {
+            bits |= CHANGE_EPOCH;
+        }
+        if after.confirmed != 0 && self.confirmed == 0 {
+            bits |= CHANGE_CONFIRMED;
+        }
+        bits
+    }
+}
+
+impl PeerRecord {
+    #[inline(always)]
+    pub fn watched(&self) -> Watched {
+        Watched {
+            epoch: self.epoch,
+            priority: self.priority,
+            state: self.state,
+            flags: self.flags,
+            confirmed: self.confirmed,
+        }
+    }
+}
+
 /// Packet outcomes counted by XDP; one instance per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,6 +248,8 @@ pub struct Stats {
     pub unknown_key: u64,
     /// Key id 0 (no tag) while authentication is required.
     pub unauthenticated: u64,
+    /// Events (`EVENTS`) that found the ring buffer full: the agent's next wake reads the table.
+    pub events_lost: u64,
 }
 
 impl Stats {
@@ -172,6 +268,7 @@ impl Stats {
         self.bad_auth += other.bad_auth;
         self.unknown_key += other.unknown_key;
         self.unauthenticated += other.unauthenticated;
+        self.events_lost += other.events_lost;
     }
 
     /// Dropped heartbeats by reason, for status and metrics.
@@ -198,4 +295,5 @@ mod pod {
     unsafe impl aya::Pod for super::PeerRecord {}
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::AuthKey {}
+    unsafe impl aya::Pod for super::PeerEvent {}
 }

@@ -27,6 +27,15 @@
 //!    (`handle_foreign_claim` for claims for the address by other MACs, any time before it);
 //! 5. drain `poll_action` (addresses, announcements, heartbeats, stamps), then `poll_event`;
 //! 6. stop when `is_done()`, else sleep until `poll_timeout()`.
+//!
+//! Two ways to wake ([`Wake`]). `Poll`: the driver looks at the table at least every `tick`,
+//! and at each peer's expiry, and sends each heartbeat itself. `Event`: the kernel reports what
+//! the driver would otherwise poll for (a peer's expiry by a timer armed with the limit this
+//! core hands out in [`Action::SetSilenceLimit`], and each change of a peer's record the
+//! decisions read), so `poll_timeout` holds only the deadlines this core owns; and heartbeats
+//! leave as a schedule ([`Action::ScheduleHeartbeats`]) a kernel-side sender carries out
+//! without a wake per heartbeat. Before step 3 of a wake that a kernel expiry caused, the
+//! driver calls `handle_expired`.
 use std::collections::VecDeque;
 
 use ha_common::wire::{Echo, FLAG_CONFIRMING, NodeState};
@@ -53,8 +62,59 @@ pub const STATUS_EVERY: Duration = Duration::from_millis(50);
 /// the peer table and the hand-over is not fought.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(2);
 
+/// How the driver learns of what happens (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wake {
+    /// A table read at least every tick and at every peer's expiry; a wake per heartbeat.
+    #[default]
+    Poll,
+    /// Kernel expiry timers and change events; heartbeats as a schedule.
+    Event,
+}
+
+impl Wake {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wake::Poll => "poll",
+            Wake::Event => "event",
+        }
+    }
+}
+
+/// The shortest heartbeat schedule handed out in event mode (see [`heartbeat_horizon`]).
+pub const HORIZON_MIN: Duration = Duration::from_millis(50);
+/// The longest: a stalled agent is heard at most this long after it stopped.
+pub const HORIZON_MAX: Duration = Duration::from_millis(200);
+
+/// How far ahead a heartbeat schedule reaches in event mode: `max(50 ms, 4 intervals)`, at most
+/// 200 ms (or two intervals, if longer). It is renewed when about half of it is left, so it is
+/// also the bound on how long a stalled agent's kernel keeps speaking for it: its peers notice
+/// the stall within their silence limit plus this.
+pub fn heartbeat_horizon(interval: Duration) -> Duration {
+    (interval * 4).max(HORIZON_MIN).min(HORIZON_MAX.max(interval * 2))
+}
+
+/// When a schedule from `first` is renewed: on one of its own heartbeat times (a driver that
+/// sends them itself wakes then anyway), the last one at or before half the horizon.
+fn renewal(first: Instant, interval: Duration) -> Instant {
+    let half = heartbeat_horizon(interval) / 2;
+    let slots = if interval.is_zero() { 1 } else { (half.as_nanos() / interval.as_nanos()).max(1) };
+    first + interval * u32::try_from(slots).unwrap_or(u32::MAX)
+}
+
+/// What a heartbeat says, apart from its sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatContent {
+    pub state: NodeState,
+    pub flags: u8,
+    pub priority: u32,
+    pub echo: Echo,
+}
+
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
+    /// How the driver wakes; [`Wake::Poll`] unless set.
+    pub wake: Wake,
     pub node: NodeConfig,
     /// Time between two heartbeats of this node.
     pub interval: Duration,
@@ -73,6 +133,7 @@ pub struct FailoverConfig {
 impl FailoverConfig {
     pub fn new(node: NodeConfig, interval: Duration, tick: Duration) -> Self {
         Self {
+            wake: Wake::Poll,
             node,
             interval,
             tick,
@@ -123,6 +184,16 @@ pub enum Action {
     SendHeartbeat { state: NodeState, flags: u8, priority: u32, echo: Echo, scheduled: Option<Instant> },
     /// Stamp this node's liveness where the kernel-side fence reads it.
     Stamp,
+    /// Event mode: replace every heartbeat queued so far by heartbeats saying `content` at
+    /// `first`, `first + interval`, ... up to `until` (inclusive). Handed out again before
+    /// `until` while the node runs, and at once when the content changes. A renewal starts at
+    /// a time of the schedule it replaces (the renewal's own slot): a sender that already sent
+    /// the heartbeat of `first` goes on from `first + interval`; `first` may be in the past
+    /// (a late wake): then it is sent at once.
+    ScheduleHeartbeats { content: HeartbeatContent, first: Instant, interval: Duration, until: Instant },
+    /// Event mode: this peer's silence limit changed (its loss rate did); the kernel's expiry
+    /// timer for it is armed with `limit` from its next heartbeat on.
+    SetSilenceLimit { node_id: u32, limit: Duration },
 }
 
 /// What the driver reports (logs, metrics, hooks, status); no system change.
@@ -169,6 +240,14 @@ pub struct Failover {
     confirming: bool,
     /// Since when some recently heard peer has been unconfirmed.
     confirming_since: Option<Instant>,
+    /// Event mode: peers whose kernel timer fired, with the `last_seen` it fired for. Until
+    /// they are heard again their expiry is this core's own deadline (a forgiven absence may
+    /// make it later than the kernel's).
+    expired: Vec<(u32, Instant)>,
+    /// Event mode: the silence limit last handed to the kernel, per peer.
+    limits: Vec<(u32, Duration)>,
+    /// Event mode: the heartbeat schedule handed out last, and when to renew it.
+    schedule: Option<Schedule>,
     /// The wake `poll_timeout` last asked for, to notice a late one.
     planned_wake: Option<Instant>,
     last_now: Instant,
@@ -197,6 +276,9 @@ impl Failover {
             echoes: Echoes::default(),
             confirming: false,
             confirming_since: None,
+            expired: Vec::new(),
+            limits: Vec::new(),
+            schedule: None,
             planned_wake: None,
             last_now: now,
             last_status: None,
@@ -269,6 +351,39 @@ impl Failover {
         self.peers.extend(peers.iter().filter(|p| p.confirmed));
         let out = self.node.step(crate::node::Inputs { now, peers: &self.peers, link_up: self.link_up });
         self.merge(now, out);
+        if self.cfg.wake == Wake::Event {
+            // Heard again since its kernel timer fired: the kernel has re-armed it.
+            self.expired.retain(|&(id, seen)| peers.iter().any(|p| p.node_id == id && p.last_seen == seen));
+            self.hand_out_limits();
+        }
+    }
+
+    /// Event mode: the kernel's timer for `node_id` fired, for its heartbeat of `last_seen`.
+    /// Call before `handle_peers` of the same wake; the decision is taken there.
+    pub fn handle_expired(&mut self, now: Instant, node_id: u32, last_seen: Instant) {
+        self.last_now = now;
+        if !self.expired.iter().any(|&(id, seen)| id == node_id && seen == last_seen) {
+            self.expired.retain(|&(id, _)| id != node_id);
+            self.expired.push((node_id, last_seen));
+        }
+    }
+
+    /// Each confirmed peer's silence limit, for the kernel's timers, when it changed.
+    fn hand_out_limits(&mut self) {
+        for p in &self.peers {
+            let (limit, _) = self.node.peer_liveness(p.node_id);
+            match self.limits.iter_mut().find(|(id, _)| *id == p.node_id) {
+                Some((_, known)) if *known == limit => continue,
+                Some((_, known)) => *known = limit,
+                // The kernel starts every peer at the tolerance.
+                None if limit == self.cfg.node.tolerance => {
+                    self.limits.push((p.node_id, limit));
+                    continue;
+                }
+                None => self.limits.push((p.node_id, limit)),
+            }
+            self.actions.push_back(Action::SetSilenceLimit { node_id: p.node_id, limit });
+        }
     }
 
     /// The peer table could not be read: no decision is safe, heartbeats go on.
@@ -339,6 +454,9 @@ impl Failover {
         if self.send_now || !self.actions.is_empty() {
             return now;
         }
+        if self.cfg.wake == Wake::Event {
+            return self.next_event_wake(now);
+        }
         let expiry =
             self.peers.iter().map(|p| self.node.silent_at(p)).filter(|&at| at > now).min().unwrap_or(Instant::NEVER);
         let linger = self.linger.deadline().unwrap_or(Instant::NEVER);
@@ -347,6 +465,34 @@ impl Failover {
         let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
         let stamp = self.next_stamp;
         self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat).min(cut_off).min(stamp).min(claim)
+    }
+
+    /// Event mode: only this core's own deadlines. A peer's expiry is the kernel's to report
+    /// (unless it already did, for this silence), changes of the table arrive as events, and
+    /// heartbeats go out from the schedule: no tick, no wake per heartbeat.
+    fn next_event_wake(&self, now: Instant) -> Instant {
+        let future = |at: Instant| if at > now { at } else { Instant::NEVER };
+        let reported = self
+            .peers
+            .iter()
+            .filter(|p| self.expired.iter().any(|&(id, seen)| id == p.node_id && seen == p.last_seen))
+            .map(|p| future(self.node.silent_at(p)))
+            .min()
+            .unwrap_or(Instant::NEVER);
+        let renew = self.schedule.map_or(now, |s| s.renew_at);
+        let confirming = self
+            .confirming_since
+            .map_or(Instant::NEVER, |since| future(since + self.cfg.node.max_tolerance.max(self.cfg.node.tolerance)));
+        // Past the one-step listen `hold_while_confirming` sets (its end is `confirming`).
+        let own = self.node.next_deadline(now + Duration::from_nanos(1));
+        let linger = self.linger.deadline().unwrap_or(Instant::NEVER);
+        let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
+        let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
+        let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
+        [reported, renew, confirming, own, linger, repeat, cut_off, claim, self.next_stamp]
+            .into_iter()
+            .min()
+            .unwrap_or(Instant::NEVER)
     }
 
     /// The clean stop is complete and every action has been handed out.
@@ -380,6 +526,9 @@ impl Failover {
     }
 
     fn heartbeat(&mut self, now: Instant) {
+        if self.cfg.wake == Wake::Event {
+            return self.schedule_heartbeats(now);
+        }
         let due = now >= self.next_send;
         if !(self.send_now || due) {
             return;
@@ -405,6 +554,49 @@ impl Failover {
                 self.next_send = now + self.cfg.interval;
             }
         }
+    }
+
+    /// Event mode: a new heartbeat schedule when the content changed, a new run or a
+    /// confirming peer wants its echo, or half the horizon is left. A change goes out at once;
+    /// a renewal keeps the cadence.
+    fn schedule_heartbeats(&mut self, now: Instant) {
+        let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
+        let interval = self.cfg.interval;
+        let node = &self.node;
+        let flags = node.flags() | if self.confirming { FLAG_CONFIRMING } else { 0 };
+        let (state, priority) = (node.state(), node.priority());
+        let changed = match self.schedule {
+            None => true,
+            Some(s) => {
+                let c = s.content;
+                (c.state, c.flags, c.priority) != (state, flags, priority)
+                    || self.echoes.wants_other(c.echo, now, recent)
+            }
+        };
+        let renew = self.schedule.is_none_or(|s| now >= s.renew_at);
+        if !(self.send_now || changed || renew) {
+            return;
+        }
+        let urgent = self.send_now || changed;
+        self.send_now = false;
+        // A renewal goes on from the slot it was planned at, however late it is handled: a
+        // heartbeat is neither skipped nor sent twice by a sender that skips what it sent.
+        let first = match self.schedule {
+            Some(s) if !urgent => s.next_slot(s.renew_at, interval),
+            _ => now,
+        };
+        let content = HeartbeatContent { state, flags, priority, echo: self.echoes.next(now, recent) };
+        let horizon = heartbeat_horizon(interval);
+        let until = if crate::mutation::active(crate::mutation::Mutation::EndlessSchedule) {
+            first + horizon * 20
+        } else {
+            first + horizon
+        };
+        // More new runs to echo: each gets a heartbeat of its own, one interval apart, so a
+        // renewal never replaces a heartbeat before it went out.
+        let renew_at = if self.echoes.owes(now, recent) { now + interval } else { renewal(first, interval) };
+        self.schedule = Some(Schedule { content, first, renew_at });
+        self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until });
     }
 
     /// No takeover decision while a recently heard peer is unconfirmed, up to the longest
@@ -488,6 +680,26 @@ impl Failover {
     }
 }
 
+/// The heartbeat schedule handed out last (event mode).
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    content: HeartbeatContent,
+    first: Instant,
+    renew_at: Instant,
+}
+
+impl Schedule {
+    /// The first heartbeat time of this schedule at or after `now`.
+    fn next_slot(&self, now: Instant, interval: Duration) -> Instant {
+        if now <= self.first || interval.is_zero() {
+            return self.first.max(now);
+        }
+        let step = crate::time::as_nanos(interval);
+        let passed = ((now - self.first).as_nanos() as u64).div_ceil(step);
+        self.first + Duration::from_nanos(passed.saturating_mul(step))
+    }
+}
+
 /// The peers whose epochs this node echoes, and whose turn it is.
 #[derive(Debug, Default)]
 struct Echoes {
@@ -532,6 +744,18 @@ impl Echoes {
             }
         }
         new_run
+    }
+
+    /// Whether a schedule echoing `current` should give way: a new run waits for its echo, a
+    /// live peer asks to be echoed first and `current` is not such a peer, or `current` is
+    /// no longer live while another peer is.
+    fn wants_other(&self, current: Echo, now: Instant, recent: Duration) -> bool {
+        let live = |t: &EchoTarget| now - t.last_seen <= recent;
+        let target = self.peers.iter().find(|t| t.echo == current && live(t));
+        if self.peers.iter().any(|t| t.confirming && live(t)) && !target.is_some_and(|t| t.confirming) {
+            return true;
+        }
+        target.is_none() && self.peers.iter().any(live)
     }
 
     /// Whether a new run heard within `recent` still waits for its echo.

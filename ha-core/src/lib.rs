@@ -14,6 +14,6 @@ pub mod mutation;
 pub mod node;
 pub mod time;
 
-pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig};
+pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Wake};
 pub use node::{Beats, NodeConfig, Peer, Preempt, Reannounce, Reason, Role, Transition};
 pub use time::{Duration, Instant};

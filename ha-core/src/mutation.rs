@@ -18,14 +18,18 @@ pub enum Mutation {
     /// After a gap (paused, starved, a late wake) the node decides at once on a table that
     /// missed the gap (`Node::note_gap`, `Failover::hold_after_a_late_wake`).
     NeverRelisten,
+    /// Event mode: heartbeat schedules reach 20 horizons ahead, so a stopped agent's kernel
+    /// speaks for it long after the stated bound (`Failover::schedule_heartbeats`).
+    EndlessSchedule,
 }
 
-pub const ALL: [Mutation; 5] = [
+pub const ALL: [Mutation; 6] = [
     Mutation::TakeoverEarly,
     Mutation::ReleaseBeforeSuccessor,
     Mutation::IgnoreHoldDown,
     Mutation::ForgetLossAdaptive,
     Mutation::NeverRelisten,
+    Mutation::EndlessSchedule,
 ];
 
 #[cfg(feature = "mutations")]

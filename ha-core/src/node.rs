@@ -519,6 +519,28 @@ impl Node {
         };
     }
 
+    /// The next instant after `now` at which a step may decide differently with the same
+    /// peers: a listen, a hold-down, a preemption delay, a leave timeout, a refresh, or a
+    /// forgiven absence ends. (A driver that polls finds them with its tick; one woken by
+    /// events must wake for them.)
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        let future = |at: Instant| if at > now { at } else { Instant::NEVER };
+        let preempt = match (self.cfg.preempt, self.preempt_ready_since) {
+            (Preempt::Delay(delay), Some(since)) => future(since + delay),
+            _ => Instant::NEVER,
+        };
+        let leave = self.leaving_since.map_or(Instant::NEVER, |since| future(since + self.cfg.leave_timeout));
+        let refresh = match self.cfg.refresh {
+            Some(_) if self.state == NodeState::Active => future(self.next_refresh),
+            _ => Instant::NEVER,
+        };
+        let absence = self.absence.map_or(Instant::NEVER, |(_, until)| future(until));
+        [future(self.listening_until), future(self.held_down_until), preempt, leave, refresh, absence]
+            .into_iter()
+            .min()
+            .unwrap_or(Instant::NEVER)
+    }
+
     /// How long this peer may be silent and still count as live, and its estimated loss rate.
     pub fn peer_liveness(&self, node_id: u32) -> (Duration, f64) {
         (self.liveness.limit(node_id), self.liveness.loss(node_id))

@@ -7,6 +7,7 @@
 
 mod neighbour;
 mod parse;
+mod wake;
 
 use aya_ebpf::{
     Global,
@@ -20,13 +21,16 @@ use aya_log_ebpf::info;
 use ha_common::{
     DEFAULT_PORT,
     accept::{self, PeerStore, Policy, Rejected, TableFull},
-    maps::{AuthKey, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS},
+    maps::{
+        AuthKey, CHANGE_NEW, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats, Watched, XDP_FLAG_INSECURE_NO_AUTH,
+        XDP_FLAG_PASS_HEARTBEATS,
+    },
     siphash::SipKey,
 };
 use parse::{Frame, HeartbeatFrame};
 
 #[btf_map]
-static PEERS: HashMap<u32, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
+pub(crate) static PEERS: HashMap<u32, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
 
 #[btf_map]
 static STATS: PerCpuArray<Stats, 1> = PerCpuArray::new();
@@ -47,7 +51,7 @@ static HA_FLAGS: Global<u32> = Global::new(0);
 static HA_EPOCH: Global<u64> = Global::new(0);
 
 #[inline(always)]
-fn count(bump: impl FnOnce(&mut Stats)) {
+pub(crate) fn count(bump: impl FnOnce(&mut Stats)) {
     if let Some(stats) = STATS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, and XDP does not preempt itself on one CPU.
         bump(unsafe { &mut *stats });
@@ -80,15 +84,21 @@ pub fn ha_xdp_baseline(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// `PEERS` as the acceptance rule's store.
-struct PeersMap;
+/// `PEERS` as the acceptance rule's store; keeps what the decisions read of the record it
+/// handed out, to tell a change (an event) from a plain heartbeat without another lookup.
+struct PeersMap {
+    before: Option<(u32, *mut PeerRecord, Watched)>,
+}
 
 impl PeerStore for PeersMap {
     #[inline(always)]
     fn get_mut(&mut self, node_id: u32) -> Option<&mut PeerRecord> {
         // SAFETY: the entry stays valid during this program run; a racing update on another
         // CPU for the same peer can at worst interleave two valid records.
-        PEERS.get_ptr_mut(&node_id).map(|rec| unsafe { &mut *rec })
+        let rec = PEERS.get_ptr_mut(&node_id)?;
+        let rec = unsafe { &mut *rec };
+        self.before = Some((node_id, rec as *mut PeerRecord, rec.watched()));
+        Some(rec)
     }
 
     #[inline(always)]
@@ -106,8 +116,12 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = || unsafe { bpf_ktime_get_ns() };
-    let outcome = accept::receive(&policy, &frame.payload, frame.src, &mut PeersMap, find_key, now);
+    let mut store = PeersMap { before: None };
+    let outcome = accept::receive(&policy, &frame.payload, frame.src, &mut store, find_key, now);
     count(|s| accept::count(&outcome, s));
+    if let Some(default_limit_ns) = wake::enabled() {
+        report(&outcome, &store, default_limit_ns);
+    }
     match outcome {
         Ok(new) if new.new_peer => {
             info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(frame.src));
@@ -115,6 +129,33 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
         }
         Ok(_) => Ok(()),
         Err(_) => Err(()),
+    }
+}
+
+/// Event wake: re-arms the peer's timer on a recorded heartbeat, and posts a change of what
+/// the decisions read (a stale heartbeat may still confirm the peer).
+#[inline(always)]
+fn report(outcome: &Result<accept::Accepted, Rejected>, store: &PeersMap, default_limit_ns: u64) {
+    let recorded = match outcome {
+        Ok(_) => true,
+        Err(Rejected::Stale) => false,
+        Err(_) => return,
+    };
+    match (outcome, store.before) {
+        (Ok(a), _) if a.new_peer => {
+            let last_seen_ns = PEERS.get_ptr(&a.node_id).map_or(0, |r| unsafe { (*r).last_seen_ns });
+            wake::heard(a.node_id, last_seen_ns, CHANGE_NEW, default_limit_ns);
+        }
+        (_, Some((node_id, rec, before))) => {
+            // SAFETY: the record `get_mut` handed out, valid during this run.
+            let (changes, last_seen_ns) = unsafe { (before.changes(&*rec), (*rec).last_seen_ns) };
+            if recorded {
+                wake::heard(node_id, last_seen_ns, changes, default_limit_ns);
+            } else if changes != 0 {
+                wake::post_change(node_id, last_seen_ns, changes);
+            }
+        }
+        _ => {}
     }
 }
 

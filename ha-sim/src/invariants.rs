@@ -67,13 +67,20 @@ pub enum Invariant {
     ReplayNeverRevives,
     /// (f) No change of state whose reason names a peer whose record in the table is a replay.
     ReplayNeverMovesAddress,
+    /// (g) A holder whose agent stops (SIGSTOP) while it alone claims, stable for settle before
+    /// and no other disturbance meanwhile, is replaced: some node claims within the longest
+    /// silence limit plus what event wake adds (the heartbeat schedule's horizon, which a
+    /// kernel-side sender goes on sending after the stop, the timer slack and the ring delay;
+    /// [`crate::scenario::Cluster::event_bound`]) plus 4 intervals, twice the wake slack and
+    /// the LAN delay. Precondition: another node is eligible.
+    StalledHolderReplaced,
 }
 
 /// Transitions allowed in a window of steady loss, plus so many per minute of it.
 pub const FLAP_BOUND_BASE: u64 = 6;
 pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
 
-pub const ALL: [Invariant; 9] = [
+pub const ALL: [Invariant; 10] = [
     Invariant::AtMostOneHolder,
     Invariant::AtLeastOneClaims,
     Invariant::NoTakeoverWhileHolderHeard,
@@ -83,6 +90,7 @@ pub const ALL: [Invariant; 9] = [
     Invariant::NoTakeBackWithinHoldDown,
     Invariant::ReplayNeverRevives,
     Invariant::ReplayNeverMovesAddress,
+    Invariant::StalledHolderReplaced,
 ];
 
 impl Invariant {
@@ -101,6 +109,7 @@ impl Invariant {
             Invariant::NoTakeBackWithinHoldDown => "e:no_take_back_within_hold_down",
             Invariant::ReplayNeverRevives => "f:replay_never_revives",
             Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
+            Invariant::StalledHolderReplaced => "g:stalled_holder_replaced",
         }
     }
 }

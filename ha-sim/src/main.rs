@@ -129,7 +129,12 @@ struct Totals {
     events: u64,
     transitions: u64,
     lost_probe_ns: u128,
-    checked: [u64; 3],
+    checked: [u64; 4],
+    /// Seeds, wakes and node time by wake mode: all poll, mixed, all event.
+    modes: [u64; 3],
+    wakes: [u64; 3],
+    mode_node_ns: [u128; 3],
+    kernel_expiries: u64,
     faults: [u64; KIND_NAMES.len()],
     violations: [u64; ALL.len()],
     failing: Vec<Report>,
@@ -161,6 +166,16 @@ fn many(args: &Args) -> ExitCode {
                     local.checked[0] += r.checked_takeovers;
                     local.checked[1] += r.clean_changes;
                     local.checked[2] += r.loss_windows;
+                    local.checked[3] += r.checked_stalls;
+                    let mode = match r.event_nodes {
+                        0 => 0,
+                        n if n == r.nodes => 2,
+                        _ => 1,
+                    };
+                    local.modes[mode] += 1;
+                    local.wakes[mode] += r.wakes;
+                    local.mode_node_ns[mode] += u128::from(r.sim_ns) * r.nodes as u128;
+                    local.kernel_expiries += r.kernel_expiries;
                     for (t, f) in local.faults.iter_mut().zip(r.faults_per_kind) {
                         *t += f;
                     }
@@ -182,6 +197,12 @@ fn many(args: &Args) -> ExitCode {
                 for (a, b) in t.checked.iter_mut().zip(local.checked) {
                     *a += b;
                 }
+                for m in 0..3 {
+                    t.modes[m] += local.modes[m];
+                    t.wakes[m] += local.wakes[m];
+                    t.mode_node_ns[m] += local.mode_node_ns[m];
+                }
+                t.kernel_expiries += local.kernel_expiries;
                 for (a, b) in t.faults.iter_mut().zip(local.faults) {
                     *a += b;
                 }
@@ -234,8 +255,19 @@ fn many(args: &Args) -> ExitCode {
         t.lost_probe_ns as f64 / 1e9
     );
     println!(
-        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e)",
-        t.checked[0], t.checked[1], t.checked[2]
+        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e), {} stopped holders (g)",
+        t.checked[0], t.checked[1], t.checked[2], t.checked[3]
+    );
+    let per_node_s = |m: usize| t.wakes[m] as f64 / (t.mode_node_ns[m] as f64 / 1e9).max(1e-9);
+    println!(
+        "wake: {} seeds all poll ({:.0} wakes per node-second), {} mixed ({:.0}), {} all event ({:.0}; the kernel sends the heartbeats); {} kernel expiries delivered",
+        t.modes[0],
+        per_node_s(0),
+        t.modes[1],
+        per_node_s(1),
+        t.modes[2],
+        per_node_s(2),
+        t.kernel_expiries
     );
     let faults: Vec<String> = KIND_NAMES.iter().zip(t.faults).map(|(k, n)| format!("{k} {n}")).collect();
     println!("faults injected: {}", faults.join(", "));

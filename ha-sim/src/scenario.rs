@@ -23,6 +23,9 @@ pub struct NodeSpec {
     pub clock: NodeClock,
     /// Global time at which its agent first starts.
     pub start: u64,
+    /// Event wake (`--wake event`): kernel timers and events, heartbeats from a kernel-side
+    /// schedule; else poll.
+    pub event: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +51,17 @@ pub struct Cluster {
     pub net_jitter: u64,
     /// How late a driver wakes after its deadline (timer slack, scheduling), at most.
     pub wake_slack: u64,
+    /// Event wake: an expiry timer fires up to this late (hrtimer slack, softirq).
+    pub timer_slack: u64,
+    /// Event wake: from a post to the ring buffer to the agent's wake.
+    pub ring_delay: u64,
     pub clients: usize,
     pub duration: u64,
 }
 
 /// The one place where the simulator builds the core's configuration.
 pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
+    let spec = node;
     let ns = Duration::from_nanos;
     let preempt = match cluster.preempt {
         PreemptSpec::Always => Preempt::Always,
@@ -70,7 +78,11 @@ pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
         hold_down: ns(cluster.hold_down),
         refresh: cluster.refresh.map(ns),
     };
-    FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
+    let wake = if spec.event { ha_core::Wake::Event } else { ha_core::Wake::Poll };
+    FailoverConfig {
+        wake,
+        ..FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
+    }
 }
 
 impl Cluster {
@@ -100,6 +112,17 @@ impl Cluster {
             + self.tick
             + 2 * self.wake_slack
             + 2 * self.max_delay()
+            + self.event_bound()
+    }
+
+    /// What event wake adds to noticing a silence: a stalled agent's kernel sends its schedule
+    /// up to a horizon on, a timer fires up to its slack late, and the ring buffer's wake.
+    pub fn event_bound(&self) -> u64 {
+        if !self.nodes.iter().any(|n| n.event) {
+            return 0;
+        }
+        let horizon = ha_core::failover::heartbeat_horizon(Duration::from_nanos(self.interval)).as_nanos() as u64;
+        horizon + self.timer_slack + self.ring_delay
     }
 
     /// Settle, plus the last scheduled repeat of an announcement and its way to the clients.
@@ -438,6 +461,7 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
                 ppb: if skew { rng.range(0, 400_000) as i64 - 200_000 } else { 0 },
             },
             start: if late_joiners && rng.chance(0.3) { rng.range(0, duration / 3) } else { rng.range(0, interval) },
+            event: false,
         })
         .collect();
     let net_delay = rng.range(20 * US, 300 * US);
@@ -447,6 +471,16 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
         20..=79 => rng.range(1, 50 * US),
         _ => rng.range(50 * US, (interval / 4).clamp(50 * US, 500 * US)),
     };
+    // Event wake from a stream of its own, so the draws above (and every seed's cluster) stay.
+    let mixed = interval ^ tolerance.rotate_left(17) ^ wake_slack.rotate_left(31) ^ hold_down.rotate_left(47);
+    let mut ev = Rng::derive(mixed, 0xe7e7);
+    let (timer_slack, ring_delay) = (ev.range(0, 100 * US), ev.range(US, 200 * US));
+    let mut nodes = nodes;
+    match ev.range(0, 2) {
+        0 => {}
+        1 => nodes.iter_mut().for_each(|n| n.event = true),
+        _ => nodes.iter_mut().for_each(|n| n.event = ev.range(0, 1) == 1),
+    }
     let mut cluster = Cluster {
         nodes,
         interval,
@@ -460,6 +494,8 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
         net_delay,
         net_jitter,
         wake_slack,
+        timer_slack,
+        ring_delay,
         clients: rng.range(1, MAX_CLIENTS as u64) as usize,
         duration,
     };

@@ -7,7 +7,9 @@ use std::{
 };
 
 use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
-use ha_core::{Action, Command, Event, Failover, FailoverConfig, Instant, Peer, Reason, Role, Transition};
+use ha_core::{
+    Action, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role, Transition,
+};
 
 use crate::{
     invariants::{FLAP_BOUND_BASE, FLAP_BOUND_PER_MINUTE, Invariant, Violation},
@@ -62,6 +64,13 @@ pub struct Report {
     pub checked_takeovers: u64,
     pub clean_changes: u64,
     pub loss_windows: u64,
+    /// Stopped holders watched to the bound of (g).
+    pub checked_stalls: u64,
+    /// Nodes in event wake, of `nodes`.
+    pub event_nodes: usize,
+    /// Wakes of all agents, and kernel timer expiries delivered (event wake).
+    pub wakes: u64,
+    pub kernel_expiries: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
     pub cluster: String,
@@ -69,16 +78,61 @@ pub struct Report {
 
 #[derive(Clone, Copy, Debug)]
 enum Ev {
-    Start { node: u8 },
-    Wake { node: u8, inc: u32 },
-    Deliver { to: u8, hb: Heartbeat, replayed: bool },
-    Garp { client: u8, node: u8 },
-    ArpRequest { client: u8, node: u8, req: u32 },
-    ArpReply { client: u8, node: u8, req: u32 },
-    ClientTick { client: u8 },
+    Start {
+        node: u8,
+    },
+    /// The agent's own deadline (`token`: void once a later wake was planned).
+    Wake {
+        node: u8,
+        inc: u32,
+        token: u32,
+    },
+    /// Event wake: the ring buffer's fd became readable.
+    Notify {
+        node: u8,
+        inc: u32,
+    },
+    /// Event wake: a peer's kernel timer fires (void once re-armed: `generation`).
+    Expire {
+        node: u8,
+        inc: u32,
+        peer: u32,
+        generation: u32,
+    },
+    /// Event wake: the kernel-side sender's next heartbeat of schedule `generation`.
+    KernelSend {
+        node: u8,
+        inc: u32,
+        generation: u32,
+    },
+    Deliver {
+        to: u8,
+        hb: Heartbeat,
+        replayed: bool,
+    },
+    Garp {
+        client: u8,
+        node: u8,
+    },
+    ArpRequest {
+        client: u8,
+        node: u8,
+        req: u32,
+    },
+    ArpReply {
+        client: u8,
+        node: u8,
+        req: u32,
+    },
+    ClientTick {
+        client: u8,
+    },
     FaultStart(u16),
     FaultEnd(u16),
-    Replay { fault: u16, idx: u32 },
+    Replay {
+        fault: u16,
+        idx: u32,
+    },
 }
 
 struct Item {
@@ -152,6 +206,19 @@ pub(crate) struct SimNode {
     claimed_since: u64,
     /// An agent start waits for the machine to run again.
     start_pending: bool,
+    /// The token of the planned wake (earlier ones are void).
+    wake_token: u32,
+    /// Event wake: each peer's timer generation and whether it fired.
+    timers: Vec<(u32, u32, bool)>,
+    /// Event wake: silence limits the agent handed the kernel.
+    limits: Vec<(u32, u64)>,
+    /// Event wake: expiries posted and not read yet.
+    posted: Vec<(u32, Instant)>,
+    /// Event wake: the kernel-side schedule (generation, content, interval, until; local).
+    sched: Option<(u32, HeartbeatContent, u64, Instant)>,
+    sched_gen: u32,
+    /// Event wake: the local time of the last heartbeat the kernel-side sender sent.
+    sched_sent: Option<Instant>,
 }
 
 impl SimNode {
@@ -191,6 +258,15 @@ struct CleanWindow {
     operated: usize,
 }
 
+/// A holder's agent stopped while it alone claimed (invariant g).
+struct Stall {
+    node: usize,
+    from: u64,
+    /// When another fault disturbs the cluster: the check ends there.
+    clear_until: u64,
+    done: bool,
+}
+
 /// A span of steady loss in which invariant (e) is checked.
 struct FlapWindow {
     from: u64,
@@ -216,6 +292,7 @@ pub(crate) struct World {
     cursor: usize,
     windows: Vec<CleanWindow>,
     flaps: Vec<FlapWindow>,
+    stalls: Vec<Stall>,
     report: Report,
     failed: [bool; crate::invariants::ALL.len()],
     trace: VecDeque<String>,
@@ -288,6 +365,13 @@ impl World {
                 peers: Vec::with_capacity(c.nodes.len()),
                 claimed_since: 0,
                 start_pending: false,
+                wake_token: 0,
+                timers: Vec::new(),
+                limits: Vec::new(),
+                posted: Vec::new(),
+                sched: None,
+                sched_gen: 0,
+                sched_sent: None,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -297,6 +381,7 @@ impl World {
         let mut report = Report {
             seed: sc.seed,
             nodes: c.nodes.len(),
+            event_nodes: c.nodes.iter().filter(|n| n.event).count(),
             sim_ns: c.duration,
             schedule: sc.faults.iter().enumerate().map(|(i, f)| format!("#{i} {f}")).collect(),
             cluster: describe(&sc),
@@ -317,6 +402,7 @@ impl World {
             disturbances: merge(spans.clone()),
             windows: Vec::new(),
             flaps: Vec::new(),
+            stalls: Vec::new(),
             sc,
             opts,
             now: 0,
@@ -447,7 +533,14 @@ impl World {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Start { node } => self.start_agent(node as usize),
-            Ev::Wake { node, inc } => self.wake(node as usize, inc),
+            Ev::Wake { node, inc, token } => {
+                if token == self.nodes[node as usize].wake_token {
+                    self.wake(node as usize, inc)
+                }
+            }
+            Ev::Notify { node, inc } => self.wake(node as usize, inc),
+            Ev::Expire { node, inc, peer, generation } => self.expire(node as usize, inc, peer, generation),
+            Ev::KernelSend { node, inc, generation } => self.kernel_send(node as usize, inc, generation),
             Ev::Deliver { to, hb, replayed } => self.deliver(to as usize, hb, replayed),
             Ev::Garp { client, node } => self.garp(client as usize, node as usize),
             Ev::ArpRequest { client, node, req } => {
@@ -507,9 +600,14 @@ impl World {
         n.agent = Some(Agent { failover, epoch, counter: 0, leaving: false });
         n.inc += 1;
         n.last_run = now;
+        n.timers.clear();
+        n.limits.clear();
+        n.posted.clear();
+        n.sched = None;
+        n.sched_sent = None;
         let inc = n.inc;
         self.note(format!("n{i} agent starts (epoch {epoch})"));
-        self.push(now, Ev::Wake { node: i as u8, inc });
+        self.push(now, Ev::Notify { node: i as u8, inc });
     }
 
     fn kill_agent(&mut self, i: usize, why: &str) {
@@ -519,8 +617,11 @@ impl World {
         }
         n.inc += 1;
         n.claiming = false;
-        // The XDP program goes with the agent, and its table.
+        // The XDP program goes with the agent, and its table, timers and schedule.
         n.table = PeerTable::default();
+        n.timers.clear();
+        n.posted.clear();
+        n.sched = None;
         n.wake_missed = false;
         let configured = n.configured;
         self.note(format!("n{i} agent gone ({why}){}", if configured { ", address still configured" } else { "" }));
@@ -540,6 +641,7 @@ impl World {
             }
             n.last_run = now;
         }
+        self.report.wakes += 1;
         let local = self.nodes[i].spec.clock.local(now);
         // `now` first, then the table.
         let mut peers = std::mem::take(&mut self.nodes[i].peers);
@@ -553,6 +655,9 @@ impl World {
             if n.stop_requested && !agent.leaving {
                 agent.leaving = true;
                 agent.failover.handle_command(local, Command::Leave);
+            }
+            for (peer, last_seen) in n.posted.drain(..) {
+                agent.failover.handle_expired(local, peer, last_seen);
             }
             agent.failover.handle_link(local, n.link_up);
             agent.failover.handle_priority(local, n.priority);
@@ -574,8 +679,75 @@ impl World {
         let at = agent.failover.poll_timeout();
         let slack = self.rng.range(0, self.sc.cluster.wake_slack);
         let next = self.nodes[i].spec.clock.global(at).max(now + 1) + slack;
-        let inc = self.nodes[i].inc;
-        self.push(next, Ev::Wake { node: i as u8, inc });
+        let n = &mut self.nodes[i];
+        n.wake_token = n.wake_token.wrapping_add(1);
+        let (inc, token) = (n.inc, n.wake_token);
+        self.push(next, Ev::Wake { node: i as u8, inc, token });
+    }
+
+    /// Event wake: a peer's kernel timer fires; the expiry reaches the agent through the ring.
+    fn expire(&mut self, i: usize, inc: u32, peer: u32, generation: u32) {
+        let ring = self.sc.cluster.ring_delay;
+        let n = &mut self.nodes[i];
+        if inc != n.inc || n.agent.is_none() {
+            return;
+        }
+        let Some(t) = n.timers.iter_mut().find(|t| t.0 == peer && t.1 == generation) else { return };
+        t.2 = true;
+        self.report.kernel_expiries += 1;
+        let last_seen = n.table.get(peer).map_or(Instant::ZERO, |e| Instant::from_nanos(e.rec.last_seen_ns));
+        n.posted.push((peer, last_seen));
+        self.push(self.now + ring, Ev::Notify { node: i as u8, inc });
+    }
+
+    /// Event wake, in `deliver`: a recorded heartbeat re-arms the peer's timer; a change the
+    /// decisions read (or its return after an expiry) is posted.
+    fn kernel_heard(&mut self, j: usize, peer: u32, changed: bool) {
+        let c = &self.sc.cluster;
+        let (ring, slack) = (c.ring_delay, self.rng.range(0, c.timer_slack));
+        let n = &mut self.nodes[j];
+        let limit = n.limits.iter().find(|l| l.0 == peer).map_or(c.tolerance, |l| l.1);
+        let (generation, returned) = match n.timers.iter_mut().find(|t| t.0 == peer) {
+            Some(t) => {
+                let returned = std::mem::replace(&mut t.2, false);
+                t.1 = t.1.wrapping_add(1);
+                (t.1, returned)
+            }
+            None => {
+                n.timers.push((peer, 0, false));
+                (0, false)
+            }
+        };
+        let inc = n.inc;
+        // The limit runs on the node's clock; drift over one limit is below a nanosecond's
+        // worth of consequence here, so global time stands in.
+        self.push(self.now + limit + 1 + slack, Ev::Expire { node: j as u8, inc, peer, generation });
+        if changed || returned {
+            self.push(self.now + ring, Ev::Notify { node: j as u8, inc });
+        }
+    }
+
+    /// Event wake: the kernel-side sender (io_uring) sends the schedule's next heartbeat; it
+    /// goes on while the agent is stopped, not while the machine is, nor once the agent is gone.
+    fn kernel_send(&mut self, i: usize, inc: u32, generation: u32) {
+        let n = &self.nodes[i];
+        if inc != n.inc || n.agent.is_none() {
+            return;
+        }
+        let Some((g, content, interval, until)) = n.sched else { return };
+        if g != generation {
+            return;
+        }
+        let local = self.nodes[i].spec.clock.local(self.now);
+        if !n.machine_paused {
+            self.nodes[i].sched_sent = Some(local);
+            self.send_heartbeat(i, content.state, content.flags, content.priority, content.echo);
+        }
+        let next = local + ha_core::Duration::from_nanos(interval);
+        if next <= until {
+            let at = self.nodes[i].spec.clock.global(next).max(self.now + 1);
+            self.push(at, Ev::KernelSend { node: i as u8, inc, generation });
+        }
     }
 
     fn carry_out(&mut self, i: usize, action: Action) {
@@ -601,6 +773,22 @@ impl World {
                 self.send_heartbeat(i, state, flags, priority, echo)
             }
             Action::Stamp => self.nodes[i].last_stamp = self.now,
+            Action::ScheduleHeartbeats { content, first, interval, until } => {
+                let n = &mut self.nodes[i];
+                n.sched_gen = n.sched_gen.wrapping_add(1);
+                let generation = n.sched_gen;
+                n.sched = Some((generation, content, interval.as_nanos() as u64, until));
+                // A sender skips the heartbeat of `first` when it sent it already.
+                let first = if n.sched_sent.is_some_and(|sent| sent >= first) { first + interval } else { first };
+                let at = n.spec.clock.global(first).max(self.now);
+                let inc = n.inc;
+                self.push(at, Ev::KernelSend { node: i as u8, inc, generation });
+            }
+            Action::SetSilenceLimit { node_id, limit } => {
+                let n = &mut self.nodes[i];
+                n.limits.retain(|l| l.0 != node_id);
+                n.limits.push((node_id, limit.as_nanos() as u64));
+            }
         }
     }
 
@@ -693,8 +881,24 @@ impl World {
         // got, delivered late, as a network could. What a recording must never do is confirm a
         // run, bring back an unconfirmed one, or count as news once received.
         let late_delivery = replayed && confirmed_before;
+        let before = n.table.get(hb.node_id).map(|e| e.rec.watched());
         let recorded =
             n.table.receive(&crate::table::policy(n.spec.node_id, epoch), &hb, local, replayed && !late_delivery);
+        if n.spec.event {
+            let after = n.table.get(hb.node_id).map(|e| e.rec);
+            let changed = match (before, after) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => b.changes(&a) != 0,
+                _ => false,
+            };
+            if recorded {
+                self.kernel_heard(j, hb.node_id, changed);
+            } else if changed {
+                let (ring, inc) = (self.sc.cluster.ring_delay, self.nodes[j].inc);
+                self.push(self.now + ring, Ev::Notify { node: j as u8, inc });
+            }
+        }
+        let n = &mut self.nodes[j];
         let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
         // A replay counts only once decisions would see it (confirmed). One the receiver never
         // got, of a run it had confirmed, is a late delivery, which any network may make: what
@@ -893,6 +1097,9 @@ impl World {
             | FaultKind::Duplicate { .. }
             | FaultKind::Partition { .. } => self.active.push((f, fault)),
             FaultKind::Pause { node, machine } => {
+                if !machine {
+                    self.open_stall(f, node);
+                }
                 self.nodes[node].agent_paused = true;
                 self.nodes[node].machine_paused |= machine;
             }
@@ -911,6 +1118,69 @@ impl World {
             FaultKind::Replay { mode, .. } => self.schedule_replay(f, mode),
         }
         self.open_windows();
+    }
+
+    /// Invariant (g): watch a stopped agent that alone claims, the cluster stable before.
+    fn open_stall(&mut self, f: usize, node: usize) {
+        let now = self.now;
+        let claimers: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].claiming && self.nodes[i].running()).collect();
+        if claimers != [node] {
+            return;
+        }
+        let c = &self.sc.cluster;
+        let since = now.saturating_sub(self.settle);
+        let mut clear_until = u64::MAX;
+        for (k, other) in self.sc.faults.iter().enumerate() {
+            if k == f {
+                continue;
+            }
+            for (s, e) in other.disturbances(c) {
+                if s <= now && e >= since {
+                    return;
+                }
+                if s > now {
+                    clear_until = clear_until.min(s);
+                }
+            }
+        }
+        if c.nodes.iter().any(|n| n.start <= now && n.start >= since) {
+            return;
+        }
+        self.stalls.push(Stall { node, from: now, clear_until, done: false });
+    }
+
+    fn check_stalls(&mut self) {
+        let now = self.now;
+        let c = &self.sc.cluster;
+        let bound = c.max_tolerance + c.event_bound() + 4 * c.interval + 2 * c.wake_slack + 2 * c.max_delay();
+        let mut found = Vec::new();
+        for st in self.stalls.iter_mut().filter(|s| !s.done) {
+            let n = &self.nodes[st.node];
+            if now >= st.clear_until || !n.agent_paused || n.agent.is_none() {
+                st.done = true;
+                continue;
+            }
+            if now - st.from <= bound {
+                continue;
+            }
+            st.done = true;
+            self.report.checked_stalls += 1;
+            let claims = self.nodes.iter().any(|o| o.claiming && o.running());
+            let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
+            if !claims && !eligible.is_empty() {
+                found.push(format!(
+                    "n{} stopped {:.3} ms ago (bound {:.3} ms), {} eligible, nobody claims",
+                    st.node,
+                    ms(now - st.from),
+                    ms(bound),
+                    names(&eligible)
+                ));
+            }
+        }
+        for detail in found {
+            self.violate(Invariant::StalledHolderReplaced, detail);
+        }
     }
 
     fn fault_end(&mut self, f: usize) {
@@ -940,7 +1210,7 @@ impl World {
                     n.wake_missed = false;
                     let inc = n.inc;
                     let slack = self.rng.range(0, self.sc.cluster.wake_slack);
-                    self.push(self.now + slack, Ev::Wake { node: node as u8, inc });
+                    self.push(self.now + slack, Ev::Notify { node: node as u8, inc });
                 }
                 if self.nodes[node].start_pending && !self.nodes[node].machine_paused {
                     self.start_agent(node);
@@ -1056,6 +1326,7 @@ impl World {
         }
         self.check_windows();
         self.check_flaps();
+        self.check_stalls();
     }
 
     fn track_clients(&mut self) {
@@ -1167,16 +1438,17 @@ fn describe(sc: &Scenario) -> String {
         .enumerate()
         .map(|(i, n)| {
             format!(
-                "n{i}=id {} prio {} {:+}ppm start {:.1}ms",
+                "n{i}=id {} prio {} {:+}ppm start {:.1}ms {}",
                 n.node_id & 0xff,
                 n.priority,
                 n.clock.ppb / 1000,
-                ms(n.start)
+                ms(n.start),
+                if n.event { "event" } else { "poll" }
             )
         })
         .collect();
     format!(
-        "{} nodes [{}]; interval {:.3} ms, tolerance {:.3} ms, max {:.3} ms, hold-down {:.3} ms, preempt {:?}, refresh {:?}, leave timeout {:.1} ms, wake slack {:.3} ms, LAN {:.3}+{:.3} ms, {} clients, {:.1} s simulated; settle {:.3} ms, client settle {:.3} ms",
+        "{} nodes [{}]; interval {:.3} ms, tolerance {:.3} ms, max {:.3} ms, hold-down {:.3} ms, preempt {:?}, refresh {:?}, leave timeout {:.1} ms, wake slack {:.3} ms, timer slack {:.3} ms, ring delay {:.3} ms, LAN {:.3}+{:.3} ms, {} clients, {:.1} s simulated; settle {:.3} ms, client settle {:.3} ms",
         c.nodes.len(),
         nodes.join("; "),
         ms(c.interval),
@@ -1187,6 +1459,8 @@ fn describe(sc: &Scenario) -> String {
         c.refresh.map(ms),
         ms(c.leave_timeout),
         ms(c.wake_slack),
+        ms(c.timer_slack),
+        ms(c.ring_delay),
         ms(c.net_delay),
         ms(c.net_jitter),
         c.clients,

@@ -61,6 +61,11 @@ fn never_relistening_after_a_gap_is_caught() {
 }
 
 #[test]
+fn a_heartbeat_schedule_past_the_stated_horizon_is_caught() {
+    caught(Mutation::EndlessSchedule);
+}
+
+#[test]
 fn every_mutation_has_a_test() {
-    assert_eq!(mutation::ALL.len(), 5, "add a test above for the new mutation");
+    assert_eq!(mutation::ALL.len(), 6, "add a test above for the new mutation");
 }

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     netlink::{SharedAddr, route::AddressMode},
     ops::logging::LogFormat,
-    rx::settings::{AttachMode, RxMode},
+    rx::settings::{AttachMode, RxMode, WakeMode},
 };
 use ha_core::Preempt;
 
@@ -195,6 +195,12 @@ pub struct RunArgs {
     /// (XDP, falling back to the socket with one warning when XDP cannot be loaded or attached).
     #[arg(long, value_enum, default_value = "auto")]
     pub rx: RxMode,
+    /// How the agent wakes: event (kernel timers report a peer's expiry, XDP each change of a
+    /// peer; the agent sleeps until then, Linux 5.15 or newer), poll (a look at the peer table
+    /// every tick), or auto (event where the kernel supports it, else poll with one warning;
+    /// poll with --rx socket).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub wake: WakeMode,
     /// On a clean stop, how long to wait for a successor's claim before letting go anyway; at
     /// most 10m.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration(values::LEAVE_TIMEOUT))]

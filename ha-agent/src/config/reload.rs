@@ -58,6 +58,7 @@ impl ReloadPlan {
         restart(old.pin_dir != new.pin_dir, "pin-dir");
         restart(old.xdp_mode != new.xdp_mode, "xdp-mode");
         restart(old.rx != new.rx, "rx");
+        restart(old.wake != new.wake, "wake");
         restart(old.pass_heartbeats != new.pass_heartbeats, "pass-heartbeats");
         restart(old.realtime != new.realtime, "realtime");
         restart(old.auth != new.auth, "key-file / insecure-no-auth");

@@ -168,10 +168,17 @@ impl Collector for FromStatus {
                 ("iface", s.iface.clone()),
                 ("cluster", s.cluster.to_string()),
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("wake", s.wake.clone()),
             ],
             ConstGauge::new(1i64),
         )];
-        family(&mut e, "info", "This agent: node id, interface, cluster, version.", MetricType::Gauge, info)?;
+        family(
+            &mut e,
+            "info",
+            "This agent: node id, interface, cluster, version, wake mode (event or poll).",
+            MetricType::Gauge,
+            info,
+        )?;
         let states = ["ACTIVE", "STANDBY", "FAULT"]
             .map(|st| (vec![("state", st.to_string())], ConstGauge::new(flag(s.state == st))));
         family(&mut e, "state", "1 for the state this node is in.", MetricType::Gauge, states)?;
@@ -188,6 +195,13 @@ impl Collector for FromStatus {
             checks,
         )?;
         counter(&mut e, "heartbeats_sent", "Heartbeats sent.", s.heartbeats_sent)?;
+        counter(&mut e, "kernel_events", "Events the kernel posted (--wake event).", s.kernel_events)?;
+        counter(
+            &mut e,
+            "kernel_events_lost",
+            "Events lost to a full ring buffer (--wake event): the next wake reads the table.",
+            s.kernel_events_lost,
+        )?;
         counter(
             &mut e,
             "heartbeat_send_errors",

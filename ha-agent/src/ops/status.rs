@@ -79,6 +79,11 @@ pub struct Status {
     pub drops: BTreeMap<String, u64>,
     /// Which receive path counts `drops`: `xdp` or `socket`.
     pub rx_path: String,
+    /// How the agent wakes: `event` (kernel timers and events) or `poll` (a tick).
+    pub wake: String,
+    /// Events the kernel posted (`--wake event`), and those lost to a full ring buffer.
+    pub kernel_events: u64,
+    pub kernel_events_lost: u64,
     /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
     /// only: XDP reads frames before any socket buffer).
     pub socket_buffer_drops: Option<u64>,
@@ -223,10 +228,11 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     let _ = writeln!(out, "priority {} ({}){set}; shared {}", s.priority, parts.join(", "), s.vips.join(" "));
     let _ = writeln!(
         out,
-        "interval {}, tolerance {}, preempt {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
+        "interval {}, tolerance {}, preempt {}, wake {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",
         spell_ms(s.interval_ms),
         spell_ms(s.tolerance_ms),
         s.preempt,
+        s.wake,
         s.heartbeats_sent,
         s.send_lateness.p50_us,
         s.send_lateness.p99_us,
@@ -292,6 +298,7 @@ mod tests {
             interval_ms: 100.0,
             tolerance_ms: 350.0,
             preempt: "delay=5s".into(),
+            wake: "event".into(),
             priority: 90,
             priority_parts: vec![("base".into(), 100), ("check web".into(), -10)],
             since_unix_ms: 1_000,
@@ -302,7 +309,7 @@ mod tests {
         let text = render(&s, 3_500);
         assert!(text.contains("check `web`: failing (exit 1: down)"), "{text}");
         assert!(text.contains("ACTIVE for 2.5 s: nobody holds the address [no_holder]"), "{text}");
-        assert!(text.contains("interval 100ms, tolerance 350ms, preempt delay=5s;"), "{text}");
+        assert!(text.contains("interval 100ms, tolerance 350ms, preempt delay=5s, wake event;"), "{text}");
         assert!(text.contains("priority 90 (base +100, check web -10)"), "{text}");
         let json = serde_json::to_string(&s).expect("json");
         assert_eq!(serde_json::from_str::<Status>(&json).expect("parse"), s);

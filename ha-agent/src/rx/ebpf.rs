@@ -59,6 +59,9 @@ pub struct XdpConfig {
     pub epoch: u64,
     /// Which heartbeats are accepted; with keys, they are in `KEYS` before the program is attached.
     pub auth: AuthMode,
+    /// Event wake: a timer per peer with this silence limit until the agent writes one in
+    /// `LIMITS`, and events in `EVENTS`. None: poll (the timer code is dead to the verifier).
+    pub wake_event: Option<std::time::Duration>,
 }
 
 fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -93,12 +96,16 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
     if let AuthMode::InsecureNoAuth = cfg.auth {
         flags |= XDP_FLAG_INSECURE_NO_AUTH;
     }
+    let wake_event = u32::from(cfg.wake_event.is_some());
+    let default_limit_ns = cfg.wake_event.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let mut ebpf = EbpfLoader::new()
         .override_global(globals::PORT, &cfg.port, true)
         .override_global(globals::CLUSTER_ID, &cfg.cluster_id, true)
         .override_global(globals::NODE_ID, &cfg.node_id, true)
         .override_global(globals::FLAGS, &flags, true)
         .override_global(globals::EPOCH, &cfg.epoch, true)
+        .override_global(globals::WAKE_EVENT, &wake_event, true)
+        .override_global(globals::DEFAULT_LIMIT_NS, &default_limit_ns, true)
         .load(OBJECT)
         .map_err(|e| classify("loading the object", e))?;
     program_mut(&mut ebpf)?.load().map_err(|e| classify("verifying the XDP program", e))?;

@@ -15,6 +15,18 @@ pub enum RxMode {
     Socket,
 }
 
+/// `--wake`: how the agent learns that something happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WakeMode {
+    /// Event where the kernel supports it (bpf_timer, ring buffer: Linux 5.15), else poll with
+    /// one warning.
+    Auto,
+    /// Kernel timers report a peer's expiry and XDP each change of a peer: no periodic wake.
+    Event,
+    /// A look at the peer table at least every tick, as before (also with `--rx socket`).
+    Poll,
+}
+
 /// How to attach: native driver mode, falling back to generic (skb) mode with a warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {

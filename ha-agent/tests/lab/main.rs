@@ -9,6 +9,7 @@ mod chaos;
 mod cli_errors;
 mod config_file;
 mod event_stream;
+mod event_wake;
 mod failover;
 mod fence;
 mod field_lessons;

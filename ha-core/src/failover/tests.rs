@@ -460,3 +460,114 @@ fn a_short_late_wake_forgives_nothing() {
     }
     assert_eq!(now, at(20) + TOL + Duration::from_nanos(1), "at the plain limit");
 }
+
+fn event_config(node_id: u32, priority: u32) -> FailoverConfig {
+    // Stamps far apart, so that what is left of the wakes is visible.
+    FailoverConfig { wake: Wake::Event, stamp_every: Duration::from_secs(10), ..config(node_id, priority) }
+}
+
+fn schedules(actions: &[Action]) -> Vec<(HeartbeatContent, Instant, Instant)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::ScheduleHeartbeats { content, first, until, .. } => Some((content, first, until)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn event_mode_hands_out_a_schedule_not_heartbeats_and_renews_it_at_half_the_horizon() {
+    let horizon = heartbeat_horizon(INTERVAL);
+    assert_eq!(horizon, HORIZON_MIN, "4 intervals of 2 ms are under the minimum");
+    let mut f = Failover::new(event_config(1, 100), Instant::ZERO);
+    let (actions, _) = wake(&mut f, at(0), &[]);
+    assert_eq!(sends(&actions), 0);
+    let s = schedules(&actions);
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].1, s[0].2), (at(0), at(0) + horizon), "from now, one horizon ahead");
+    assert_eq!(s[0].0.state, NodeState::Standby);
+    // Nothing to do until the listen ends (a tolerance): no tick, no heartbeat wake.
+    assert_eq!(f.poll_timeout(), at(8), "the end of the first listen");
+    let (actions, _) = wake(&mut f, at(8), &[]);
+    assert_eq!(actions[0], Action::Take);
+    let s = schedules(&actions);
+    assert_eq!(s.len(), 1, "the new state goes out at once");
+    assert_eq!((s[0].0.state, s[0].1), (NodeState::Active, at(8)));
+    // Then the next wake is the renewal (or a repeat of the announcement before it), on the
+    // last heartbeat time (8, 10, ...) at or before half the horizon: 8 + 24.
+    let mut now = f.poll_timeout();
+    while now < at(32) {
+        assert!(schedules(&wake(&mut f, now, &[]).0).is_empty(), "renewed early at {now:?}");
+        now = f.poll_timeout();
+    }
+    assert_eq!(now, at(32));
+    let s = schedules(&wake(&mut f, now, &[]).0);
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].1, s[0].2), (at(32), at(32) + horizon), "a renewal keeps the cadence");
+    assert!(heartbeat_horizon(Duration::from_secs(1)) >= Duration::from_secs(2), "two heartbeats at least");
+}
+
+#[test]
+fn event_mode_does_not_wake_for_a_peers_expiry_the_kernel_reports_it() {
+    let mut f = Failover::new(event_config(1, 100), Instant::ZERO);
+    wake(&mut f, at(1), &[peer(2, 200, NodeState::Active, at(1))]);
+    let h = peer(2, 200, NodeState::Active, at(7));
+    wake(&mut f, at(8), &[h]);
+    let silent = h.last_seen + TOL + Duration::from_nanos(1);
+    assert!(f.poll_timeout() > silent, "woke for the expiry at {:?}", f.poll_timeout());
+    // The kernel's timer fires at the limit: the decision is taken on that wake.
+    let fired = h.last_seen + TOL + Duration::from_micros(20);
+    f.handle_expired(fired, 2, h.last_seen);
+    assert_eq!(wake(&mut f, fired, &[h]).0.first(), Some(&Action::Take));
+}
+
+#[test]
+fn event_mode_wakes_itself_when_a_forgiven_absence_outlasts_the_kernels_timer() {
+    let mut f = Failover::new(event_config(1, 100), Instant::ZERO);
+    for ms in (0..=20).step_by(2) {
+        drive(&mut f, at(ms), &[peer(2, 200, NodeState::Active, at(ms))]);
+    }
+    let last = peer(2, 200, NodeState::Active, at(20));
+    // A late wake (over half an interval): the peer is forgiven the stall.
+    let planned = f.poll_timeout().min(at(21));
+    drive(&mut f, planned + Duration::from_micros(6_500), &[last]);
+    // The kernel fires at the plain limit; this core still forgives, so it wakes itself later.
+    let fired = at(20) + TOL + Duration::from_micros(10);
+    f.handle_expired(fired, 2, last.last_seen);
+    assert!(!drive(&mut f, fired, &[last]).contains(&Action::Take), "forgiven");
+    let own = f.poll_timeout();
+    assert!(own > fired && own <= at(20) + TOL + INTERVAL * 2 + Duration::from_nanos(1), "{own:?}");
+    let mut now = own;
+    while !drive(&mut f, now, &[last]).contains(&Action::Take) {
+        assert!(now < at(40), "never took over");
+        now = f.poll_timeout();
+    }
+}
+
+#[test]
+fn event_mode_hands_the_kernel_each_change_of_a_peers_limit() {
+    let mut f = Failover::new(
+        FailoverConfig {
+            node: NodeConfig { max_tolerance: TOL * 4, ..event_config(1, 100).node },
+            ..event_config(1, 100)
+        },
+        Instant::ZERO,
+    );
+    let mut limits = Vec::new();
+    for ms in 0..200u64 {
+        // Every third heartbeat lost.
+        let sent = ms + 1;
+        let beats = Beats { interval: INTERVAL, epoch: 1, sent, received: sent - sent / 3 };
+        let p = Peer { beats, ..peer(2, 50, NodeState::Standby, at(ms)) };
+        for a in drive(&mut f, at(ms), &[p]) {
+            if let Action::SetSilenceLimit { node_id, limit } = a {
+                limits.push((node_id, limit));
+            }
+        }
+    }
+    let (limit, _) = f.node().peer_liveness(2);
+    assert!(limit > TOL, "the loss widened the limit");
+    assert_eq!(limits.last(), Some(&(2, limit)), "the kernel has the current limit");
+    assert!(limits.windows(2).all(|w| w[0] != w[1]), "handed out only on a change: {limits:?}");
+}

@@ -32,7 +32,15 @@ pub fn default_keys() -> KeySlots {
 }
 
 pub fn config(auth: AuthMode) -> XdpConfig {
-    XdpConfig { cluster_id: CLUSTER, node_id: SELF_ID, port: PORT, pass_heartbeats: false, epoch: SELF_EPOCH, auth }
+    XdpConfig {
+        cluster_id: CLUSTER,
+        node_id: SELF_ID,
+        port: PORT,
+        pass_heartbeats: false,
+        epoch: SELF_EPOCH,
+        auth,
+        wake_event: None,
+    }
 }
 
 pub struct Harness {
