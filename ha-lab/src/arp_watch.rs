@@ -71,7 +71,10 @@ impl ArpWatcher {
             let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("ha-lab-arp-watch".into())
-                .spawn(move || watch(&fd, target, period, max, &seen, &stop))
+                .spawn(move || {
+                    crate::probe::measuring_thread();
+                    watch(&fd, target, period, max, &seen, &stop)
+                })
                 .context("starting the ARP watcher")?
         };
         Ok(ArpWatcher { answers, announcements, stop, thread: Some(thread) })

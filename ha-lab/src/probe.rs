@@ -254,10 +254,11 @@ fn send(
     Instant::now()
 }
 
-/// The client is the instrument, not what is measured: a probe not sent while builds share the
-/// machine would show as an outage of the address. So the probe threads ask for SCHED_FIFO (as
-/// root they get it; otherwise they run as before). The agents keep their own scheduling.
-fn measuring_thread() {
+/// The client is the instrument, not what is measured: a probe not sent (or an ARP answer not
+/// read) while builds share the machine would show as a fault of the address. So the client's
+/// threads ask for SCHED_FIFO (as root they get it; otherwise they run as before). The agents
+/// keep their own scheduling.
+pub(crate) fn measuring_thread() {
     let param = libc::sched_param { sched_priority: 20 };
     // SAFETY: a valid parameter struct; 0 means the calling thread.
     let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
