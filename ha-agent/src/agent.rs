@@ -3,7 +3,6 @@
 //! announcements, heartbeats) and reports its events (logs, metrics, hooks, status). Every
 //! decision, schedule and wake time is the core's.
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,7 +23,7 @@ use crate::{
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
-    netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch, route::RouteManager},
+    netlink::{link::LinkWatch, route::RouteManager, vip_links::VipLinks},
     observe::observe,
     ops::{
         checks::Checks,
@@ -40,7 +39,6 @@ use crate::{
     },
     rx::{Receiver, RxMode, WakeMode},
     tx::{
-        announce::Announcer,
         schedule::UserSchedule,
         sender::{Sender, SenderConfig},
     },
@@ -50,17 +48,15 @@ use ha_core::node::id;
 /// The system side of a run: what the loop touches.
 struct Io {
     cfg: RunConfig,
-    addresses: AddressManager,
+    /// The shared addresses on their interfaces, with their announcers and guards.
+    vips: VipLinks,
     /// Routed mode: the host routes a BGP speaker exports (the claim); `None` in l2 mode.
     routes: Option<RouteManager>,
-    announcer: Announcer,
     sender: Sender,
     link: LinkWatch,
     rx: Receiver,
-    vip_addrs: Vec<IpAddr>,
     hub: Arc<Hub>,
     transitions: u64,
-    guard: AddressGuard,
     lateness: crate::ops::lateness::Lateness,
     key_alarm: crate::auth::key_alarm::KeyAlarm,
     metrics: Arc<Metrics>,
@@ -97,18 +93,14 @@ impl Io {
         match action {
             Action::Take => {
                 let started = monotonic_ns();
-                self.guard.state().holding.store(true, Ordering::Release);
-                for vip in &self.cfg.vips {
-                    if let Err(e) = self.addresses.add(vip) {
-                        log::error!("adding {vip} to {}: {e}", self.cfg.vip_iface());
-                    }
-                }
+                self.vips.set_holding(true);
+                self.vips.add_all();
                 // The address first: traffic the route draws finds it already there.
                 self.announce();
                 self.metrics.takeover(monotonic_ns().saturating_sub(started) as f64 / 1e9);
             }
             Action::StopClaiming => {
-                self.guard.state().holding.store(false, Ordering::Release);
+                self.vips.set_holding(false);
                 // Routed mode: the successor's route wins from now on; the address stays for
                 // packets still on their way, and the route until the grace is over.
                 self.hand_over_routes();
@@ -120,7 +112,7 @@ impl Io {
                         event = "announce", reason = why.label();
                         "announcing the shared address again: {}", reannounce_words(why)
                     ),
-                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs),
+                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vips.addrs()),
                     // Warned of, rate-limited, with the event.
                     AnnounceCause::Repeat | AnnounceCause::ForeignClaim => {}
                 }
@@ -212,33 +204,27 @@ impl Io {
     /// (put back if something removed them; a route already there is left as it is).
     fn announce(&mut self) {
         if let Some(routes) = &self.routes {
-            if self.guard.state().holding.load(Ordering::Acquire) {
+            if self.vips.holding() {
                 for vip in &self.cfg.vips {
-                    if let Err(e) = routes.claim(vip) {
+                    if let Err(e) = routes.claim(&vip.addr) {
                         log::error!("announcing {}: {e}", vip.addr);
                     }
                 }
             }
             return;
         }
-        if let Err(e) = self.announcer.announce(&self.vip_addrs) {
-            log::warn!("announcing {:?}: {e}", self.vip_addrs);
-        }
+        self.vips.announce();
     }
 
     fn remove_addresses(&mut self) {
         self.withdraw_routes();
-        for vip in &self.cfg.vips {
-            if let Err(e) = self.addresses.remove(vip) {
-                log::error!("removing {vip} from {}: {e}", self.cfg.vip_iface());
-            }
-        }
+        self.vips.remove_all();
     }
 
     fn hand_over_routes(&mut self) {
         let Some(routes) = &self.routes else { return };
         for vip in &self.cfg.vips {
-            if let Err(e) = routes.hand_over(vip) {
+            if let Err(e) = routes.hand_over(&vip.addr) {
                 log::error!("handing over {}: {e}", vip.addr);
             }
         }
@@ -247,7 +233,7 @@ impl Io {
     fn withdraw_routes(&mut self) {
         let Some(routes) = &self.routes else { return };
         for vip in &self.cfg.vips {
-            if let Err(e) = routes.remove(vip) {
+            if let Err(e) = routes.remove(&vip.addr) {
                 log::error!("withdrawing {}: {e}", vip.addr);
             }
         }
@@ -459,7 +445,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let auth = Auth::start(&cfg.auth)?;
     // One agent per instance and per shared address: a second agent must not take a running
     // agent's address for a leftover.
-    let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.vips)?;
+    let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.shared_addrs())?;
     let (hub, commands) = Hub::new();
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
     let metrics_server = match cfg.metrics {
@@ -468,14 +454,17 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     };
     let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
-    let addresses = AddressManager::new(cfg.vip_iface())?;
+    // Routed mode announces by host routes, not ARP: no announcement sockets.
+    let mut vips = VipLinks::open(&cfg.vips, cfg.routed.is_none())?;
     let routes = match &cfg.routed {
-        Some(r) => Some(RouteManager::new(r.table, addresses.ifindex()).context("opening netlink for routes")?),
+        Some(r) => Some(
+            RouteManager::new(r.table, crate::netlink::iface::index(&r.vip_iface)?)
+                .context("opening netlink for routes")?,
+        ),
         None => None,
     };
-    let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
-    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
+    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vip_names() };
     let hooks =
         Hooks::start(cfg.hooks.clone(), facts.clone(), Arc::clone(&metrics)).context("starting the hook thread")?;
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
@@ -486,7 +475,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let mut cfg = cfg;
     cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
-    let rx = Receiver::open(&cfg, auth.mode(), epoch, announcer.mac())?;
+    // Claims by this MAC are ours: the one our announcements for the (first) addresses carry.
+    let mac = match vips.first_mac() {
+        Some(mac) => mac,
+        None => crate::tx::announce::Announcer::new(&cfg.iface).context("reading the MAC of the interface")?.mac(),
+    };
+    let rx = Receiver::open(&cfg, auth.mode(), epoch, mac)?;
     // XDP may have fallen back to the socket (with its own warning): that path polls.
     let wake = if rx.event_fd().is_some() { Wake::Event } else { Wake::Poll };
     let mut sender = Sender::new(SenderConfig {
@@ -503,9 +497,14 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     })
     .context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
-    remove_leftovers(&addresses, routes.as_ref(), &cfg)?;
-    let guard = AddressGuard::start(cfg.vip_iface(), cfg.vips.clone(), routes.is_none())
-        .context("watching the shared addresses")?;
+    if let Some(routes) = &routes {
+        // A crashed run's host route would keep announcing an address nobody here serves.
+        for vip in &cfg.vips {
+            routes.remove(&vip.addr)?;
+        }
+    }
+    vips.remove_leftovers()?;
+    vips.start_guards().context("watching the shared addresses")?;
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
@@ -524,12 +523,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
             r.table
         );
     }
-    let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
     hub.update_status(|s| {
         s.node_id = id(cfg.node.node_id).to_string();
         s.iface = cfg.iface.clone();
         s.cluster = cfg.cluster_id;
-        s.vips = cfg.vips.iter().map(ToString::to_string).collect();
+        s.vips = cfg.vip_names();
         s.state = NodeState::Standby.name().to_string();
         s.since_unix_ms = realtime_us() / 1_000;
         s.reason = "started".into();
@@ -543,16 +541,13 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let priority = PriorityOverride::new(cfg.node.priority);
     let mut io = Io {
         cfg,
-        addresses,
+        vips,
         routes,
-        announcer,
         sender,
         link,
         rx,
-        vip_addrs,
         hub,
         transitions: 0,
-        guard,
         lateness: Default::default(),
         key_alarm: Default::default(),
         metrics,
@@ -579,36 +574,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
-        io.guard.state().holding.store(false, Ordering::Release);
+        io.vips.set_holding(false);
         io.remove_addresses();
     }
     drop(io); // detach XDP and unpin, or close the socket
     result
-}
-
-/// Copies of the shared addresses already on the interface: a crashed run of ours left them
-/// (labelled), or keepalived or a person did (unlabelled: adopted). No other agent manages
-/// them (we hold their locks), so they go until this node is chosen.
-fn remove_leftovers(addresses: &AddressManager, routes: Option<&RouteManager>, cfg: &RunConfig) -> anyhow::Result<()> {
-    for vip in &cfg.vips {
-        // A crashed run's host route would keep announcing an address nobody here serves.
-        if let Some(routes) = routes {
-            routes.remove(vip)?;
-        }
-        for copy in addresses.copies(vip.addr)? {
-            let whose = if copy.ours {
-                "left by a crashed run of this agent"
-            } else {
-                "not added by ha-agent (keepalived killed, or by hand): adopting it"
-            };
-            log::warn!("{} was already on {}, {whose}; removed until this node is chosen", copy.addr, cfg.vip_iface());
-            addresses.remove(&copy.addr)?;
-        }
-        // Idempotent: also opens the rtnetlink connection now, so the first takeover does not
-        // pay for it.
-        addresses.remove(vip)?;
-    }
-    Ok(())
 }
 
 fn event_loop(

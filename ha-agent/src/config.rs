@@ -14,7 +14,7 @@ use std::{
 use self::cli::RunArgs;
 use crate::{
     netlink::{
-        SharedAddr,
+        SharedAddr, Vip,
         route::{self, AddressMode},
     },
     ops::{checks::CheckConfig, hooks::HookConfig},
@@ -36,6 +36,8 @@ pub enum ConfigError {
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
     #[error("--vip {0} is this node's own address on the interface (its primary): choose an address no host has")]
     VipIsOwnAddress(SharedAddr),
+    #[error("--vip {vip}@{iface}: no interface named {iface} (check `ip link`)")]
+    NoVipIface { vip: SharedAddr, iface: String },
     #[error("--vip {0} is given twice")]
     DuplicateVip(SharedAddr),
     #[error("{0} shared addresses: at most {max} (the XDP program watches ARP and NDP for each)", max = ha_common::neighbour::MAX_VIPS)]
@@ -70,6 +72,8 @@ pub enum ConfigError {
     ReservedTable(u32),
     #[error("--garp-refresh does nothing in routed mode (no ARP is involved): leave it out")]
     GarpInRoutedMode,
+    #[error("--vip {0}: routed mode puts every shared address on --vip-iface; leave @IF out")]
+    PlacedInRoutedMode(String),
 }
 
 /// Routed mode: where the holder puts its host routes and its addresses.
@@ -93,7 +97,8 @@ pub enum AuthConfig {
 pub struct RunConfig {
     pub iface: String,
     pub iface_addr: Ipv4Addr,
-    pub vips: Vec<SharedAddr>,
+    /// Every shared address with the interface that carries it (`--iface` unless given).
+    pub vips: Vec<Vip>,
     pub node: NodeConfig,
     pub interval: Duration,
     pub tick: Duration,
@@ -148,9 +153,23 @@ const HOLD_DOWN_TOLERANCES: u32 = 3;
 /// tolerance it covers 10% loss (6 lost in a row); detection on a lossy link takes at most this.
 const MAX_TOLERANCE_TOLERANCES: u32 = 2;
 
+/// What the configuration is checked against on this host: each interface's own IPv4
+/// addresses (primary first), None when there is no such interface.
+pub trait HostFacts {
+    fn own_ipv4(&self, iface: &str) -> Option<Vec<Ipv4Addr>>;
+}
+
+/// For tests: every interface exists and has these addresses.
+impl<const N: usize> HostFacts for [Ipv4Addr; N] {
+    fn own_ipv4(&self, _: &str) -> Option<Vec<Ipv4Addr>> {
+        Some(self.to_vec())
+    }
+}
+
 impl RunConfig {
-    /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
-    pub fn new(args: &RunArgs, iface_addrs: &[Ipv4Addr]) -> Result<Self, ConfigError> {
+    /// `host`: the interfaces' own IPv4 addresses, read by the caller; the heartbeat
+    /// interface's existence is the caller's to check.
+    pub fn new(args: &RunArgs, host: &impl HostFacts) -> Result<Self, ConfigError> {
         if args.tolerance <= args.interval {
             return Err(ConfigError::ToleranceTooShort {
                 tolerance: args.tolerance,
@@ -163,6 +182,7 @@ impl RunConfig {
             return Err(ConfigError::MaxToleranceTooShort { max: max_tolerance, tolerance: args.tolerance });
         }
         let iface = args.iface.clone().ok_or(ConfigError::NoIface)?;
+        let iface_addrs = host.own_ipv4(&iface).unwrap_or_default();
         if args.vips.is_empty() {
             return Err(ConfigError::NoVip);
         }
@@ -172,17 +192,32 @@ impl RunConfig {
         if args.vips.len() > ha_common::neighbour::MAX_VIPS as usize {
             return Err(ConfigError::TooManyVips(args.vips.len()));
         }
-        let mut vips: Vec<SharedAddr> = Vec::new();
-        for vip in &args.vips {
+        let shared: Vec<SharedAddr> = args.vips.iter().map(|v| v.addr).collect();
+        let routed = routed(args, &shared)?;
+        if let (Some(_), Some(arg)) = (&routed, args.vips.iter().find(|v| v.iface.is_some())) {
+            return Err(ConfigError::PlacedInRoutedMode(arg.to_string()));
+        }
+        // Where an address goes unless it names its interface.
+        let home = routed.as_ref().map_or(iface.as_str(), |r| r.vip_iface.as_str()).to_string();
+        let mut vips: Vec<Vip> = Vec::new();
+        for arg in &args.vips {
+            let vip = Vip::resolve(arg, &home);
+            let own = match host.own_ipv4(&vip.iface) {
+                _ if vip.iface == iface => iface_addrs.clone(),
+                Some(own) => own,
+                // Routed mode's --vip-iface: the caller names it when it is missing.
+                None if arg.iface.is_none() => Vec::new(),
+                None => return Err(ConfigError::NoVipIface { vip: vip.addr, iface: vip.iface.clone() }),
+            };
             // Only the primary address is the node's own; another copy of the shared address on
             // the interface (keepalived killed, added by hand) is adopted as a leftover at start.
-            if iface_addrs.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr) {
-                return Err(ConfigError::VipIsOwnAddress(*vip));
+            if own.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr.addr) {
+                return Err(ConfigError::VipIsOwnAddress(vip.addr));
             }
-            if vips.iter().any(|v| v.addr == vip.addr) {
-                return Err(ConfigError::DuplicateVip(*vip));
+            if vips.iter().any(|v| v.addr.addr == vip.addr.addr) {
+                return Err(ConfigError::DuplicateVip(vip.addr));
             }
-            vips.push(*vip);
+            vips.push(vip);
         }
         let refresh = args.garp_refresh.filter(|r| !r.is_zero());
         if let Some(refresh) = refresh.filter(|r| *r < args.interval) {
@@ -195,7 +230,6 @@ impl RunConfig {
             (Some(_), true) => return Err(ConfigError::AuthConflict),
             (None, false) => return Err(ConfigError::NoAuth),
         };
-        let routed = routed(args, &vips)?;
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         Ok(Self {
             iface,
@@ -244,15 +278,25 @@ impl RunConfig {
         })
     }
 
-    /// The interface the shared addresses go on: the heartbeat interface, or in routed mode
-    /// `--vip-iface`.
+    /// The interface the shared addresses go on unless they name theirs (`@IF`): the heartbeat
+    /// interface, or in routed mode `--vip-iface`.
     pub fn vip_iface(&self) -> &str {
         self.routed.as_ref().map_or(&self.iface, |r| &r.vip_iface)
     }
 
+    /// The shared addresses as `--vip` spells them (`@IFACE` only off [`RunConfig::vip_iface`]).
+    pub fn vip_names(&self) -> Vec<String> {
+        self.vips.iter().map(|v| v.spelt(self.vip_iface())).collect()
+    }
+
+    /// The shared addresses alone, whatever carries them.
+    pub fn shared_addrs(&self) -> Vec<SharedAddr> {
+        self.vips.iter().map(|v| v.addr).collect()
+    }
+
     /// One line saying what this configuration runs, for `check-config`.
     pub fn summary(&self) -> String {
-        let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
+        let vips = self.vip_names();
         let routed = self
             .routed
             .as_ref()
@@ -391,6 +435,46 @@ mod tests {
         assert_eq!(cfg.node.max_tolerance, cfg.node.tolerance);
         let err = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "300ms"]), &OWN).unwrap_err();
         assert!(matches!(err, ConfigError::MaxToleranceTooShort { .. }), "{err}");
+    }
+
+    /// eth0 with 192.0.2.1, eth1 with 10.9.0.1, nothing else.
+    struct TwoIfaces;
+
+    impl HostFacts for TwoIfaces {
+        fn own_ipv4(&self, iface: &str) -> Option<Vec<Ipv4Addr>> {
+            match iface {
+                "eth0" => Some(vec![Ipv4Addr::new(192, 0, 2, 1)]),
+                "eth1" => Some(vec![Ipv4Addr::new(10, 9, 0, 1)]),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_address_on_another_interface_is_checked_against_that_interface() {
+        let cfg = RunConfig::new(&args(&["--vip", "198.51.100.10/32@eth1"]), &TwoIfaces).expect("valid");
+        assert_eq!(cfg.vips[0].iface, "eth0");
+        assert_eq!(cfg.vips[1].iface, "eth1");
+        assert_eq!(cfg.vip_names(), ["192.0.2.200/24", "198.51.100.10/32@eth1"]);
+        assert!(cfg.summary().contains("shared 192.0.2.200/24 198.51.100.10/32@eth1"), "{}", cfg.summary());
+        let err = RunConfig::new(&args(&["--vip", "198.51.100.10/32@eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--vip 198.51.100.10/32@eth9: no interface named eth9 (check `ip link`)");
+        let err = RunConfig::new(&args(&["--vip", "10.9.0.1/24@eth1"]), &TwoIfaces).unwrap_err();
+        assert!(matches!(err, ConfigError::VipIsOwnAddress(_)), "{err}");
+        // The same address twice is refused whichever interfaces carry it.
+        let err = RunConfig::new(&args(&["--vip", "192.0.2.200/32@eth1"]), &TwoIfaces).unwrap_err();
+        assert!(matches!(err, ConfigError::DuplicateVip(_)), "{err}");
+    }
+
+    #[test]
+    fn routed_mode_puts_every_address_on_the_vip_interface() {
+        let mut a = args(&["--mode", "routed"]);
+        a.vips = vec!["203.0.113.200/32@eth1".parse().expect("addr")];
+        let err = RunConfig::new(&a, &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::PlacedInRoutedMode("203.0.113.200/32@eth1".into()));
+        a.vips = vec!["203.0.113.200/32".parse().expect("addr")];
+        let cfg = RunConfig::new(&a, &TwoIfaces).expect("valid: lo is checked by the caller");
+        assert_eq!((cfg.vips[0].iface.as_str(), cfg.vip_names()), ("lo", vec!["203.0.113.200/32".to_string()]));
     }
 
     #[test]

@@ -96,13 +96,21 @@ impl Receiver {
             wake_event: (cfg.wake == WakeMode::Event).then_some(cfg.node.tolerance),
         };
         let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
+        // The fence must cover the shared addresses where they are: their interfaces too.
+        for iface in crate::netlink::vip::interfaces(&cfg.vips).into_iter().filter(|i| *i != cfg.iface) {
+            let mode = xdp.attach_also(iface, cfg.xdp_mode)?;
+            log::info!("XDP also on {iface} ({mode:?} mode), for the fence of its shared addresses");
+        }
         let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
         let keys = match auth {
             AuthMode::Keys(_) => Some(KeysMap::take_from(xdp.ebpf_mut())?),
             AuthMode::InsecureNoAuth => None,
         };
-        let watch =
-            NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
+        let watch = NeighbourConfig {
+            vips: cfg.vips.iter().map(|v| v.addr.addr).collect(),
+            mac,
+            tolerance: cfg.node.tolerance,
+        };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
         let events = match xdp_cfg.wake_event {
             Some(_) => Some(Box::new(events::EventMaps::take_from(xdp.ebpf_mut())?)),

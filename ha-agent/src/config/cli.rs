@@ -18,7 +18,7 @@ use super::{
     },
 };
 use crate::{
-    netlink::{SharedAddr, route::AddressMode},
+    netlink::{VipArg, route::AddressMode},
     ops::logging::LogFormat,
     rx::settings::{AttachMode, RxMode, WakeMode},
 };
@@ -106,9 +106,10 @@ pub struct CleanupArgs {
     /// The interface [default: the config file's].
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
-    /// A shared address; repeat for several [default: the config file's].
-    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
-    pub vips: Vec<SharedAddr>,
+    /// A shared address (`@IFACE` when on another interface); repeat for several [default: the
+    /// config file's].
+    #[arg(long = "vip", value_name = "ADDR/PREFIX[@IF]")]
+    pub vips: Vec<VipArg>,
 }
 
 /// Every option of `ha-agent run`, declared once: the config file takes each as a key named as
@@ -126,9 +127,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
     /// Shared address with prefix, e.g. 192.0.2.200/24; repeat for several (moved together);
-    /// IPv6 works too. [required]
-    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
-    pub vips: Vec<SharedAddr>,
+    /// IPv6 works too. `@IF` puts it on another interface than --iface (added and announced
+    /// there, e.g. 198.51.100.10/32@eth1; any subnet); XDP is attached there too, for its ARP
+    /// fence. [required]
+    #[arg(long = "vip", value_name = "ADDR/PREFIX[@IF]")]
+    pub vips: Vec<VipArg>,
     /// How clients reach the holder: l2 (the address on --iface, clients re-pointed by
     /// gratuitous ARP / unsolicited NA) or routed (a host route for a BGP speaker beside the
     /// agent to announce; see docs/routed.md).

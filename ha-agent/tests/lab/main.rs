@@ -18,6 +18,7 @@ mod hostile;
 mod key_rotation;
 mod lab_maps;
 mod least_privilege;
+mod multi_homed;
 mod net_io;
 mod operations;
 mod operator;

@@ -103,6 +103,11 @@ fn repeatable_keys_take_one_value_or_a_list() {
     let one = parse("vip = \"192.0.2.200/24\"\ncheck = \"true\"\n").expect("single values");
     let one = one.run_args().expect("run args");
     assert_eq!(one.vips.len(), 1);
+    let placed = parse("vip = [\"192.0.2.200/24\", \"198.51.100.10/32@eth1\"]\n").expect("@IF in the file");
+    let placed = placed.run_args().expect("run args");
+    assert_eq!(placed.vips[1].iface.as_deref(), Some("eth1"));
+    let (line, msg) = invalid("\nvip = \"198.51.100.10/32@\"\n");
+    assert_eq!((line, msg.contains("not an interface name")), (2, true), "{msg}");
     assert_eq!(one.checks, vec!["true".to_string()]);
     let node = parse("node-id = 7\n").expect("numeric node id").run_args().expect("run args");
     assert_eq!(node.node_id, Some(7));
