@@ -23,6 +23,7 @@ use crate::{
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
+    links::HeartbeatLinks,
     netlink::{link::LinkWatch, route::RouteManager, vip_links::VipLinks},
     observe::observe,
     ops::{
@@ -53,6 +54,8 @@ struct Io {
     /// Routed mode: the host routes a BGP speaker exports (the claim); `None` in l2 mode.
     routes: Option<RouteManager>,
     sender: Sender,
+    /// The heartbeat links after the first, and which link carries which peer.
+    links: HeartbeatLinks,
     link: LinkWatch,
     rx: Receiver,
     hub: Arc<Hub>,
@@ -138,6 +141,7 @@ impl Io {
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
                 // Counted, and logged once per burst of failures by the sender.
                 let _ = self.sender.send(state, flags, priority, echo);
+                self.links.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -160,6 +164,7 @@ impl Io {
     fn send_due(&mut self, now: Instant) {
         while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
             let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
+            self.links.send(c.state, c.flags, c.priority, c.echo);
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
     }
@@ -316,6 +321,7 @@ impl Io {
         let plan = ReloadPlan::between(&self.cfg, &new.cfg);
         if new.cfg.auth == self.cfg.auth {
             self.auth.reload(&mut self.rx, &mut self.sender);
+            self.links.set_signing_key(self.auth.signing());
         }
         if log::max_level() != new.log_level {
             log::info!("reload: log level {} -> {}", log::max_level(), new.log_level);
@@ -399,6 +405,7 @@ impl Io {
         });
         let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
         let link_up = failover.link_up();
+        let peer_links = self.links.rows(Instant::from_nanos(now));
         self.hub.update_status(|s| {
             s.state = node.role().name().to_string();
             s.priority = node.priority();
@@ -407,8 +414,11 @@ impl Io {
             s.maintenance = node.in_maintenance();
             s.leaving = node.is_leaving();
             s.link_up = link_up;
-            s.heartbeats_sent = self.sender.sent;
-            s.heartbeat_send_errors = self.sender.errors;
+            let (more_sent, more_errors) = self.links.sent_and_errors();
+            s.heartbeats_sent = self.sender.sent + more_sent;
+            s.heartbeat_send_errors = self.sender.errors + more_errors;
+            s.links = self.cfg.links.iter().map(|l| l.iface.clone()).collect();
+            s.peer_links = peer_links;
             s.send_lateness = self.lateness.summary();
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;
@@ -483,7 +493,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let rx = Receiver::open(&cfg, auth.mode(), epoch, mac)?;
     // XDP may have fallen back to the socket (with its own warning): that path polls.
     let wake = if rx.event_fd().is_some() { Wake::Event } else { Wake::Poll };
-    let mut sender = Sender::new(SenderConfig {
+    let sender_cfg = SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
         group: cfg.group,
@@ -494,8 +504,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         node_id: cfg.node.node_id,
         interval_us: u32::try_from(cfg.interval.as_micros()).unwrap_or(u32::MAX),
         epoch,
-    })
-    .context("opening the heartbeat socket")?;
+    };
+    let mut links = HeartbeatLinks::open(&cfg, &sender_cfg)?;
+    links.set_signing_key(auth.signing());
+    let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
@@ -544,6 +556,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         vips,
         routes,
         sender,
+        links,
         link,
         rx,
         hub,
@@ -628,7 +641,8 @@ fn event_loop(
             systemd.stopping();
             failover.handle_command(now, CoreCommand::Leave);
         }
-        failover.handle_link(now, io.link.is_up());
+        let link_up = io.links.own_up(io.link.is_up());
+        failover.handle_link(now, link_up);
         failover.handle_priority(now, io.checks.priority());
         match table {
             Ok(()) => {
@@ -643,6 +657,10 @@ fn event_loop(
                 }
                 failover.handle_table_unreadable(now);
             }
+        }
+        io.links.observe(now, &io.rx, failover.node());
+        for line in io.links.drain_events(io.cfg.node.node_id) {
+            io.hub.publish_event(&line);
         }
         if let Some(at) = io.new_foreign_claim() {
             failover.handle_foreign_claim(now, at);

@@ -51,6 +51,16 @@ pub enum ConfigError {
     GarpRefreshTooShort { refresh: Duration, interval: Duration },
     #[error("no interface: give --iface NAME (or iface in the config file)")]
     NoIface,
+    #[error("--iface {0}: no such interface (check `ip link`)")]
+    NoSuchIface(String),
+    #[error("--iface {0} is given twice")]
+    DuplicateIface(String),
+    #[error("{0} heartbeat links: at most {max}", max = ha_common::links::MAX_LINKS)]
+    TooManyLinks(usize),
+    #[error("--rx socket listens on one interface: with several --iface use --rx xdp or auto")]
+    SocketRxOneLink,
+    #[error("--peer (unicast) with several --iface: unicast heartbeats go on one link; use multicast")]
+    UnicastOneLink,
     #[error("no shared address: give --vip ADDR/PREFIX (or vip in the config file)")]
     NoVip,
     #[error("--priority 0 is reserved for a node whose checks fail: use 1 or more")]
@@ -95,8 +105,11 @@ pub enum AuthConfig {
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// The first heartbeat interface: the node's (its id, addresses without @IF, link state).
     pub iface: String,
     pub iface_addr: Ipv4Addr,
+    /// Every heartbeat link, the first one first.
+    pub links: Vec<HeartbeatLink>,
     /// Every shared address with the interface that carries it (`--iface` unless given).
     pub vips: Vec<Vip>,
     pub node: NodeConfig,
@@ -153,6 +166,13 @@ const HOLD_DOWN_TOLERANCES: u32 = 3;
 /// tolerance it covers 10% loss (6 lost in a row); detection on a lossy link takes at most this.
 const MAX_TOLERANCE_TOLERANCES: u32 = 2;
 
+/// An interface heartbeats go out on and come in on, with the IPv4 address they come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatLink {
+    pub iface: String,
+    pub addr: Ipv4Addr,
+}
+
 /// What the configuration is checked against on this host: each interface's own IPv4
 /// addresses (primary first), None when there is no such interface.
 pub trait HostFacts {
@@ -164,6 +184,38 @@ impl<const N: usize> HostFacts for [Ipv4Addr; N] {
     fn own_ipv4(&self, _: &str) -> Option<Vec<Ipv4Addr>> {
         Some(self.to_vec())
     }
+}
+
+/// The heartbeat links after the first (whose checks are the node's own), checked.
+fn heartbeat_links(args: &RunArgs, host: &impl HostFacts) -> Result<Vec<HeartbeatLink>, ConfigError> {
+    if args.iface.len() > ha_common::links::MAX_LINKS as usize {
+        return Err(ConfigError::TooManyLinks(args.iface.len()));
+    }
+    if args.iface.len() > 1 && args.rx == RxMode::Socket {
+        return Err(ConfigError::SocketRxOneLink);
+    }
+    if args.iface.len() > 1 && !args.peers.is_empty() {
+        return Err(ConfigError::UnicastOneLink);
+    }
+    let mut links: Vec<HeartbeatLink> = Vec::new();
+    for (i, name) in args.iface.iter().enumerate() {
+        if links.iter().any(|l| &l.iface == name) {
+            return Err(ConfigError::DuplicateIface(name.clone()));
+        }
+        let own = host.own_ipv4(name);
+        let addr = match (i, own) {
+            (_, Some(own)) => own.first().copied(),
+            (0, None) => None, // the first interface's absence is the caller's to report
+            (_, None) => return Err(ConfigError::NoSuchIface(name.clone())),
+        };
+        let addr = match addr {
+            Some(addr) => addr,
+            None if i == 0 => Ipv4Addr::UNSPECIFIED, // refused below as NoIpv4, after the rest
+            None => return Err(ConfigError::NoIpv4(name.clone())),
+        };
+        links.push(HeartbeatLink { iface: name.clone(), addr });
+    }
+    Ok(links)
 }
 
 impl RunConfig {
@@ -181,8 +233,9 @@ impl RunConfig {
         if max_tolerance < args.tolerance {
             return Err(ConfigError::MaxToleranceTooShort { max: max_tolerance, tolerance: args.tolerance });
         }
-        let iface = args.iface.clone().ok_or(ConfigError::NoIface)?;
+        let iface = args.iface.first().cloned().ok_or(ConfigError::NoIface)?;
         let iface_addrs = host.own_ipv4(&iface).unwrap_or_default();
+        let links = heartbeat_links(args, host)?;
         if args.vips.is_empty() {
             return Err(ConfigError::NoVip);
         }
@@ -224,6 +277,10 @@ impl RunConfig {
             return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
         }
         let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(iface.clone()))?;
+        let mut links = links;
+        if let Some(first) = links.first_mut() {
+            first.addr = iface_addr;
+        }
         let auth = match (&args.key_file, args.insecure_no_auth) {
             (Some(path), false) => AuthConfig::KeyFile(path.clone()),
             (None, true) => AuthConfig::InsecureNoAuth,
@@ -234,6 +291,7 @@ impl RunConfig {
         Ok(Self {
             iface,
             iface_addr,
+            links,
             vips,
             node: NodeConfig {
                 node_id,
@@ -390,7 +448,7 @@ mod tests {
     #[test]
     fn missing_iface_or_vip_and_priority_zero_are_refused() {
         let mut a = args(&[]);
-        a.iface = None;
+        a.iface.clear();
         assert_eq!(RunConfig::new(&a, &OWN).unwrap_err(), ConfigError::NoIface);
         let mut a = args(&[]);
         a.vips.clear();
@@ -475,6 +533,25 @@ mod tests {
         a.vips = vec!["203.0.113.200/32".parse().expect("addr")];
         let cfg = RunConfig::new(&a, &TwoIfaces).expect("valid: lo is checked by the caller");
         assert_eq!((cfg.vips[0].iface.as_str(), cfg.vip_names()), ("lo", vec!["203.0.113.200/32".to_string()]));
+    }
+
+    #[test]
+    fn redundant_heartbeat_links_are_checked_each() {
+        let cfg = RunConfig::new(&args(&["--iface", "eth1"]), &TwoIfaces).expect("valid");
+        let links: Vec<(&str, Ipv4Addr)> = cfg.links.iter().map(|l| (l.iface.as_str(), l.addr)).collect();
+        assert_eq!(links, [("eth0", Ipv4Addr::new(192, 0, 2, 1)), ("eth1", Ipv4Addr::new(10, 9, 0, 1))]);
+        assert_eq!(cfg.iface, "eth0", "the first is the node's");
+        let err = RunConfig::new(&args(&["--iface", "eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--iface eth9: no such interface (check `ip link`)");
+        let err = RunConfig::new(&args(&["--iface", "eth0"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::DuplicateIface("eth0".into()));
+        let err = RunConfig::new(&args(&["--iface", "eth1", "--rx", "socket"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::SocketRxOneLink);
+        let err = RunConfig::new(&args(&["--iface", "eth1", "--peer", "192.0.2.2"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::UnicastOneLink);
+        let nine: Vec<&str> =
+            (1..=8).flat_map(|i| ["--iface", ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"][i - 1]]).collect();
+        assert_eq!(RunConfig::new(&args(&nine), &OWN).unwrap_err(), ConfigError::TooManyLinks(9));
     }
 
     #[test]

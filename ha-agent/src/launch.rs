@@ -17,7 +17,7 @@ use crate::{
 
 /// `run` arguments resolved against this system: the interface exists, and its addresses.
 pub fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
-    let Some(iface) = args.iface.as_deref() else {
+    let Some(iface) = args.iface.first().map(String::as_str) else {
         anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
     };
     if iface::index(iface).is_err() {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod embed;
 pub mod instance;
 pub mod launch;
+pub mod links;
 pub mod netlink;
 pub mod observe;
 pub mod ops;

@@ -113,7 +113,7 @@ fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
     let routed = run.mode == AddressMode::Routed;
     let route_table = routed.then(|| run.route_table.unwrap_or(route::DEFAULT_TABLE));
     let vip_iface = routed.then(|| run.vip_iface.clone().unwrap_or_else(|| route::DEFAULT_VIP_IFACE.into()));
-    let Some(iface) = args.iface.clone().or(vip_iface).or(run.iface) else {
+    let Some(iface) = args.iface.clone().or(vip_iface).or(run.iface.first().cloned()) else {
         anyhow::bail!("no interface: give --iface NAME or --config FILE");
     };
     let vips = if args.vips.is_empty() { run.vips } else { args.vips.clone() };

@@ -123,9 +123,12 @@ pub struct RunArgs {
     /// refused with file:line.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Interface that carries heartbeats and, in l2 mode, the shared address. [required]
+    /// Interface that carries heartbeats and, in l2 mode, the shared address. Repeat for
+    /// redundant heartbeat links (up to 8, each with an IPv4 address): heartbeats go out on
+    /// every one and a peer is alive while any carries its heartbeats; the first is the node's
+    /// (node id, shared addresses without @IF). [required]
     #[arg(long, value_name = "IF")]
-    pub iface: Option<String>,
+    pub iface: Vec<String>,
     /// Shared address with prefix, e.g. 192.0.2.200/24; repeat for several (moved together);
     /// IPv6 works too. `@IF` puts it on another interface than --iface (added and announced
     /// there, e.g. 198.51.100.10/32@eth1; any subnet); XDP is attached there too, for its ARP

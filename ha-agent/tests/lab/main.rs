@@ -23,6 +23,7 @@ mod net_io;
 mod operations;
 mod operator;
 mod ownership;
+mod redundant_links;
 mod reload;
 mod resilience;
 mod routed;
