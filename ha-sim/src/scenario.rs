@@ -57,6 +57,9 @@ pub struct Cluster {
     pub ring_delay: u64,
     pub clients: usize,
     pub duration: u64,
+    /// Heartbeat links between the nodes (`--iface` repeated): every heartbeat goes out on
+    /// each; [`FaultKind::CutLink`] silences one. Clients and announcements use link 0.
+    pub links: usize,
 }
 
 /// The one place where the simulator builds the core's configuration.
@@ -217,6 +220,12 @@ pub enum FaultKind {
     LinkDown {
         node: usize,
     },
+    /// Heartbeats over one of the node's heartbeat links are lost both ways (its NIC, cable or
+    /// switch on that path); clients and the other links are not affected.
+    CutLink {
+        node: usize,
+        link: usize,
+    },
     /// The attacker replays `origin`'s heartbeats it saw on the LAN in `[rec_start, rec_end)`
     /// to `targets`, from `start` on.
     Replay {
@@ -235,7 +244,7 @@ pub struct Fault {
     pub end: u64,
 }
 
-pub const KIND_NAMES: [&str; 17] = [
+pub const KIND_NAMES: [&str; 18] = [
     "loss",
     "burst_loss",
     "delay",
@@ -252,6 +261,7 @@ pub const KIND_NAMES: [&str; 17] = [
     "check_fail",
     "link_down",
     "replay",
+    "cut_link",
     "clock_rate",
 ];
 
@@ -275,6 +285,7 @@ impl FaultKind {
             FaultKind::Priority { .. } => 13,
             FaultKind::LinkDown { .. } => 14,
             FaultKind::Replay { .. } => 15,
+            FaultKind::CutLink { .. } => 16,
         }
     }
 
@@ -299,6 +310,7 @@ impl Fault {
             | FaultKind::Duplicate { .. }
             | FaultKind::Partition { .. }
             | FaultKind::Pause { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Replay { .. } => vec![(s, e + self.extra_delay())],
             FaultKind::Crash { restart, .. } => {
                 if restart {
@@ -379,6 +391,7 @@ impl fmt::Display for Fault {
             FaultKind::Maintenance { node } => write!(f, "maintenance n{node} on, off at end"),
             FaultKind::Priority { node, value } => write!(f, "priority n{node} = {value}, restored at end"),
             FaultKind::LinkDown { node } => write!(f, "link down n{node}, up at end"),
+            FaultKind::CutLink { node, link } => write!(f, "heartbeat link {link} of n{node} cut"),
             FaultKind::Replay { origin, targets, rec_start, rec_end, mode } => write!(
                 f,
                 "replay {mode:?} of n{origin}'s heartbeats seen in [{:.3} ms, {:.3} ms) to {}",
@@ -405,8 +418,10 @@ impl Scenario {
 
     pub fn generate(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed);
-        let cluster = gen_cluster(&mut rng);
-        let faults = gen_faults(&mut rng, &cluster);
+        let mut cluster = gen_cluster(&mut rng);
+        let mut faults = gen_faults(&mut rng, &cluster);
+        // From a stream of its own, so that the other draws of a seed stay what they were.
+        gen_links(&mut Rng::derive(seed, 0x11a5), &mut cluster, &mut faults);
         Scenario { seed, cluster, faults }
     }
 }
@@ -498,11 +513,39 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
         ring_delay,
         clients: rng.range(1, MAX_CLIENTS as u64) as usize,
         duration,
+        links: 1,
     };
     // Room for a few faults and the settling after each.
     duration = duration.max(6 * cluster.client_settle()).min(120 * SEC);
     cluster.duration = duration;
     cluster
+}
+
+/// Redundant heartbeat links in some clusters, with cuts of one link, and sometimes of every
+/// link of one node (which is then lost to the others, as in an asymmetric partition).
+fn gen_links(rng: &mut Rng, cluster: &mut Cluster, faults: &mut Vec<Fault>) {
+    if !rng.chance(0.35) {
+        return;
+    }
+    cluster.links = rng.range(2, 3) as usize;
+    let settle = cluster.client_settle();
+    let n = cluster.nodes.len();
+    for _ in 0..rng.range(1, 4) {
+        let start = rng.range(settle, cluster.duration.saturating_sub(3 * settle).max(settle + 1));
+        let end = start + rng.log_range(cluster.interval, 4 * settle);
+        if end + settle >= cluster.duration {
+            continue;
+        }
+        let node = rng.range(0, n as u64 - 1) as usize;
+        let every = rng.chance(0.3);
+        let one = rng.range(0, cluster.links as u64 - 1) as usize;
+        for link in 0..cluster.links {
+            if every || link == one {
+                faults.push(Fault { kind: FaultKind::CutLink { node, link }, start, end });
+            }
+        }
+    }
+    faults.sort_by_key(|f| f.start);
 }
 
 fn some_nodes(rng: &mut Rng, n: usize) -> u32 {

@@ -837,13 +837,17 @@ impl World {
                 self.recordings[f].push((self.now, hb));
             }
         }
-        for j in 0..self.nodes.len() {
-            if j == i {
-                continue;
-            }
-            let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
-            for d in [arrivals.first, arrivals.second].into_iter().flatten() {
-                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false });
+        // The same heartbeat on every link: the first copy to arrive is recorded, the others
+        // are stale (as in `ha_common::accept`).
+        for link in 0..self.sc.cluster.links {
+            for j in 0..self.nodes.len() {
+                if j == i || crate::net::link_cut(&self.active, i, j, link) {
+                    continue;
+                }
+                let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
+                for d in [arrivals.first, arrivals.second].into_iter().flatten() {
+                    self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false });
+                }
             }
         }
     }
@@ -988,6 +992,11 @@ impl World {
             if h == i || !holder.claiming || !holder.running() || !holder.link_up || cut(i, h) || cut(h, i) {
                 continue;
             }
+            // Every heartbeat link between them cut: not heard either.
+            let links = self.sc.cluster.links;
+            if (0..links).all(|l| crate::net::link_cut(&self.active, i, h, l)) {
+                continue;
+            }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
             // Unconfirmed (it has not echoed this run: it could not hear it) is not heard.
             if n.table.get(holder.spec.node_id).is_some_and(|e| e.rec.confirmed == 0) {
@@ -1003,7 +1012,15 @@ impl World {
                     && f.end + limit >= self.now
                     && (crate::net::cut(&[(0, *f)], h as u8, i as u8) || crate::net::cut(&[(0, *f)], i as u8, h as u8))
             });
-            if recent_cut {
+            // Likewise every heartbeat link between them cut within the last limit.
+            let recently_cut = |l: usize| {
+                self.sc.faults.iter().any(|f| {
+                    matches!(f.kind, crate::scenario::FaultKind::CutLink { node, link } if link == l && (node == i || node == h))
+                        && f.start < self.now
+                        && f.end + limit >= self.now
+                })
+            };
+            if recent_cut || (0..links).all(recently_cut) {
                 continue;
             }
             let silent = local.since(seen.at).as_nanos() as u64;
@@ -1095,6 +1112,7 @@ impl World {
             | FaultKind::Delay { .. }
             | FaultKind::Reorder { .. }
             | FaultKind::Duplicate { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Partition { .. } => self.active.push((f, fault)),
             FaultKind::Pause { node, machine } => {
                 if !machine {
@@ -1199,6 +1217,7 @@ impl World {
             | FaultKind::Delay { .. }
             | FaultKind::Reorder { .. }
             | FaultKind::Duplicate { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Partition { .. } => self.active.retain(|(i, _)| *i != f),
             FaultKind::Pause { node, machine } => {
                 let n = &mut self.nodes[node];
