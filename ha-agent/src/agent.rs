@@ -39,6 +39,7 @@ use crate::{
         systemd::Notifier,
     },
     rx::{Receiver, RxMode, WakeMode},
+    track::TrackedIfaces,
     tx::{
         schedule::UserSchedule,
         sender::{Sender, SenderConfig},
@@ -65,6 +66,8 @@ struct Io {
     metrics: Arc<Metrics>,
     hooks: Hooks,
     checks: Checks,
+    /// Tracked interfaces (`--track-iface`).
+    tracked: TrackedIfaces,
     auth: Auth,
     /// Failed reads of the peer table, for a log line at powers of two.
     read_errors: u64,
@@ -403,7 +406,8 @@ impl Io {
             let (limit, loss) = node.peer_liveness(id);
             Some((ns(limit), loss))
         });
-        let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
+        let (mut priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
+        priority_parts.extend(self.tracked.parts(self.checks.priority()));
         let link_up = failover.link_up();
         let peer_links = self.links.rows(Instant::from_nanos(now));
         self.hub.update_status(|s| {
@@ -481,6 +485,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let checks = Checks::start(cfg.checks.clone(), cfg.node.priority, check_env.clone())
         .context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
+    let tracked = TrackedIfaces::open(&cfg.track)?;
 
     let mut cfg = cfg;
     cfg.wake = resolve_wake(&cfg)?;
@@ -566,6 +571,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         metrics,
         hooks,
         checks,
+        tracked,
         auth,
         read_errors: 0,
         reload,
@@ -643,7 +649,7 @@ fn event_loop(
         }
         let link_up = io.links.own_up(io.link.is_up());
         failover.handle_link(now, link_up);
-        failover.handle_priority(now, io.checks.priority());
+        failover.handle_priority(now, io.tracked.priority(io.checks.priority()));
         match table {
             Ok(()) => {
                 peers.clear();

@@ -3,6 +3,7 @@ pub mod cli;
 pub mod file;
 pub mod reference;
 pub mod reload;
+pub mod track;
 pub mod values;
 
 use std::{
@@ -53,6 +54,10 @@ pub enum ConfigError {
     NoIface,
     #[error("--iface {0}: no such interface (check `ip link`)")]
     NoSuchIface(String),
+    #[error("--track-iface {0}: no such interface (check `ip link`)")]
+    NoTrackedIface(String),
+    #[error("--track-iface {0} is given twice")]
+    DuplicateTrackedIface(String),
     #[error("--iface {0} is given twice")]
     DuplicateIface(String),
     #[error("{0} heartbeat links: at most {max}", max = ha_common::links::MAX_LINKS)]
@@ -129,6 +134,8 @@ pub struct RunConfig {
     pub hooks: HookConfig,
     pub checks: CheckConfig,
     pub auth: AuthConfig,
+    /// Interfaces whose link lowers worthiness while down (`--track-iface`).
+    pub track: Vec<track::TrackArg>,
     /// `Some` in routed mode (`--mode routed`): host routes for a BGP speaker, no ARP.
     pub routed: Option<RoutedConfig>,
 }
@@ -287,6 +294,14 @@ impl RunConfig {
             (Some(_), true) => return Err(ConfigError::AuthConflict),
             (None, false) => return Err(ConfigError::NoAuth),
         };
+        let mut tracked: Vec<track::TrackArg> = Vec::new();
+        for t in &args.track_ifaces {
+            if tracked.iter().any(|o| o.iface == t.iface) {
+                return Err(ConfigError::DuplicateTrackedIface(t.iface.clone()));
+            }
+            host.own_ipv4(&t.iface).ok_or_else(|| ConfigError::NoTrackedIface(t.iface.clone()))?;
+            tracked.push(t.clone());
+        }
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         Ok(Self {
             iface,
@@ -333,6 +348,7 @@ impl RunConfig {
             },
             auth,
             routed,
+            track: tracked,
         })
     }
 

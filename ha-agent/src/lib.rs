@@ -22,4 +22,5 @@ pub mod observe;
 pub mod ops;
 pub mod privilege;
 pub mod rx;
+pub mod track;
 pub mod tx;

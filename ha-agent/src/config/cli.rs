@@ -263,6 +263,11 @@ pub struct RunArgs {
     /// interval]
     #[arg(long, value_name = "DUR", value_parser = duration(values::COMMAND_TIMEOUT))]
     pub check_timeout: Option<Duration>,
+    /// An interface whose link state counts (keepalived's track_interface), e.g. eth1 or
+    /// eth1:30: while its link is down, priority drops by the weight, or without a weight to 0
+    /// (FAULT: the address is handed over make-before-break); repeat for several.
+    #[arg(long = "track-iface", value_name = "IF[:W]")]
+    pub track_ifaces: Vec<super::track::TrackArg>,
     /// Consecutive failures before a passing check counts as failing, 1 to 100.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = number(values::CHECK_COUNT))]
     pub check_fall: u32,

@@ -32,6 +32,7 @@ mod steering;
 mod surfaces;
 mod systemd;
 mod topologies;
+mod tracking;
 mod xdp_auth;
 mod xdp_hostile;
 mod xdp_neighbour;
