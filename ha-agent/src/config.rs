@@ -571,6 +571,16 @@ mod tests {
     }
 
     #[test]
+    fn tracked_interfaces_must_exist_and_be_given_once() {
+        let cfg = RunConfig::new(&args(&["--track-iface", "eth1:30"]), &TwoIfaces).expect("valid");
+        assert_eq!(cfg.track[0].weight, Some(30));
+        let err = RunConfig::new(&args(&["--track-iface", "eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--track-iface eth9: no such interface (check `ip link`)");
+        let err = RunConfig::new(&args(&["--track-iface", "eth1", "--track-iface", "eth1:5"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::DuplicateTrackedIface("eth1".into()));
+    }
+
+    #[test]
     fn own_address_as_vip_and_duplicates_are_refused() {
         let mut a = args(&[]);
         a.vips = vec!["192.0.2.1/24".parse().expect("addr")];
