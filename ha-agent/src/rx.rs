@@ -57,8 +57,9 @@ pub enum Receiver {
         neighbour: Box<NeighbourMaps>,
         /// The ring buffer and the limits of event wake (`--wake event`; boxed like `xdp`).
         events: Option<Box<events::EventMaps>>,
-        /// Which link carried which peer (read only with several heartbeat links).
-        links: links::LinkMaps,
+        /// Which link carried which peer (read only with several heartbeat links; boxed like
+        /// `xdp`).
+        links: Box<links::LinkMaps>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -124,7 +125,7 @@ impl Receiver {
             Some(_) => Some(Box::new(events::EventMaps::take_from(xdp.ebpf_mut())?)),
             None => None,
         };
-        let links = links::LinkMaps::take_from(xdp.ebpf_mut())?;
+        let links = Box::new(links::LinkMaps::take_from(xdp.ebpf_mut())?);
         Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, links, xdp: Box::new(xdp) })
     }
 

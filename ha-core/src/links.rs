@@ -5,8 +5,11 @@
 //! no transition) or back, as events.
 //!
 //! A link counts as down for a peer once it has been silent for the peer's silence limit (the
-//! one the failover uses) while another link still carries the peer. A peer silent on every
-//! link is lost, which is the failover's to report: its links go down without an event each.
+//! one the failover uses) while another link still carries the peer: it did within that limit,
+//! and at least half a limit after this link last did. A peer that dies falls silent on every
+//! link within the links' jitter of each other, so the link that happened to carry its last
+//! heartbeat a little later is no such evidence. A peer silent on every link is lost, which is
+//! the failover's to report: its links go down without an event each.
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::time::{Duration, Instant};
@@ -34,8 +37,13 @@ pub enum LinkEvent {
 pub struct PeerLink {
     pub peer: u32,
     pub link: usize,
+    /// Carried the peer within its limit.
     pub up: bool,
     pub last_seen: Instant,
+    /// Since when the evidence that only this link fails has held (see the module doc).
+    suspect_since: Option<Instant>,
+    /// `PeerDown` was reported and no `PeerUp` since.
+    reported_down: bool,
 }
 
 #[derive(Debug, Default)]
@@ -81,28 +89,44 @@ impl Links {
                 link: s.link,
                 up: now.since(s.last_seen) <= limit(s.peer),
                 last_seen: s.last_seen,
+                suspect_since: None,
+                reported_down: false,
             });
             entry.last_seen = entry.last_seen.max(s.last_seen);
         }
-        let heard = |links: &BTreeMap<(u32, usize), PeerLink>, peer: u32, other: usize| {
-            links.values().any(|l| l.peer == peer && l.link != other && now.since(l.last_seen) <= limit(peer))
+        // Another link carried `silent`'s peer recently, and well after `silent` last did.
+        let carried_since = |links: &BTreeMap<(u32, usize), PeerLink>, silent: &PeerLink| {
+            let limit = limit(silent.peer);
+            links.values().any(|l| {
+                l.peer == silent.peer
+                    && l.link != silent.link
+                    && now.since(l.last_seen) <= limit
+                    && l.last_seen.since(silent.last_seen) >= limit / 2
+            })
         };
         let keys: Vec<(u32, usize)> = self.state.keys().copied().collect();
         for key in keys {
-            let Some(link) = self.state.get(&key).copied() else { continue };
+            let Some(mut link) = self.state.get(&key).copied() else { continue };
             let silent = now.since(link.last_seen);
-            let up = silent <= limit(link.peer);
-            if up == link.up {
-                continue;
+            let limit = limit(link.peer);
+            link.up = silent <= limit;
+            if link.up {
+                link.suspect_since = None;
+                if std::mem::take(&mut link.reported_down) {
+                    self.events.push_back(LinkEvent::PeerUp { peer: link.peer, link: link.link });
+                }
+            } else if !link.reported_down && carried_since(&self.state, &link) {
+                // Held for half a limit: after a silence on every link, the first heartbeat
+                // reaches one link a moment before the others, and is no evidence.
+                let since = *link.suspect_since.get_or_insert(now);
+                if now.since(since) >= limit / 2 {
+                    link.reported_down = true;
+                    self.events.push_back(LinkEvent::PeerDown { peer: link.peer, link: link.link, silent });
+                }
+            } else if !link.reported_down {
+                link.suspect_since = None;
             }
-            if up {
-                self.events.push_back(LinkEvent::PeerUp { peer: link.peer, link: link.link });
-            } else if heard(&self.state, link.peer, link.link) {
-                self.events.push_back(LinkEvent::PeerDown { peer: link.peer, link: link.link, silent });
-            }
-            if let Some(l) = self.state.get_mut(&key) {
-                l.up = up;
-            }
+            self.state.insert(key, link);
         }
     }
 
@@ -143,7 +167,9 @@ mod tests {
         links.handle_sightings(at(100), &[seen(7, 0, 100), seen(7, 1, 20)], |_| LIMIT);
         assert_eq!(events(&mut links), [], "80 ms of silence is within the limit");
         links.handle_sightings(at(121), &[seen(7, 0, 120), seen(7, 1, 20)], |_| LIMIT);
-        assert_eq!(events(&mut links), [LinkEvent::PeerDown { peer: 7, link: 1, silent: Duration::from_millis(101) }]);
+        assert_eq!(events(&mut links), [], "suspect: held for half a limit first");
+        links.handle_sightings(at(171), &[seen(7, 0, 170), seen(7, 1, 20)], |_| LIMIT);
+        assert_eq!(events(&mut links), [LinkEvent::PeerDown { peer: 7, link: 1, silent: Duration::from_millis(151) }]);
         links.handle_sightings(at(200), &[seen(7, 0, 200), seen(7, 1, 20)], |_| LIMIT);
         assert_eq!(events(&mut links), [], "once");
         links.handle_sightings(at(300), &[seen(7, 0, 300), seen(7, 1, 299)], |_| LIMIT);
@@ -158,6 +184,31 @@ mod tests {
         links.handle_sightings(at(200), &[seen(7, 0, 10), seen(7, 1, 10)], |_| LIMIT);
         assert_eq!(events(&mut links), []);
         assert!(links.peer_links().all(|l| !l.up));
+    }
+
+    #[test]
+    fn a_peer_that_dies_is_no_link_down_though_one_link_carried_its_last_heartbeat_later() {
+        let mut links = Links::new(2);
+        links.handle_sightings(at(10), &[seen(7, 0, 10), seen(7, 1, 10)], |_| LIMIT);
+        // Its last heartbeat at 50: over link 0 at 50.0, over link 1 at 50.3 (jitter).
+        let last = [seen(7, 0, 50), LinkSighting { peer: 7, link: 1, last_seen: at(50) + Duration::from_micros(300) }];
+        links.handle_sightings(at(150) + Duration::from_micros(100), &last, |_| LIMIT);
+        assert_eq!(events(&mut links), [], "link 0 is silent a hair longer: no evidence of a cut");
+        links.handle_sightings(at(200), &last, |_| LIMIT);
+        assert_eq!(events(&mut links), []);
+    }
+
+    #[test]
+    fn after_a_silence_on_every_link_the_link_that_resumes_a_moment_later_is_not_down() {
+        let mut links = Links::new(2);
+        links.handle_sightings(at(10), &[seen(7, 0, 10), seen(7, 1, 10)], |_| LIMIT);
+        // A partition from 10 to 300; its first heartbeat after it reaches link 1 first.
+        let resumed = [seen(7, 0, 10), seen(7, 1, 300)];
+        links.handle_sightings(at(300) + Duration::from_micros(10), &resumed, |_| LIMIT);
+        let both = [seen(7, 0, 300), seen(7, 1, 300)];
+        links.handle_sightings(at(310), &both, |_| LIMIT);
+        links.handle_sightings(at(400), &both, |_| LIMIT);
+        assert_eq!(events(&mut links), []);
     }
 
     #[test]

@@ -74,13 +74,19 @@ pub enum Invariant {
     /// [`crate::scenario::Cluster::event_bound`]) plus 4 intervals, twice the wake slack and
     /// the LAN delay. Precondition: another node is eligible.
     StalledHolderReplaced,
+    /// (h) With several heartbeat links, a node reports "the link to peer X is down"
+    /// (`ha_core::links`) only for a link that was cut at either end (`CutLink`) within the
+    /// last silence limit, or while faults that lose or delay single packets (loss, burst
+    /// loss, delay, reorder) were about, which can silence one link and not the other. A peer
+    /// that dies, pauses or is partitioned off falls silent on every link: no link is down.
+    LinkDownOnlyWhenCut,
 }
 
 /// Transitions allowed in a window of steady loss, plus so many per minute of it.
 pub const FLAP_BOUND_BASE: u64 = 6;
 pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
 
-pub const ALL: [Invariant; 10] = [
+pub const ALL: [Invariant; 11] = [
     Invariant::AtMostOneHolder,
     Invariant::AtLeastOneClaims,
     Invariant::NoTakeoverWhileHolderHeard,
@@ -91,6 +97,7 @@ pub const ALL: [Invariant; 10] = [
     Invariant::ReplayNeverRevives,
     Invariant::ReplayNeverMovesAddress,
     Invariant::StalledHolderReplaced,
+    Invariant::LinkDownOnlyWhenCut,
 ];
 
 impl Invariant {
@@ -110,6 +117,7 @@ impl Invariant {
             Invariant::ReplayNeverRevives => "f:replay_never_revives",
             Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
             Invariant::StalledHolderReplaced => "g:stalled_holder_replaced",
+            Invariant::LinkDownOnlyWhenCut => "h:link_down_only_when_cut",
         }
     }
 }

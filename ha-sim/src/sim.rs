@@ -9,6 +9,7 @@ use std::{
 use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
     Action, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role, Transition,
+    links::{LinkEvent, LinkSighting, Links},
 };
 
 use crate::{
@@ -71,6 +72,7 @@ pub struct Report {
     /// Wakes of all agents, and kernel timer expiries delivered (event wake).
     pub wakes: u64,
     pub kernel_expiries: u64,
+    pub link_downs: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
     pub cluster: String,
@@ -105,10 +107,12 @@ enum Ev {
         inc: u32,
         generation: u32,
     },
+    /// `link`: which heartbeat link carried it.
     Deliver {
         to: u8,
         hb: Heartbeat,
         replayed: bool,
+        link: u8,
     },
     Garp {
         client: u8,
@@ -161,6 +165,8 @@ impl Ord for Item {
 
 struct Agent {
     failover: Failover,
+    /// Which heartbeat link carries which peer (`ha_core::links`), as the agent runs it.
+    links: Links,
     epoch: u64,
     counter: u64,
     leaving: bool,
@@ -201,6 +207,8 @@ pub(crate) struct SimNode {
     /// Global time of the agent's last liveness stamp, which the fence reads.
     last_stamp: u64,
     port: Vec<PortSeen>,
+    /// When each link last carried each peer's newest heartbeat (the `PEER_LINKS` map).
+    link_seen: Vec<LinkSighting>,
     peers: Vec<Peer>,
     /// Global time of its last `Take`.
     claimed_since: u64,
@@ -362,6 +370,7 @@ impl World {
                 yielded_to: None,
                 last_stamp: 0,
                 port: Vec::new(),
+                link_seen: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
                 claimed_since: 0,
                 start_pending: false,
@@ -541,7 +550,7 @@ impl World {
             Ev::Notify { node, inc } => self.wake(node as usize, inc),
             Ev::Expire { node, inc, peer, generation } => self.expire(node as usize, inc, peer, generation),
             Ev::KernelSend { node, inc, generation } => self.kernel_send(node as usize, inc, generation),
-            Ev::Deliver { to, hb, replayed } => self.deliver(to as usize, hb, replayed),
+            Ev::Deliver { to, hb, replayed, link } => self.deliver(to as usize, hb, replayed, link as usize),
             Ev::Garp { client, node } => self.garp(client as usize, node as usize),
             Ev::ArpRequest { client, node, req } => {
                 if self.answers(node as usize) {
@@ -588,6 +597,7 @@ impl World {
         n.claiming = false;
         n.table = PeerTable::default();
         n.port.clear();
+        n.link_seen.clear();
         n.stop_requested = false;
         n.pending_maintenance.clear();
         let local = n.spec.clock.local(now);
@@ -597,7 +607,8 @@ impl World {
         }
         // The epoch grows with every start (the real agent uses realtime microseconds).
         let epoch = 1_700_000_000_000_000 + now / 1_000 + n.starts;
-        n.agent = Some(Agent { failover, epoch, counter: 0, leaving: false });
+        let links = Links::new(self.sc.cluster.links);
+        n.agent = Some(Agent { failover, links, epoch, counter: 0, leaving: false });
         n.inc += 1;
         n.last_run = now;
         n.timers.clear();
@@ -663,6 +674,13 @@ impl World {
             agent.failover.handle_priority(local, n.priority);
             agent.failover.handle_peers(local, &peers);
             agent.failover.handle_timeout(local);
+            if self.sc.cluster.links > 1 {
+                let node = agent.failover.node();
+                agent.links.handle_sightings(local, &n.link_seen, |p| node.peer_liveness(p).0);
+            }
+        }
+        while let Some(event) = self.nodes[i].agent.as_mut().and_then(|a| a.links.poll_event()) {
+            self.check_link_down(i, event);
         }
         self.nodes[i].peers = peers;
         while let Some(action) = self.nodes[i].agent.as_mut().and_then(|a| a.failover.poll_action()) {
@@ -846,13 +864,13 @@ impl World {
                 }
                 let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
                 for d in [arrivals.first, arrivals.second].into_iter().flatten() {
-                    self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false });
+                    self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false, link: link as u8 });
                 }
             }
         }
     }
 
-    fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool) {
+    fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool, link: usize) {
         let now = self.now;
         // Under loss on the way, a node cannot tell heartbeats its own pause ate from those the
         // network lost: there, one that reached a machine paused as a whole counts as lost.
@@ -904,6 +922,16 @@ impl World {
         }
         let n = &mut self.nodes[j];
         let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
+        // The link is credited with the newest heartbeat and copies of it (`ha_common::links`).
+        let newest =
+            n.table.get(hb.node_id).is_some_and(|e| e.rec.epoch == hb.seq.epoch && e.rec.counter == hb.seq.counter);
+        if newest && !replayed {
+            let sighting = LinkSighting { peer: hb.node_id, link, last_seen: local };
+            match n.link_seen.iter_mut().find(|s| s.peer == hb.node_id && s.link == link) {
+                Some(s) => *s = sighting,
+                None => n.link_seen.push(sighting),
+            }
+        }
         // A replay counts only once decisions would see it (confirmed). One the receiver never
         // got, of a run it had confirmed, is a late delivery, which any network may make: what
         // a recording must never do is confirm a run, or bring back one unconfirmed.
@@ -975,6 +1003,38 @@ impl World {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Invariant (g): a link reported down for a peer was cut, or single packets were being
+    /// lost or delayed.
+    fn check_link_down(&mut self, i: usize, event: LinkEvent) {
+        let LinkEvent::PeerDown { peer, link, silent } = event else { return };
+        let Some(h) = self.nodes.iter().position(|n| n.spec.node_id == peer) else { return };
+        let limit =
+            self.nodes[i].agent.as_ref().map_or(0, |a| a.failover.node().peer_liveness(peer).0.as_nanos() as u64);
+        let recent = |f: &Fault| f.start < self.now && f.end + limit + self.sc.cluster.interval >= self.now;
+        let explained = self.sc.faults.iter().any(|f| {
+            recent(f)
+                && match f.kind {
+                    FaultKind::CutLink { node, link: l } => l == link && (node == i || node == h),
+                    FaultKind::Loss { .. }
+                    | FaultKind::BurstLoss { .. }
+                    | FaultKind::Delay { .. }
+                    | FaultKind::Reorder { .. } => true,
+                    _ => false,
+                }
+        });
+        self.report.link_downs += 1;
+        self.note(format!("n{i}: link {link} to n{h} down (silent {:.3} ms)", silent.as_secs_f64() * 1e3));
+        if !explained {
+            self.violate(
+                Invariant::LinkDownOnlyWhenCut,
+                format!(
+                    "n{i} reports link {link} to n{h} down after {:.3} ms of silence, but no fault cut it",
+                    silent.as_secs_f64() * 1e3
+                ),
+            );
         }
     }
 
@@ -1273,7 +1333,7 @@ impl World {
         for j in 0..self.nodes.len() {
             if targets & (1 << j) != 0 {
                 let d = self.sc.cluster.net_delay + self.rng.range(0, self.sc.cluster.net_jitter);
-                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: true });
+                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: true, link: 0 });
             }
         }
     }
