@@ -82,6 +82,12 @@ impl Receiver {
             RxMode::Auto => match Self::open_xdp(cfg, auth, epoch, mac) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
+                    if cfg.links.len() > 1 {
+                        log::warn!(
+                            "the socket path listens on {} only: the other heartbeat links are not heard",
+                            cfg.iface
+                        );
+                    }
                     Self::open_socket(cfg, auth, epoch)
                 }
                 other => other,

@@ -5,6 +5,7 @@
 //! Run one topic with its module path, e.g. `cargo test -p ha-agent --test lab failover::`.
 mod support;
 
+mod active_active;
 mod chaos;
 mod cli_errors;
 mod config_file;
