@@ -30,7 +30,7 @@ mod resilience;
 mod routed;
 mod rx_socket;
 mod steering;
-mod surfaces;
+pub(crate) mod surfaces;
 mod systemd;
 mod topologies;
 mod tracking;

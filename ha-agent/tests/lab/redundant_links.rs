@@ -5,7 +5,10 @@ use std::{thread, time::Duration};
 
 use ha_lab::{AgentSet, AgentSettings, Prober};
 
-use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, vip, wait_client_points_at};
+use crate::{
+    support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, vip, wait_client_points_at},
+    surfaces::{metrics_addr, scrape},
+};
 
 const PROBE: Duration = Duration::from_millis(1);
 
@@ -21,7 +24,7 @@ fn one_of_two_heartbeat_links_cut_changes_nothing_and_both_cut_fail_over_at_the_
         let lab = lab(2);
         let cable = lab.add_cable(1, 2, "hb1", "10.77.0").expect("a cable between the nodes");
         let mut settings = AgentSettings::new(&[200, 100]);
-        settings.extra_args = ["--iface", "hb1"].map(String::from).to_vec();
+        settings.extra_args = vec!["--iface".into(), "hb1".into(), "--metrics".into(), metrics_addr().to_string()];
         let tolerance = settings.tolerance;
         let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
         agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
@@ -45,6 +48,10 @@ fn one_of_two_heartbeat_links_cut_changes_nothing_and_both_cut_fail_over_at_the_
         }
 
         // The cable is cut: heartbeats go on over eth0.
+        let mut follow = lab.node(2).command(AGENT);
+        follow.args(["events", "--pin-dir"]).arg(lab.pin_dir(2));
+        let events = lab.node(2).spawn(follow).expect("ha-agent events");
+        thread::sleep(Duration::from_millis(50));
         let prober = Prober::start(lab.client(), vip(), PROBE).expect("prober");
         thread::sleep(Duration::from_millis(100));
         lab.cut_lan_link(&cable, 1).expect("cut the cable");
@@ -62,6 +69,23 @@ fn one_of_two_heartbeat_links_cut_changes_nothing_and_both_cut_fail_over_at_the_
             row.as_ref().map(|r| (r["up"].clone(), r["downs"].clone())),
             Some((false.into(), 1.into())),
             "{status}"
+        );
+        let metrics = scrape(&lab, 2).expect("metrics");
+        for line in [
+            "ha_peer_link_up{peer=\"192.0.2.1\",link=\"hb1\"} 0",
+            "ha_peer_link_up{peer=\"192.0.2.1\",link=\"eth0\"} 1",
+            "ha_peer_link_downs_total{peer=\"192.0.2.1\",link=\"hb1\"} 1",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
+        }
+        if std::path::Path::new("/usr/bin/promtool").exists() {
+            crate::surfaces::promtool_check("/usr/bin/promtool", &metrics).expect("promtool check metrics");
+        }
+        let said = events.output_so_far();
+        let down: Vec<&str> = said.lines().filter(|l| l.contains("\"event\":\"link_down\"")).collect();
+        assert!(
+            down.iter().any(|l| l.contains("\"peer\":\"192.0.2.1\"") && l.contains("\"link\":\"hb1\"")),
+            "ha-agent events:\n{said}"
         );
         lab.restore_lan_link(&cable, 1).expect("restore the cable");
 
