@@ -286,6 +286,9 @@ impl Io {
                     grace.as_millis()
                 )
             }
+            CoreEvent::Link { up } if self.cfg.links.len() > 1 => {
+                log::warn!("{}", if up { "a heartbeat link is up again" } else { "every heartbeat link is down" })
+            }
             CoreEvent::Link { up } => log::warn!("link {} is {}", self.cfg.iface, if up { "up" } else { "down" }),
             CoreEvent::ForeignClaim { defended: true } => {
                 self.foreign_claims_defended += 1;

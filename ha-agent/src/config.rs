@@ -379,7 +379,7 @@ impl RunConfig {
             "configuration OK: node {} priority {} on {}, shared {}{routed}; interval {}, tolerance {}, cluster {}",
             ha_core::node::id(self.node.node_id),
             self.node.priority,
-            self.iface,
+            self.links.iter().map(|l| l.iface.as_str()).collect::<Vec<_>>().join(" + "),
             vips.join(" "),
             values::spell_duration(self.interval),
             values::spell_duration(self.node.tolerance),
@@ -531,6 +531,8 @@ mod tests {
         assert_eq!(cfg.vips[1].iface, "eth1");
         assert_eq!(cfg.vip_names(), ["192.0.2.200/24", "198.51.100.10/32@eth1"]);
         assert!(cfg.summary().contains("shared 192.0.2.200/24 198.51.100.10/32@eth1"), "{}", cfg.summary());
+        let cfg = RunConfig::new(&args(&["--iface", "eth1"]), &TwoIfaces).expect("valid");
+        assert!(cfg.summary().contains(" on eth0 + eth1, "), "{}", cfg.summary());
         let err = RunConfig::new(&args(&["--vip", "198.51.100.10/32@eth9"]), &TwoIfaces).unwrap_err();
         assert_eq!(err.to_string(), "--vip 198.51.100.10/32@eth9: no interface named eth9 (check `ip link`)");
         let err = RunConfig::new(&args(&["--vip", "10.9.0.1/24@eth1"]), &TwoIfaces).unwrap_err();
