@@ -23,8 +23,9 @@ pub struct Lan {
     pub subnet: String,
     /// 1-based number of the extra network: its bridge is `lan<k>`, its ports `l<k>p<i>`.
     k: u8,
-    /// Views of the nodes on this network (same namespaces, `iface` as their interface).
-    nodes: Vec<Host>,
+    /// Views of the nodes on this network (same namespaces, `iface` as their interface), by
+    /// node index; None for a node not on it (a cable joins two).
+    nodes: Vec<Option<Host>>,
     client: Option<Host>,
     /// A cable has no switch: cutting it takes a node's end down.
     switched: bool,
@@ -32,10 +33,12 @@ pub struct Lan {
 
 impl Lan {
     /// Node i (1-based) as seen on this network: `iface`, its address and MAC there.
+    ///
+    /// Panics if node i is not on this network (a test bug, like a bad slice index).
     pub fn node(&self, i: usize) -> &Host {
         match self.nodes.get(i.wrapping_sub(1)) {
-            Some(h) => h,
-            None => panic!("network {} has nodes 1..={}, not {i}", self.iface, self.nodes.len()),
+            Some(Some(h)) => h,
+            _ => panic!("node {i} is not on network {}", self.iface),
         }
     }
 
@@ -92,7 +95,7 @@ impl Lab {
             if *byte == CLIENT_BYTE {
                 lan.client = Some(view);
             } else {
-                lan.nodes.push(view);
+                lan.nodes.push(Some(view));
             }
         }
         let ports: Vec<String> = members.iter().map(|(_, _, p)| p.clone()).collect();
@@ -119,16 +122,15 @@ impl Lab {
             )],
         )
         .with_context(|| format!("adding a cable between nodes {a} and {b}"))?;
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<Option<Host>> = self.nodes.iter().map(|_| None).collect();
         for i in [a, b] {
             let view = self.view(self.node(i), iface, subnet, i as u8, mac(i));
             netns::ip_batch(
                 &view.name,
                 &[format!("addr add {}/24 dev {iface}", view.addr), format!("link set {iface} up")],
             )?;
-            nodes.push(view);
+            nodes[i - 1] = Some(view);
         }
-        nodes.sort_by_key(|h| h.addr);
         Ok(Lan { iface: iface.into(), subnet: subnet.into(), k, nodes, client: None, switched: false })
     }
 
