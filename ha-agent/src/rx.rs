@@ -110,9 +110,11 @@ impl Receiver {
             let mode = xdp.attach_also(&link.iface, cfg.xdp_mode)?;
             log::info!("XDP also on {} ({mode:?} mode), a redundant heartbeat link", link.iface);
         }
-        // The fence must cover the shared addresses where they are: their interfaces too.
+        // The fence must cover the shared addresses where they are: their interfaces too. Not in
+        // routed mode, where nobody ARPs for them (they sit on lo or a dummy).
         let heartbeat = |i: &str| cfg.links.iter().any(|l| l.iface == i);
-        for iface in crate::netlink::vip::interfaces(&cfg.vips).into_iter().filter(|i| !heartbeat(i)) {
+        let placed = if cfg.routed.is_none() { crate::netlink::vip::interfaces(&cfg.vips) } else { Vec::new() };
+        for iface in placed.into_iter().filter(|i| !heartbeat(i)) {
             let mode = xdp.attach_also(iface, cfg.xdp_mode)?;
             log::info!("XDP also on {iface} ({mode:?} mode), for the fence of its shared addresses");
         }
