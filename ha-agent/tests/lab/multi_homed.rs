@@ -78,6 +78,19 @@ fn an_address_on_a_second_interface_in_another_subnet_moves_with_the_others_and_
             "only node 2 answers on eth1\n{}",
             agents.diagnostics()
         );
+
+        // What the dead agent left, on both interfaces, goes with `ha-agent cleanup`.
+        let mut cleanup = lab.node(1).command(AGENT);
+        cleanup.args(["cleanup", "--iface", "eth0", "--vip", &format!("{VIP}/{PREFIX}")]);
+        cleanup.args(["--vip", &format!("{ROUTED_VIP}/32@eth1"), "--pin-dir"]).arg(lab.pin_dir(1));
+        let out = cleanup.output().expect("ha-agent cleanup");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.contains("2 shared address copies removed, XDP detached"), "{said}");
+        assert!(!lab.node(1).has_addr(routed).expect("addresses"), "the copy on eth1 is gone");
+        for dev in ["eth0", "eth1"] {
+            let link = lab.node(1).ip(&["link", "show", dev]).expect("ip link");
+            assert!(!link.contains("xdp"), "XDP still on {dev}: {link}");
+        }
     });
 }
 
