@@ -80,13 +80,17 @@ pub enum Invariant {
     /// loss, delay, reorder) were about, which can silence one link and not the other. A peer
     /// that dies, pauses or is partitioned off falls silent on every link: no link is down.
     LinkDownOnlyWhenCut,
+    /// (i) Stable for settle: a node whose worthiness is 0 (checks failing, or a tracked
+    /// interface without a weight down: FAULT) does not hold the address while another node
+    /// is eligible with a worthiness above 0.
+    UnhealthyNeverHoldsBesideHealthy,
 }
 
 /// Transitions allowed in a window of steady loss, plus so many per minute of it.
 pub const FLAP_BOUND_BASE: u64 = 6;
 pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
 
-pub const ALL: [Invariant; 11] = [
+pub const ALL: [Invariant; 12] = [
     Invariant::AtMostOneHolder,
     Invariant::AtLeastOneClaims,
     Invariant::NoTakeoverWhileHolderHeard,
@@ -98,6 +102,7 @@ pub const ALL: [Invariant; 11] = [
     Invariant::ReplayNeverMovesAddress,
     Invariant::StalledHolderReplaced,
     Invariant::LinkDownOnlyWhenCut,
+    Invariant::UnhealthyNeverHoldsBesideHealthy,
 ];
 
 impl Invariant {
@@ -118,6 +123,7 @@ impl Invariant {
             Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
             Invariant::StalledHolderReplaced => "g:stalled_holder_replaced",
             Invariant::LinkDownOnlyWhenCut => "h:link_down_only_when_cut",
+            Invariant::UnhealthyNeverHoldsBesideHealthy => "i:unhealthy_never_holds_beside_healthy",
         }
     }
 }

@@ -220,6 +220,12 @@ pub enum FaultKind {
     LinkDown {
         node: usize,
     },
+    /// The node's tracked interface (`--track-iface`) is down: its priority drops by `weight`,
+    /// or with weight 0 to 0 (FAULT), through `ha_core::track`.
+    TrackDown {
+        node: usize,
+        weight: u32,
+    },
     /// Heartbeats over one of the node's heartbeat links are lost both ways (its NIC, cable or
     /// switch on that path); clients and the other links are not affected.
     CutLink {
@@ -244,7 +250,7 @@ pub struct Fault {
     pub end: u64,
 }
 
-pub const KIND_NAMES: [&str; 18] = [
+pub const KIND_NAMES: [&str; 19] = [
     "loss",
     "burst_loss",
     "delay",
@@ -262,6 +268,7 @@ pub const KIND_NAMES: [&str; 18] = [
     "link_down",
     "replay",
     "cut_link",
+    "track_down",
     "clock_rate",
 ];
 
@@ -286,12 +293,19 @@ impl FaultKind {
             FaultKind::LinkDown { .. } => 14,
             FaultKind::Replay { .. } => 15,
             FaultKind::CutLink { .. } => 16,
+            FaultKind::TrackDown { .. } => 17,
         }
     }
 
     /// An operator's planned change (what invariant (c) is about), not a failure.
     pub fn is_planned(&self) -> bool {
-        matches!(self, FaultKind::Stop { .. } | FaultKind::Maintenance { .. } | FaultKind::Priority { .. })
+        matches!(
+            self,
+            FaultKind::Stop { .. }
+                | FaultKind::Maintenance { .. }
+                | FaultKind::Priority { .. }
+                | FaultKind::TrackDown { .. }
+        )
     }
 }
 
@@ -323,7 +337,10 @@ impl Fault {
                 let leave = (s, s + cluster.leave_timeout);
                 if restart { vec![leave, (e, e)] } else { vec![leave] }
             }
-            FaultKind::Maintenance { .. } | FaultKind::Priority { .. } | FaultKind::LinkDown { .. } => {
+            FaultKind::Maintenance { .. }
+            | FaultKind::Priority { .. }
+            | FaultKind::TrackDown { .. }
+            | FaultKind::LinkDown { .. } => {
                 vec![(s, s), (e, e)]
             }
         }
@@ -392,6 +409,12 @@ impl fmt::Display for Fault {
             FaultKind::Priority { node, value } => write!(f, "priority n{node} = {value}, restored at end"),
             FaultKind::LinkDown { node } => write!(f, "link down n{node}, up at end"),
             FaultKind::CutLink { node, link } => write!(f, "heartbeat link {link} of n{node} cut"),
+            FaultKind::TrackDown { node, weight: 0 } => {
+                write!(f, "tracked interface of n{node} down (FAULT), up at end")
+            }
+            FaultKind::TrackDown { node, weight } => {
+                write!(f, "tracked interface of n{node} down (weight {weight}), up at end")
+            }
             FaultKind::Replay { origin, targets, rec_start, rec_end, mode } => write!(
                 f,
                 "replay {mode:?} of n{origin}'s heartbeats seen in [{:.3} ms, {:.3} ms) to {}",
@@ -422,6 +445,7 @@ impl Scenario {
         let mut faults = gen_faults(&mut rng, &cluster);
         // From a stream of its own, so that the other draws of a seed stay what they were.
         gen_links(&mut Rng::derive(seed, 0x11a5), &mut cluster, &mut faults);
+        gen_tracking(&mut Rng::derive(seed, 0x7ac4), &cluster, &mut faults);
         Scenario { seed, cluster, faults }
     }
 }
@@ -544,6 +568,26 @@ fn gen_links(rng: &mut Rng, cluster: &mut Cluster, faults: &mut Vec<Fault>) {
                 faults.push(Fault { kind: FaultKind::CutLink { node, link }, start, end });
             }
         }
+    }
+    faults.sort_by_key(|f| f.start);
+}
+
+/// Tracked interfaces going down in some clusters: with a weight, or FAULT.
+fn gen_tracking(rng: &mut Rng, cluster: &Cluster, faults: &mut Vec<Fault>) {
+    if !rng.chance(0.25) {
+        return;
+    }
+    let settle = cluster.client_settle();
+    let n = cluster.nodes.len();
+    for _ in 0..rng.range(1, 2) {
+        let start = rng.range(settle, cluster.duration.saturating_sub(3 * settle).max(settle + 1));
+        let end = start + rng.range(settle, 5 * settle);
+        if end + settle >= cluster.duration {
+            continue;
+        }
+        let node = rng.range(0, n as u64 - 1) as usize;
+        let weight = if rng.chance(0.5) { 0 } else { rng.range(1, 255) as u32 };
+        faults.push(Fault { kind: FaultKind::TrackDown { node, weight }, start, end });
     }
     faults.sort_by_key(|f| f.start);
 }

@@ -10,6 +10,7 @@ use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState
 use ha_core::{
     Action, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role, Transition,
     links::{LinkEvent, LinkSighting, Links},
+    track::Tracking,
 };
 
 use crate::{
@@ -197,6 +198,10 @@ pub(crate) struct SimNode {
     pending_maintenance: Vec<bool>,
     stop_requested: bool,
     priority: u32,
+    /// Its tracked interface (`ha_core::track`), which the core's priority goes through.
+    tracking: Tracking,
+    /// The weight of its tracked interface while down (None: no weight, FAULT); None: up.
+    track_down: Option<Option<u32>>,
     starts: u64,
     /// A wake fell due while paused: it runs at the resume.
     wake_missed: bool,
@@ -236,6 +241,15 @@ impl SimNode {
 
     fn eligible(&self) -> bool {
         self.running() && self.link_up && !self.maintenance_file && !self.stop_requested
+    }
+
+    /// What its worthiness should be now (invariant h): checks, less a tracked interface down.
+    fn worthiness(&self) -> u32 {
+        match self.track_down {
+            None => self.priority,
+            Some(Some(w)) => self.priority.saturating_sub(w),
+            Some(None) => 0,
+        }
     }
 
     /// Traffic for the address reaches this node (invariant (c), (d), lost probes).
@@ -364,6 +378,8 @@ impl World {
                 pending_maintenance: Vec::new(),
                 stop_requested: false,
                 priority: spec.priority,
+                tracking: Tracking::default(),
+                track_down: None,
                 starts: 0,
                 wake_missed: false,
                 last_run: 0,
@@ -671,7 +687,7 @@ impl World {
                 agent.failover.handle_expired(local, peer, last_seen);
             }
             agent.failover.handle_link(local, n.link_up);
-            agent.failover.handle_priority(local, n.priority);
+            agent.failover.handle_priority(local, n.tracking.adjust(n.priority));
             agent.failover.handle_peers(local, &peers);
             agent.failover.handle_timeout(local);
             if self.sc.cluster.links > 1 {
@@ -1192,6 +1208,12 @@ impl World {
                 self.nodes[node].pending_maintenance.push(true);
             }
             FaultKind::Priority { node, value } => self.nodes[node].priority = value,
+            FaultKind::TrackDown { node, weight } => {
+                let weight = (weight > 0).then_some(weight);
+                self.nodes[node].tracking = Tracking::new(&[weight]);
+                self.nodes[node].tracking.handle_link(0, false);
+                self.nodes[node].track_down = Some(weight);
+            }
             FaultKind::LinkDown { node } => self.nodes[node].link_up = false,
             FaultKind::Replay { mode, .. } => self.schedule_replay(f, mode),
         }
@@ -1304,6 +1326,10 @@ impl World {
                 self.nodes[node].pending_maintenance.push(false);
             }
             FaultKind::Priority { node, .. } => self.nodes[node].priority = self.nodes[node].spec.priority,
+            FaultKind::TrackDown { node, .. } => {
+                self.nodes[node].tracking.handle_link(0, true);
+                self.nodes[node].track_down = None;
+            }
             FaultKind::LinkDown { node } => self.nodes[node].link_up = true,
         }
         self.open_windows();
@@ -1381,6 +1407,21 @@ impl World {
                 let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
                 let detail = format!("stable for {:.3} ms, {} eligible, nobody claims", ms(quiet), names(&eligible));
                 self.violate(Invariant::AtLeastOneClaims, detail);
+            }
+            if let (Some(h), None) = (first, second)
+                && self.nodes[h].worthiness() == 0
+            {
+                let healthy: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&j| j != h && self.nodes[j].eligible() && self.nodes[j].worthiness() > 0)
+                    .collect();
+                if !healthy.is_empty() {
+                    let detail = format!(
+                        "stable for {:.3} ms, n{h} holds with worthiness 0 while {} could",
+                        ms(quiet),
+                        names(&healthy)
+                    );
+                    self.violate(Invariant::UnhealthyNeverHoldsBesideHealthy, detail);
+                }
             }
             if let (Some(h), None) = (first, second)
                 && quiet >= self.client_settle
@@ -1504,7 +1545,10 @@ fn announcement_path(kind: &FaultKind) -> Option<u32> {
 
 fn planned_node(kind: &FaultKind) -> usize {
     match *kind {
-        FaultKind::Stop { node, .. } | FaultKind::Maintenance { node } | FaultKind::Priority { node, .. } => node,
+        FaultKind::Stop { node, .. }
+        | FaultKind::Maintenance { node }
+        | FaultKind::Priority { node, .. }
+        | FaultKind::TrackDown { node, .. } => node,
         _ => usize::MAX,
     }
 }
