@@ -3,7 +3,6 @@
 //! announcements, heartbeats) and reports its events (logs, metrics, hooks, status). Every
 //! decision, schedule and wake time is the core's.
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,7 +23,8 @@ use crate::{
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
-    netlink::{address::AddressManager, guard::AddressGuard, link::LinkWatch, route::RouteManager},
+    links::HeartbeatLinks,
+    netlink::{link::LinkWatch, route::RouteManager, vip_links::VipLinks},
     observe::observe,
     ops::{
         checks::Checks,
@@ -39,8 +39,8 @@ use crate::{
         systemd::Notifier,
     },
     rx::{Receiver, RxMode, WakeMode},
+    track::TrackedIfaces,
     tx::{
-        announce::Announcer,
         schedule::UserSchedule,
         sender::{Sender, SenderConfig},
     },
@@ -50,22 +50,24 @@ use ha_core::node::id;
 /// The system side of a run: what the loop touches.
 struct Io {
     cfg: RunConfig,
-    addresses: AddressManager,
+    /// The shared addresses on their interfaces, with their announcers and guards.
+    vips: VipLinks,
     /// Routed mode: the host routes a BGP speaker exports (the claim); `None` in l2 mode.
     routes: Option<RouteManager>,
-    announcer: Announcer,
     sender: Sender,
+    /// The heartbeat links after the first, and which link carries which peer.
+    links: HeartbeatLinks,
     link: LinkWatch,
     rx: Receiver,
-    vip_addrs: Vec<IpAddr>,
     hub: Arc<Hub>,
     transitions: u64,
-    guard: AddressGuard,
     lateness: crate::ops::lateness::Lateness,
     key_alarm: crate::auth::key_alarm::KeyAlarm,
     metrics: Arc<Metrics>,
     hooks: Hooks,
     checks: Checks,
+    /// Tracked interfaces (`--track-iface`).
+    tracked: TrackedIfaces,
     auth: Auth,
     /// Failed reads of the peer table, for a log line at powers of two.
     read_errors: u64,
@@ -97,18 +99,14 @@ impl Io {
         match action {
             Action::Take => {
                 let started = monotonic_ns();
-                self.guard.state().holding.store(true, Ordering::Release);
-                for vip in &self.cfg.vips {
-                    if let Err(e) = self.addresses.add(vip) {
-                        log::error!("adding {vip} to {}: {e}", self.cfg.vip_iface());
-                    }
-                }
+                self.vips.set_holding(true);
+                self.vips.add_all();
                 // The address first: traffic the route draws finds it already there.
                 self.announce();
                 self.metrics.takeover(monotonic_ns().saturating_sub(started) as f64 / 1e9);
             }
             Action::StopClaiming => {
-                self.guard.state().holding.store(false, Ordering::Release);
+                self.vips.set_holding(false);
                 // Routed mode: the successor's route wins from now on; the address stays for
                 // packets still on their way, and the route until the grace is over.
                 self.hand_over_routes();
@@ -120,7 +118,7 @@ impl Io {
                         event = "announce", reason = why.label();
                         "announcing the shared address again: {}", reannounce_words(why)
                     ),
-                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vip_addrs),
+                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vips.addrs()),
                     // Warned of, rate-limited, with the event.
                     AnnounceCause::Repeat | AnnounceCause::ForeignClaim => {}
                 }
@@ -146,6 +144,7 @@ impl Io {
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
                 // Counted, and logged once per burst of failures by the sender.
                 let _ = self.sender.send(state, flags, priority, echo);
+                self.links.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -168,6 +167,7 @@ impl Io {
     fn send_due(&mut self, now: Instant) {
         while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
             let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
+            self.links.send(c.state, c.flags, c.priority, c.echo);
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
     }
@@ -212,33 +212,27 @@ impl Io {
     /// (put back if something removed them; a route already there is left as it is).
     fn announce(&mut self) {
         if let Some(routes) = &self.routes {
-            if self.guard.state().holding.load(Ordering::Acquire) {
+            if self.vips.holding() {
                 for vip in &self.cfg.vips {
-                    if let Err(e) = routes.claim(vip) {
+                    if let Err(e) = routes.claim(&vip.addr) {
                         log::error!("announcing {}: {e}", vip.addr);
                     }
                 }
             }
             return;
         }
-        if let Err(e) = self.announcer.announce(&self.vip_addrs) {
-            log::warn!("announcing {:?}: {e}", self.vip_addrs);
-        }
+        self.vips.announce();
     }
 
     fn remove_addresses(&mut self) {
         self.withdraw_routes();
-        for vip in &self.cfg.vips {
-            if let Err(e) = self.addresses.remove(vip) {
-                log::error!("removing {vip} from {}: {e}", self.cfg.vip_iface());
-            }
-        }
+        self.vips.remove_all();
     }
 
     fn hand_over_routes(&mut self) {
         let Some(routes) = &self.routes else { return };
         for vip in &self.cfg.vips {
-            if let Err(e) = routes.hand_over(vip) {
+            if let Err(e) = routes.hand_over(&vip.addr) {
                 log::error!("handing over {}: {e}", vip.addr);
             }
         }
@@ -247,7 +241,7 @@ impl Io {
     fn withdraw_routes(&mut self) {
         let Some(routes) = &self.routes else { return };
         for vip in &self.cfg.vips {
-            if let Err(e) = routes.remove(vip) {
+            if let Err(e) = routes.remove(&vip.addr) {
                 log::error!("withdrawing {}: {e}", vip.addr);
             }
         }
@@ -292,6 +286,9 @@ impl Io {
                     grace.as_millis()
                 )
             }
+            CoreEvent::Link { up } if self.cfg.links.len() > 1 => {
+                log::warn!("{}", if up { "a heartbeat link is up again" } else { "every heartbeat link is down" })
+            }
             CoreEvent::Link { up } => log::warn!("link {} is {}", self.cfg.iface, if up { "up" } else { "down" }),
             CoreEvent::ForeignClaim { defended: true } => {
                 self.foreign_claims_defended += 1;
@@ -330,6 +327,7 @@ impl Io {
         let plan = ReloadPlan::between(&self.cfg, &new.cfg);
         if new.cfg.auth == self.cfg.auth {
             self.auth.reload(&mut self.rx, &mut self.sender);
+            self.links.set_signing_key(self.auth.signing());
         }
         if log::max_level() != new.log_level {
             log::info!("reload: log level {} -> {}", log::max_level(), new.log_level);
@@ -411,8 +409,10 @@ impl Io {
             let (limit, loss) = node.peer_liveness(id);
             Some((ns(limit), loss))
         });
-        let (priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
+        let (mut priority_parts, checks) = (self.checks.priority_parts(), self.checks.statuses());
+        priority_parts.extend(self.tracked.parts(self.checks.priority()));
         let link_up = failover.link_up();
+        let peer_links = self.links.rows(Instant::from_nanos(now));
         self.hub.update_status(|s| {
             s.state = node.role().name().to_string();
             s.priority = node.priority();
@@ -421,8 +421,11 @@ impl Io {
             s.maintenance = node.in_maintenance();
             s.leaving = node.is_leaving();
             s.link_up = link_up;
-            s.heartbeats_sent = self.sender.sent;
-            s.heartbeat_send_errors = self.sender.errors;
+            let (more_sent, more_errors) = self.links.sent_and_errors();
+            s.heartbeats_sent = self.sender.sent + more_sent;
+            s.heartbeat_send_errors = self.sender.errors + more_errors;
+            s.links = self.cfg.links.iter().map(|l| l.iface.clone()).collect();
+            s.peer_links = peer_links;
             s.send_lateness = self.lateness.summary();
             s.transitions = self.transitions;
             s.heartbeats_recorded = stats.valid;
@@ -459,7 +462,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let auth = Auth::start(&cfg.auth)?;
     // One agent per instance and per shared address: a second agent must not take a running
     // agent's address for a leftover.
-    let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.vips)?;
+    let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.shared_addrs())?;
     let (hub, commands) = Hub::new();
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
     let metrics_server = match cfg.metrics {
@@ -468,28 +471,37 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     };
     let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
-    let addresses = AddressManager::new(cfg.vip_iface())?;
+    // Routed mode announces by host routes, not ARP: no announcement sockets.
+    let mut vips = VipLinks::open(&cfg.vips, cfg.routed.is_none())?;
     let routes = match &cfg.routed {
-        Some(r) => Some(RouteManager::new(r.table, addresses.ifindex()).context("opening netlink for routes")?),
+        Some(r) => Some(
+            RouteManager::new(r.table, crate::netlink::iface::index(&r.vip_iface)?)
+                .context("opening netlink for routes")?,
+        ),
         None => None,
     };
-    let announcer = Announcer::new(&cfg.iface).context("opening the announcement socket")?;
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
-    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vips.iter().map(ToString::to_string).collect() };
+    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vip_names() };
     let hooks =
         Hooks::start(cfg.hooks.clone(), facts.clone(), Arc::clone(&metrics)).context("starting the hook thread")?;
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
     let checks = Checks::start(cfg.checks.clone(), cfg.node.priority, check_env.clone())
         .context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
+    let tracked = TrackedIfaces::open(&cfg.track)?;
 
     let mut cfg = cfg;
     cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
-    let rx = Receiver::open(&cfg, auth.mode(), epoch, announcer.mac())?;
+    // Claims by this MAC are ours: the one our announcements for the (first) addresses carry.
+    let mac = match vips.first_mac() {
+        Some(mac) => mac,
+        None => crate::tx::announce::Announcer::new(&cfg.iface).context("reading the MAC of the interface")?.mac(),
+    };
+    let rx = Receiver::open(&cfg, auth.mode(), epoch, mac)?;
     // XDP may have fallen back to the socket (with its own warning): that path polls.
     let wake = if rx.event_fd().is_some() { Wake::Event } else { Wake::Poll };
-    let mut sender = Sender::new(SenderConfig {
+    let sender_cfg = SenderConfig {
         iface: cfg.iface.clone(),
         iface_addr: cfg.iface_addr,
         group: cfg.group,
@@ -500,12 +512,19 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         node_id: cfg.node.node_id,
         interval_us: u32::try_from(cfg.interval.as_micros()).unwrap_or(u32::MAX),
         epoch,
-    })
-    .context("opening the heartbeat socket")?;
+    };
+    let mut links = HeartbeatLinks::open(&cfg, &sender_cfg)?;
+    links.set_signing_key(auth.signing());
+    let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
-    remove_leftovers(&addresses, routes.as_ref(), &cfg)?;
-    let guard = AddressGuard::start(cfg.vip_iface(), cfg.vips.clone(), routes.is_none())
-        .context("watching the shared addresses")?;
+    if let Some(routes) = &routes {
+        // A crashed run's host route would keep announcing an address nobody here serves.
+        for vip in &cfg.vips {
+            routes.remove(&vip.addr)?;
+        }
+    }
+    vips.remove_leftovers()?;
+    vips.start_guards().context("watching the shared addresses")?;
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
@@ -524,12 +543,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
             r.table
         );
     }
-    let vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
     hub.update_status(|s| {
         s.node_id = id(cfg.node.node_id).to_string();
         s.iface = cfg.iface.clone();
         s.cluster = cfg.cluster_id;
-        s.vips = cfg.vips.iter().map(ToString::to_string).collect();
+        s.vips = cfg.vip_names();
         s.state = NodeState::Standby.name().to_string();
         s.since_unix_ms = realtime_us() / 1_000;
         s.reason = "started".into();
@@ -543,21 +561,20 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let priority = PriorityOverride::new(cfg.node.priority);
     let mut io = Io {
         cfg,
-        addresses,
+        vips,
         routes,
-        announcer,
         sender,
+        links,
         link,
         rx,
-        vip_addrs,
         hub,
         transitions: 0,
-        guard,
         lateness: Default::default(),
         key_alarm: Default::default(),
         metrics,
         hooks,
         checks,
+        tracked,
         auth,
         read_errors: 0,
         reload,
@@ -579,36 +596,11 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
-        io.guard.state().holding.store(false, Ordering::Release);
+        io.vips.set_holding(false);
         io.remove_addresses();
     }
     drop(io); // detach XDP and unpin, or close the socket
     result
-}
-
-/// Copies of the shared addresses already on the interface: a crashed run of ours left them
-/// (labelled), or keepalived or a person did (unlabelled: adopted). No other agent manages
-/// them (we hold their locks), so they go until this node is chosen.
-fn remove_leftovers(addresses: &AddressManager, routes: Option<&RouteManager>, cfg: &RunConfig) -> anyhow::Result<()> {
-    for vip in &cfg.vips {
-        // A crashed run's host route would keep announcing an address nobody here serves.
-        if let Some(routes) = routes {
-            routes.remove(vip)?;
-        }
-        for copy in addresses.copies(vip.addr)? {
-            let whose = if copy.ours {
-                "left by a crashed run of this agent"
-            } else {
-                "not added by ha-agent (keepalived killed, or by hand): adopting it"
-            };
-            log::warn!("{} was already on {}, {whose}; removed until this node is chosen", copy.addr, cfg.vip_iface());
-            addresses.remove(&copy.addr)?;
-        }
-        // Idempotent: also opens the rtnetlink connection now, so the first takeover does not
-        // pay for it.
-        addresses.remove(vip)?;
-    }
-    Ok(())
 }
 
 fn event_loop(
@@ -658,8 +650,9 @@ fn event_loop(
             systemd.stopping();
             failover.handle_command(now, CoreCommand::Leave);
         }
-        failover.handle_link(now, io.link.is_up());
-        failover.handle_priority(now, io.checks.priority());
+        let link_up = io.links.own_up(io.link.is_up());
+        failover.handle_link(now, link_up);
+        failover.handle_priority(now, io.tracked.priority(io.checks.priority()));
         match table {
             Ok(()) => {
                 peers.clear();
@@ -673,6 +666,10 @@ fn event_loop(
                 }
                 failover.handle_table_unreadable(now);
             }
+        }
+        io.links.observe(now, &io.rx, failover.node());
+        for line in io.links.drain_events(io.cfg.node.node_id) {
+            io.hub.publish_event(&line);
         }
         if let Some(at) = io.new_foreign_claim() {
             failover.handle_foreign_claim(now, at);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::{
     instance::{InstanceError, InstanceLock},
-    netlink::{SharedAddr, address::AddressManager, route::RouteManager},
+    netlink::{SharedAddr, Vip, address::AddressManager, route::RouteManager, vip},
     rx::ebpf,
 };
 
@@ -23,31 +23,35 @@ pub enum Outcome {
     },
 }
 
-/// `iface`: where the addresses were (in routed mode `--vip-iface`); `route_table`: routed
-/// mode's table, whose routes of these addresses (ours only) go too.
-pub fn run(iface: &str, vips: &[SharedAddr], pin_dir: &Path, route_table: Option<u32>) -> anyhow::Result<Outcome> {
+/// `vips`: each address with the interface it was on (in routed mode `--vip-iface`);
+/// `route_table`: routed mode's table, whose routes of these addresses (ours only) go too.
+pub fn run(vips: &[Vip], pin_dir: &Path, route_table: Option<u32>) -> anyhow::Result<Outcome> {
+    let addrs: Vec<SharedAddr> = vips.iter().map(|v| v.addr).collect();
     // Held until the end: an agent starting meanwhile waits for none of this, it is refused.
-    let _lock = match InstanceLock::acquire(pin_dir, vips) {
+    let _lock = match InstanceLock::acquire(pin_dir, &addrs) {
         Ok(lock) => lock,
         Err(InstanceError::Busy(_) | InstanceError::AddressTaken(_)) => return Ok(Outcome::AgentRunning),
         Err(e) => return Err(e.into()),
     };
     let xdp = ebpf::remove_leftover_pins(pin_dir)
         .map_err(|e| anyhow::anyhow!("removing the pins in {}: {e}", pin_dir.display()))?;
-    let addresses = AddressManager::new(iface)?;
-    if let Some(table) = route_table {
-        let routes = RouteManager::new(table, addresses.ifindex())?;
-        for vip in vips {
+    if let (Some(table), Some(first)) = (route_table, vips.first()) {
+        // Routed mode keeps every address on --vip-iface.
+        let routes = RouteManager::new(table, AddressManager::new(&first.iface)?.ifindex())?;
+        for vip in &addrs {
             routes.remove(vip)?;
         }
     }
     let mut removed = 0;
-    for vip in vips {
-        // Only copies an agent added (labelled; every IPv6 copy): the agent adopts other copies
-        // at its next start, but a cleanup does not guess whose they are.
-        for copy in addresses.copies(vip.addr)?.into_iter().filter(|c| c.ours) {
-            addresses.remove(&copy.addr)?;
-            removed += 1;
+    for iface in vip::interfaces(vips) {
+        let addresses = AddressManager::new(iface)?;
+        for vip in vips.iter().filter(|v| v.iface == iface) {
+            // Only copies an agent added (labelled; every IPv6 copy): the agent adopts other
+            // copies at its next start, but a cleanup does not guess whose they are.
+            for copy in addresses.copies(vip.addr.addr)?.into_iter().filter(|c| c.ours) {
+                addresses.remove(&copy.addr)?;
+                removed += 1;
+            }
         }
     }
     Ok(Outcome::Cleaned { addresses: removed, xdp })

@@ -3,6 +3,7 @@ pub mod cli;
 pub mod file;
 pub mod reference;
 pub mod reload;
+pub mod track;
 pub mod values;
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
 use self::cli::RunArgs;
 use crate::{
     netlink::{
-        SharedAddr,
+        SharedAddr, Vip,
         route::{self, AddressMode},
     },
     ops::{checks::CheckConfig, hooks::HookConfig},
@@ -36,6 +37,8 @@ pub enum ConfigError {
     MaxToleranceTooShort { max: Duration, tolerance: Duration },
     #[error("--vip {0} is this node's own address on the interface (its primary): choose an address no host has")]
     VipIsOwnAddress(SharedAddr),
+    #[error("--vip {vip}@{iface}: no interface named {iface} (check `ip link`)")]
+    NoVipIface { vip: SharedAddr, iface: String },
     #[error("--vip {0} is given twice")]
     DuplicateVip(SharedAddr),
     #[error("{0} shared addresses: at most {max} (the XDP program watches ARP and NDP for each)", max = ha_common::neighbour::MAX_VIPS)]
@@ -49,6 +52,20 @@ pub enum ConfigError {
     GarpRefreshTooShort { refresh: Duration, interval: Duration },
     #[error("no interface: give --iface NAME (or iface in the config file)")]
     NoIface,
+    #[error("--iface {0}: no such interface (check `ip link`)")]
+    NoSuchIface(String),
+    #[error("--track-iface {0}: no such interface (check `ip link`)")]
+    NoTrackedIface(String),
+    #[error("--track-iface {0} is given twice")]
+    DuplicateTrackedIface(String),
+    #[error("--iface {0} is given twice")]
+    DuplicateIface(String),
+    #[error("{0} heartbeat links: at most {max}", max = ha_common::links::MAX_LINKS)]
+    TooManyLinks(usize),
+    #[error("--rx socket listens on one interface: with several --iface use --rx xdp or auto")]
+    SocketRxOneLink,
+    #[error("--peer (unicast) with several --iface: unicast heartbeats go on one link; use multicast")]
+    UnicastOneLink,
     #[error("no shared address: give --vip ADDR/PREFIX (or vip in the config file)")]
     NoVip,
     #[error("--priority 0 is reserved for a node whose checks fail: use 1 or more")]
@@ -70,6 +87,8 @@ pub enum ConfigError {
     ReservedTable(u32),
     #[error("--garp-refresh does nothing in routed mode (no ARP is involved): leave it out")]
     GarpInRoutedMode,
+    #[error("--vip {0}: routed mode puts every shared address on --vip-iface; leave @IF out")]
+    PlacedInRoutedMode(String),
 }
 
 /// Routed mode: where the holder puts its host routes and its addresses.
@@ -91,9 +110,13 @@ pub enum AuthConfig {
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// The first heartbeat interface: the node's (its id, addresses without @IF, link state).
     pub iface: String,
     pub iface_addr: Ipv4Addr,
-    pub vips: Vec<SharedAddr>,
+    /// Every heartbeat link, the first one first.
+    pub links: Vec<HeartbeatLink>,
+    /// Every shared address with the interface that carries it (`--iface` unless given).
+    pub vips: Vec<Vip>,
     pub node: NodeConfig,
     pub interval: Duration,
     pub tick: Duration,
@@ -111,6 +134,8 @@ pub struct RunConfig {
     pub hooks: HookConfig,
     pub checks: CheckConfig,
     pub auth: AuthConfig,
+    /// Interfaces whose link lowers worthiness while down (`--track-iface`).
+    pub track: Vec<track::TrackArg>,
     /// `Some` in routed mode (`--mode routed`): host routes for a BGP speaker, no ARP.
     pub routed: Option<RoutedConfig>,
 }
@@ -148,9 +173,62 @@ const HOLD_DOWN_TOLERANCES: u32 = 3;
 /// tolerance it covers 10% loss (6 lost in a row); detection on a lossy link takes at most this.
 const MAX_TOLERANCE_TOLERANCES: u32 = 2;
 
+/// An interface heartbeats go out on and come in on, with the IPv4 address they come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatLink {
+    pub iface: String,
+    pub addr: Ipv4Addr,
+}
+
+/// What the configuration is checked against on this host: each interface's own IPv4
+/// addresses (primary first), None when there is no such interface.
+pub trait HostFacts {
+    fn own_ipv4(&self, iface: &str) -> Option<Vec<Ipv4Addr>>;
+}
+
+/// For tests: every interface exists and has these addresses.
+impl<const N: usize> HostFacts for [Ipv4Addr; N] {
+    fn own_ipv4(&self, _: &str) -> Option<Vec<Ipv4Addr>> {
+        Some(self.to_vec())
+    }
+}
+
+/// The heartbeat links after the first (whose checks are the node's own), checked.
+fn heartbeat_links(args: &RunArgs, host: &impl HostFacts) -> Result<Vec<HeartbeatLink>, ConfigError> {
+    if args.iface.len() > ha_common::links::MAX_LINKS as usize {
+        return Err(ConfigError::TooManyLinks(args.iface.len()));
+    }
+    if args.iface.len() > 1 && args.rx == RxMode::Socket {
+        return Err(ConfigError::SocketRxOneLink);
+    }
+    if args.iface.len() > 1 && !args.peers.is_empty() {
+        return Err(ConfigError::UnicastOneLink);
+    }
+    let mut links: Vec<HeartbeatLink> = Vec::new();
+    for (i, name) in args.iface.iter().enumerate() {
+        if links.iter().any(|l| &l.iface == name) {
+            return Err(ConfigError::DuplicateIface(name.clone()));
+        }
+        let own = host.own_ipv4(name);
+        let addr = match (i, own) {
+            (_, Some(own)) => own.first().copied(),
+            (0, None) => None, // the first interface's absence is the caller's to report
+            (_, None) => return Err(ConfigError::NoSuchIface(name.clone())),
+        };
+        let addr = match addr {
+            Some(addr) => addr,
+            None if i == 0 => Ipv4Addr::UNSPECIFIED, // refused below as NoIpv4, after the rest
+            None => return Err(ConfigError::NoIpv4(name.clone())),
+        };
+        links.push(HeartbeatLink { iface: name.clone(), addr });
+    }
+    Ok(links)
+}
+
 impl RunConfig {
-    /// `iface_addrs`: the interface's own IPv4 addresses (primary first), read by the caller.
-    pub fn new(args: &RunArgs, iface_addrs: &[Ipv4Addr]) -> Result<Self, ConfigError> {
+    /// `host`: the interfaces' own IPv4 addresses, read by the caller; the heartbeat
+    /// interface's existence is the caller's to check.
+    pub fn new(args: &RunArgs, host: &impl HostFacts) -> Result<Self, ConfigError> {
         if args.tolerance <= args.interval {
             return Err(ConfigError::ToleranceTooShort {
                 tolerance: args.tolerance,
@@ -162,7 +240,9 @@ impl RunConfig {
         if max_tolerance < args.tolerance {
             return Err(ConfigError::MaxToleranceTooShort { max: max_tolerance, tolerance: args.tolerance });
         }
-        let iface = args.iface.clone().ok_or(ConfigError::NoIface)?;
+        let iface = args.iface.first().cloned().ok_or(ConfigError::NoIface)?;
+        let iface_addrs = host.own_ipv4(&iface).unwrap_or_default();
+        let links = heartbeat_links(args, host)?;
         if args.vips.is_empty() {
             return Err(ConfigError::NoVip);
         }
@@ -172,34 +252,61 @@ impl RunConfig {
         if args.vips.len() > ha_common::neighbour::MAX_VIPS as usize {
             return Err(ConfigError::TooManyVips(args.vips.len()));
         }
-        let mut vips: Vec<SharedAddr> = Vec::new();
-        for vip in &args.vips {
+        let shared: Vec<SharedAddr> = args.vips.iter().map(|v| v.addr).collect();
+        let routed = routed(args, &shared)?;
+        if let (Some(_), Some(arg)) = (&routed, args.vips.iter().find(|v| v.iface.is_some())) {
+            return Err(ConfigError::PlacedInRoutedMode(arg.to_string()));
+        }
+        // Where an address goes unless it names its interface.
+        let home = routed.as_ref().map_or(iface.as_str(), |r| r.vip_iface.as_str()).to_string();
+        let mut vips: Vec<Vip> = Vec::new();
+        for arg in &args.vips {
+            let vip = Vip::resolve(arg, &home);
+            let own = match host.own_ipv4(&vip.iface) {
+                _ if vip.iface == iface => iface_addrs.clone(),
+                Some(own) => own,
+                // Routed mode's --vip-iface: the caller names it when it is missing.
+                None if arg.iface.is_none() => Vec::new(),
+                None => return Err(ConfigError::NoVipIface { vip: vip.addr, iface: vip.iface.clone() }),
+            };
             // Only the primary address is the node's own; another copy of the shared address on
             // the interface (keepalived killed, added by hand) is adopted as a leftover at start.
-            if iface_addrs.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr) {
-                return Err(ConfigError::VipIsOwnAddress(*vip));
+            if own.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr.addr) {
+                return Err(ConfigError::VipIsOwnAddress(vip.addr));
             }
-            if vips.iter().any(|v| v.addr == vip.addr) {
-                return Err(ConfigError::DuplicateVip(*vip));
+            if vips.iter().any(|v| v.addr.addr == vip.addr.addr) {
+                return Err(ConfigError::DuplicateVip(vip.addr));
             }
-            vips.push(*vip);
+            vips.push(vip);
         }
         let refresh = args.garp_refresh.filter(|r| !r.is_zero());
         if let Some(refresh) = refresh.filter(|r| *r < args.interval) {
             return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
         }
         let iface_addr = *iface_addrs.first().ok_or_else(|| ConfigError::NoIpv4(iface.clone()))?;
+        let mut links = links;
+        if let Some(first) = links.first_mut() {
+            first.addr = iface_addr;
+        }
         let auth = match (&args.key_file, args.insecure_no_auth) {
             (Some(path), false) => AuthConfig::KeyFile(path.clone()),
             (None, true) => AuthConfig::InsecureNoAuth,
             (Some(_), true) => return Err(ConfigError::AuthConflict),
             (None, false) => return Err(ConfigError::NoAuth),
         };
-        let routed = routed(args, &vips)?;
+        let mut tracked: Vec<track::TrackArg> = Vec::new();
+        for t in &args.track_ifaces {
+            if tracked.iter().any(|o| o.iface == t.iface) {
+                return Err(ConfigError::DuplicateTrackedIface(t.iface.clone()));
+            }
+            host.own_ipv4(&t.iface).ok_or_else(|| ConfigError::NoTrackedIface(t.iface.clone()))?;
+            tracked.push(t.clone());
+        }
         let node_id = args.node_id.unwrap_or(u32::from(iface_addr));
         Ok(Self {
             iface,
             iface_addr,
+            links,
             vips,
             node: NodeConfig {
                 node_id,
@@ -241,18 +348,29 @@ impl RunConfig {
             },
             auth,
             routed,
+            track: tracked,
         })
     }
 
-    /// The interface the shared addresses go on: the heartbeat interface, or in routed mode
-    /// `--vip-iface`.
+    /// The interface the shared addresses go on unless they name theirs (`@IF`): the heartbeat
+    /// interface, or in routed mode `--vip-iface`.
     pub fn vip_iface(&self) -> &str {
         self.routed.as_ref().map_or(&self.iface, |r| &r.vip_iface)
     }
 
+    /// The shared addresses as `--vip` spells them (`@IFACE` only off [`RunConfig::vip_iface`]).
+    pub fn vip_names(&self) -> Vec<String> {
+        self.vips.iter().map(|v| v.spelt(self.vip_iface())).collect()
+    }
+
+    /// The shared addresses alone, whatever carries them.
+    pub fn shared_addrs(&self) -> Vec<SharedAddr> {
+        self.vips.iter().map(|v| v.addr).collect()
+    }
+
     /// One line saying what this configuration runs, for `check-config`.
     pub fn summary(&self) -> String {
-        let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
+        let vips = self.vip_names();
         let routed = self
             .routed
             .as_ref()
@@ -261,7 +379,7 @@ impl RunConfig {
             "configuration OK: node {} priority {} on {}, shared {}{routed}; interval {}, tolerance {}, cluster {}",
             ha_core::node::id(self.node.node_id),
             self.node.priority,
-            self.iface,
+            self.links.iter().map(|l| l.iface.as_str()).collect::<Vec<_>>().join(" + "),
             vips.join(" "),
             values::spell_duration(self.interval),
             values::spell_duration(self.node.tolerance),
@@ -346,7 +464,7 @@ mod tests {
     #[test]
     fn missing_iface_or_vip_and_priority_zero_are_refused() {
         let mut a = args(&[]);
-        a.iface = None;
+        a.iface.clear();
         assert_eq!(RunConfig::new(&a, &OWN).unwrap_err(), ConfigError::NoIface);
         let mut a = args(&[]);
         a.vips.clear();
@@ -391,6 +509,77 @@ mod tests {
         assert_eq!(cfg.node.max_tolerance, cfg.node.tolerance);
         let err = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "300ms"]), &OWN).unwrap_err();
         assert!(matches!(err, ConfigError::MaxToleranceTooShort { .. }), "{err}");
+    }
+
+    /// eth0 with 192.0.2.1, eth1 with 10.9.0.1, nothing else.
+    struct TwoIfaces;
+
+    impl HostFacts for TwoIfaces {
+        fn own_ipv4(&self, iface: &str) -> Option<Vec<Ipv4Addr>> {
+            match iface {
+                "eth0" => Some(vec![Ipv4Addr::new(192, 0, 2, 1)]),
+                "eth1" => Some(vec![Ipv4Addr::new(10, 9, 0, 1)]),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_address_on_another_interface_is_checked_against_that_interface() {
+        let cfg = RunConfig::new(&args(&["--vip", "198.51.100.10/32@eth1"]), &TwoIfaces).expect("valid");
+        assert_eq!(cfg.vips[0].iface, "eth0");
+        assert_eq!(cfg.vips[1].iface, "eth1");
+        assert_eq!(cfg.vip_names(), ["192.0.2.200/24", "198.51.100.10/32@eth1"]);
+        assert!(cfg.summary().contains("shared 192.0.2.200/24 198.51.100.10/32@eth1"), "{}", cfg.summary());
+        let cfg = RunConfig::new(&args(&["--iface", "eth1"]), &TwoIfaces).expect("valid");
+        assert!(cfg.summary().contains(" on eth0 + eth1, "), "{}", cfg.summary());
+        let err = RunConfig::new(&args(&["--vip", "198.51.100.10/32@eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--vip 198.51.100.10/32@eth9: no interface named eth9 (check `ip link`)");
+        let err = RunConfig::new(&args(&["--vip", "10.9.0.1/24@eth1"]), &TwoIfaces).unwrap_err();
+        assert!(matches!(err, ConfigError::VipIsOwnAddress(_)), "{err}");
+        // The same address twice is refused whichever interfaces carry it.
+        let err = RunConfig::new(&args(&["--vip", "192.0.2.200/32@eth1"]), &TwoIfaces).unwrap_err();
+        assert!(matches!(err, ConfigError::DuplicateVip(_)), "{err}");
+    }
+
+    #[test]
+    fn routed_mode_puts_every_address_on_the_vip_interface() {
+        let mut a = args(&["--mode", "routed"]);
+        a.vips = vec!["203.0.113.200/32@eth1".parse().expect("addr")];
+        let err = RunConfig::new(&a, &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::PlacedInRoutedMode("203.0.113.200/32@eth1".into()));
+        a.vips = vec!["203.0.113.200/32".parse().expect("addr")];
+        let cfg = RunConfig::new(&a, &TwoIfaces).expect("valid: lo is checked by the caller");
+        assert_eq!((cfg.vips[0].iface.as_str(), cfg.vip_names()), ("lo", vec!["203.0.113.200/32".to_string()]));
+    }
+
+    #[test]
+    fn redundant_heartbeat_links_are_checked_each() {
+        let cfg = RunConfig::new(&args(&["--iface", "eth1"]), &TwoIfaces).expect("valid");
+        let links: Vec<(&str, Ipv4Addr)> = cfg.links.iter().map(|l| (l.iface.as_str(), l.addr)).collect();
+        assert_eq!(links, [("eth0", Ipv4Addr::new(192, 0, 2, 1)), ("eth1", Ipv4Addr::new(10, 9, 0, 1))]);
+        assert_eq!(cfg.iface, "eth0", "the first is the node's");
+        let err = RunConfig::new(&args(&["--iface", "eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--iface eth9: no such interface (check `ip link`)");
+        let err = RunConfig::new(&args(&["--iface", "eth0"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::DuplicateIface("eth0".into()));
+        let err = RunConfig::new(&args(&["--iface", "eth1", "--rx", "socket"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::SocketRxOneLink);
+        let err = RunConfig::new(&args(&["--iface", "eth1", "--peer", "192.0.2.2"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::UnicastOneLink);
+        let nine: Vec<&str> =
+            (1..=8).flat_map(|i| ["--iface", ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"][i - 1]]).collect();
+        assert_eq!(RunConfig::new(&args(&nine), &OWN).unwrap_err(), ConfigError::TooManyLinks(9));
+    }
+
+    #[test]
+    fn tracked_interfaces_must_exist_and_be_given_once() {
+        let cfg = RunConfig::new(&args(&["--track-iface", "eth1:30"]), &TwoIfaces).expect("valid");
+        assert_eq!(cfg.track[0].weight, Some(30));
+        let err = RunConfig::new(&args(&["--track-iface", "eth9"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err.to_string(), "--track-iface eth9: no such interface (check `ip link`)");
+        let err = RunConfig::new(&args(&["--track-iface", "eth1", "--track-iface", "eth1:5"]), &TwoIfaces).unwrap_err();
+        assert_eq!(err, ConfigError::DuplicateTrackedIface("eth1".into()));
     }
 
     #[test]

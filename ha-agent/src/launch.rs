@@ -1,14 +1,14 @@
 //! Starting a run, shared by the binary and by services that embed the agent
 //! ([`crate::embed`]): the arguments checked against this system, the privileges checked, and
 //! how SIGHUP reads them again. Nothing here changes the system.
-use std::ffi::OsString;
+use std::{ffi::OsString, net::Ipv4Addr};
 
 use anyhow::Context as _;
 
 use crate::{
     agent::{Reread, Rereader},
     config::{
-        RunConfig,
+        HostFacts, RunConfig,
         cli::{self, ArgsError, Command, RunArgs},
     },
     netlink::iface,
@@ -17,14 +17,15 @@ use crate::{
 
 /// `run` arguments resolved against this system: the interface exists, and its addresses.
 pub fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
-    let Some(iface) = args.iface.as_deref() else {
+    let Some(iface) = args.iface.first().map(String::as_str) else {
         anyhow::bail!("no interface: give --iface NAME (or iface in the config file)");
     };
-    let own = iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
     if iface::index(iface).is_err() {
         anyhow::bail!("no interface named {iface}: check `ip link`");
     }
-    let cfg = RunConfig::new(args, &own)?;
+    // Read once up front: a listing that fails is a refusal, not a missing interface.
+    iface::own_ipv4_addrs(iface).context("listing interface addresses")?;
+    let cfg = RunConfig::new(args, &ThisHost)?;
     if cfg.routed.is_some() && iface::index(cfg.vip_iface()).is_err() {
         anyhow::bail!(
             "no interface named {} for --vip-iface: create it (`ip link add {0} type dummy`) or use lo",
@@ -32,6 +33,16 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<RunConfig> {
         );
     }
     Ok(cfg)
+}
+
+/// The interfaces of this system, as `RunConfig` checks them.
+struct ThisHost;
+
+impl HostFacts for ThisHost {
+    fn own_ipv4(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
+        iface::index(name).ok()?;
+        iface::own_ipv4_addrs(name).ok()
+    }
 }
 
 /// Refuses a run this process lacks the capabilities for.

@@ -15,7 +15,10 @@ use ha_agent::{
         file::FileConfig,
     },
     launch,
-    netlink::route::{self, AddressMode},
+    netlink::{
+        Vip,
+        route::{self, AddressMode},
+    },
     ops::{control, event_stream, logging, status},
     rx::{peers::PeerMaps, settings::default_pin_dir},
 };
@@ -110,12 +113,13 @@ fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
     let routed = run.mode == AddressMode::Routed;
     let route_table = routed.then(|| run.route_table.unwrap_or(route::DEFAULT_TABLE));
     let vip_iface = routed.then(|| run.vip_iface.clone().unwrap_or_else(|| route::DEFAULT_VIP_IFACE.into()));
-    let Some(iface) = args.iface.clone().or(vip_iface).or(run.iface) else {
+    let Some(iface) = args.iface.clone().or(vip_iface).or(run.iface.first().cloned()) else {
         anyhow::bail!("no interface: give --iface NAME or --config FILE");
     };
     let vips = if args.vips.is_empty() { run.vips } else { args.vips.clone() };
     anyhow::ensure!(!vips.is_empty(), "no shared address: give --vip ADDR/PREFIX or --config FILE");
-    match ha_agent::cleanup::run(&iface, &vips, &dir, route_table)? {
+    let vips: Vec<Vip> = vips.iter().map(|v| Vip::resolve(v, &iface)).collect();
+    match ha_agent::cleanup::run(&vips, &dir, route_table)? {
         ha_agent::cleanup::Outcome::AgentRunning => {
             log::info!("an agent runs for {} or its shared addresses: nothing to clean up", dir.display())
         }

@@ -6,5 +6,8 @@ pub mod iface;
 pub(crate) mod link;
 pub mod route;
 mod shared_addr;
+pub mod vip;
+pub mod vip_links;
 
 pub use shared_addr::{SharedAddr, SharedAddrError};
+pub use vip::{Vip, VipArg};

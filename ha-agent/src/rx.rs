@@ -5,6 +5,7 @@ mod bpffs;
 pub mod ebpf;
 pub mod events;
 pub mod link_pin;
+pub mod links;
 mod map_batch;
 pub mod neighbour;
 pub mod peers;
@@ -56,6 +57,9 @@ pub enum Receiver {
         neighbour: Box<NeighbourMaps>,
         /// The ring buffer and the limits of event wake (`--wake event`; boxed like `xdp`).
         events: Option<Box<events::EventMaps>>,
+        /// Which link carried which peer (read only with several heartbeat links; boxed like
+        /// `xdp`).
+        links: Box<links::LinkMaps>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -78,6 +82,12 @@ impl Receiver {
             RxMode::Auto => match Self::open_xdp(cfg, auth, epoch, mac) {
                 Err(RxError::Xdp(e)) if falls_back(&e) => {
                     log::warn!("XDP unavailable, receiving heartbeats on a UDP socket instead (--rx socket): {e}");
+                    if cfg.links.len() > 1 {
+                        log::warn!(
+                            "the socket path listens on {} only: the other heartbeat links are not heard",
+                            cfg.iface
+                        );
+                    }
                     Self::open_socket(cfg, auth, epoch)
                 }
                 other => other,
@@ -96,19 +106,35 @@ impl Receiver {
             wake_event: (cfg.wake == WakeMode::Event).then_some(cfg.node.tolerance),
         };
         let mut xdp = AttachedXdp::attach(&cfg.iface, &xdp_cfg, cfg.xdp_mode, &cfg.pin_dir)?;
+        for link in cfg.links.iter().skip(1) {
+            let mode = xdp.attach_also(&link.iface, cfg.xdp_mode)?;
+            log::info!("XDP also on {} ({mode:?} mode), a redundant heartbeat link", link.iface);
+        }
+        // The fence must cover the shared addresses where they are: their interfaces too. Not in
+        // routed mode, where nobody ARPs for them (they sit on lo or a dummy).
+        let heartbeat = |i: &str| cfg.links.iter().any(|l| l.iface == i);
+        let placed = if cfg.routed.is_none() { crate::netlink::vip::interfaces(&cfg.vips) } else { Vec::new() };
+        for iface in placed.into_iter().filter(|i| !heartbeat(i)) {
+            let mode = xdp.attach_also(iface, cfg.xdp_mode)?;
+            log::info!("XDP also on {iface} ({mode:?} mode), for the fence of its shared addresses");
+        }
         let maps = PeerMaps::take_from(xdp.ebpf_mut())?;
         let keys = match auth {
             AuthMode::Keys(_) => Some(KeysMap::take_from(xdp.ebpf_mut())?),
             AuthMode::InsecureNoAuth => None,
         };
-        let watch =
-            NeighbourConfig { vips: cfg.vips.iter().map(|v| v.addr).collect(), mac, tolerance: cfg.node.tolerance };
+        let watch = NeighbourConfig {
+            vips: cfg.vips.iter().map(|v| v.addr.addr).collect(),
+            mac,
+            tolerance: cfg.node.tolerance,
+        };
         let neighbour = NeighbourMaps::take_from(xdp.ebpf_mut(), &watch, crate::clock::monotonic_ns())?;
         let events = match xdp_cfg.wake_event {
             Some(_) => Some(Box::new(events::EventMaps::take_from(xdp.ebpf_mut())?)),
             None => None,
         };
-        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, xdp: Box::new(xdp) })
+        let links = Box::new(links::LinkMaps::take_from(xdp.ebpf_mut())?);
+        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, links, xdp: Box::new(xdp) })
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
@@ -131,6 +157,21 @@ impl Receiver {
         match self {
             Self::Xdp { maps, .. } => Ok(maps.read_peers(out)?),
             Self::Socket { rx, .. } => rx.read_peers(out).map_err(RxError::Read),
+        }
+    }
+
+    /// Which link (interface index) last carried each peer; empty on the socket path, which
+    /// listens on one link.
+    pub fn read_links(
+        &self,
+        out: &mut Vec<(ha_common::links::LinkKey, ha_common::links::LinkRecord)>,
+    ) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { links, .. } => Ok(links.read(out)?),
+            Self::Socket { .. } => {
+                out.clear();
+                Ok(())
+            }
         }
     }
 

@@ -5,14 +5,18 @@
 //!   (`ha-sim`) drive the same code.
 //! - [`node::Node`] is the decision: who holds the address, given the peers as recorded.
 //! - [`liveness`] says when a peer's silence means it is gone, from its measured loss.
+//! - [`links`] says which of several heartbeat links carry which peer.
 //! - [`linger`] is the grace an old holder keeps its address for after a hand-over.
+//! - [`track`] lowers worthiness while tracked interfaces are down.
 //! - [`time`] is the one unit of time: [`time::Instant`] on `CLOCK_MONOTONIC`, `Duration`.
 pub mod failover;
 pub mod linger;
+pub mod links;
 pub mod liveness;
 pub mod mutation;
 pub mod node;
 pub mod time;
+pub mod track;
 
 pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Wake};
 pub use node::{Beats, NodeConfig, Peer, Preempt, Reannounce, Reason, Role, Transition};

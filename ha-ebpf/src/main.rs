@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod links;
 mod neighbour;
 mod parse;
 mod wake;
@@ -122,6 +123,10 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
     if let Some(default_limit_ns) = wake::enabled() {
         report(&outcome, &store, default_limit_ns);
     }
+    links::note(ctx, &frame.payload, outcome.map(|a| a.node_id), |id| {
+        // SAFETY: a copy of the value, read once.
+        PEERS.get_ptr(&id).map(|rec| unsafe { *rec })
+    });
     match outcome {
         Ok(new) if new.new_peer => {
             info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(frame.src));

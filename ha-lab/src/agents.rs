@@ -34,6 +34,9 @@ pub struct AgentSettings {
     pub per_node: BTreeMap<usize, NodeOverrides>,
     /// How heartbeats are authenticated (default: every agent gets [`LAB_KEY`]).
     pub auth: LabAuth,
+    /// A second set of agents on the same nodes (another group): its pin directories are
+    /// `<node's>/<instance>`.
+    pub instance: Option<String>,
 }
 
 /// One node's departures from the common settings.
@@ -90,6 +93,7 @@ impl AgentSettings {
             iface: None,
             per_node: BTreeMap::new(),
             auth: LabAuth::LabKey,
+            instance: None,
         }
     }
 
@@ -161,7 +165,7 @@ impl<'l> AgentSet<'l> {
             "--preempt".into(),
             s.preempt.clone(),
             "--pin-dir".into(),
-            self.lab.pin_dir(i).display().to_string(),
+            self.pin_dir(i).display().to_string(),
         ]);
         match s.auth {
             LabAuth::LabKey => args.extend(["--key-file".into(), self.key_file().display().to_string()]),
@@ -173,6 +177,14 @@ impl<'l> AgentSet<'l> {
             args.extend(node.args.iter().cloned());
         }
         args
+    }
+
+    /// Node i's pin directory for this set.
+    pub fn pin_dir(&self, i: usize) -> PathBuf {
+        match &self.settings.instance {
+            Some(sub) => self.lab.pin_dir(i).join(sub),
+            None => self.lab.pin_dir(i),
+        }
     }
 
     /// The key file [`LabAuth::LabKey`] passes (rewrite it and SIGHUP the agents to rotate).
@@ -239,7 +251,7 @@ impl<'l> AgentSet<'l> {
     /// such as `maintenance on` or `status --json`, talking to the agent's control socket.
     /// Its stdout, or an error quoting stderr.
     pub fn control(&self, i: usize, args: &[&str]) -> Result<String> {
-        let pin = self.lab.pin_dir(i).display().to_string();
+        let pin = self.pin_dir(i).display().to_string();
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["--pin-dir", pin.as_str()]);
         let program =

@@ -19,6 +19,9 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 
+mod lans;
+pub use lans::Lan;
+
 use crate::{
     bpffs,
     cleanup::{self, Registration},
@@ -60,6 +63,8 @@ pub struct Lab {
     lab_byte: u8,
     /// Extra bridges (`br1`..) currently holding partitioned groups.
     extra_bridges: Mutex<usize>,
+    /// Networks added by [`Lab::add_lan`] and [`Lab::add_cable`], for unique names.
+    extra_lans: std::sync::atomic::AtomicU8,
     impairments: Mutex<HashMap<usize, Impairment>>,
     /// tcx filters on every host (e.g. no IPv4 multicast); dropping the fds detaches them.
     filters: Mutex<Vec<OwnedFd>>,
@@ -208,6 +213,7 @@ impl Lab {
             routed,
             lab_byte,
             extra_bridges: Mutex::new(0),
+            extra_lans: std::sync::atomic::AtomicU8::new(0),
             impairments: Mutex::new(HashMap::new()),
             filters: Mutex::new(Vec::new()),
             _cleanup: reg,
@@ -576,6 +582,11 @@ struct PortStatus {
     name: String,
     state: String,
     carrier: bool,
+}
+
+/// Whether `port` is forwarding in `bridge link show` output.
+fn bridge_port_forwarding(out: &str, port: &str) -> bool {
+    parse_bridge_links(out).iter().any(|p| p.name == port && p.state == "forwarding")
 }
 
 /// `bridge link show` lines: `3: p1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br0 state forwarding ...`.

@@ -31,7 +31,7 @@ pub use child::Child;
 pub use cleanup::{agent_files_under, cleanup_and_exit, install_signal_cleanup, left_behind, sweep_leftovers};
 pub use host::Host;
 pub use inject::FrameSender;
-pub use lab::{Lab, MAX_NODES, REMOTE_NET, ROUTER_ADDR, SUB_NET, SubIface};
+pub use lab::{Lab, Lan, MAX_NODES, REMOTE_NET, ROUTER_ADDR, SUB_NET, SubIface};
 pub use probe::{DEFAULT_MAX_DURATION, LATE_AFTER, Outage, ProbeReport, Prober};
 
 /// The shared address tests fail over (TEST-NET-1, never routed).

@@ -145,12 +145,10 @@ impl Prober {
         };
         let sender = {
             let (log, stop) = (Arc::clone(&log), Arc::clone(&stop_send));
-            thread::Builder::new()
-                .name("ha-lab-probe-tx".into())
-                .spawn(move || {
-                    measuring_thread();
-                    send(sock, target, token, period, start, max, &log, &stop)
-                })
+            thread::Builder::new().name("ha-lab-probe-tx".into()).spawn(move || {
+                measuring_thread();
+                send(sock, target, token, period, start, max, &log, &stop)
+            })
         };
         let sender = match sender {
             Ok(h) => h,

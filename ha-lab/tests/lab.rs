@@ -59,6 +59,31 @@ fn nodes_reach_each_other_and_the_client() {
 }
 
 #[test]
+fn a_second_lan_and_a_cable_carry_traffic_and_are_cut_and_restored() {
+    ha_lab::within(30 * SEC, || {
+        let lab = Lab::new(2)?;
+        let lan = lab.add_lan("eth1", "10.9.0", true)?;
+        let cable = lab.add_cable(1, 2, "hb1", "10.77.0")?;
+        let client = lan.client().context("client on the LAN")?;
+        assert_eq!(lan.node(2).addr(), Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(lan.node(1).mac(), lab.node(1).link_mac("eth1")?);
+        client.ping(ip(lan.node(2).addr()), SEC)?;
+        lab.node(1).ping(ip(cable.node(2).addr()), SEC)?;
+        lab.cut_lan_link(&lan, 2)?;
+        ensure!(client.ping(ip(lan.node(2).addr()), Duration::from_millis(200)).is_err(), "the cut LAN port passes");
+        lab.node(1).ping(ip(Ipv4Addr::new(192, 0, 2, 2)), SEC).context("eth0 is not affected")?;
+        lab.restore_lan_link(&lan, 2)?;
+        client.ping(ip(lan.node(2).addr()), SEC)?;
+        lab.cut_lan_link(&cable, 1)?;
+        let far_end = lab.node(2).ip(&["-o", "link", "show", "hb1"])?;
+        ensure!(far_end.contains("NO-CARRIER"), "the cable's other end keeps carrier: {far_end}");
+        lab.restore_lan_link(&cable, 1)?;
+        lab.node(2).ping(ip(cable.node(1).addr()), SEC)?;
+        Ok(())
+    });
+}
+
+#[test]
 fn run_in_and_command_see_only_the_namespace() {
     ha_lab::within(30 * SEC, || {
         let lab = Lab::new(1)?;

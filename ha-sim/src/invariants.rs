@@ -74,13 +74,23 @@ pub enum Invariant {
     /// [`crate::scenario::Cluster::event_bound`]) plus 4 intervals, twice the wake slack and
     /// the LAN delay. Precondition: another node is eligible.
     StalledHolderReplaced,
+    /// (h) With several heartbeat links, a node reports "the link to peer X is down"
+    /// (`ha_core::links`) only for a link that was cut at either end (`CutLink`) within the
+    /// last silence limit, or while faults that lose or delay single packets (loss, burst
+    /// loss, delay, reorder) were about, which can silence one link and not the other. A peer
+    /// that dies, pauses or is partitioned off falls silent on every link: no link is down.
+    LinkDownOnlyWhenCut,
+    /// (i) Stable for settle: a node whose worthiness is 0 (checks failing, or a tracked
+    /// interface without a weight down: FAULT) does not hold the address while another node
+    /// is eligible with a worthiness above 0.
+    UnhealthyNeverHoldsBesideHealthy,
 }
 
 /// Transitions allowed in a window of steady loss, plus so many per minute of it.
 pub const FLAP_BOUND_BASE: u64 = 6;
 pub const FLAP_BOUND_PER_MINUTE: f64 = 2.0;
 
-pub const ALL: [Invariant; 10] = [
+pub const ALL: [Invariant; 12] = [
     Invariant::AtMostOneHolder,
     Invariant::AtLeastOneClaims,
     Invariant::NoTakeoverWhileHolderHeard,
@@ -91,6 +101,8 @@ pub const ALL: [Invariant; 10] = [
     Invariant::ReplayNeverRevives,
     Invariant::ReplayNeverMovesAddress,
     Invariant::StalledHolderReplaced,
+    Invariant::LinkDownOnlyWhenCut,
+    Invariant::UnhealthyNeverHoldsBesideHealthy,
 ];
 
 impl Invariant {
@@ -110,6 +122,8 @@ impl Invariant {
             Invariant::ReplayNeverRevives => "f:replay_never_revives",
             Invariant::ReplayNeverMovesAddress => "f:replay_never_moves_address",
             Invariant::StalledHolderReplaced => "g:stalled_holder_replaced",
+            Invariant::LinkDownOnlyWhenCut => "h:link_down_only_when_cut",
+            Invariant::UnhealthyNeverHoldsBesideHealthy => "i:unhealthy_never_holds_beside_healthy",
         }
     }
 }

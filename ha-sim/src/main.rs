@@ -129,7 +129,7 @@ struct Totals {
     events: u64,
     transitions: u64,
     lost_probe_ns: u128,
-    checked: [u64; 4],
+    checked: [u64; 5],
     /// Seeds, wakes and node time by wake mode: all poll, mixed, all event.
     modes: [u64; 3],
     wakes: [u64; 3],
@@ -176,6 +176,7 @@ fn many(args: &Args) -> ExitCode {
                     local.wakes[mode] += r.wakes;
                     local.mode_node_ns[mode] += u128::from(r.sim_ns) * r.nodes as u128;
                     local.kernel_expiries += r.kernel_expiries;
+                    local.checked[4] += r.link_downs;
                     for (t, f) in local.faults.iter_mut().zip(r.faults_per_kind) {
                         *t += f;
                     }
@@ -255,8 +256,8 @@ fn many(args: &Args) -> ExitCode {
         t.lost_probe_ns as f64 / 1e9
     );
     println!(
-        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e), {} stopped holders (g)",
-        t.checked[0], t.checked[1], t.checked[2], t.checked[3]
+        "preconditions met: {} takeovers on silence (b), {} clean planned changes (c), {} windows of steady loss (e), {} stopped holders (g), {} links reported down (h)",
+        t.checked[0], t.checked[1], t.checked[2], t.checked[3], t.checked[4]
     );
     let per_node_s = |m: usize| t.wakes[m] as f64 / (t.mode_node_ns[m] as f64 / 1e9).max(1e-9);
     println!(

@@ -37,6 +37,13 @@ pub fn cut(active: &[(usize, Fault)], from: u8, to: u8) -> bool {
     })
 }
 
+/// Whether heartbeat link `link` between nodes `a` and `b` is cut now (either end's).
+pub fn link_cut(active: &[(usize, Fault)], a: usize, b: usize, link: usize) -> bool {
+    active
+        .iter()
+        .any(|&(_, f)| matches!(f.kind, FaultKind::CutLink { node, link: l } if l == link && (node == a || node == b)))
+}
+
 impl Net {
     /// One packet from endpoint `from` to `to`, under the faults `active` (index, fault).
     pub fn transmit(

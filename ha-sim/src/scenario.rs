@@ -57,6 +57,9 @@ pub struct Cluster {
     pub ring_delay: u64,
     pub clients: usize,
     pub duration: u64,
+    /// Heartbeat links between the nodes (`--iface` repeated): every heartbeat goes out on
+    /// each; [`FaultKind::CutLink`] silences one. Clients and announcements use link 0.
+    pub links: usize,
 }
 
 /// The one place where the simulator builds the core's configuration.
@@ -217,6 +220,18 @@ pub enum FaultKind {
     LinkDown {
         node: usize,
     },
+    /// The node's tracked interface (`--track-iface`) is down: its priority drops by `weight`,
+    /// or with weight 0 to 0 (FAULT), through `ha_core::track`.
+    TrackDown {
+        node: usize,
+        weight: u32,
+    },
+    /// Heartbeats over one of the node's heartbeat links are lost both ways (its NIC, cable or
+    /// switch on that path); clients and the other links are not affected.
+    CutLink {
+        node: usize,
+        link: usize,
+    },
     /// The attacker replays `origin`'s heartbeats it saw on the LAN in `[rec_start, rec_end)`
     /// to `targets`, from `start` on.
     Replay {
@@ -235,7 +250,7 @@ pub struct Fault {
     pub end: u64,
 }
 
-pub const KIND_NAMES: [&str; 17] = [
+pub const KIND_NAMES: [&str; 19] = [
     "loss",
     "burst_loss",
     "delay",
@@ -252,6 +267,8 @@ pub const KIND_NAMES: [&str; 17] = [
     "check_fail",
     "link_down",
     "replay",
+    "cut_link",
+    "track_down",
     "clock_rate",
 ];
 
@@ -275,12 +292,20 @@ impl FaultKind {
             FaultKind::Priority { .. } => 13,
             FaultKind::LinkDown { .. } => 14,
             FaultKind::Replay { .. } => 15,
+            FaultKind::CutLink { .. } => 16,
+            FaultKind::TrackDown { .. } => 17,
         }
     }
 
     /// An operator's planned change (what invariant (c) is about), not a failure.
     pub fn is_planned(&self) -> bool {
-        matches!(self, FaultKind::Stop { .. } | FaultKind::Maintenance { .. } | FaultKind::Priority { .. })
+        matches!(
+            self,
+            FaultKind::Stop { .. }
+                | FaultKind::Maintenance { .. }
+                | FaultKind::Priority { .. }
+                | FaultKind::TrackDown { .. }
+        )
     }
 }
 
@@ -299,6 +324,7 @@ impl Fault {
             | FaultKind::Duplicate { .. }
             | FaultKind::Partition { .. }
             | FaultKind::Pause { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Replay { .. } => vec![(s, e + self.extra_delay())],
             FaultKind::Crash { restart, .. } => {
                 if restart {
@@ -311,7 +337,10 @@ impl Fault {
                 let leave = (s, s + cluster.leave_timeout);
                 if restart { vec![leave, (e, e)] } else { vec![leave] }
             }
-            FaultKind::Maintenance { .. } | FaultKind::Priority { .. } | FaultKind::LinkDown { .. } => {
+            FaultKind::Maintenance { .. }
+            | FaultKind::Priority { .. }
+            | FaultKind::TrackDown { .. }
+            | FaultKind::LinkDown { .. } => {
                 vec![(s, s), (e, e)]
             }
         }
@@ -379,6 +408,13 @@ impl fmt::Display for Fault {
             FaultKind::Maintenance { node } => write!(f, "maintenance n{node} on, off at end"),
             FaultKind::Priority { node, value } => write!(f, "priority n{node} = {value}, restored at end"),
             FaultKind::LinkDown { node } => write!(f, "link down n{node}, up at end"),
+            FaultKind::CutLink { node, link } => write!(f, "heartbeat link {link} of n{node} cut"),
+            FaultKind::TrackDown { node, weight: 0 } => {
+                write!(f, "tracked interface of n{node} down (FAULT), up at end")
+            }
+            FaultKind::TrackDown { node, weight } => {
+                write!(f, "tracked interface of n{node} down (weight {weight}), up at end")
+            }
             FaultKind::Replay { origin, targets, rec_start, rec_end, mode } => write!(
                 f,
                 "replay {mode:?} of n{origin}'s heartbeats seen in [{:.3} ms, {:.3} ms) to {}",
@@ -405,8 +441,11 @@ impl Scenario {
 
     pub fn generate(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed);
-        let cluster = gen_cluster(&mut rng);
-        let faults = gen_faults(&mut rng, &cluster);
+        let mut cluster = gen_cluster(&mut rng);
+        let mut faults = gen_faults(&mut rng, &cluster);
+        // From a stream of its own, so that the other draws of a seed stay what they were.
+        gen_links(&mut Rng::derive(seed, 0x11a5), &mut cluster, &mut faults);
+        gen_tracking(&mut Rng::derive(seed, 0x7ac4), &cluster, &mut faults);
         Scenario { seed, cluster, faults }
     }
 }
@@ -498,11 +537,59 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
         ring_delay,
         clients: rng.range(1, MAX_CLIENTS as u64) as usize,
         duration,
+        links: 1,
     };
     // Room for a few faults and the settling after each.
     duration = duration.max(6 * cluster.client_settle()).min(120 * SEC);
     cluster.duration = duration;
     cluster
+}
+
+/// Redundant heartbeat links in some clusters, with cuts of one link, and sometimes of every
+/// link of one node (which is then lost to the others, as in an asymmetric partition).
+fn gen_links(rng: &mut Rng, cluster: &mut Cluster, faults: &mut Vec<Fault>) {
+    if !rng.chance(0.35) {
+        return;
+    }
+    cluster.links = rng.range(2, 3) as usize;
+    let settle = cluster.client_settle();
+    let n = cluster.nodes.len();
+    for _ in 0..rng.range(1, 4) {
+        let start = rng.range(settle, cluster.duration.saturating_sub(3 * settle).max(settle + 1));
+        let end = start + rng.log_range(cluster.interval, 4 * settle);
+        if end + settle >= cluster.duration {
+            continue;
+        }
+        let node = rng.range(0, n as u64 - 1) as usize;
+        let every = rng.chance(0.3);
+        let one = rng.range(0, cluster.links as u64 - 1) as usize;
+        for link in 0..cluster.links {
+            if every || link == one {
+                faults.push(Fault { kind: FaultKind::CutLink { node, link }, start, end });
+            }
+        }
+    }
+    faults.sort_by_key(|f| f.start);
+}
+
+/// Tracked interfaces going down in some clusters: with a weight, or FAULT.
+fn gen_tracking(rng: &mut Rng, cluster: &Cluster, faults: &mut Vec<Fault>) {
+    if !rng.chance(0.25) {
+        return;
+    }
+    let settle = cluster.client_settle();
+    let n = cluster.nodes.len();
+    for _ in 0..rng.range(1, 2) {
+        let start = rng.range(settle, cluster.duration.saturating_sub(3 * settle).max(settle + 1));
+        let end = start + rng.range(settle, 5 * settle);
+        if end + settle >= cluster.duration {
+            continue;
+        }
+        let node = rng.range(0, n as u64 - 1) as usize;
+        let weight = if rng.chance(0.5) { 0 } else { rng.range(1, 255) as u32 };
+        faults.push(Fault { kind: FaultKind::TrackDown { node, weight }, start, end });
+    }
+    faults.sort_by_key(|f| f.start);
 }
 
 fn some_nodes(rng: &mut Rng, n: usize) -> u32 {

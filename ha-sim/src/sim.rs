@@ -9,6 +9,8 @@ use std::{
 use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
     Action, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role, Transition,
+    links::{LinkEvent, LinkSighting, Links},
+    track::Tracking,
 };
 
 use crate::{
@@ -71,6 +73,7 @@ pub struct Report {
     /// Wakes of all agents, and kernel timer expiries delivered (event wake).
     pub wakes: u64,
     pub kernel_expiries: u64,
+    pub link_downs: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
     pub cluster: String,
@@ -105,10 +108,12 @@ enum Ev {
         inc: u32,
         generation: u32,
     },
+    /// `link`: which heartbeat link carried it.
     Deliver {
         to: u8,
         hb: Heartbeat,
         replayed: bool,
+        link: u8,
     },
     Garp {
         client: u8,
@@ -161,6 +166,8 @@ impl Ord for Item {
 
 struct Agent {
     failover: Failover,
+    /// Which heartbeat link carries which peer (`ha_core::links`), as the agent runs it.
+    links: Links,
     epoch: u64,
     counter: u64,
     leaving: bool,
@@ -191,6 +198,10 @@ pub(crate) struct SimNode {
     pending_maintenance: Vec<bool>,
     stop_requested: bool,
     priority: u32,
+    /// Its tracked interface (`ha_core::track`), which the core's priority goes through.
+    tracking: Tracking,
+    /// The weight of its tracked interface while down (None: no weight, FAULT); None: up.
+    track_down: Option<Option<u32>>,
     starts: u64,
     /// A wake fell due while paused: it runs at the resume.
     wake_missed: bool,
@@ -201,6 +212,8 @@ pub(crate) struct SimNode {
     /// Global time of the agent's last liveness stamp, which the fence reads.
     last_stamp: u64,
     port: Vec<PortSeen>,
+    /// When each link last carried each peer's newest heartbeat (the `PEER_LINKS` map).
+    link_seen: Vec<LinkSighting>,
     peers: Vec<Peer>,
     /// Global time of its last `Take`.
     claimed_since: u64,
@@ -228,6 +241,15 @@ impl SimNode {
 
     fn eligible(&self) -> bool {
         self.running() && self.link_up && !self.maintenance_file && !self.stop_requested
+    }
+
+    /// What its worthiness should be now (invariant h): checks, less a tracked interface down.
+    fn worthiness(&self) -> u32 {
+        match self.track_down {
+            None => self.priority,
+            Some(Some(w)) => self.priority.saturating_sub(w),
+            Some(None) => 0,
+        }
     }
 
     /// Traffic for the address reaches this node (invariant (c), (d), lost probes).
@@ -356,12 +378,15 @@ impl World {
                 pending_maintenance: Vec::new(),
                 stop_requested: false,
                 priority: spec.priority,
+                tracking: Tracking::default(),
+                track_down: None,
                 starts: 0,
                 wake_missed: false,
                 last_run: 0,
                 yielded_to: None,
                 last_stamp: 0,
                 port: Vec::new(),
+                link_seen: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
                 claimed_since: 0,
                 start_pending: false,
@@ -541,7 +566,7 @@ impl World {
             Ev::Notify { node, inc } => self.wake(node as usize, inc),
             Ev::Expire { node, inc, peer, generation } => self.expire(node as usize, inc, peer, generation),
             Ev::KernelSend { node, inc, generation } => self.kernel_send(node as usize, inc, generation),
-            Ev::Deliver { to, hb, replayed } => self.deliver(to as usize, hb, replayed),
+            Ev::Deliver { to, hb, replayed, link } => self.deliver(to as usize, hb, replayed, link as usize),
             Ev::Garp { client, node } => self.garp(client as usize, node as usize),
             Ev::ArpRequest { client, node, req } => {
                 if self.answers(node as usize) {
@@ -588,6 +613,7 @@ impl World {
         n.claiming = false;
         n.table = PeerTable::default();
         n.port.clear();
+        n.link_seen.clear();
         n.stop_requested = false;
         n.pending_maintenance.clear();
         let local = n.spec.clock.local(now);
@@ -597,7 +623,8 @@ impl World {
         }
         // The epoch grows with every start (the real agent uses realtime microseconds).
         let epoch = 1_700_000_000_000_000 + now / 1_000 + n.starts;
-        n.agent = Some(Agent { failover, epoch, counter: 0, leaving: false });
+        let links = Links::new(self.sc.cluster.links);
+        n.agent = Some(Agent { failover, links, epoch, counter: 0, leaving: false });
         n.inc += 1;
         n.last_run = now;
         n.timers.clear();
@@ -660,9 +687,16 @@ impl World {
                 agent.failover.handle_expired(local, peer, last_seen);
             }
             agent.failover.handle_link(local, n.link_up);
-            agent.failover.handle_priority(local, n.priority);
+            agent.failover.handle_priority(local, n.tracking.adjust(n.priority));
             agent.failover.handle_peers(local, &peers);
             agent.failover.handle_timeout(local);
+            if self.sc.cluster.links > 1 {
+                let node = agent.failover.node();
+                agent.links.handle_sightings(local, &n.link_seen, |p| node.peer_liveness(p).0);
+            }
+        }
+        while let Some(event) = self.nodes[i].agent.as_mut().and_then(|a| a.links.poll_event()) {
+            self.check_link_down(i, event);
         }
         self.nodes[i].peers = peers;
         while let Some(action) = self.nodes[i].agent.as_mut().and_then(|a| a.failover.poll_action()) {
@@ -837,18 +871,22 @@ impl World {
                 self.recordings[f].push((self.now, hb));
             }
         }
-        for j in 0..self.nodes.len() {
-            if j == i {
-                continue;
-            }
-            let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
-            for d in [arrivals.first, arrivals.second].into_iter().flatten() {
-                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false });
+        // The same heartbeat on every link: the first copy to arrive is recorded, the others
+        // are stale (as in `ha_common::accept`).
+        for link in 0..self.sc.cluster.links {
+            for j in 0..self.nodes.len() {
+                if j == i || crate::net::link_cut(&self.active, i, j, link) {
+                    continue;
+                }
+                let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
+                for d in [arrivals.first, arrivals.second].into_iter().flatten() {
+                    self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: false, link: link as u8 });
+                }
             }
         }
     }
 
-    fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool) {
+    fn deliver(&mut self, j: usize, hb: Heartbeat, replayed: bool, link: usize) {
         let now = self.now;
         // Under loss on the way, a node cannot tell heartbeats its own pause ate from those the
         // network lost: there, one that reached a machine paused as a whole counts as lost.
@@ -900,6 +938,16 @@ impl World {
         }
         let n = &mut self.nodes[j];
         let confirmed = recorded && n.table.get(hb.node_id).is_some_and(|e| e.rec.confirmed != 0);
+        // The link is credited with the newest heartbeat and copies of it (`ha_common::links`).
+        let newest =
+            n.table.get(hb.node_id).is_some_and(|e| e.rec.epoch == hb.seq.epoch && e.rec.counter == hb.seq.counter);
+        if newest && !replayed {
+            let sighting = LinkSighting { peer: hb.node_id, link, last_seen: local };
+            match n.link_seen.iter_mut().find(|s| s.peer == hb.node_id && s.link == link) {
+                Some(s) => *s = sighting,
+                None => n.link_seen.push(sighting),
+            }
+        }
         // A replay counts only once decisions would see it (confirmed). One the receiver never
         // got, of a run it had confirmed, is a late delivery, which any network may make: what
         // a recording must never do is confirm a run, or bring back one unconfirmed.
@@ -974,6 +1022,38 @@ impl World {
         }
     }
 
+    /// Invariant (g): a link reported down for a peer was cut, or single packets were being
+    /// lost or delayed.
+    fn check_link_down(&mut self, i: usize, event: LinkEvent) {
+        let LinkEvent::PeerDown { peer, link, silent } = event else { return };
+        let Some(h) = self.nodes.iter().position(|n| n.spec.node_id == peer) else { return };
+        let limit =
+            self.nodes[i].agent.as_ref().map_or(0, |a| a.failover.node().peer_liveness(peer).0.as_nanos() as u64);
+        let recent = |f: &Fault| f.start < self.now && f.end + limit + self.sc.cluster.interval >= self.now;
+        let explained = self.sc.faults.iter().any(|f| {
+            recent(f)
+                && match f.kind {
+                    FaultKind::CutLink { node, link: l } => l == link && (node == i || node == h),
+                    FaultKind::Loss { .. }
+                    | FaultKind::BurstLoss { .. }
+                    | FaultKind::Delay { .. }
+                    | FaultKind::Reorder { .. } => true,
+                    _ => false,
+                }
+        });
+        self.report.link_downs += 1;
+        self.note(format!("n{i}: link {link} to n{h} down (silent {:.3} ms)", silent.as_secs_f64() * 1e3));
+        if !explained {
+            self.violate(
+                Invariant::LinkDownOnlyWhenCut,
+                format!(
+                    "n{i} reports link {link} to n{h} down after {:.3} ms of silence, but no fault cut it",
+                    silent.as_secs_f64() * 1e3
+                ),
+            );
+        }
+    }
+
     fn check_takeover(&mut self, i: usize, local: Instant) {
         let n = &self.nodes[i];
         let Some(agent) = n.agent.as_ref() else { return };
@@ -986,6 +1066,11 @@ impl World {
             let cut = |from: usize, to: usize| crate::net::cut(&self.active, from as u8, to as u8);
             // A holder whose agent is not running now does not keep sending.
             if h == i || !holder.claiming || !holder.running() || !holder.link_up || cut(i, h) || cut(h, i) {
+                continue;
+            }
+            // Every heartbeat link between them cut: not heard either.
+            let links = self.sc.cluster.links;
+            if (0..links).all(|l| crate::net::link_cut(&self.active, i, h, l)) {
                 continue;
             }
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
@@ -1003,7 +1088,15 @@ impl World {
                     && f.end + limit >= self.now
                     && (crate::net::cut(&[(0, *f)], h as u8, i as u8) || crate::net::cut(&[(0, *f)], i as u8, h as u8))
             });
-            if recent_cut {
+            // Likewise every heartbeat link between them cut within the last limit.
+            let recently_cut = |l: usize| {
+                self.sc.faults.iter().any(|f| {
+                    matches!(f.kind, crate::scenario::FaultKind::CutLink { node, link } if link == l && (node == i || node == h))
+                        && f.start < self.now
+                        && f.end + limit >= self.now
+                })
+            };
+            if recent_cut || (0..links).all(recently_cut) {
                 continue;
             }
             let silent = local.since(seen.at).as_nanos() as u64;
@@ -1095,6 +1188,7 @@ impl World {
             | FaultKind::Delay { .. }
             | FaultKind::Reorder { .. }
             | FaultKind::Duplicate { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Partition { .. } => self.active.push((f, fault)),
             FaultKind::Pause { node, machine } => {
                 if !machine {
@@ -1114,6 +1208,12 @@ impl World {
                 self.nodes[node].pending_maintenance.push(true);
             }
             FaultKind::Priority { node, value } => self.nodes[node].priority = value,
+            FaultKind::TrackDown { node, weight } => {
+                let weight = (weight > 0).then_some(weight);
+                self.nodes[node].tracking = Tracking::new(&[weight]);
+                self.nodes[node].tracking.handle_link(0, false);
+                self.nodes[node].track_down = Some(weight);
+            }
             FaultKind::LinkDown { node } => self.nodes[node].link_up = false,
             FaultKind::Replay { mode, .. } => self.schedule_replay(f, mode),
         }
@@ -1199,6 +1299,7 @@ impl World {
             | FaultKind::Delay { .. }
             | FaultKind::Reorder { .. }
             | FaultKind::Duplicate { .. }
+            | FaultKind::CutLink { .. }
             | FaultKind::Partition { .. } => self.active.retain(|(i, _)| *i != f),
             FaultKind::Pause { node, machine } => {
                 let n = &mut self.nodes[node];
@@ -1225,6 +1326,10 @@ impl World {
                 self.nodes[node].pending_maintenance.push(false);
             }
             FaultKind::Priority { node, .. } => self.nodes[node].priority = self.nodes[node].spec.priority,
+            FaultKind::TrackDown { node, .. } => {
+                self.nodes[node].tracking.handle_link(0, true);
+                self.nodes[node].track_down = None;
+            }
             FaultKind::LinkDown { node } => self.nodes[node].link_up = true,
         }
         self.open_windows();
@@ -1254,7 +1359,7 @@ impl World {
         for j in 0..self.nodes.len() {
             if targets & (1 << j) != 0 {
                 let d = self.sc.cluster.net_delay + self.rng.range(0, self.sc.cluster.net_jitter);
-                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: true });
+                self.push(self.now + d, Ev::Deliver { to: j as u8, hb, replayed: true, link: 0 });
             }
         }
     }
@@ -1302,6 +1407,21 @@ impl World {
                 let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible()).collect();
                 let detail = format!("stable for {:.3} ms, {} eligible, nobody claims", ms(quiet), names(&eligible));
                 self.violate(Invariant::AtLeastOneClaims, detail);
+            }
+            if let (Some(h), None) = (first, second)
+                && self.nodes[h].worthiness() == 0
+            {
+                let healthy: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&j| j != h && self.nodes[j].eligible() && self.nodes[j].worthiness() > 0)
+                    .collect();
+                if !healthy.is_empty() {
+                    let detail = format!(
+                        "stable for {:.3} ms, n{h} holds with worthiness 0 while {} could",
+                        ms(quiet),
+                        names(&healthy)
+                    );
+                    self.violate(Invariant::UnhealthyNeverHoldsBesideHealthy, detail);
+                }
             }
             if let (Some(h), None) = (first, second)
                 && quiet >= self.client_settle
@@ -1425,7 +1545,10 @@ fn announcement_path(kind: &FaultKind) -> Option<u32> {
 
 fn planned_node(kind: &FaultKind) -> usize {
     match *kind {
-        FaultKind::Stop { node, .. } | FaultKind::Maintenance { node } | FaultKind::Priority { node, .. } => node,
+        FaultKind::Stop { node, .. }
+        | FaultKind::Maintenance { node }
+        | FaultKind::Priority { node, .. }
+        | FaultKind::TrackDown { node, .. } => node,
         _ => usize::MAX,
     }
 }

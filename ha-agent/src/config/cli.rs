@@ -18,7 +18,7 @@ use super::{
     },
 };
 use crate::{
-    netlink::{SharedAddr, route::AddressMode},
+    netlink::{VipArg, route::AddressMode},
     ops::logging::LogFormat,
     rx::settings::{AttachMode, RxMode, WakeMode},
 };
@@ -106,9 +106,10 @@ pub struct CleanupArgs {
     /// The interface [default: the config file's].
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
-    /// A shared address; repeat for several [default: the config file's].
-    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
-    pub vips: Vec<SharedAddr>,
+    /// A shared address (`@IFACE` when on another interface); repeat for several [default: the
+    /// config file's].
+    #[arg(long = "vip", value_name = "ADDR/PREFIX[@IF]")]
+    pub vips: Vec<VipArg>,
 }
 
 /// Every option of `ha-agent run`, declared once: the config file takes each as a key named as
@@ -122,13 +123,18 @@ pub struct RunArgs {
     /// refused with file:line.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Interface that carries heartbeats and, in l2 mode, the shared address. [required]
+    /// Interface that carries heartbeats and, in l2 mode, the shared address. Repeat for
+    /// redundant heartbeat links (up to 8, each with an IPv4 address): heartbeats go out on
+    /// every one and a peer is alive while any carries its heartbeats; the first is the node's
+    /// (node id, shared addresses without @IF). [required]
     #[arg(long, value_name = "IF")]
-    pub iface: Option<String>,
+    pub iface: Vec<String>,
     /// Shared address with prefix, e.g. 192.0.2.200/24; repeat for several (moved together);
-    /// IPv6 works too. [required]
-    #[arg(long = "vip", value_name = "ADDR/PREFIX")]
-    pub vips: Vec<SharedAddr>,
+    /// IPv6 works too. `@IF` puts it on another interface than --iface (added and announced
+    /// there, e.g. 198.51.100.10/32@eth1; any subnet); XDP is attached there too, for its ARP
+    /// fence. [required]
+    #[arg(long = "vip", value_name = "ADDR/PREFIX[@IF]")]
+    pub vips: Vec<VipArg>,
     /// How clients reach the holder: l2 (the address on --iface, clients re-pointed by
     /// gratuitous ARP / unsolicited NA) or routed (a host route for a BGP speaker beside the
     /// agent to announce; see docs/routed.md).
@@ -257,6 +263,11 @@ pub struct RunArgs {
     /// interval]
     #[arg(long, value_name = "DUR", value_parser = duration(values::COMMAND_TIMEOUT))]
     pub check_timeout: Option<Duration>,
+    /// An interface whose link state counts (keepalived's track_interface), e.g. eth1 or
+    /// eth1:30: while its link is down, priority drops by the weight, or without a weight to 0
+    /// (FAULT: the address is handed over make-before-break); repeat for several.
+    #[arg(long = "track-iface", value_name = "IF[:W]")]
+    pub track_ifaces: Vec<super::track::TrackArg>,
     /// Consecutive failures before a passing check counts as failing, 1 to 100.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = number(values::CHECK_COUNT))]
     pub check_fall: u32,

@@ -44,8 +44,10 @@ impl ReloadPlan {
                 plan.needs_restart.push(name);
             }
         };
-        restart(old.iface != new.iface, "iface");
-        restart(old.vips != new.vips, "vip");
+        restart(old.links != new.links, "iface");
+        restart(old.track != new.track, "track-iface");
+        // As written: an address moved with --mode or --vip-iface is named there.
+        restart(old.vip_names() != new.vip_names(), "vip");
         restart(o.node_id != n.node_id, "node-id");
         restart(old.interval != new.interval, "interval");
         restart(o.tolerance != n.tolerance, "tolerance");

@@ -194,6 +194,18 @@ impl Collector for FromStatus {
             MetricType::Gauge,
             checks,
         )?;
+        let link_labels =
+            |l: &crate::links::PeerLinkStatus| vec![("peer", l.node_id.clone()), ("link", l.link.clone())];
+        let up = s.peer_links.iter().map(|l| (link_labels(l), ConstGauge::new(flag(l.up))));
+        family(&mut e, "peer_link_up", "1 while this link carries the peer's heartbeats.", MetricType::Gauge, up)?;
+        let downs = s.peer_links.iter().map(|l| (link_labels(l), ConstCounter::new(l.downs)));
+        family(
+            &mut e,
+            "peer_link_downs",
+            "Times this link stopped carrying the peer while another link still did.",
+            MetricType::Counter,
+            downs,
+        )?;
         counter(&mut e, "heartbeats_sent", "Heartbeats sent.", s.heartbeats_sent)?;
         counter(&mut e, "kernel_events", "Events the kernel posted (--wake event).", s.kernel_events)?;
         counter(

@@ -88,6 +88,10 @@ pub struct Status {
     /// only: XDP reads frames before any socket buffer).
     pub socket_buffer_drops: Option<u64>,
     pub peers: Vec<PeerStatus>,
+    /// The heartbeat links (`--iface`), the first first.
+    pub links: Vec<String>,
+    /// Each peer on each link, with several links.
+    pub peer_links: Vec<crate::links::PeerLinkStatus>,
     pub checks: Vec<CheckStatus>,
     /// Claims for a shared address by other MACs (gratuitous ARP, NA), seen by XDP.
     pub foreign_claims: u64,
@@ -247,6 +251,18 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         let _ = writeln!(out, "check `{}`: {}{detail}", c.command, c.state);
     }
     peer_lines(&mut out, &s.peers);
+    for l in &s.peer_links {
+        let _ = writeln!(
+            out,
+            "  {} on {}: {}, last heard {:.0} ms ago, {} heartbeats, down {} times",
+            l.node_id,
+            l.link,
+            if l.up { "up" } else { "DOWN" },
+            l.age_ms,
+            l.received,
+            l.downs
+        );
+    }
     out.push_str(&drop_line(s.heartbeats_recorded, &s.drops));
     if let Some(n) = s.socket_buffer_drops {
         let _ = writeln!(out, "datagrams dropped by the kernel, the socket's buffer full: {n}");

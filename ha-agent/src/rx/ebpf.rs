@@ -139,6 +139,8 @@ pub struct AttachedXdp {
     pins: Pins,
     /// Keeps the link attached while the agent runs; once its pin is gone, closing it detaches.
     _link: FdLink,
+    /// The links on further interfaces (those of shared addresses), likewise.
+    _more: Vec<FdLink>,
 }
 
 impl AttachedXdp {
@@ -147,33 +149,30 @@ impl AttachedXdp {
         let mut ebpf = load(cfg)?;
         // Pin after a successful load: a failed verification leaves nothing behind.
         let mut pins = Pins::create(&ebpf, pin_dir)?;
-        // We hold the instance lock: a link pinned here was left by an agent that died.
-        let link_path = pin_dir.join(LINK_PIN);
-        match link_pin::remove(&link_path) {
-            Ok(true) => log::warn!("detached the XDP program a crashed agent left on {iface}"),
-            Ok(false) => {}
-            Err(e) => log::warn!("detaching the XDP program a crashed agent left on {iface}: {e}"),
-        }
-        let stacked = iface::driver(iface).ok().and_then(|d| stacked_kind(&d));
-        let mode = match (mode, stacked) {
-            (AttachMode::Auto, Some(kind)) => {
-                log::info!("{iface} is a {kind} device, which has no native XDP: attaching in generic mode");
-                AttachMode::Skb
+        // We hold the instance lock: links pinned here were left by an agent that died.
+        for path in link_pins(pin_dir) {
+            match link_pin::remove(&path) {
+                Ok(true) => log::warn!("detached the XDP program a crashed agent left ({})", path.display()),
+                Ok(false) => {}
+                Err(e) => log::warn!("detaching the XDP program a crashed agent left ({}): {e}", path.display()),
             }
-            _ => mode,
-        };
-        let (mode, link_id) =
-            attach_with_fallback(program_mut(&mut ebpf)?, iface, ifindex, mode).map_err(|e| match (e, stacked) {
-                (EbpfError::Attach { iface, why }, Some(kind)) => EbpfError::Attach {
-                    iface,
-                    why: format!("{why}; {kind} devices have no native XDP: use --xdp-mode auto"),
-                },
-                (e, _) => e,
-            })?;
-        let link = pin_link(program_mut(&mut ebpf)?, link_id, &link_path)
-            .map_err(|why| EbpfError::Pin { dir: pin_dir.to_path_buf(), why })?;
+        }
+        let link_path = pin_dir.join(LINK_PIN);
+        let (mode, link) = attach_pinned(program_mut(&mut ebpf)?, iface, ifindex, mode, &link_path, pin_dir)?;
         pins.files.push(link_path);
-        Ok(Self { ebpf, mode, pins, _link: link })
+        Ok(Self { ebpf, mode, pins, _link: link, _more: Vec::new() })
+    }
+
+    /// Attaches the same program (same maps) to another interface too, its link pinned beside
+    /// the first: a shared address carried there is fenced like one on the first interface.
+    pub fn attach_also(&mut self, iface: &str, mode: AttachMode) -> Result<XdpMode, EbpfError> {
+        let ifindex = ifindex(iface)?;
+        let path = self.pins.dir.join(format!("{LINK_PIN}{EXTRA_LINK_SEP}{iface}"));
+        let dir = self.pins.dir.clone();
+        let (mode, link) = attach_pinned(program_mut(&mut self.ebpf)?, iface, ifindex, mode, &path, &dir)?;
+        self.pins.files.push(path);
+        self._more.push(link);
+        Ok(mode)
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -187,6 +186,52 @@ impl AttachedXdp {
     pub fn pin_dir(&self) -> &Path {
         &self.pins.dir
     }
+}
+
+/// Between [`LINK_PIN`] and the interface name in the pins of further interfaces' links.
+const EXTRA_LINK_SEP: char = '@';
+
+/// Every pinned XDP link in `dir`: the first interface's and the others'.
+fn link_pins(dir: &Path) -> Vec<PathBuf> {
+    let extra = format!("{LINK_PIN}{EXTRA_LINK_SEP}");
+    let mut out = vec![dir.join(LINK_PIN)];
+    if let Ok(entries) = fs::read_dir(dir) {
+        out.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&extra))
+                .map(|e| e.path()),
+        );
+    }
+    out
+}
+
+/// Attaches `prog` to `iface` (generic mode at once on stacked devices, in `auto`) and pins its
+/// link at `path`.
+fn attach_pinned(
+    prog: &mut Xdp,
+    iface: &str,
+    ifindex: u32,
+    mode: AttachMode,
+    path: &Path,
+    pin_dir: &Path,
+) -> Result<(XdpMode, FdLink), EbpfError> {
+    let stacked = iface::driver(iface).ok().and_then(|d| stacked_kind(&d));
+    let mode = match (mode, stacked) {
+        (AttachMode::Auto, Some(kind)) => {
+            log::info!("{iface} is a {kind} device, which has no native XDP: attaching in generic mode");
+            AttachMode::Skb
+        }
+        _ => mode,
+    };
+    let (mode, link_id) = attach_with_fallback(prog, iface, ifindex, mode).map_err(|e| match (e, stacked) {
+        (EbpfError::Attach { iface, why }, Some(kind)) => {
+            EbpfError::Attach { iface, why: format!("{why}; {kind} devices have no native XDP: use --xdp-mode auto") }
+        }
+        (e, _) => e,
+    })?;
+    let link = pin_link(prog, link_id, path).map_err(|why| EbpfError::Pin { dir: pin_dir.to_path_buf(), why })?;
+    Ok((mode, link))
 }
 
 /// Pins the link of the attached program at `path`; the returned handle keeps it attached.
@@ -296,7 +341,10 @@ fn remove_empty_dirs(dir: &Path) {
 /// link) and removes its pinned maps. The caller holds the instance lock. Returns whether a
 /// program was detached.
 pub fn remove_leftover_pins(dir: &Path) -> io::Result<bool> {
-    let detached = link_pin::remove(&dir.join(LINK_PIN))?;
+    let mut detached = false;
+    for path in link_pins(dir) {
+        detached |= link_pin::remove(&path)?;
+    }
     for name in [PEERS_MAP, STATS_MAP] {
         match fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

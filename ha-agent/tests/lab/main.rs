@@ -5,6 +5,7 @@
 //! Run one topic with its module path, e.g. `cargo test -p ha-agent --test lab failover::`.
 mod support;
 
+mod active_active;
 mod chaos;
 mod cli_errors;
 mod config_file;
@@ -18,18 +19,21 @@ mod hostile;
 mod key_rotation;
 mod lab_maps;
 mod least_privilege;
+mod multi_homed;
 mod net_io;
 mod operations;
 mod operator;
 mod ownership;
+mod redundant_links;
 mod reload;
 mod resilience;
 mod routed;
 mod rx_socket;
 mod steering;
-mod surfaces;
+pub(crate) mod surfaces;
 mod systemd;
 mod topologies;
+mod tracking;
 mod xdp_auth;
 mod xdp_hostile;
 mod xdp_neighbour;

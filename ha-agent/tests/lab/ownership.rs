@@ -99,6 +99,15 @@ fn a_copy_left_by_keepalived_is_adopted_and_a_clean_stop_leaves_no_lock_file() {
     bounded(|| {
         let lab = lab(1);
         let node = lab.node(1);
+        // A namespace's inode is reused once it is gone: lock files that agents killed in an
+        // earlier lab left under it are not this test's (they never block a start, see
+        // `instance`, but would be counted below).
+        let netns = std::fs::metadata(node.netns_path()).expect("netns").ino();
+        for entry in std::fs::read_dir(Path::new("/run/ha-agent")).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&format!("address-{netns}-")) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         // What a killed keepalived leaves: the address as /32, without our label.
         node.ip(&["addr", "add", &format!("{VIP}/32"), "dev", node.iface()]).expect("ip addr add");
         let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[100])).expect("agents");
@@ -114,7 +123,6 @@ fn a_copy_left_by_keepalived_is_adopted_and_a_clean_stop_leaves_no_lock_file() {
         assert!(agents.output(1).contains("not added by ha-agent"), "{}", agents.output(1));
 
         agents.stop(1, WAIT).expect("clean stop");
-        let netns = std::fs::metadata(node.netns_path()).expect("netns").ino();
         let pin_name = lab.pin_dir(1).to_string_lossy().trim_matches('/').replace('/', "_");
         let left: Vec<String> = std::fs::read_dir(Path::new("/run/ha-agent"))
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())

@@ -44,6 +44,7 @@ fn routed_mode_moves_the_host_route_make_before_break_and_on_hard_failure() {
             |agents: &AgentSet, speakers: &Speakers| format!("{}\n{}", agents.diagnostics(), speakers.diagnostics());
 
         agents.wait_sole_holder_of(vip, 1, SESSION_WAIT).expect("most worthy holds");
+        assert!(!agents.output(1).contains("XDP also on"), "no ARP fence on --vip-iface:\n{}", agents.output(1));
         speakers.wait_next_hop(ROUTED_VIP, addr(&lab, 1), WAIT).expect("the router routes to node 1");
         remote.ping(vip, Duration::from_secs(2)).expect("the remote client reaches the holder");
         assert!(

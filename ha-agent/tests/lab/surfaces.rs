@@ -17,7 +17,7 @@ use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
 
 const METRICS_PORT: u16 = 9466;
 
-fn metrics_addr() -> SocketAddr {
+pub(crate) fn metrics_addr() -> SocketAddr {
     (Ipv4Addr::LOCALHOST, METRICS_PORT).into()
 }
 
@@ -27,7 +27,7 @@ fn connect(lab: &Lab, i: usize) -> std::io::Result<TcpStream> {
 }
 
 /// One scrape: its body, or why it failed.
-fn scrape(lab: &Lab, i: usize) -> Result<String, String> {
+pub(crate) fn scrape(lab: &Lab, i: usize) -> Result<String, String> {
     let mut conn = connect(lab, i).map_err(|e| format!("connect: {e}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
     conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: ha\r\n\r\n").map_err(|e| format!("send: {e}"))?;
@@ -222,17 +222,24 @@ fn exported_metrics_pass_promtool_check_metrics() {
         for i in 1..=2 {
             let text = scrape(&lab, i).expect("scrape");
             assert!(text.contains("ha_heartbeat_drops_total{path="), "{text}");
-            let mut check = std::process::Command::new(promtool)
-                .args(["check", "metrics"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run promtool");
-            check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
-            let out = check.wait_with_output().expect("promtool");
-            let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success() && said.trim().is_empty(), "node {i}: promtool says:\n{said}\n{text}");
+            if let Err(said) = promtool_check(promtool, &text) {
+                panic!("node {i}: promtool says:\n{said}\n{text}");
+            }
         }
     });
+}
+
+/// `promtool check metrics` on `text`: Err with what it said.
+pub(crate) fn promtool_check(promtool: &str, text: &str) -> Result<(), String> {
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && said.trim().is_empty() { Ok(()) } else { Err(said) }
 }

@@ -37,7 +37,7 @@ fn example_uncommented() -> String {
 #[test]
 fn the_example_parses_as_shipped_and_with_every_option_switched_on() {
     let shipped = parse(EXAMPLE).expect("examples/ha-agent.toml parses").run_args().expect("run args");
-    assert_eq!(shipped.iface.as_deref(), Some("eth0"));
+    assert_eq!(shipped.iface, ["eth0"]);
     let all = parse(&example_uncommented()).expect("every commented-out line is a valid value");
     let all = all.run_args().expect("run args");
     assert_eq!(all.checks.len(), 2);
@@ -62,7 +62,7 @@ fn every_run_flag_is_a_key_and_every_key_a_flag() {
         assert!(keys.iter().any(|k| k == key), "`{key}` in {keys:?}");
     }
     assert!(!keys.iter().any(|k| k == "config" || k == "help"), "{keys:?}");
-    assert_eq!(keys.len(), 40, "a new flag is a new key: add it to examples/ha-agent.toml");
+    assert_eq!(keys.len(), 41, "a new flag is a new key: add it to examples/ha-agent.toml");
 }
 
 #[test]
@@ -103,11 +103,18 @@ fn repeatable_keys_take_one_value_or_a_list() {
     let one = parse("vip = \"192.0.2.200/24\"\ncheck = \"true\"\n").expect("single values");
     let one = one.run_args().expect("run args");
     assert_eq!(one.vips.len(), 1);
+    let placed = parse("vip = [\"192.0.2.200/24\", \"198.51.100.10/32@eth1\"]\n").expect("@IF in the file");
+    let placed = placed.run_args().expect("run args");
+    assert_eq!(placed.vips[1].iface.as_deref(), Some("eth1"));
+    let (line, msg) = invalid("\nvip = \"198.51.100.10/32@\"\n");
+    assert_eq!((line, msg.contains("not an interface name")), (2, true), "{msg}");
     assert_eq!(one.checks, vec!["true".to_string()]);
     let node = parse("node-id = 7\n").expect("numeric node id").run_args().expect("run args");
     assert_eq!(node.node_id, Some(7));
-    let (line, msg) = invalid("\n\niface = [\"eth0\", \"eth1\"]\n");
-    assert_eq!((line, msg.contains("`iface` takes one value, not a list")), (3, true), "{msg}");
+    let two = parse("iface = [\"eth0\", \"eth1\"]\n").expect("redundant links").run_args().expect("run args");
+    assert_eq!(two.iface, ["eth0", "eth1"]);
+    let (line, msg) = invalid("\n\npriority = [1, 2]\n");
+    assert_eq!((line, msg.contains("`priority` takes one value, not a list")), (3, true), "{msg}");
 }
 
 #[test]
@@ -126,7 +133,7 @@ fn flags_on_the_command_line_win_over_the_file() {
     let cli = parse_from(argv).expect("parse");
     assert_eq!(cli.log_level, log::LevelFilter::Debug, "a global flag from the file");
     let Command::Run(args) = cli.command else { panic!("run") };
-    assert_eq!(args.iface.as_deref(), Some("eth1"), "from the file");
+    assert_eq!(args.iface, ["eth1"], "from the file");
     assert_eq!(args.interval, Duration::from_millis(50), "the flag wins");
     assert_eq!(args.tolerance, Duration::from_secs(5), "from the file, over the flag's default");
     assert_eq!(args.checks, vec!["flag-check".to_string()], "a repeated flag replaces the file's list");
