@@ -6,6 +6,7 @@
 //! committed report alone; `report` regenerates it from a results file.
 mod failover;
 mod keepalived;
+mod links;
 pub(crate) mod machine;
 mod plots;
 mod procfs;
@@ -42,6 +43,9 @@ pub enum BenchKind {
     /// Routed mode: hard failure, preemption and clean stop seen by a client behind a BGP
     /// router (BIRD, BFD), at 10/35 ms (or --interval/--tolerance).
     Routed,
+    /// Two heartbeat links (the LAN and a cable): one cut, then both, then restored, at 10/35
+    /// ms (or --interval/--tolerance).
+    Links,
     /// False takeovers and flaps under 10% loss and under CPU saturation, ours and keepalived.
     Stability,
     /// 2 to 32 nodes at 10 ms: convergence, CPU and memory per node, XDP CPU; then 64 nodes:
@@ -219,6 +223,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let needs_agent = [
         BenchKind::Failover,
         BenchKind::Routed,
+        BenchKind::Links,
         BenchKind::Keepalived,
         BenchKind::Stability,
         BenchKind::Scale,
@@ -247,6 +252,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         if want(BenchKind::Routed) {
             section(&mut res, "routed failover", |res| routed::run(res, agent, &args));
+        }
+        if want(BenchKind::Links) {
+            section(&mut res, "failover with two heartbeat links", |res| links::run(res, agent, &args));
         }
         if ka && want(BenchKind::Keepalived) {
             section(&mut res, "failover with keepalived", |res| failover::run_keepalived(res, &args));

@@ -32,6 +32,7 @@ pub fn failover(series: &[FailoverSeries], path: &Path) -> Result<()> {
             Implementation::Ha => format!("ha {}", s.setting.trim_end_matches(" ms")),
             Implementation::Keepalived => format!("ka {}", s.setting.trim_start_matches("advert ")),
             Implementation::HaRouted => format!("bgp {}", s.setting.split(" ms").next().unwrap_or_default()),
+            Implementation::HaTwoLinks => format!("2 links {}", s.setting.split(" ms").next().unwrap_or_default()),
         })
         .collect();
     let top = series

@@ -120,6 +120,7 @@ fn targets(res: &Results) -> Vec<Target> {
         met: rest.map(|p| max(&p.rss_mib) < 20.0),
     });
     issue13_targets(res, &mut t);
+    two_links_targets(res, &mut t);
     for c in &res.xdp {
         t.push(Target {
             what: format!("XDP {}: ≤ {:.0} ns/packet (program alone)", c.case, c.target_ns),
@@ -128,6 +129,33 @@ fn targets(res: &Results) -> Vec<Target> {
         });
     }
     t
+}
+
+/// Two heartbeat links: one cut changes nothing; both cut fail over as a hard failure does
+/// (the successor takes over within the tolerance plus 2 ms; the client's outage adds the
+/// announcement).
+fn two_links_targets(res: &Results, t: &mut Vec<Target>) {
+    let Some(s) = res.failover.iter().find(|s| s.implementation == Implementation::HaTwoLinks) else { return };
+    if let Some(st) = summary_of(s, Scenario::OneLinkCut) {
+        t.push(Target {
+            what: format!("two links ({}): one cut, no lost probe in any rep", s.setting),
+            measured: format!("{}/{} reps without a lost probe", st.no_loss, st.runs),
+            met: Some(st.runs > 0 && st.no_loss == st.runs),
+        });
+    }
+    if let Some(st) = summary_of(s, Scenario::HardFailure) {
+        let bound = s.tolerance_ms + 2.0 + s.interval_ms;
+        t.push(Target {
+            what: format!("two links ({}): both cut, outage median ≤ tolerance + interval + 2 ms", s.setting),
+            measured: format!(
+                "{} ms median, {} ms max (bound {} ms)",
+                ms(st.outage.median),
+                ms(st.outage.max),
+                ms(bound)
+            ),
+            met: Some(st.outage.median <= bound),
+        });
+    }
 }
 
 fn targets_table(res: &Results) -> String {

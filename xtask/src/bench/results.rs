@@ -82,6 +82,8 @@ pub enum Scenario {
     Crash,
     CleanStop,
     Preemption,
+    /// With two heartbeat links: one of them cut (nothing may change).
+    OneLinkCut,
 }
 
 impl Scenario {
@@ -93,6 +95,7 @@ impl Scenario {
             Scenario::Crash => "crash (SIGKILL)",
             Scenario::CleanStop => "clean stop (SIGTERM)",
             Scenario::Preemption => "preemption (holder returns)",
+            Scenario::OneLinkCut => "one of two heartbeat links cut",
         }
     }
 }
@@ -104,6 +107,8 @@ pub enum Implementation {
     Keepalived,
     /// Our agents in routed mode: the host route announced by BGP (BIRD) to a router.
     HaRouted,
+    /// Our agents with two heartbeat links (the LAN and a direct cable).
+    HaTwoLinks,
 }
 
 impl Implementation {
@@ -112,6 +117,7 @@ impl Implementation {
             Implementation::Ha => "ha",
             Implementation::Keepalived => "keepalived",
             Implementation::HaRouted => "ha routed (BGP via BIRD)",
+            Implementation::HaTwoLinks => "ha, two heartbeat links",
         }
     }
 }
