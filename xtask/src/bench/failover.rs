@@ -129,8 +129,9 @@ fn restart_holder(d: &mut impl Daemons, settle: Duration) -> Result<()> {
     Ok(())
 }
 
-fn record(out: &mut [ScenarioRuns], scenario: Scenario, m: Measured) {
-    println!("  {:<30} outage {:>6.1} ms, lost {:>3} of {:>4}", scenario.title(), ms(m.outage), m.lost, m.sent);
+/// Prints one measurement and adds it to its scenario's runs.
+pub fn record(out: &mut [ScenarioRuns], scenario: Scenario, m: Measured) {
+    println!("  {:<34} outage {:>6.1} ms, lost {:>3} of {:>4}", scenario.title(), ms(m.outage), m.lost, m.sent);
     if let Some(s) = out.iter_mut().find(|s| s.scenario == scenario) {
         s.runs.push(Run { outage_ms: ms(m.outage), lost: m.lost, sent: m.sent, settled_ms: ms(m.settled_after) });
     }

@@ -9,7 +9,7 @@ use ha_lab::{AgentSet, AgentSettings, Lab, Prober, VIP};
 
 use super::{
     failover,
-    results::{FailoverSeries, Implementation, Results, Run, Scenario, ScenarioRuns},
+    results::{FailoverSeries, Implementation, Results, Scenario, ScenarioRuns},
     settle_for,
 };
 use crate::scenario::{Measured, PROBE_PERIOD, STEP_TIMEOUT, ms};
@@ -62,14 +62,14 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
         for rep in 1..=args.reps {
             println!("repetition {rep}/{}", args.reps);
             let m = measure(1, &|| lab.cut_lan_link(&cable, 1))?;
-            record(&mut series.scenarios, Scenario::OneLinkCut, m);
+            failover::record(&mut series.scenarios, Scenario::OneLinkCut, m);
             let m = measure(2, &|| lab.cut_link(1))?;
-            record(&mut series.scenarios, Scenario::HardFailure, m);
+            failover::record(&mut series.scenarios, Scenario::HardFailure, m);
             let m = measure(1, &|| {
                 lab.restore_link(1)?;
                 lab.restore_lan_link(&cable, 1)
             })?;
-            record(&mut series.scenarios, Scenario::Preemption, m);
+            failover::record(&mut series.scenarios, Scenario::Preemption, m);
         }
         Ok::<(), anyhow::Error>(())
     })();
@@ -80,11 +80,4 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
     failover::print_table(&series);
     res.failover.push(series);
     Ok(())
-}
-
-fn record(out: &mut [ScenarioRuns], scenario: Scenario, m: Measured) {
-    println!("  {:<34} outage {:>6.1} ms, lost {:>3} of {:>4}", scenario.title(), ms(m.outage), m.lost, m.sent);
-    if let Some(s) = out.iter_mut().find(|s| s.scenario == scenario) {
-        s.runs.push(Run { outage_ms: ms(m.outage), lost: m.lost, sent: m.sent, settled_ms: ms(m.settled_after) });
-    }
 }

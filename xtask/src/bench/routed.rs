@@ -18,7 +18,7 @@ use ha_lab::{
 
 use super::{
     Daemons, failover,
-    results::{FailoverSeries, Implementation, Results, Run, Scenario, ScenarioRuns},
+    results::{FailoverSeries, Implementation, Results, Scenario, ScenarioRuns},
     settle_for,
 };
 use crate::scenario::{Measured, PROBE_PERIOD, STEP_TIMEOUT, ms};
@@ -80,11 +80,11 @@ impl Routed<'_> {
         for rep in 1..=reps {
             println!("repetition {rep}/{reps}");
             let m = self.measure(agents, 2, || self.lab.cut_link(1))?;
-            record(out, Scenario::HardFailure, m);
+            failover::record(out, Scenario::HardFailure, m);
             let m = self.measure(agents, 1, || self.lab.restore_link(1))?;
-            record(out, Scenario::Preemption, m);
+            failover::record(out, Scenario::Preemption, m);
             let m = self.measure(agents, 2, || agents.clean_stop(1))?;
-            record(out, Scenario::CleanStop, m);
+            failover::record(out, Scenario::CleanStop, m);
             agents.start_node(1)?;
             self.settled_on(agents, 1, STEP_TIMEOUT)?;
         }
@@ -112,12 +112,5 @@ impl Routed<'_> {
         agents.wait_sole_holder_of(IpAddr::V4(ROUTED_VIP), node, timeout)?;
         thread::sleep(self.settle);
         Ok(())
-    }
-}
-
-fn record(out: &mut [ScenarioRuns], scenario: Scenario, m: Measured) {
-    println!("  {:<30} outage {:>6.1} ms, lost {:>3} of {:>4}", scenario.title(), ms(m.outage), m.lost, m.sent);
-    if let Some(s) = out.iter_mut().find(|s| s.scenario == scenario) {
-        s.runs.push(Run { outage_ms: ms(m.outage), lost: m.lost, sent: m.sent, settled_ms: ms(m.settled_after) });
     }
 }
