@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod ether;
 pub mod links;
 pub mod maps;
 pub mod neighbour;

@@ -8,9 +8,12 @@ use aya_ebpf::{
     macros::btf_map,
     programs::XdpContext,
 };
-use ha_common::neighbour::{AgentStamp, LastClaim, MAX_VIPS, NeighbourStats, vip_key_v4};
+use ha_common::{
+    ether::{ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6, IPV6_HLEN, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT},
+    neighbour::{AgentStamp, LastClaim, MAX_VIPS, NeighbourStats, vip_key_v4},
+};
 
-use crate::parse::bytes_at;
+use crate::parse::{bytes_at, layer3};
 
 #[btf_map]
 static AGENT: Array<AgentStamp, 1> = Array::new();
@@ -24,47 +27,24 @@ static LAST_CLAIM: Array<LastClaim, 1> = Array::new();
 #[btf_map]
 static NEIGH_STATS: PerCpuArray<NeighbourStats, 1> = PerCpuArray::new();
 
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
 /// Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, lengths 6 and 4, then the operation.
 const ARP_ETH_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
 const ARP_LEN: usize = 28;
 const ARP_REQUEST: u16 = 1;
-const IPV6_HLEN: usize = 40;
-const IPPROTO_ICMPV6: u8 = 58;
-const ND_NEIGHBOR_SOLICIT: u8 = 135;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// Type, code, checksum, reserved/flags, then the 16-byte target.
 const ND_LEN: usize = 24;
 
 /// The verdict for a frame that is not a heartbeat.
 #[inline(always)]
 pub fn inspect(ctx: &XdpContext) -> u32 {
-    let Some(mut ethertype) = be16(ctx, 12) else {
+    let Some((ethertype, l3)) = layer3(ctx) else {
         return XDP_PASS;
     };
-    let mut l3 = ETH_HLEN;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        let Some(inner) = be16(ctx, ETH_HLEN + 2) else {
-            return XDP_PASS;
-        };
-        ethertype = inner;
-        l3 += VLAN_HLEN;
-    }
     match ethertype {
         ETH_P_ARP => arp(ctx, l3),
         ETH_P_IPV6 => neighbour_discovery(ctx, l3),
         _ => XDP_PASS,
     }
-}
-
-#[inline(always)]
-fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
 }
 
 #[inline(always)]

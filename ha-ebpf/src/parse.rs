@@ -1,15 +1,10 @@
 //! Bounds-checked framing: Ethernet (one optional 802.1Q/802.1ad tag), IPv4 (any IHL), UDP.
 
 use aya_ebpf::programs::XdpContext;
-use ha_common::wire::HEARTBEAT_LEN;
-
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_UDP: u8 = 17;
-const UDP_HLEN: usize = 8;
+use ha_common::{
+    ether::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, IPPROTO_UDP, UDP_HLEN, VLAN_HLEN},
+    wire::HEARTBEAT_LEN,
+};
 
 pub struct HeartbeatFrame {
     pub src: [u8; 4],
@@ -57,8 +52,18 @@ fn payload_at(ctx: &XdpContext, offset: usize) -> Option<[u8; HEARTBEAT_LEN]> {
 }
 
 #[inline(always)]
-fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+pub(crate) fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
+}
+
+/// The EtherType past one optional 802.1Q/802.1ad tag, and where the layer-3 header starts.
+#[inline(always)]
+pub(crate) fn layer3(ctx: &XdpContext) -> Option<(u16, usize)> {
+    let ethertype = be16(ctx, 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Some((be16(ctx, ETH_HLEN + 2)?, ETH_HLEN + VLAN_HLEN));
+    }
+    Some((ethertype, ETH_HLEN))
 }
 
 #[inline(always)]
@@ -71,12 +76,7 @@ pub fn heartbeat_frame(ctx: &XdpContext, port: u16) -> Frame {
 
 #[inline(always)]
 fn frame(ctx: &XdpContext, port: u16) -> Option<Frame> {
-    let mut l3 = ETH_HLEN;
-    let mut ethertype = be16(ctx, 12)?;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = be16(ctx, ETH_HLEN + 2)?;
-        l3 += VLAN_HLEN;
-    }
+    let (ethertype, l3) = layer3(ctx)?;
     if ethertype != ETH_P_IPV4 {
         return None;
     }

@@ -11,16 +11,12 @@ use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use ha_common::ether::{ETH_HLEN, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6, IPV6_HLEN, ND_NEIGHBOR_ADVERT};
+
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 /// 33:33 + low 32 bits of ff02::1 (RFC 2464 section 7).
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0x00, 0x00, 0x00, 0x01];
 const ALL_NODES_IP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETH_HEADER_LEN: usize = 14;
-const IPV6_HEADER_LEN: usize = 40;
-const IPPROTO_ICMPV6: u8 = 58;
-const ICMPV6_NEIGHBOUR_ADVERT: u8 = 136;
 /// Override flag: replace whatever link-layer address neighbours cached.
 const NA_FLAG_OVERRIDE: u8 = 0x20;
 const ND_OPT_TARGET_LL_ADDR: u8 = 2;
@@ -30,7 +26,7 @@ const NA_LEN: usize = 4 + 4 + 16 + 8;
 /// Length of a gratuitous ARP frame (without the padding the NIC adds).
 pub const GARP_FRAME_LEN: usize = 42;
 /// Length of an unsolicited neighbour advertisement frame.
-pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + NA_LEN;
+pub const NA_FRAME_LEN: usize = ETH_HLEN + IPV6_HLEN + NA_LEN;
 
 /// ARP operation code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +53,7 @@ pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr, op: ArpOp) -> [u8; GARP_FRAME_LEN]
     let mut f = [0u8; GARP_FRAME_LEN];
     f[0..6].copy_from_slice(&BROADCAST_MAC);
     f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
     f[14..16].copy_from_slice(&1u16.to_be_bytes()); // htype: Ethernet
     f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // ptype: IPv4
     f[18] = 6; // hlen
@@ -79,9 +75,9 @@ pub fn unsolicited_na_frame(mac: [u8; 6], ip: Ipv6Addr) -> [u8; NA_FRAME_LEN] {
     // Ethernet
     f[0..6].copy_from_slice(&ALL_NODES_MAC);
     f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+    f[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
     // IPv6 header
-    let ip6 = &mut f[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV6_HEADER_LEN];
+    let ip6 = &mut f[ETH_HLEN..ETH_HLEN + IPV6_HLEN];
     ip6[0] = 0x60; // version 6, traffic class 0, flow label 0
     ip6[4..6].copy_from_slice(&(NA_LEN as u16).to_be_bytes());
     ip6[6] = IPPROTO_ICMPV6;
@@ -89,8 +85,8 @@ pub fn unsolicited_na_frame(mac: [u8; 6], ip: Ipv6Addr) -> [u8; NA_FRAME_LEN] {
     ip6[8..24].copy_from_slice(&ip.octets());
     ip6[24..40].copy_from_slice(&ALL_NODES_IP.octets());
     // ICMPv6 neighbour advertisement
-    let na = &mut f[ETH_HEADER_LEN + IPV6_HEADER_LEN..];
-    na[0] = ICMPV6_NEIGHBOUR_ADVERT;
+    let na = &mut f[ETH_HLEN + IPV6_HLEN..];
+    na[0] = ND_NEIGHBOR_ADVERT;
     na[4] = NA_FLAG_OVERRIDE;
     na[8..24].copy_from_slice(&ip.octets());
     na[24] = ND_OPT_TARGET_LL_ADDR;
@@ -172,10 +168,10 @@ impl Announcer {
         match addr {
             IpAddr::V4(v4) => [ArpOp::Request, ArpOp::Reply]
                 .into_iter()
-                .map(|op| self.send(&garp_frame(self.mac, v4, op), ETHERTYPE_ARP, addr))
+                .map(|op| self.send(&garp_frame(self.mac, v4, op), ETH_P_ARP, addr))
                 .collect(),
             IpAddr::V6(v6) => {
-                vec![self.send(&unsolicited_na_frame(self.mac, v6), ETHERTYPE_IPV6, addr)]
+                vec![self.send(&unsolicited_na_frame(self.mac, v6), ETH_P_IPV6, addr)]
             }
         }
     }
