@@ -107,17 +107,22 @@ fn targets(res: &Results) -> Vec<Target> {
         }),
         met: loss.map(|r| r.false_takeovers == 0),
     });
-    let rest = res.rest.iter().find(|p| (p.interval_ms - 10.0).abs() < 1e-9);
+    // The default wake mode's run (event where measured), else a schema-1 point.
+    let at_10ms = |r: &&RestRun| r.implementation == Implementation::Ha && (r.interval_ms - 10.0).abs() < 1e-9;
+    let run = res.rest_runs.iter().filter(at_10ms).min_by_key(|r| r.mode != "event");
+    let rest = run.map(|r| (r.cpu_pct.clone(), r.rss_mib.clone())).or_else(|| {
+        res.rest.iter().find(|p| (p.interval_ms - 10.0).abs() < 1e-9).map(|p| (p.cpu_pct.clone(), p.rss_mib.clone()))
+    });
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     t.push(Target {
         what: "at rest, 10 ms interval: agent CPU < 1% of one core".into(),
-        measured: rest.map_or("-".into(), |p| format!("{:.2}% (busiest node)", max(&p.cpu_pct))),
-        met: rest.map(|p| max(&p.cpu_pct) < 1.0),
+        measured: rest.as_ref().map_or("-".into(), |(cpu, _)| format!("{:.2}% (busiest node)", max(cpu))),
+        met: rest.as_ref().map(|(cpu, _)| max(cpu) < 1.0),
     });
     t.push(Target {
         what: "at rest, 10 ms interval: agent RSS < 20 MiB".into(),
-        measured: rest.map_or("-".into(), |p| format!("{:.1} MiB (largest)", max(&p.rss_mib))),
-        met: rest.map(|p| max(&p.rss_mib) < 20.0),
+        measured: rest.as_ref().map_or("-".into(), |(_, rss)| format!("{:.1} MiB (largest)", max(rss))),
+        met: rest.as_ref().map(|(_, rss)| max(rss) < 20.0),
     });
     issue13_targets(res, &mut t);
     two_links_targets(res, &mut t);
@@ -606,6 +611,13 @@ fn render(res: &Results, source: &str, plots_made: &[&str]) -> String {
          setting.\n\n{}\n",
         targets_table(res)
     );
+    if !res.notes.is_empty() {
+        s.push_str("## Measured again\n\n");
+        for n in &res.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+        s.push('\n');
+    }
     if !res.errors.is_empty() {
         s.push_str("## Failures during this run\n\nThese parts stopped early; what they measured before is shown.\n\n");
         for e in &res.errors {

@@ -39,6 +39,9 @@ pub struct Results {
     /// Benchmarks that failed part-way, one line each; the others still ran.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// Sections measured again in a later run and put in here, one line each saying what and how.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
