@@ -594,7 +594,7 @@ fn render(res: &Results, source: &str, plots_made: &[&str]) -> String {
          cargo xtask bench                 # everything (as root): writes bench/results/<date>.json and this page\n\
          cargo xtask bench failover --reps 5 --interval 2ms --tolerance 8ms   # one part, one setting\n\
          cargo xtask bench report          # render this page again from the newest results file\n```\n\n\
-         Parts: `xdp`, `failover`, `routed`, `keepalived`, `stability`, `scale`, `rest`. Options used for this \
+         Parts: `xdp`, `failover`, `routed`, `links`, `keepalived`, `stability`, `scale`, `rest`. Options used for this \
          run: `--reps {reps} --stability-secs {stab} --window-secs {win} --nodes {nodes}`{rt}. \
          keepalived is installed with apt-get when missing (`--no-install` skips the comparison \
          instead, `--no-keepalived` leaves it out).\n\n",
