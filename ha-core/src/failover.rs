@@ -122,14 +122,10 @@ pub struct FailoverConfig {
     pub tick: Duration,
     /// When an announcement is repeated, after its first.
     pub announce_repeats: Vec<Duration>,
-    /// This node stamps its liveness for the kernel-side fence, which refuses to answer for the
-    /// address once the stamp is a tolerance old: at any wake at least `stamp_every` after the
-    /// last stamp (the interval or a quarter tolerance, whichever is shorter, so every
-    /// heartbeat's wake carries one and stamps cost no wake of their own)...
+    /// How often this node stamps its liveness for the kernel-side fence, which refuses to
+    /// answer for the address once the stamp is a tolerance old. A quarter of the tolerance:
+    /// a late wake or two does not raise the fence under a live agent.
     pub stamp_every: Duration,
-    /// ...and at the latest `stamp_within` after it (half the tolerance: a wake late by half a
-    /// tolerance still does not raise the fence under a live agent).
-    pub stamp_within: Duration,
     /// See [`CLAIM_SETTLE`].
     pub claim_settle: Duration,
 }
@@ -142,8 +138,7 @@ impl FailoverConfig {
             interval,
             tick,
             announce_repeats: ANNOUNCE_REPEATS.to_vec(),
-            stamp_every: (node.tolerance / 4).min(interval),
-            stamp_within: node.tolerance / 2,
+            stamp_every: node.tolerance / 4,
             claim_settle: CLAIM_SETTLE,
         }
     }
@@ -228,10 +223,7 @@ pub struct Failover {
     /// A heartbeat should go out at the next `handle_timeout`: our state changed.
     send_now: bool,
     next_send: Instant,
-    /// The latest the next stamp may go (a wake is planned for it)...
     next_stamp: Instant,
-    /// ...and the earliest.
-    stamp_from: Instant,
     /// The first and the last claim by another MAC not yet decided on.
     foreign_claim: Option<(Instant, Instant)>,
     /// Pending repeats of the last announcement, soonest last.
@@ -275,7 +267,6 @@ impl Failover {
             send_now: false,
             next_send: now,
             next_stamp: now,
-            stamp_from: now,
             foreign_claim: None,
             repeats: Vec::new(),
             linger: Linger::default(),
@@ -424,10 +415,9 @@ impl Failover {
             self.actions.push_back(Action::RemoveAddresses);
         }
         self.heartbeat(now);
-        if now >= self.stamp_from {
+        if now >= self.next_stamp {
             self.actions.push_back(Action::Stamp);
-            self.stamp_from = now + self.cfg.stamp_every;
-            self.next_stamp = now + self.cfg.stamp_within.max(self.cfg.stamp_every);
+            self.next_stamp = now + self.cfg.stamp_every;
         }
         if self.status_now || self.last_status.is_none_or(|at| now.since(at) >= STATUS_EVERY) {
             self.status_now = false;
@@ -671,7 +661,6 @@ impl Failover {
             // This node did not run for over a tolerance, so the fence may be up and a peer may
             // hold the address: the fence stays until this node has listened again.
             self.next_stamp = self.next_stamp.max(now + self.cfg.node.tolerance);
-            self.stamp_from = self.stamp_from.max(now + self.cfg.node.tolerance);
         }
         if let Some(t) = out.transition {
             self.events.push_back(Event::Transition(t));
