@@ -145,12 +145,17 @@ fn wake_poll_is_kept_and_shown() {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let mut s = settings(&[]);
-        s.node(2).args = vec!["--wake".into(), "poll".into()];
+        s.node(1).args = vec!["--wake".into(), "event".into()];
         let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
         agents.wait_ready(1, WAIT).expect("ready");
         agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert_eq!(status_json(&lab, 1)["wake"], "event", "the default on this kernel");
-        assert_eq!(status_json(&lab, 2)["wake"], "poll", "{}", agents.diagnostics());
+        assert_eq!(status_json(&lab, 1)["wake"], "event", "asked for");
+        assert_eq!(
+            status_json(&lab, 2)["wake"],
+            "poll",
+            "the default (auto) is poll for now\n{}",
+            agents.diagnostics()
+        );
         let text = agents.control(2, &["status"]).expect("status");
         assert!(text.contains("wake poll"), "{text}");
         // The poll mode still takes over from a dead holder (killed, it leaves its address).
