@@ -83,12 +83,12 @@ pub fn run_keepalived(res: &mut Results, args: &super::BenchArgs) -> Result<()> 
     Ok(())
 }
 
-fn empty_runs() -> Vec<ScenarioRuns> {
+pub fn empty_runs() -> Vec<ScenarioRuns> {
     Scenario::ALL.iter().map(|&scenario| ScenarioRuns { scenario, runs: Vec::new() }).collect()
 }
 
 /// Keeps what was measured even if a step failed part-way; the failure goes to the errors.
-fn finish(res: &mut Results, series: FailoverSeries, outcome: Result<()>) {
+pub fn finish(res: &mut Results, series: FailoverSeries, outcome: Result<()>) {
     if let Err(e) = outcome {
         eprintln!("{} {}: {e:#}", series.implementation.name(), series.setting);
         res.errors.push(format!(

@@ -73,11 +73,6 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
         }
         Ok::<(), anyhow::Error>(())
     })();
-    if let Err(e) = &outcome {
-        eprintln!("ha two links: {e:#}");
-        res.errors.push(format!("failover ha two links: {}", super::first_line(&format!("{e:#}"))));
-    }
-    failover::print_table(&series);
-    res.failover.push(series);
+    failover::finish(res, series, outcome);
     Ok(())
 }

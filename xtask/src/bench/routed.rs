@@ -43,7 +43,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
         setting,
         interval_ms: ms(interval),
         tolerance_ms: ms(tolerance),
-        scenarios: Scenario::ALL.iter().map(|&scenario| ScenarioRuns { scenario, runs: Vec::new() }).collect(),
+        scenarios: failover::empty_runs(),
     };
     let outcome = (|| {
         let lab = Lab::with_router(2).context("making the routed lab")?;
@@ -59,12 +59,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
         let r = Routed { lab: &lab, speakers: &speakers, settle: settle_for(tolerance) };
         r.repeat(&mut agents, args.reps, &mut series.scenarios)
     })();
-    if let Err(e) = &outcome {
-        eprintln!("ha routed: {e:#}");
-        res.errors.push(format!("failover ha routed: {}", super::first_line(&format!("{e:#}"))));
-    }
-    failover::print_table(&series);
-    res.failover.push(series);
+    failover::finish(res, series, outcome);
     Ok(())
 }
 
