@@ -585,17 +585,26 @@ impl Failover {
             Some(s) if !urgent => s.next_slot(s.renew_at, interval),
             _ => now,
         };
+        // An echo owed to a new run is paid only once a heartbeat carrying it left: its
+        // schedule lived past its first slot. Replaced sooner (the state changed), it is owed
+        // again, or a new run could wait a whole round robin for its only echo.
+        if let Some(old) = self.schedule.filter(|s| s.paying && now <= s.first) {
+            self.echoes.owe_again(old.content.echo);
+        }
+        let owed_before = self.echoes.owes(now, recent);
         let content = HeartbeatContent { state, flags, priority, echo: self.echoes.next(now, recent) };
+        let paying = owed_before;
         let horizon = heartbeat_horizon(interval);
         let until = if crate::mutation::active(crate::mutation::Mutation::EndlessSchedule) {
             first + horizon * 20
         } else {
             first + horizon
         };
-        // More new runs to echo: each gets a heartbeat of its own, one interval apart, so a
-        // renewal never replaces a heartbeat before it went out.
-        let renew_at = if self.echoes.owes(now, recent) { now + interval } else { renewal(first, interval) };
-        self.schedule = Some(Schedule { content, first, renew_at });
+        // More new runs to echo: each gets a heartbeat of its own. The renewal comes half an
+        // interval after this schedule's first slot: that slot has left with this echo, and the
+        // next one is not sent yet, so the renewal's own first slot carries the next echo.
+        let renew_at = if self.echoes.owes(now, recent) { first + interval / 2 } else { renewal(first, interval) };
+        self.schedule = Some(Schedule { content, first, renew_at, paying });
         self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until });
     }
 
@@ -686,6 +695,8 @@ struct Schedule {
     content: HeartbeatContent,
     first: Instant,
     renew_at: Instant,
+    /// Its echo pays a debt to a new run (see `Echoes::owe_again`).
+    paying: bool,
 }
 
 impl Schedule {
@@ -756,6 +767,14 @@ impl Echoes {
             return true;
         }
         target.is_none() && self.peers.iter().any(live)
+    }
+
+    /// A heartbeat with this echo, owed to a new run, may never have left: owe it again (same
+    /// run only).
+    fn owe_again(&mut self, echo: Echo) {
+        if let Some(t) = self.peers.iter_mut().find(|t| t.echo == echo) {
+            t.owed = t.owed.max(1);
+        }
     }
 
     /// Whether a new run heard within `recent` still waits for its echo.

@@ -717,11 +717,28 @@ impl Node {
             }
             return;
         }
+        // Another live node that claims the address, candidate or not: a holder in maintenance
+        // or leaving still announces (it waits for a successor) and may re-point clients after
+        // us, so its claim must end in our last word too.
+        let other_claimer = best_holder.or_else(|| {
+            peers
+                .iter()
+                .filter(|p| p.holds() && self.is_live(p, now) && self.took_from != Some(p.node_id))
+                .max_by_key(|p| p.rank())
+        });
         match best_holder {
             Some(holder) if holder.rank() > self.rank() => {
                 let reason = Reason::MoreWorthyHolder { node_id: holder.node_id, priority: holder.priority };
                 self.become_(NodeState::Standby, reason, out);
                 self.held_down_until = now + self.cfg.hold_down;
+            }
+            _ if other_claimer.is_some() && best_holder.is_none() => {
+                // A claimer that is no candidate (it hands over once it sees us hold): keep
+                // watching its claim, no split brain to report.
+                if !self.other_holder_seen {
+                    self.announce(Reannounce::OtherClaims, out);
+                }
+                self.other_holder_seen = true;
             }
             Some(other) => {
                 // A less worthy node claims the address too (it preempted wrongly, or a partition

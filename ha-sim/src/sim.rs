@@ -8,7 +8,8 @@ use std::{
 
 use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
-    Action, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role, Transition,
+    Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role,
+    Transition,
     links::{LinkEvent, LinkSighting, Links},
     track::Tracking,
 };
@@ -802,7 +803,12 @@ impl World {
                 self.nodes[i].configured = false;
                 self.note(format!("n{i} removes the address"));
             }
-            Action::Announce(_) => self.announce(i),
+            Action::Announce(cause) => {
+                if cause != AnnounceCause::Repeat {
+                    self.note(format!("n{i} announces again ({cause:?})"));
+                }
+                self.announce(i)
+            }
             Action::SendHeartbeat { state, flags, priority, echo, .. } => {
                 self.send_heartbeat(i, state, flags, priority, echo)
             }

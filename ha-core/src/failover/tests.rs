@@ -571,3 +571,26 @@ fn event_mode_hands_the_kernel_each_change_of_a_peers_limit() {
     assert_eq!(limits.last(), Some(&(2, limit)), "the kernel has the current limit");
     assert!(limits.windows(2).all(|w| w[0] != w[1]), "handed out only on a change: {limits:?}");
 }
+
+#[test]
+fn event_mode_owes_an_echo_again_when_its_schedule_is_replaced_before_it_left() {
+    // Three new runs: each is owed a heartbeat echoing it. The second one's schedule starts at
+    // the next slot; the priority changes before that slot, so the replacing schedule must
+    // echo the same run, or that run waits a whole round robin (a split brain at start, since
+    // decisions ignore unconfirmed peers).
+    let mut f = Failover::new(event_config(1, 100), Instant::ZERO);
+    wake(&mut f, at(0), &[]);
+    let peers: Vec<Peer> = [2, 3, 4].map(|id| peer(id, 50, NodeState::Standby, at(1))).to_vec();
+    let s = schedules(&wake(&mut f, at(1), &peers).0);
+    assert_eq!((s[0].0.echo.node_id, s[0].1), (2, at(1)), "the first new run at once");
+    let renewal = f.poll_timeout();
+    assert!(renewal > at(1) && renewal < at(3), "half an interval after its slot: {renewal:?}");
+    let s = schedules(&wake(&mut f, renewal, &peers).0);
+    assert_eq!((s[0].0.echo.node_id, s[0].1), (3, at(3)), "the next run from the next slot");
+    let before_its_slot = at(2) + MS / 2;
+    f.handle_priority(before_its_slot, 150);
+    f.handle_timeout(before_its_slot);
+    let s = schedules(&std::iter::from_fn(|| f.poll_action()).collect::<Vec<_>>());
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].0.priority, s[0].0.echo.node_id), (150, 3), "run 3 still waits for its echo");
+}

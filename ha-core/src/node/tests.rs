@@ -821,3 +821,23 @@ fn a_holder_announces_again_after_a_claim_it_missed_by_a_peer_that_then_died() {
     assert!(out.announce && !out.release, "{out:?}");
     assert_eq!(n.reannounce(), Some(Reannounce::MissedClaim));
 }
+
+#[test]
+fn a_holder_has_the_last_word_after_a_claimer_in_maintenance_lets_go() {
+    // A less worthy node claims too (a healed partition), then goes into maintenance while it
+    // still claims: it waits for a successor and may announce meanwhile (a peer of its own came
+    // back). Its claim ends only when it yields: this holder must announce then, though the
+    // claimer stopped being a candidate long before.
+    let mut n = holder(1, 200, Preempt::Always);
+    let mut other = peer(2, 100, NodeState::Active, TOL + MS);
+    let out = step(&mut n, TOL + MS, &[other]);
+    assert!(out.announce && n.reannounce() == Some(Reannounce::OtherClaims), "{out:?}");
+    other.flags = FLAG_MAINTENANCE;
+    other.last_seen = at(TOL + 2 * MS);
+    assert!(!step(&mut n, TOL + 2 * MS, &[other]).announce, "it still claims: nothing ended");
+    other.state = NodeState::Standby;
+    other.last_seen = at(TOL + 3 * MS);
+    let out = step(&mut n, TOL + 3 * MS, &[other]);
+    assert!(out.announce, "{out:?}");
+    assert_eq!(n.reannounce(), Some(Reannounce::OtherClaimEnded));
+}
