@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub mod addr_watch;
 mod agents;
 mod arp_watch;
 pub mod bgp;

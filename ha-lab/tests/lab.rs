@@ -496,3 +496,19 @@ fn is_zombie(pid: i32) -> bool {
         .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }
+
+#[test]
+fn the_address_watcher_sees_an_address_added_in_its_namespace_only() {
+    ha_lab::within(30 * SEC, || {
+        let lab = Lab::new(2)?;
+        let (n1, n2) = (lab.node(1), lab.node(2));
+        let watch = ha_lab::addr_watch::AddrWatch::start(n1, ha_lab::VIP)?;
+        n2.ip(&["addr", "add", &format!("{}/32", ha_lab::VIP), "dev", n2.iface()])?;
+        ensure!(watch.added_within(SEC / 2).is_none(), "an address of another namespace was reported");
+        let before = Instant::now();
+        n1.ip(&["addr", "add", &format!("{}/32", ha_lab::VIP), "dev", n1.iface()])?;
+        let at = watch.added_within(2 * SEC).context("the address was added but not reported")?;
+        ensure!(at >= before, "reported before it was added");
+        Ok(())
+    });
+}
