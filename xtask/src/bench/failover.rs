@@ -17,8 +17,9 @@ use super::{
 };
 use crate::scenario::{self, Measured, STEP_TIMEOUT, ms};
 
-/// (interval, tolerance) in ms: the settings the report compares.
-const OUR_SETTINGS: [(u64, u64); 4] = [(1, 4), (2, 8), (10, 35), (100, 350)];
+/// (interval, tolerance) in µs: the settings the report compares.
+const OUR_SETTINGS: [(u64, u64); 5] =
+    [(500, 2_000), (1_000, 4_000), (2_000, 8_000), (10_000, 35_000), (100_000, 350_000)];
 /// keepalived's smallest advert interval (VRRPv3 counts centiseconds) and ten times that.
 const KEEPALIVED_ADVERTS_MS: [u64; 2] = [10, 100];
 pub const PRIORITIES: [u32; 2] = [200, 100];
@@ -26,7 +27,7 @@ pub const PRIORITIES: [u32; 2] = [200, 100];
 pub fn run_ours(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) -> Result<()> {
     let settings: Vec<(Duration, Duration)> = match (&args.interval, &args.tolerance) {
         (Some(i), Some(t)) => vec![(duration(i)?, duration(t)?)],
-        _ => OUR_SETTINGS.iter().map(|&(i, t)| (Duration::from_millis(i), Duration::from_millis(t))).collect(),
+        _ => OUR_SETTINGS.iter().map(|&(i, t)| (Duration::from_micros(i), Duration::from_micros(t))).collect(),
     };
     for (interval, tolerance) in settings {
         let setting = format!("{}/{} ms", ms(interval), ms(tolerance));

@@ -46,7 +46,8 @@ pub enum BenchKind {
     /// Two heartbeat links (the LAN and a cable): one cut, then both, then restored, at 10/35
     /// ms (or --interval/--tolerance).
     Links,
-    /// False takeovers and flaps under 10% loss and under CPU saturation, ours and keepalived.
+    /// False takeovers and flaps under 10% loss and under CPU saturation, ours and keepalived;
+    /// then ours at 1/4 and 0.5/2 ms at rest (--rest-secs), with the machine's stalls.
     Stability,
     /// 2 to 32 nodes at 10 ms: convergence, CPU and memory per node, XDP CPU; then 64 nodes:
     /// false takeovers over --scale-secs and the successor after the holder's death.
@@ -71,8 +72,8 @@ pub struct BenchArgs {
     /// Repetitions of each failover scenario at each setting.
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
-    /// Failover bench at this one heartbeat interval (with --tolerance) instead of the four
-    /// standard settings (1/4, 2/8, 10/35, 100/350 ms).
+    /// Failover bench at this one heartbeat interval (with --tolerance) instead of the
+    /// five standard settings (0.5/2, 1/4, 2/8, 10/35, 100/350 ms).
     #[arg(long, requires = "tolerance")]
     pub interval: Option<String>,
     /// Tolerance that goes with --interval.
@@ -84,6 +85,10 @@ pub struct BenchArgs {
     /// Length of each stability run (ours and keepalived, under loss and under CPU load).
     #[arg(long, default_value_t = 120)]
     pub stability_secs: u64,
+    /// Length of the at-rest watch of two nodes at 1/4 ms (stability; 0.5/2 ms gets a fifth of
+    /// it); 0 leaves it out.
+    #[arg(long, default_value_t = 600)]
+    pub rest_secs: u64,
     /// Measuring window for CPU use (scale and rest).
     #[arg(long, default_value_t = 10)]
     pub window_secs: u64,
@@ -199,6 +204,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         options: Options {
             reps: args.reps,
             stability_secs: args.stability_secs,
+            rest_secs: args.rest_secs,
             window_secs: args.window_secs,
             realtime: args.realtime,
             scale_nodes: args.nodes.clone(),
@@ -261,6 +267,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         if want(BenchKind::Stability) {
             section(&mut res, "stability", |res| stability::run(res, agent, &args, ka));
+            if args.rest_secs > 0 {
+                section(&mut res, "stability: fast settings at rest", |res| stability::run_at_rest(res, agent, &args));
+            }
         }
         if want(BenchKind::Scale) {
             section(&mut res, "scale", |res| scale::run_scale(res, agent, &args));

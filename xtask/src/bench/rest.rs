@@ -161,7 +161,7 @@ fn measure(d: &impl Daemons, window: Duration, idle_pct: f64) -> Result<RestRun>
 }
 
 /// A thread sleeping 1 ms in a loop: how much longer than asked each sleep took.
-fn stall_distribution(window: Duration) -> Stall {
+pub fn stall_distribution(window: Duration) -> Stall {
     let start = Instant::now();
     let mut over_us = Vec::new();
     while start.elapsed() < window {

@@ -59,6 +59,9 @@ pub struct Machine {
 pub struct Options {
     pub reps: usize,
     pub stability_secs: u64,
+    /// The at-rest watch at 1/4 ms (0.5/2 ms: a fifth of it).
+    #[serde(default)]
+    pub rest_secs: u64,
     pub window_secs: u64,
     pub realtime: bool,
     pub scale_nodes: Vec<usize>,
@@ -179,6 +182,10 @@ pub struct StabilityRun {
     /// condition costs in detection time.
     #[serde(default)]
     pub failure_taken_over_ms: Option<f64>,
+    /// At rest: how late a thread sleeping 1 ms woke during the same period, on the same
+    /// machine (what the agents' timers suffered), so a false takeover can be read against it.
+    #[serde(default)]
+    pub stall: Option<Stall>,
 }
 
 /// One cluster size at a 10 ms interval.

@@ -19,7 +19,8 @@ use super::{
     failover::PRIORITIES,
     first_line,
     keepalived::{self, Keepalived},
-    results::{Implementation, Results, StabilityRun},
+    rest::stall_distribution,
+    results::{Implementation, Results, StabilityRun, Stall},
 };
 use crate::scenario::{self, STEP_TIMEOUT, ms};
 
@@ -31,10 +32,16 @@ const OUR_TOLERANCE: Duration = Duration::from_millis(40);
 const KEEPALIVED_ADVERT: Duration = Duration::from_millis(10);
 const LOSS: &str = "loss 10%";
 
+/// Ours at the fast settings, left alone: (interval, tolerance) in µs, and the share of
+/// `--rest-secs` each runs (1/4 ms the whole period, the target's 10 minutes by default; 0.5/2
+/// ms a fifth of it, for its false-takeover rate).
+const FAST_AT_REST: [(u64, u64, u64); 2] = [(1_000, 4_000, 1), (500, 2_000, 5)];
+
 #[derive(Clone, Copy, Debug)]
 enum Condition {
     Loss,
     Cpu,
+    Rest,
 }
 
 impl Condition {
@@ -42,8 +49,33 @@ impl Condition {
         match self {
             Condition::Loss => "loss 10%",
             Condition::Cpu => "cpu saturation",
+            Condition::Rest => "at rest",
         }
     }
+}
+
+/// Two healthy nodes at the fast settings with nothing disturbing them: false takeovers come
+/// only from the machine (scheduling stalls), measured beside them in the same period.
+pub fn run_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs) -> Result<()> {
+    for (interval_us, tolerance_us, share) in FAST_AT_REST {
+        let (interval, tolerance) = (Duration::from_micros(interval_us), Duration::from_micros(tolerance_us));
+        let period = Duration::from_secs((args.rest_secs / share).max(1));
+        let setting = format!("{}/{} ms", ms(interval), ms(tolerance));
+        println!("\n-- ha {setting}, at rest for {} s --", period.as_secs());
+        let r = (|| {
+            let lab = Lab::new(2).context("making the lab")?;
+            let mut s = AgentSettings::new(&PRIORITIES);
+            s.interval = interval;
+            s.tolerance = tolerance;
+            if args.realtime {
+                s.extra_args.push("--realtime".into());
+            }
+            let agents = AgentSet::start(&lab, agent, s)?;
+            observe(&lab, &agents, Condition::Rest, period)
+        })();
+        push(res, Implementation::Ha, Condition::Rest, setting, interval, tolerance, period, r);
+    }
+    Ok(())
 }
 
 pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, with_keepalived: bool) -> Result<()> {
@@ -93,7 +125,7 @@ fn push(
     r: Result<Observed>,
 ) {
     match r {
-        Ok(Observed { false_takeovers, transitions, failure_taken_over }) => {
+        Ok(Observed { false_takeovers, transitions, failure_taken_over, stall }) => {
             println!(
                 "{} {setting} under {}: {false_takeovers} false takeovers, {transitions} transitions in {} s",
                 implementation.name(),
@@ -102,6 +134,12 @@ fn push(
             );
             if let Some(t) = failure_taken_over {
                 println!("  then the holder's link was cut: the standby held the address after {:.0} ms", ms(t));
+            }
+            if let Some(st) = &stall {
+                println!(
+                    "  stalls meanwhile (a thread sleeping 1 ms): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+                    st.p50_us, st.p99_us, st.max_us
+                );
             }
             res.stability.push(StabilityRun {
                 implementation,
@@ -113,6 +151,7 @@ fn push(
                 false_takeovers,
                 transitions,
                 failure_taken_over_ms: failure_taken_over.map(ms),
+                stall,
             });
         }
         Err(e) => {
@@ -134,6 +173,8 @@ struct Observed {
     /// After the period, under the condition still, from cutting the holder's link until the
     /// standby held the address (None: it did not within the step timeout).
     failure_taken_over: Option<Duration>,
+    /// At rest: the machine's stalls during the period.
+    stall: Option<Stall>,
 }
 
 /// Waits for node 1 to hold the address, applies `condition` for `period`, counts the false
@@ -162,7 +203,10 @@ fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) 
             None
         }
         Condition::Cpu => Some(Burner::start(period + Duration::from_secs(5))),
+        Condition::Rest => None,
     };
+    let stalls = matches!(condition, Condition::Rest)
+        .then(|| thread::Builder::new().name("bench-stalls".into()).spawn(move || stall_distribution(period)));
     let start = Instant::now();
     let mut next_report = Duration::from_secs(15);
     while start.elapsed() < period {
@@ -177,6 +221,11 @@ fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) 
         }
     }
     let (false_takeovers, transitions) = count();
+    let stall = match stalls {
+        Some(Ok(h)) => h.join().ok(),
+        Some(Err(e)) => bail!("starting the stall sampler: {e}"),
+        None => None,
+    };
     let failure_taken_over = if d.holders()? == [1] {
         lab.cut_link(1)?;
         let taken = scenario::wait_for(d, "node 2 alone holds the address", STEP_TIMEOUT, |h| h == [2]);
@@ -191,7 +240,7 @@ fn observe(lab: &Lab, d: &impl Daemons, condition: Condition, period: Duration) 
     for i in 1..=2 {
         lab.clear_netem(i)?;
     }
-    Ok(Observed { false_takeovers, transitions, failure_taken_over })
+    Ok(Observed { false_takeovers, transitions, failure_taken_over, stall })
 }
 
 /// One busy thread per core until stopped or `max` elapsed (so it ends by itself).
