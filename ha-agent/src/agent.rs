@@ -691,9 +691,9 @@ fn event_loop(
     }
 }
 
-/// `--wake`, decided before the first change to the system: event only when asked for, where
-/// the kernel has `bpf_timer` and ring buffers and heartbeats come through XDP; auto is poll
-/// until event wake passes the simulator as cleanly as poll does.
+/// `--wake`, decided before the first change to the system: event where the kernel has
+/// `bpf_timer` and ring buffers and heartbeats come through XDP (auto: poll otherwise, with one
+/// warning line; an XDP that falls back to the socket polls too, see `Receiver::open`).
 fn resolve_wake(cfg: &RunConfig) -> anyhow::Result<WakeMode> {
     let kernel = crate::rx::events::kernel_supports_event_wake;
     Ok(match (cfg.wake, cfg.rx) {
@@ -707,7 +707,13 @@ fn resolve_wake(cfg: &RunConfig) -> anyhow::Result<WakeMode> {
             kernel().map_err(|why| anyhow::anyhow!("--wake event: {why}; use --wake poll or auto"))?;
             WakeMode::Event
         }
-        (WakeMode::Auto, _) => WakeMode::Poll,
+        (WakeMode::Auto, _) => match kernel() {
+            Ok(()) => WakeMode::Event,
+            Err(why) => {
+                log::warn!("event wake unavailable ({why}): polling the peer table every tick instead");
+                WakeMode::Poll
+            }
+        },
     })
 }
 

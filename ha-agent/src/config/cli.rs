@@ -201,10 +201,10 @@ pub struct RunArgs {
     /// (XDP, falling back to the socket with one warning when XDP cannot be loaded or attached).
     #[arg(long, value_enum, default_value = "auto")]
     pub rx: RxMode,
-    /// How the agent wakes: poll (a look at the peer table every tick), event (experimental:
-    /// kernel timers report a peer's expiry, XDP each change of a peer; the agent sleeps until
-    /// then, Linux 5.15 or newer; docs/simulation.md says why it is not the default yet), or
-    /// auto (poll, for now).
+    /// How the agent wakes: event (kernel timers report a peer's expiry, XDP each change of a
+    /// peer; the agent sleeps until then; Linux 5.15 or newer, heartbeats through XDP), poll (a
+    /// look at the peer table every tick), or auto (event where the kernel and the receive path
+    /// allow it, else poll with one warning).
     #[arg(long, value_enum, default_value = "auto")]
     pub wake: WakeMode,
     /// On a clean stop, how long to wait for a successor's claim before letting go anyway; at

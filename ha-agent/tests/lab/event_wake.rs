@@ -140,27 +140,50 @@ fn a_stalled_holder_is_noticed_within_the_tolerance_plus_the_stated_bound() {
 }
 
 #[test]
-fn wake_poll_is_kept_and_shown() {
+fn wake_poll_is_kept_and_shown_and_auto_is_event_where_the_kernel_allows() {
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let mut s = settings(&[]);
-        s.node(1).args = vec!["--wake".into(), "event".into()];
+        s.node(1).args = vec!["--wake".into(), "poll".into()];
         let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
         agents.wait_ready(1, WAIT).expect("ready");
         agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert_eq!(status_json(&lab, 1)["wake"], "event", "asked for");
+        assert_eq!(status_json(&lab, 1)["wake"], "poll", "asked for");
+        let text = agents.control(1, &["status"]).expect("status");
+        assert!(text.contains("wake poll"), "{text}");
         assert_eq!(
             status_json(&lab, 2)["wake"],
-            "poll",
-            "the default (auto) is poll for now\n{}",
+            "event",
+            "the default (auto) on this kernel with XDP\n{}",
             agents.diagnostics()
         );
-        let text = agents.control(2, &["status"]).expect("status");
-        assert!(text.contains("wake poll"), "{text}");
-        // The poll mode still takes over from a dead holder (killed, it leaves its address).
+        // The event-woken standby takes over from a dead polling holder (killed, it leaves its
+        // address).
         agents.kill(1).expect("kill node 1");
-        agents.wait_for("node 2 takes over polling", WAIT, |h| h.contains(&2)).expect("takeover");
+        agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("takeover");
+    });
+}
+
+#[test]
+fn auto_falls_back_to_poll_on_the_socket_path() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let mut s = settings(&["--rx", "socket"]);
+        s.node(1).args.extend(["--wake".into(), "event".into()]);
+        let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        for i in 1..=2 {
+            assert_eq!(status_json(&lab, i)["wake"], "poll", "node {i}: no kernel timers without XDP");
+        }
+        assert!(
+            agents.output(1).contains("--wake event needs XDP"),
+            "asked for event wake, it says why it polls:\n{}",
+            agents.output(1)
+        );
+        agents.kill(1).expect("kill node 1");
+        agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("takeover");
     });
 }
 
