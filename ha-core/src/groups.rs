@@ -337,7 +337,12 @@ impl Groups {
         if stamp {
             self.actions.push_back(GroupsAction::Node(Action::Stamp));
         }
-        if !self.done && self.members.iter().all(|m| m.done) {
+        let done = if crate::mutation::active(crate::mutation::Mutation::DoneAfterFirstGroup) {
+            self.members.iter().any(|m| m.done)
+        } else {
+            self.members.iter().all(|m| m.done)
+        };
+        if !self.done && done {
             self.done = true;
             self.events.push_back(GroupsEvent::Node(Event::Done));
         }
