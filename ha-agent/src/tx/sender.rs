@@ -96,6 +96,8 @@ impl Sender {
             interval_us: self.cfg.interval_us,
             seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
             echo,
+            group_count: 0,
+            groups: ha_common::wire::GroupEntry::NONE,
             tag: [0; TAG_LEN],
         }
     }
