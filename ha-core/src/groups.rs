@@ -20,15 +20,13 @@
 use std::collections::VecDeque;
 
 use ha_common::wire::{Echo, FLAG_CONFIRMING, NodeState};
+pub use ha_common::wire::{GroupEntry, MAX_GROUPS};
 
 use crate::{
     failover::{Action, Command, Event, Failover, FailoverConfig, Wake},
     node::{NodeConfig, Peer, Preempt},
     time::Instant,
 };
-
-/// The most groups one node runs (the heartbeat has room for this many entries).
-pub const MAX_GROUPS: usize = 16;
 
 /// The group of the flat options; `[[group]]` tables use 1..=255.
 pub const DEFAULT_GROUP: u8 = 0;
@@ -66,20 +64,6 @@ impl std::fmt::Display for GroupsError {
 
 impl std::error::Error for GroupsError {}
 
-/// One group's part of a heartbeat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupState {
-    pub group: u8,
-    pub state: NodeState,
-    /// `FLAG_LEAVING` | `FLAG_MAINTENANCE` of this group.
-    pub flags: u8,
-    pub priority: u32,
-}
-
-impl GroupState {
-    pub const EMPTY: Self = Self { group: 0, state: NodeState::Standby, flags: 0, priority: 0 };
-}
-
 /// One heartbeat of the node: every group's state, and what is the node's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -89,12 +73,13 @@ pub struct Heartbeat {
     /// When the schedule wanted it (`None`: early, some group's state changed).
     pub scheduled: Option<Instant>,
     pub count: u8,
-    pub groups: [GroupState; MAX_GROUPS],
+    /// The wire's entries: `FLAG_LEAVING` | `FLAG_MAINTENANCE` per group.
+    pub groups: [GroupEntry; MAX_GROUPS],
 }
 
 impl Heartbeat {
     /// The groups this heartbeat carries.
-    pub fn groups(&self) -> &[GroupState] {
+    pub fn groups(&self) -> &[GroupEntry] {
         &self.groups[..usize::from(self.count)]
     }
 
@@ -103,7 +88,7 @@ impl Heartbeat {
     /// STANDBY at priority 0).
     pub fn header(&self) -> Option<(NodeState, u8, u32)> {
         match self.groups() {
-            [g] if g.group == DEFAULT_GROUP => Some((g.state, g.flags | self.flags, g.priority)),
+            [g] if g.group_id == DEFAULT_GROUP => Some((g.state, g.flags | self.flags, g.priority)),
             _ => None,
         }
     }
@@ -302,7 +287,7 @@ impl Groups {
                             echo,
                             scheduled: None,
                             count: 0,
-                            groups: [GroupState::EMPTY; MAX_GROUPS],
+                            groups: GroupEntry::NONE,
                         });
                         hb.flags |= flags & FLAG_CONFIRMING;
                         if lead {
@@ -324,8 +309,8 @@ impl Groups {
         if let Some(mut hb) = heartbeat {
             for m in &self.members {
                 let node = m.failover.node();
-                hb.groups[usize::from(hb.count)] = GroupState {
-                    group: m.id,
+                hb.groups[usize::from(hb.count)] = GroupEntry {
+                    group_id: m.id,
                     state: node.state(),
                     flags: node.flags() & !FLAG_CONFIRMING,
                     priority: node.priority(),

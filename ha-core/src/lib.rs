@@ -21,6 +21,6 @@ pub mod time;
 pub mod track;
 
 pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Wake};
-pub use groups::{GroupConfig, GroupState, Groups, GroupsAction, GroupsError, GroupsEvent};
+pub use groups::{GroupConfig, Groups, GroupsAction, GroupsError, GroupsEvent};
 pub use node::{Beats, NodeConfig, Peer, Preempt, Reannounce, Reason, Role, Transition};
 pub use time::{Duration, Instant};

@@ -99,7 +99,7 @@ fn takes(actions: &[GroupsAction]) -> Vec<u8> {
 }
 
 fn state_of(hb: &Heartbeat, group: u8) -> NodeState {
-    hb.groups().iter().find(|g| g.group == group).map(|g| g.state).unwrap_or(NodeState::Standby)
+    hb.groups().iter().find(|g| g.group_id == group).map(|g| g.state).unwrap_or(NodeState::Standby)
 }
 
 #[test]
