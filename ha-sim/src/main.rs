@@ -203,7 +203,7 @@ fn many(args: &Args) -> ExitCode {
                         local.failing.push(r);
                     }
                     // Every fourth seed: a groups run costs several of the main one.
-                    if seed % ha_sim::groups::EVERY != 0 {
+                    if !seed.is_multiple_of(ha_sim::groups::EVERY) {
                         continue;
                     }
                     let g = ha_sim::groups::run(seed, false);
