@@ -40,6 +40,8 @@ fn heartbeat() -> Heartbeat {
         // frame `repeat` times, and after the first the sequence is stale.
         seq: Sequence { epoch: 1, counter: 1 },
         echo: Echo::default(),
+        group_count: 0,
+        groups: ha_common::wire::GroupEntry::NONE,
         tag: [0; TAG_LEN],
     }
 }

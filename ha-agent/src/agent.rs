@@ -1,7 +1,8 @@
-//! The agent's run loop: a thin driver of `ha_core::Failover`. It reads the clock and the peer
-//! table, tells the core what happened, carries out the actions the core hands back (addresses,
-//! announcements, heartbeats) and reports its events (logs, metrics, hooks, status). Every
-//! decision, schedule and wake time is the core's.
+//! The agent's run loop: a thin driver of `ha_core::Groups` (one `Failover` per group; the flat
+//! options are the one group 0). It reads the clock and the peer table, tells the core what
+//! happened, carries out the actions the core hands back (each group's addresses and
+//! announcements, the node's one heartbeat) and reports its events (logs, metrics, hooks,
+//! status). Every decision, schedule and wake time is the core's.
 use std::{
     sync::{
         Arc,
@@ -13,8 +14,8 @@ use std::{
 use anyhow::Context as _;
 use ha_common::wire::NodeState;
 use ha_core::{
-    Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, Failover, FailoverConfig, Instant, Peer,
-    Reannounce, Wake,
+    Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, FailoverConfig, GroupConfig, Groups,
+    GroupsAction, GroupsEvent, Instant, Peer, Reannounce, Wake, groups::Heartbeat as GroupsHeartbeat,
 };
 
 use crate::{
@@ -50,8 +51,10 @@ use ha_core::node::id;
 /// The system side of a run: what the loop touches.
 struct Io {
     cfg: RunConfig,
-    /// The shared addresses on their interfaces, with their announcers and guards.
-    vips: VipLinks,
+    /// Each group's shared addresses on their interfaces, with their announcers and guards.
+    vips: Vec<(u8, VipLinks)>,
+    /// Each group's last transition, for `status` (with groups).
+    group_status: Vec<status::GroupStatus>,
     /// Routed mode: the host routes a BGP speaker exports (the claim); `None` in l2 mode.
     routes: Option<RouteManager>,
     sender: Sender,
@@ -95,35 +98,73 @@ struct Io {
 
 impl Io {
     /// Carries out one action of the core.
-    fn carry_out(&mut self, action: Action) {
+    fn carry_out(&mut self, action: GroupsAction) {
+        match action {
+            GroupsAction::Group { group, action } => self.carry_out_group(group, action),
+            GroupsAction::SendHeartbeat(hb) => self.send_heartbeat(&hb),
+            GroupsAction::Node(action) => self.carry_out_node(action),
+        }
+    }
+
+    /// One group's addresses.
+    fn carry_out_group(&mut self, group: u8, action: Action) {
+        let Some(k) = self.vips.iter().position(|(id, _)| *id == group) else { return };
         match action {
             Action::Take => {
                 let started = monotonic_ns();
-                self.vips.set_holding(true);
-                self.vips.add_all();
+                self.vips[k].1.set_holding(true);
+                self.vips[k].1.add_all();
                 // The address first: traffic the route draws finds it already there.
-                self.announce();
+                self.announce(k);
                 self.metrics.takeover(monotonic_ns().saturating_sub(started) as f64 / 1e9);
             }
             Action::StopClaiming => {
-                self.vips.set_holding(false);
+                self.vips[k].1.set_holding(false);
                 // Routed mode: the successor's route wins from now on; the address stays for
                 // packets still on their way, and the route until the grace is over.
                 self.hand_over_routes();
             }
-            Action::RemoveAddresses => self.remove_addresses(),
+            Action::RemoveAddresses => self.remove_addresses(k),
             Action::Announce(cause) => {
+                let of = if group == 0 { String::new() } else { format!(" of group {group}") };
                 match cause {
                     AnnounceCause::Reclaim(why) => log::info!(
                         event = "announce", reason = why.label();
-                        "announcing the shared address again: {}", reannounce_words(why)
+                        "announcing the shared address{of} again: {}", reannounce_words(why)
                     ),
-                    AnnounceCause::Refresh => log::debug!("periodic refresh: announcing {:?} again", self.vips.addrs()),
+                    AnnounceCause::Refresh => {
+                        log::debug!("periodic refresh: announcing {:?} again", self.vips[k].1.addrs())
+                    }
                     // Warned of, rate-limited, with the event.
                     AnnounceCause::Repeat | AnnounceCause::ForeignClaim => {}
                 }
-                self.announce();
+                self.announce(k);
             }
+            other => self.carry_out_node(other),
+        }
+    }
+
+    /// The node's one heartbeat: group 0 in the header, or every group in its entries.
+    fn send_heartbeat(&mut self, hb: &GroupsHeartbeat) {
+        let (state, flags, priority) = match hb.header() {
+            Some(header) => header,
+            None => {
+                self.sender.set_groups(hb.count, hb.groups);
+                self.links.set_groups(hb.count, hb.groups);
+                (NodeState::Standby, hb.flags, 0)
+            }
+        };
+        // Counted, and logged once per burst of failures by the sender.
+        let _ = self.sender.send(state, flags, priority, hb.echo);
+        self.links.send(state, flags, priority, hb.echo);
+        if let Some(at) = hb.scheduled {
+            self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
+        }
+    }
+
+    /// The node's actions: the liveness stamp; in event mode schedules and silence limits.
+    fn carry_out_node(&mut self, action: Action) {
+        match action {
             Action::ScheduleHeartbeats { content, first, interval, until } => {
                 self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
                 self.send_due(Instant::from_nanos(monotonic_ns()));
@@ -142,7 +183,6 @@ impl Io {
                 }
             }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
-                // Counted, and logged once per burst of failures by the sender.
                 let _ = self.sender.send(state, flags, priority, echo);
                 self.links.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
@@ -160,6 +200,8 @@ impl Io {
                     }
                 }
             }
+            // A group's, handed out by `carry_out_group`.
+            Action::Take | Action::StopClaiming | Action::RemoveAddresses | Action::Announce(_) => {}
         }
     }
 
@@ -174,7 +216,7 @@ impl Io {
 
     /// Kernel events since the last wake: expiries go to the core; every event means the
     /// table is worth reading, which each wake does.
-    fn take_kernel_events(&mut self, failover: &mut Failover, now: Instant) {
+    fn take_kernel_events(&mut self, failover: &mut Groups, now: Instant) {
         self.kernel_events.clear();
         self.rx.drain_events(&mut self.kernel_events);
         self.kernel_events_seen += self.kernel_events.len() as u64;
@@ -210,9 +252,9 @@ impl Io {
 
     /// Points clients here: gratuitous ARP / unsolicited NA, or in routed mode the host routes
     /// (put back if something removed them; a route already there is left as it is).
-    fn announce(&mut self) {
+    fn announce(&mut self, k: usize) {
         if let Some(routes) = &self.routes {
-            if self.vips.holding() {
+            if self.vips[k].1.holding() {
                 for vip in &self.cfg.vips {
                     if let Err(e) = routes.claim(&vip.addr) {
                         log::error!("announcing {}: {e}", vip.addr);
@@ -221,12 +263,12 @@ impl Io {
             }
             return;
         }
-        self.vips.announce();
+        self.vips[k].1.announce();
     }
 
-    fn remove_addresses(&mut self) {
+    fn remove_addresses(&mut self, k: usize) {
         self.withdraw_routes();
-        self.vips.remove_all();
+        self.vips[k].1.remove_all();
     }
 
     fn hand_over_routes(&mut self) {
@@ -250,11 +292,18 @@ impl Io {
     /// Reports one event of the core.
     fn report(
         &mut self,
-        event: CoreEvent,
-        failover: &Failover,
+        event: GroupsEvent,
+        groups: &Groups,
         raw: &[(u32, ha_common::maps::PeerRecord)],
         now: Instant,
     ) {
+        let event = match event {
+            GroupsEvent::Group { group, event: CoreEvent::Transition(t) } if !groups.is_single() => {
+                return self.report_group_transition(group, t, groups, now);
+            }
+            GroupsEvent::Group { event, .. } | GroupsEvent::Node(event) => event,
+        };
+        let failover = groups.lead();
         match event {
             CoreEvent::Transition(t) => {
                 let took_us = monotonic_ns().saturating_sub(now.as_nanos()) / 1_000;
@@ -299,14 +348,36 @@ impl Io {
             CoreEvent::ForeignClaim { defended: false } => {
                 log::debug!("another MAC announced the shared address: a peer's hand-over, or not ours to hold")
             }
-            CoreEvent::StatusDue => self.publish_status(failover, raw, now),
+            CoreEvent::StatusDue => self.publish_status(groups, raw, now),
             CoreEvent::Done => log::info!("clean stop complete"),
         }
     }
 
+    /// A transition of one of several groups: logged, counted, published and hooked with its
+    /// group.
+    fn report_group_transition(&mut self, group: u8, t: ha_core::Transition, groups: &Groups, now: Instant) {
+        let took_us = monotonic_ns().saturating_sub(now.as_nanos()) / 1_000;
+        let (from, to, label) = (t.from.name(), t.to.name(), t.reason.label());
+        log::info!(
+            event = "transition", group = group, from = from, to = to, reason = label, took_us = took_us;
+            "group {group}: {from} -> {to}: {} (acted in {took_us} us)", t.reason
+        );
+        self.transitions += 1;
+        self.metrics.transition(from, to, label);
+        let Some(failover) = groups.group(group) else { return };
+        let event = Event::of_group(failover.node().config().node_id, Some(group), &t);
+        if let Some(g) = self.group_status.iter_mut().find(|g| g.id == group) {
+            g.since_unix_ms = event.unix_ms;
+            g.reason = event.reason.clone();
+            g.detail = event.detail.clone();
+        }
+        self.hub.publish_event(&event.to_json());
+        self.hooks.fire(&event, failover.node().priority());
+    }
+
     /// SIGHUP: reads the configuration again and applies what can change live, keeping the
     /// address; names each change that needs a restart. A bad file changes nothing.
-    fn reload(&mut self, failover: &mut Failover, now: Instant) {
+    fn reload(&mut self, failover: &mut Groups, now: Instant) {
         let new = match (self.reread)() {
             Ok(new) => new,
             Err(e) => {
@@ -368,14 +439,24 @@ impl Io {
             }
             self.cfg.checks = new.cfg.checks.clone();
         }
-        failover.handle_config(now, new.cfg.node);
-        self.cfg.node = *failover.node().config();
+        if new.cfg.groups != self.cfg.groups {
+            log::warn!("reload: the groups changed; that needs a restart, the running groups stay");
+        }
+        for (id, node) in group_nodes(&self.cfg, &new.cfg.node) {
+            failover.handle_config(now, id, node);
+        }
+        self.cfg.node = new.cfg.node;
+        self.cfg.node.priority = priority;
         log::info!("reload: applied {}", plan.live.join(", "));
     }
 
     /// `priority set N` / `priority reset`: the new worthiness goes to the core like a reloaded
     /// one, so a move it causes is make-before-break as any preemption.
-    fn steer_priority(&mut self, failover: &mut Failover, now: Instant, set: Option<u32>) {
+    fn steer_priority(&mut self, failover: &mut Groups, now: Instant, set: Option<u32>) {
+        if !failover.is_single() {
+            log::warn!("`ha-agent priority` steers the flat options' priority; with groups it changes nothing");
+            return;
+        }
         let before = self.priority.effective();
         self.priority.set(set);
         let after = self.priority.effective();
@@ -389,13 +470,14 @@ impl Io {
         self.checks.set_base(after);
         let mut node = self.cfg.node;
         node.priority = after;
-        failover.handle_config(now, node);
-        self.cfg.node = *failover.node().config();
+        failover.handle_config(now, 0, node);
+        self.cfg.node = *failover.lead().node().config();
         self.hub.update_status(|s| s.priority_set = set);
     }
 
     /// Refreshes what `ha-agent status` shows.
-    fn publish_status(&mut self, failover: &Failover, raw: &[(u32, ha_common::maps::PeerRecord)], now: Instant) {
+    fn publish_status(&mut self, groups: &Groups, raw: &[(u32, ha_common::maps::PeerRecord)], now: Instant) {
+        let failover = groups.lead();
         let node = failover.node();
         let now = now.as_nanos();
         let stats = self.rx.stats().unwrap_or_default();
@@ -413,8 +495,27 @@ impl Io {
         priority_parts.extend(self.tracked.parts(self.checks.priority()));
         let link_up = failover.link_up();
         let peer_links = self.links.rows(Instant::from_nanos(now));
+        // With groups: each group's state, and the node is ACTIVE while it holds any.
+        for g in &mut self.group_status {
+            let Some(f) = groups.group(g.id) else { continue };
+            g.state = f.node().role().name().to_string();
+            g.priority = f.node().priority();
+            g.holder = raw
+                .iter()
+                .filter_map(|(id, rec)| Peer::for_group(*id, rec, g.id))
+                .find(|p| {
+                    p.state == NodeState::Active
+                        && p.confirmed
+                        && now.saturating_sub(p.last_seen.as_nanos()) <= ns(node.config().tolerance)
+                })
+                .map(|p| id(p.node_id).to_string());
+        }
+        let any_active = groups.iter().any(|(_, f)| f.node().state() == NodeState::Active);
+        let state = if any_active { NodeState::Active.name().to_string() } else { node.role().name().to_string() };
+        let group_status = self.group_status.clone();
         self.hub.update_status(|s| {
-            s.state = node.role().name().to_string();
+            s.state = state;
+            s.groups = group_status;
             s.priority = node.priority();
             s.priority_parts = priority_parts;
             s.checks = checks;
@@ -472,7 +573,13 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let _control = ControlServer::start(crate::ops::control::socket_path(&cfg.pin_dir), Arc::clone(&hub))
         .context("opening the control socket")?;
     // Routed mode announces by host routes, not ARP: no announcement sockets.
-    let mut vips = VipLinks::open(&cfg.vips, cfg.routed.is_none())?;
+    let mut vips: Vec<(u8, VipLinks)> = Vec::new();
+    if cfg.groups.is_empty() {
+        vips.push((0, VipLinks::open(&cfg.vips, cfg.routed.is_none())?));
+    }
+    for g in &cfg.groups {
+        vips.push((g.id, VipLinks::open(&g.vips, cfg.routed.is_none())?));
+    }
     let routes = match &cfg.routed {
         Some(r) => Some(
             RouteManager::new(r.table, crate::netlink::iface::index(&r.vip_iface)?)
@@ -481,7 +588,28 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         None => None,
     };
     let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
-    let facts = NodeFacts { iface: cfg.iface.clone(), vips: cfg.vip_names() };
+    let group_names =
+        |g: &crate::config::GroupConfig| -> Vec<String> { g.vips.iter().map(|v| v.spelt(cfg.vip_iface())).collect() };
+    let facts = NodeFacts {
+        iface: cfg.iface.clone(),
+        vips: cfg.vip_names(),
+        group_vips: cfg.groups.iter().map(|g| (g.id, group_names(g))).collect(),
+    };
+    let group_status: Vec<status::GroupStatus> = cfg
+        .groups
+        .iter()
+        .map(|g| status::GroupStatus {
+            id: g.id,
+            state: NodeState::Standby.name().to_string(),
+            priority: g.priority,
+            preempt: crate::config::values::spell_preempt(g.preempt),
+            vips: group_names(g),
+            holder: None,
+            since_unix_ms: realtime_us() / 1_000,
+            reason: "started".into(),
+            detail: "started; listening for a holder".into(),
+        })
+        .collect();
     let hooks =
         Hooks::start(cfg.hooks.clone(), facts.clone(), Arc::clone(&metrics)).context("starting the hook thread")?;
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
@@ -494,7 +622,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
     // Claims by this MAC are ours: the one our announcements for the (first) addresses carry.
-    let mac = match vips.first_mac() {
+    let mac = match vips.iter().find_map(|(_, v)| v.first_mac()) {
         Some(mac) => mac,
         None => crate::tx::announce::Announcer::new(&cfg.iface).context("reading the MAC of the interface")?.mac(),
     };
@@ -523,8 +651,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
             routes.remove(&vip.addr)?;
         }
     }
-    vips.remove_leftovers()?;
-    vips.start_guards().context("watching the shared addresses")?;
+    for (_, v) in &vips {
+        v.remove_leftovers()?;
+    }
+    for (_, v) in &mut vips {
+        v.start_guards().context("watching the shared addresses")?;
+    }
     if cfg.realtime {
         realtime().context("--realtime: setting SCHED_FIFO and locking memory")?;
     }
@@ -562,6 +694,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let mut io = Io {
         cfg,
         vips,
+        group_status,
         routes,
         sender,
         links,
@@ -596,8 +729,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
         // Never leave the address behind on an error exit.
-        io.vips.set_holding(false);
-        io.remove_addresses();
+        for k in 0..io.vips.len() {
+            io.vips[k].1.set_holding(false);
+            io.remove_addresses(k);
+        }
     }
     drop(io); // detach XDP and unpin, or close the socket
     result
@@ -611,7 +746,19 @@ fn event_loop(
 ) -> anyhow::Result<()> {
     let clock = || Instant::from_nanos(monotonic_ns());
     let cfg = FailoverConfig { wake: io.wake, ..FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick) };
-    let mut failover = Failover::new(cfg, clock());
+    let mut failover = match io.cfg.groups.is_empty() {
+        true => Groups::single(cfg, clock()),
+        false => {
+            let groups: Vec<GroupConfig> = io
+                .cfg
+                .groups
+                .iter()
+                .map(|g| GroupConfig { id: g.id, priority: g.priority, preempt: g.preempt })
+                .collect();
+            Groups::new(&cfg, &groups, clock()).context("starting the groups")?
+        }
+    };
+    let ids: Vec<u8> = failover.ids().collect();
     // Ready for systemd once the first tolerance is over: the core's first decision is made.
     let mut systemd = Notifier::from_env(monotonic_ns(), io.cfg.node.tolerance);
     if maintenance_file.is_on() {
@@ -652,12 +799,17 @@ fn event_loop(
         }
         let link_up = io.links.own_up(io.link.is_up());
         failover.handle_link(now, link_up);
-        failover.handle_priority(now, io.tracked.priority(io.checks.priority()));
+        let worth = io.tracked.priority(io.checks.priority());
+        for (id, priority) in group_priorities(&io.cfg, worth) {
+            failover.handle_priority(now, id, priority);
+        }
         match table {
             Ok(()) => {
-                peers.clear();
-                peers.extend(raw.iter().filter_map(|(node_id, rec)| Peer::from_record(*node_id, rec)));
-                failover.handle_peers(now, &peers);
+                for &group in &ids {
+                    peers.clear();
+                    peers.extend(raw.iter().filter_map(|(node_id, rec)| Peer::for_group(*node_id, rec, group)));
+                    failover.handle_peers(now, group, &peers);
+                }
             }
             Err(e) => {
                 io.read_errors += 1;
@@ -667,12 +819,15 @@ fn event_loop(
                 failover.handle_table_unreadable(now);
             }
         }
-        io.links.observe(now, &io.rx, failover.node());
+        io.links.observe(now, &io.rx, failover.lead().node());
         for line in io.links.drain_events(io.cfg.node.node_id) {
             io.hub.publish_event(&line);
         }
         if let Some(at) = io.new_foreign_claim() {
-            failover.handle_foreign_claim(now, at);
+            // Which address it was is not recorded: each group decides whether it holds one.
+            for &group in &ids {
+                failover.handle_foreign_claim(now, group, at);
+            }
         }
         failover.handle_timeout(now);
         while let Some(action) = failover.poll_action() {
@@ -691,6 +846,28 @@ fn event_loop(
     }
 }
 
+/// Each group's worthiness from the node's (`worth`: the configured priority less failing
+/// checks and tracked interfaces): checks and tracked interfaces are the node's, so a group
+/// loses what the node loses, and 0 stays 0.
+fn group_priorities(cfg: &RunConfig, worth: u32) -> Vec<(u8, u32)> {
+    if cfg.groups.is_empty() {
+        return vec![(0, worth)];
+    }
+    let lost = cfg.node.priority.saturating_sub(worth);
+    cfg.groups.iter().map(|g| (g.id, if worth == 0 { 0 } else { g.priority.saturating_sub(lost) })).collect()
+}
+
+/// Each group's decision settings under `node` (a reloaded configuration).
+fn group_nodes(cfg: &RunConfig, node: &ha_core::NodeConfig) -> Vec<(u8, ha_core::NodeConfig)> {
+    if cfg.groups.is_empty() {
+        return vec![(0, *node)];
+    }
+    cfg.groups
+        .iter()
+        .map(|g| (g.id, ha_core::NodeConfig { priority: g.priority, preempt: g.preempt, ..*node }))
+        .collect()
+}
+
 /// `--wake`, decided before the first change to the system: event where the kernel has
 /// `bpf_timer` and ring buffers and heartbeats come through XDP (auto: poll otherwise, with one
 /// warning line; an XDP that falls back to the socket polls too, see `Receiver::open`).
@@ -699,6 +876,10 @@ fn resolve_wake(cfg: &RunConfig) -> anyhow::Result<WakeMode> {
     Ok(match (cfg.wake, cfg.rx) {
         (WakeMode::Poll, _) => WakeMode::Poll,
         (WakeMode::Auto, RxMode::Socket) => WakeMode::Poll,
+        (WakeMode::Auto, _) if !cfg.groups.is_empty() => {
+            log::info!("groups (--vip-group, [[group]]) poll: event wake carries one group");
+            WakeMode::Poll
+        }
         (WakeMode::Event, RxMode::Socket) => {
             log::warn!("--wake event needs XDP (the socket path has no kernel timers): polling instead");
             WakeMode::Poll

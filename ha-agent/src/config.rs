@@ -1,6 +1,7 @@
 //! A run's configuration, validated before anything on the system is touched.
 pub mod cli;
 pub mod file;
+pub mod groups;
 pub mod reference;
 pub mod reload;
 pub mod track;
@@ -89,6 +90,53 @@ pub enum ConfigError {
     GarpInRoutedMode,
     #[error("--vip {0}: routed mode puts every shared address on --vip-iface; leave @IF out")]
     PlacedInRoutedMode(String),
+    #[error("--vip with --vip-group ([[group]]): with groups, every shared address belongs to a group")]
+    GroupsWithFlatVip,
+    #[error("{0} groups: at most {max}", max = ha_core::groups::MAX_GROUPS)]
+    TooManyGroups(usize),
+    #[error("group {0} is given twice: group ids are unique")]
+    DuplicateGroup(u8),
+    #[error("{vip} is in group {first} and in group {second}: a shared address belongs to one group")]
+    VipInTwoGroups { vip: SharedAddr, first: u8, second: u8 },
+    #[error("--vip-group ([[group]]) needs --wake poll or auto: event wake runs one group")]
+    GroupsWithEventWake,
+    #[error("--vip-group ([[group]]) runs in l2 mode only: leave --mode routed out")]
+    GroupsInRoutedMode,
+}
+
+/// One group of a run with `--vip-group` (`[[group]]`): its id, priority, preempt policy and
+/// its share of [`RunConfig::vips`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub id: u8,
+    pub priority: u32,
+    pub preempt: Preempt,
+    pub vips: Vec<Vip>,
+}
+
+/// The groups, checked against each other (their addresses are checked with the flat ones').
+fn groups(args: &RunArgs) -> Result<(), ConfigError> {
+    if args.vip_groups.is_empty() {
+        return Ok(());
+    }
+    if !args.vips.is_empty() {
+        return Err(ConfigError::GroupsWithFlatVip);
+    }
+    if args.vip_groups.len() > ha_core::groups::MAX_GROUPS {
+        return Err(ConfigError::TooManyGroups(args.vip_groups.len()));
+    }
+    for (i, g) in args.vip_groups.iter().enumerate() {
+        if args.vip_groups[..i].iter().any(|o| o.id == g.id) {
+            return Err(ConfigError::DuplicateGroup(g.id));
+        }
+    }
+    if args.wake == WakeMode::Event {
+        return Err(ConfigError::GroupsWithEventWake);
+    }
+    if args.mode == AddressMode::Routed {
+        return Err(ConfigError::GroupsInRoutedMode);
+    }
+    Ok(())
 }
 
 /// Routed mode: where the holder puts its host routes and its addresses.
@@ -138,6 +186,8 @@ pub struct RunConfig {
     pub track: Vec<track::TrackArg>,
     /// `Some` in routed mode (`--mode routed`): host routes for a BGP speaker, no ARP.
     pub routed: Option<RoutedConfig>,
+    /// `--vip-group`s (`[[group]]`); empty: the one group 0 of the flat options.
+    pub groups: Vec<GroupConfig>,
 }
 
 /// The routed-mode settings, or `None` in l2 mode; a routed-only option without the mode, or a
@@ -243,24 +293,31 @@ impl RunConfig {
         let iface = args.iface.first().cloned().ok_or(ConfigError::NoIface)?;
         let iface_addrs = host.own_ipv4(&iface).unwrap_or_default();
         let links = heartbeat_links(args, host)?;
-        if args.vips.is_empty() {
+        groups(args)?;
+        // Every shared address, with the group it belongs to (0: the flat options').
+        let vip_args: Vec<(u8, &crate::netlink::VipArg)> = match args.vip_groups.is_empty() {
+            true => args.vips.iter().map(|v| (0, v)).collect(),
+            false => args.vip_groups.iter().flat_map(|g| g.vips.iter().map(move |v| (g.id, v))).collect(),
+        };
+        if vip_args.is_empty() {
             return Err(ConfigError::NoVip);
         }
         if args.priority == 0 {
             return Err(ConfigError::ZeroPriority);
         }
-        if args.vips.len() > ha_common::neighbour::MAX_VIPS as usize {
-            return Err(ConfigError::TooManyVips(args.vips.len()));
+        if vip_args.len() > ha_common::neighbour::MAX_VIPS as usize {
+            return Err(ConfigError::TooManyVips(vip_args.len()));
         }
-        let shared: Vec<SharedAddr> = args.vips.iter().map(|v| v.addr).collect();
+        let shared: Vec<SharedAddr> = vip_args.iter().map(|(_, v)| v.addr).collect();
         let routed = routed(args, &shared)?;
-        if let (Some(_), Some(arg)) = (&routed, args.vips.iter().find(|v| v.iface.is_some())) {
+        if let (Some(_), Some((_, arg))) = (&routed, vip_args.iter().find(|(_, v)| v.iface.is_some())) {
             return Err(ConfigError::PlacedInRoutedMode(arg.to_string()));
         }
         // Where an address goes unless it names its interface.
         let home = routed.as_ref().map_or(iface.as_str(), |r| r.vip_iface.as_str()).to_string();
         let mut vips: Vec<Vip> = Vec::new();
-        for arg in &args.vips {
+        let mut vip_groups: Vec<u8> = Vec::new();
+        for &(group, arg) in &vip_args {
             let vip = Vip::resolve(arg, &home);
             let own = match host.own_ipv4(&vip.iface) {
                 _ if vip.iface == iface => iface_addrs.clone(),
@@ -274,11 +331,25 @@ impl RunConfig {
             if own.first().is_some_and(|a| std::net::IpAddr::V4(*a) == vip.addr.addr) {
                 return Err(ConfigError::VipIsOwnAddress(vip.addr));
             }
-            if vips.iter().any(|v| v.addr.addr == vip.addr.addr) {
+            if let Some(k) = vips.iter().position(|v| v.addr.addr == vip.addr.addr) {
+                if vip_groups[k] != group {
+                    return Err(ConfigError::VipInTwoGroups { vip: vip.addr, first: vip_groups[k], second: group });
+                }
                 return Err(ConfigError::DuplicateVip(vip.addr));
             }
             vips.push(vip);
+            vip_groups.push(group);
         }
+        let groups = args
+            .vip_groups
+            .iter()
+            .map(|g| GroupConfig {
+                id: g.id,
+                priority: g.priority,
+                preempt: g.preempt.unwrap_or(args.preempt),
+                vips: vips.iter().zip(&vip_groups).filter(|(_, id)| **id == g.id).map(|(v, _)| v.clone()).collect(),
+            })
+            .collect();
         let refresh = args.garp_refresh.filter(|r| !r.is_zero());
         if let Some(refresh) = refresh.filter(|r| *r < args.interval) {
             return Err(ConfigError::GarpRefreshTooShort { refresh, interval: args.interval });
@@ -349,6 +420,7 @@ impl RunConfig {
             auth,
             routed,
             track: tracked,
+            groups,
         })
     }
 
@@ -509,6 +581,45 @@ mod tests {
         assert_eq!(cfg.node.max_tolerance, cfg.node.tolerance);
         let err = RunConfig::new(&args(&["--tolerance", "400ms", "--max-tolerance", "300ms"]), &OWN).unwrap_err();
         assert!(matches!(err, ConfigError::MaxToleranceTooShort { .. }), "{err}");
+    }
+
+    #[test]
+    fn groups_are_checked_before_anything_and_share_out_the_addresses() {
+        let grouped = |extra: &[&str]| {
+            let mut argv = vec!["ha-agent", "run", "--iface", "eth0", "--insecure-no-auth"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).expect("parse").command {
+                Command::Run(a) => RunConfig::new(&a, &OWN),
+                _ => unreachable!(),
+            }
+        };
+        let cfg = grouped(&[
+            "--vip-group",
+            "7:200:192.0.2.7/24,192.0.2.8/24",
+            "--vip-group",
+            "9:100:192.0.2.9/24:preempt=never",
+        ])
+        .expect("valid");
+        assert_eq!(cfg.groups.len(), 2);
+        assert_eq!((cfg.groups[0].id, cfg.groups[0].priority, cfg.groups[0].vips.len()), (7, 200, 2));
+        assert_eq!((cfg.groups[1].preempt, cfg.groups[1].vips.len()), (Preempt::Never, 1));
+        assert_eq!(cfg.vips.len(), 3, "every group's addresses are the run's");
+        let err = |extra: &[&str]| grouped(extra).expect_err("refused").to_string();
+        assert!(
+            err(&["--vip-group", "7:1:192.0.2.7/24", "--vip-group", "7:1:192.0.2.8/24"])
+                .contains("group 7 is given twice")
+        );
+        assert!(
+            err(&["--vip-group", "7:1:192.0.2.7/24", "--vip-group", "8:1:192.0.2.7/24"])
+                .contains("192.0.2.7/24 is in group 7 and in group 8")
+        );
+        assert!(err(&["--vip-group", "7:1:192.0.2.7/24", "--vip", "192.0.2.8/24"]).contains("--vip with --vip-group"));
+        assert!(err(&["--vip-group", "7:1:192.0.2.7/24", "--wake", "event"]).contains("--wake poll"));
+        let many: Vec<String> = (1..=17).map(|i| format!("--vip-group={i}:1:192.0.2.{i}/32")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(err(&many).contains("17 groups: at most 16"));
+        let cfg = RunConfig::new(&args(&[]), &OWN).expect("valid");
+        assert!(cfg.groups.is_empty(), "flat options: group 0 alone");
     }
 
     /// eth0 with 192.0.2.1, eth1 with 10.9.0.1, nothing else.

@@ -108,6 +108,13 @@ impl HeartbeatLinks {
         }
     }
 
+    /// The groups' entries for the heartbeats from now on, on every other link.
+    pub fn set_groups(&mut self, count: u8, groups: [ha_common::wire::GroupEntry; ha_common::wire::MAX_GROUPS]) {
+        for s in &mut self.senders {
+            s.set_groups(count, groups);
+        }
+    }
+
     /// The heartbeat the first link's sender just sent, on every other link.
     pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) {
         for s in &mut self.senders {

@@ -57,6 +57,15 @@ pub trait PeerStore {
     fn get_mut(&mut self, node_id: u32) -> Option<&mut PeerRecord>;
     /// Adds the first record of `node_id`; `Err(TableFull)` when there is no room for it.
     fn insert(&mut self, node_id: u32, record: &PeerRecord) -> Result<(), TableFull>;
+
+    /// Adds the first record of `node_id` as `init` fills in a default one. A store may build
+    /// it somewhere other than the stack (the XDP program: a record is large for its 512 bytes).
+    #[inline(always)]
+    fn insert_with(&mut self, node_id: u32, init: impl FnOnce(&mut PeerRecord)) -> Result<(), TableFull> {
+        let mut record = PeerRecord::default();
+        init(&mut record);
+        self.insert(node_id, &record)
+    }
 }
 
 /// A [`PeerStore`] has no room for another peer.
@@ -202,9 +211,13 @@ pub fn receive<P: PeerStore>(
         rec.received += 1;
         return Ok(accepted);
     }
-    let mut rec = PeerRecord { received: 1, ..PeerRecord::default() };
-    rec.record(&hb, src, now(), policy.echoed_by(&hb));
-    peers.insert(hb.node_id, &rec).map_err(|TableFull| Rejected::PeersFull)?;
+    let echoes_us = policy.echoed_by(&hb);
+    peers
+        .insert_with(hb.node_id, |rec| {
+            rec.received = 1;
+            rec.record(&hb, src, now(), echoes_us);
+        })
+        .map_err(|TableFull| Rejected::PeersFull)?;
     Ok(Accepted { new_peer: true, ..accepted })
 }
 

@@ -82,7 +82,7 @@ pub fn verify(bytes: &[u8; HEARTBEAT_LEN], key: &SipKey) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Echo, Heartbeat, NodeState, Sequence};
+    use crate::wire::{Echo, GroupEntry, Heartbeat, NodeState, Sequence};
 
     const KEY: SipKey = SipKey { k0: 0x0123_4567_89ab_cdef, k1: 0xfedc_ba98_7654_3210 };
 
@@ -97,6 +97,8 @@ mod tests {
             interval_us: 1_000,
             seq: Sequence { epoch: 5, counter: 6 },
             echo: Echo { node_id: 4, epoch: 7 },
+            group_count: 0,
+            groups: GroupEntry::NONE,
             tag: [0; TAG_LEN],
         }
     }

@@ -1,6 +1,8 @@
 //! Names and key/value types of the BPF maps and load-time globals, shared by both sides.
 //! Every map value is `#[repr(C)]` with explicit padding so its BTF shows named fields.
 
+pub use crate::wire::MAX_GROUPS;
+
 /// `PEERS`: node id -> [`PeerRecord`], filled by XDP from valid heartbeats.
 pub const PEERS_MAP: &str = "PEERS";
 /// `STATS`: per-CPU array of one [`Stats`], a counter per packet outcome.
@@ -112,6 +114,36 @@ pub struct PeerRecord {
     /// 1 once a heartbeat of this peer's current epoch echoed the receiver's own epoch: the
     /// peer is heard live, not replayed (see `accept`). 0 for a new epoch until it does.
     pub confirmed: u8,
+    /// The group entries of the last heartbeat, slot by slot (`state`, `priority` and `flags`
+    /// above are group 0's; FLAG_CONFIRMING in `flags` is the node's).
+    pub groups: [GroupRecord; MAX_GROUPS],
+}
+
+/// One group entry of a peer's last heartbeat ([`crate::wire::GroupEntry`]); all zero when the
+/// slot is unused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// 1..=255; 0: unused slot.
+    pub group_id: u8,
+    /// [`crate::wire::NodeState`] as a byte.
+    pub state: u8,
+    /// FLAG_LEAVING | FLAG_MAINTENANCE.
+    pub flags: u8,
+    pub _pad: u8,
+    pub priority: u32,
+    /// `last_seen_ns` of the last heartbeat whose entry in this slot claimed the group's address
+    /// (state ACTIVE) while the slot held this group id; 0: never. Kept when it yields, like
+    /// [`PeerRecord::claimed_ns`]; reset when another group id takes the slot.
+    pub claimed_ns: u64,
+}
+
+impl GroupRecord {
+    /// What the decisions read of it, for [`Watched`].
+    #[inline(always)]
+    const fn watched(&self) -> WatchedGroup {
+        WatchedGroup { group_id: self.group_id, state: self.state, flags: self.flags, priority: self.priority }
+    }
 }
 
 impl PeerRecord {
@@ -137,6 +169,32 @@ impl PeerRecord {
         if hb.state == crate::wire::NodeState::Active {
             self.claimed_ns = now_ns;
         }
+        // A fixed bound and constant offsets: the verifier sees 16 straight copies.
+        let mut i = 0;
+        while i < MAX_GROUPS {
+            let (entry, slot) = (&hb.groups[i], &mut self.groups[i]);
+            if slot.group_id != entry.group_id {
+                slot.claimed_ns = 0;
+            }
+            let used = entry.group_id != 0;
+            slot.group_id = entry.group_id;
+            slot.state = if used { entry.state as u8 } else { 0 };
+            slot.flags = entry.flags;
+            slot._pad = 0;
+            slot.priority = entry.priority;
+            if used && entry.state == crate::wire::NodeState::Active {
+                slot.claimed_ns = now_ns;
+            }
+            i += 1;
+        }
+    }
+
+    /// The record of group `group_id` (1..=255), if the peer's last heartbeat carried it.
+    pub fn group(&self, group_id: u8) -> Option<&GroupRecord> {
+        if group_id == 0 {
+            return None;
+        }
+        self.groups.iter().find(|g| g.group_id == group_id)
     }
 }
 
@@ -182,10 +240,22 @@ pub struct Watched {
     pub state: u8,
     pub flags: u8,
     pub confirmed: u8,
+    pub groups: [WatchedGroup; MAX_GROUPS],
+}
+
+/// What the decisions read of one group slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchedGroup {
+    pub group_id: u8,
+    pub state: u8,
+    pub flags: u8,
+    pub priority: u32,
 }
 
 impl Watched {
-    /// The `CHANGE_*` bits of what `after` changed against this.
+    /// The `CHANGE_*` bits of what `after` changed against this. A group's state, priority or
+    /// flags set the same bits as the header's (group 0's); another group in a slot (one the
+    /// peer began or stopped running) sets all three.
     #[inline(always)]
     pub fn changes(&self, after: &PeerRecord) -> u32 {
         let mut bits = 0;
@@ -204,6 +274,23 @@ impl Watched {
         if after.confirmed != 0 && self.confirmed == 0 {
             bits |= CHANGE_CONFIRMED;
         }
+        let mut i = 0;
+        while i < MAX_GROUPS {
+            let (was, is) = (&self.groups[i], &after.groups[i]);
+            if was.group_id != is.group_id {
+                bits |= CHANGE_STATE | CHANGE_PRIORITY | CHANGE_FLAGS;
+            }
+            if was.state != is.state {
+                bits |= CHANGE_STATE;
+            }
+            if was.priority != is.priority {
+                bits |= CHANGE_PRIORITY;
+            }
+            if was.flags != is.flags {
+                bits |= CHANGE_FLAGS;
+            }
+            i += 1;
+        }
         bits
     }
 }
@@ -211,12 +298,19 @@ impl Watched {
 impl PeerRecord {
     #[inline(always)]
     pub fn watched(&self) -> Watched {
+        let mut groups = [WatchedGroup::default(); MAX_GROUPS];
+        let mut i = 0;
+        while i < MAX_GROUPS {
+            groups[i] = self.groups[i].watched();
+            i += 1;
+        }
         Watched {
             epoch: self.epoch,
             priority: self.priority,
             state: self.state,
             flags: self.flags,
             confirmed: self.confirmed,
+            groups,
         }
     }
 }
@@ -293,7 +387,103 @@ impl Stats {
 mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::PeerRecord {}
+    unsafe impl aya::Pod for super::GroupRecord {}
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::AuthKey {}
     unsafe impl aya::Pod for super::PeerEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, GroupEntry, Heartbeat, NodeState, Sequence};
+
+    fn heartbeat(counter: u64, groups: &[GroupEntry]) -> Heartbeat {
+        let mut entries = GroupEntry::NONE;
+        entries[..groups.len()].copy_from_slice(groups);
+        Heartbeat {
+            cluster_id: 1,
+            node_id: 2,
+            priority: 0,
+            state: NodeState::Standby,
+            flags: 0,
+            key_id: 0,
+            interval_us: 1_000,
+            seq: Sequence { epoch: 5, counter },
+            echo: Echo::default(),
+            group_count: groups.len() as u8,
+            groups: entries,
+            tag: [0; crate::wire::TAG_LEN],
+        }
+    }
+
+    const fn entry(group_id: u8, state: NodeState, priority: u32) -> GroupEntry {
+        GroupEntry { group_id, state, flags: 0, priority }
+    }
+
+    #[test]
+    fn group_record_is_16_bytes_and_the_record_has_room_for_every_group() {
+        assert_eq!(core::mem::size_of::<GroupRecord>(), 16);
+        assert_eq!(core::mem::size_of::<PeerRecord>(), 56 + 16 * MAX_GROUPS);
+    }
+
+    #[test]
+    fn record_copies_the_entries_slot_by_slot() {
+        let mut rec = PeerRecord::default();
+        let a = GroupEntry { flags: FLAG_MAINTENANCE, ..entry(10, NodeState::Standby, 90) };
+        rec.record(&heartbeat(1, &[a, entry(20, NodeState::Active, 200)]), [0; 4], 100, false);
+        assert_eq!(
+            rec.groups[0],
+            GroupRecord { group_id: 10, state: 1, flags: FLAG_MAINTENANCE, _pad: 0, priority: 90, claimed_ns: 0 }
+        );
+        assert_eq!(
+            rec.groups[1],
+            GroupRecord { group_id: 20, state: 2, flags: 0, _pad: 0, priority: 200, claimed_ns: 100 }
+        );
+        assert!(rec.groups[2..].iter().all(|g| *g == GroupRecord::default()), "unused slots are all zero");
+        assert_eq!(rec.group(20).map(|g| g.priority), Some(200));
+        assert_eq!((rec.group(30), rec.group(0)), (None, None));
+        assert_eq!(rec.claimed_ns, 0, "the header (group 0) claims nothing");
+    }
+
+    #[test]
+    fn a_slot_keeps_its_claim_while_it_holds_the_same_group() {
+        let mut rec = PeerRecord::default();
+        rec.record(&heartbeat(1, &[entry(10, NodeState::Active, 1)]), [0; 4], 100, false);
+        rec.record(&heartbeat(2, &[entry(10, NodeState::Standby, 1)]), [0; 4], 200, false);
+        assert_eq!(rec.groups[0].claimed_ns, 100, "kept when it yields");
+        rec.record(&heartbeat(3, &[entry(11, NodeState::Standby, 1)]), [0; 4], 300, false);
+        assert_eq!(rec.groups[0].claimed_ns, 0, "another group in the slot never claimed");
+        rec.record(&heartbeat(4, &[entry(11, NodeState::Active, 1)]), [0; 4], 400, false);
+        rec.record(&heartbeat(5, &[]), [0; 4], 500, false);
+        assert_eq!(rec.groups[0], GroupRecord::default(), "the group stopped: the slot is empty");
+    }
+
+    #[test]
+    fn a_group_change_sets_the_header_change_bits() {
+        let mut rec = PeerRecord::default();
+        rec.record(
+            &heartbeat(1, &[entry(10, NodeState::Standby, 1), entry(11, NodeState::Standby, 1)]),
+            [0; 4],
+            1,
+            false,
+        );
+        let changes = |groups: &[GroupEntry]| {
+            let mut after = rec;
+            after.record(&heartbeat(2, groups), [0; 4], 2, false);
+            rec.watched().changes(&after)
+        };
+        let (s, p, f) = (CHANGE_STATE, CHANGE_PRIORITY, CHANGE_FLAGS);
+        assert_eq!(
+            changes(&[entry(10, NodeState::Standby, 1), entry(11, NodeState::Standby, 1)]),
+            0,
+            "a plain heartbeat"
+        );
+        assert_eq!(changes(&[entry(10, NodeState::Standby, 1), entry(11, NodeState::Active, 1)]), s);
+        assert_eq!(changes(&[entry(10, NodeState::Standby, 1), entry(11, NodeState::Standby, 2)]), p);
+        let leaving = GroupEntry { flags: FLAG_LEAVING, ..entry(11, NodeState::Standby, 1) };
+        assert_eq!(changes(&[entry(10, NodeState::Standby, 1), leaving]), f);
+        assert_eq!(changes(&[entry(10, NodeState::Standby, 1)]), s | p | f, "a group stopped");
+        assert_eq!(changes(&[entry(10, NodeState::Standby, 1), entry(12, NodeState::Standby, 1)]), s | p | f);
+    }
 }

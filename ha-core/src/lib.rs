@@ -3,6 +3,7 @@
 //! - [`failover::Failover`] is what a driver runs: `handle_*` in, `poll_*` out,
 //!   `poll_timeout()` for the next wake. The agent (`ha-agent`) and the cluster simulator
 //!   (`ha-sim`) drive the same code.
+//! - [`groups::Groups`] runs several groups (one `Failover` each) with one heartbeat per node.
 //! - [`node::Node`] is the decision: who holds the address, given the peers as recorded.
 //! - [`liveness`] says when a peer's silence means it is gone, from its measured loss.
 //! - [`links`] says which of several heartbeat links carry which peer.
@@ -10,6 +11,7 @@
 //! - [`track`] lowers worthiness while tracked interfaces are down.
 //! - [`time`] is the one unit of time: [`time::Instant`] on `CLOCK_MONOTONIC`, `Duration`.
 pub mod failover;
+pub mod groups;
 pub mod linger;
 pub mod links;
 pub mod liveness;
@@ -19,5 +21,6 @@ pub mod time;
 pub mod track;
 
 pub use failover::{Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Wake};
+pub use groups::{GroupConfig, Groups, GroupsAction, GroupsError, GroupsEvent};
 pub use node::{Beats, NodeConfig, Peer, Preempt, Reannounce, Reason, Role, Transition};
 pub use time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Deliberately broken cores, to show that the simulator (`ha-sim`) catches each one. With the
 //! cargo feature `mutations` (off by default; only ha-sim's tests turn it on) a test picks one
-//! [`Mutation`] for its thread, and one `if` at the exact place in `node`, `liveness` or
-//! `failover` breaks that rule. Without the feature [`active`] is `false` and compiles away.
+//! [`Mutation`] for its thread, and one `if` at the exact place in `node`, `liveness`,
+//! `failover` or `groups` breaks that rule. Without the feature [`active`] is `false` and compiles away.
 
 /// One broken rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,15 +21,19 @@ pub enum Mutation {
     /// Event mode: heartbeat schedules reach 20 horizons ahead, so a stopped agent's kernel
     /// speaks for it long after the stated bound (`Failover::schedule_heartbeats`).
     EndlessSchedule,
+    /// Several groups: the clean stop is done when the first group's is, so the node exits
+    /// holding the others (`Groups::handle_timeout`).
+    DoneAfterFirstGroup,
 }
 
-pub const ALL: [Mutation; 6] = [
+pub const ALL: [Mutation; 7] = [
     Mutation::TakeoverEarly,
     Mutation::ReleaseBeforeSuccessor,
     Mutation::IgnoreHoldDown,
     Mutation::ForgetLossAdaptive,
     Mutation::NeverRelisten,
     Mutation::EndlessSchedule,
+    Mutation::DoneAfterFirstGroup,
 ];
 
 #[cfg(feature = "mutations")]

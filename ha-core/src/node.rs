@@ -37,7 +37,7 @@
 //! - A node that cannot serve (its link is down, or its checks fail: priority 0) and does not
 //!   hold the address reports FAULT ([`Role`]); on the wire it stays STANDBY, a candidate of
 //!   last resort. Its own fault is its reason: `link_down`, `checks_failing`, `recovered`.
-use ha_common::wire::{FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
+use ha_common::wire::{FLAG_CONFIRMING, FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
 pub use crate::liveness::Beats;
 use crate::{
@@ -107,6 +107,25 @@ impl Peer {
             },
             claimed_at: (rec.claimed_ns != 0).then_some(Instant::from_nanos(rec.claimed_ns)),
             confirmed: rec.confirmed != 0,
+        })
+    }
+
+    /// The peer as group `group_id` sees it: group 0 is [`Peer::from_record`]; another group
+    /// reads its entry of the peer's last heartbeat (state, priority, its own flags with the
+    /// node's `FLAG_CONFIRMING`, when it last claimed). `None` when the peer does not run that
+    /// group (invisible to it) or the entry's state is unknown.
+    pub fn for_group(node_id: u32, rec: &ha_common::maps::PeerRecord, group_id: u8) -> Option<Self> {
+        let peer = Self::from_record(node_id, rec)?;
+        if group_id == 0 {
+            return Some(peer);
+        }
+        let g = rec.group(group_id)?;
+        Some(Peer {
+            priority: g.priority,
+            state: NodeState::from_u8(g.state)?,
+            flags: g.flags | (rec.flags & FLAG_CONFIRMING),
+            claimed_at: (g.claimed_ns != 0).then_some(Instant::from_nanos(g.claimed_ns)),
+            ..peer
         })
     }
 

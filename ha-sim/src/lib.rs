@@ -8,8 +8,10 @@
 //!   attacker;
 //! - [`net`]: what faults do to a packet; [`table`]: the receive path's acceptance;
 //! - [`invariants`]: what must hold; [`shrink`]: a smaller failing schedule;
+//! - [`groups`]: nodes running several groups each (active/active), checked per group;
 //! - [`clock`], [`rng`]: each node's clock, the one source of randomness.
 pub mod clock;
+pub mod groups;
 pub mod invariants;
 pub mod net;
 pub mod rng;

@@ -113,11 +113,21 @@ fn one(args: &Args, seed: u64) -> ExitCode {
         r.lost_probe_ns as f64 / 1e6,
         start.elapsed().as_secs_f64() * 1e3
     );
-    if r.violations.is_empty() {
+    let g = ha_sim::groups::run(seed, args.trace);
+    println!("groups part: {} nodes, {} groups, {} transitions", g.nodes, g.groups, g.transitions);
+    for line in &g.trace {
+        println!("  {line}");
+    }
+    for v in &g.violations {
+        println!("groups part: {} group {} at {:.3} ms: {}", v.invariant, v.group, v.at_ns as f64 / 1e6, v.detail);
+    }
+    if r.violations.is_empty() && g.violations.is_empty() {
         println!("seed {seed}: all invariants hold");
         return ExitCode::SUCCESS;
     }
-    print_failure(&r, args.fence, usize::MAX, true);
+    if !r.violations.is_empty() {
+        print_failure(&r, args.fence, usize::MAX, true);
+    }
     ExitCode::FAILURE
 }
 
@@ -139,6 +149,11 @@ struct Totals {
     violations: [u64; ALL.len()],
     failing: Vec<Report>,
     failing_seeds: Vec<u64>,
+    /// The groups part of each seed (`ha_sim::groups`): crashes and clean stops checked,
+    /// violations per invariant, failing seeds.
+    groups_checked: [u64; 2],
+    groups_violations: [u64; ha_sim::groups::INVARIANTS.len()],
+    groups_failing: Vec<(u64, String)>,
 }
 
 fn many(args: &Args) -> ExitCode {
@@ -187,6 +202,26 @@ fn many(args: &Args) -> ExitCode {
                         local.failing_seeds.push(seed);
                         local.failing.push(r);
                     }
+                    // Every fourth seed: a groups run costs several of the main one.
+                    if !seed.is_multiple_of(ha_sim::groups::EVERY) {
+                        continue;
+                    }
+                    let g = ha_sim::groups::run(seed, false);
+                    local.groups_checked[0] += g.crashes_checked;
+                    local.groups_checked[1] += g.stops_checked;
+                    for v in &g.violations {
+                        if let Some(k) = ha_sim::groups::INVARIANTS.iter().position(|i| *i == v.invariant) {
+                            local.groups_violations[k] += 1;
+                        }
+                        let line = format!(
+                            "{} group {} at {:.3} ms: {}",
+                            v.invariant,
+                            v.group,
+                            v.at_ns as f64 / 1e6,
+                            v.detail
+                        );
+                        local.groups_failing.push((seed, line));
+                    }
                 }
                 let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
                 t.seeds += local.seeds;
@@ -212,6 +247,13 @@ fn many(args: &Args) -> ExitCode {
                 }
                 t.failing.extend(local.failing);
                 t.failing_seeds.extend(local.failing_seeds);
+                for (a, b) in t.groups_checked.iter_mut().zip(local.groups_checked) {
+                    *a += b;
+                }
+                for (a, b) in t.groups_violations.iter_mut().zip(local.groups_violations) {
+                    *a += b;
+                }
+                t.groups_failing.extend(local.groups_failing);
             });
         }
     });
@@ -275,6 +317,26 @@ fn many(args: &Args) -> ExitCode {
     println!("violations (seeds failing each invariant):");
     for inv in ALL {
         println!("  {:<36} {}", inv.label(), t.violations[inv.index()]);
+    }
+    println!(
+        "groups part (several groups per node, every {}th seed): {} crashes (j), {} clean stops (c) checked",
+        ha_sim::groups::EVERY,
+        t.groups_checked[0],
+        t.groups_checked[1]
+    );
+    for (k, inv) in ha_sim::groups::INVARIANTS.iter().enumerate() {
+        println!("  {:<36} {}", inv, t.groups_violations[k]);
+    }
+    t.groups_failing.sort();
+    for (seed, line) in t.groups_failing.iter().take(10) {
+        println!("groups part, seed {seed}: {line} (replay: --seed {seed} --trace)");
+    }
+    let mut groups_seeds: Vec<u64> = t.groups_failing.iter().map(|(s, _)| *s).collect();
+    groups_seeds.dedup();
+    for s in groups_seeds {
+        if !t.failing_seeds.contains(&s) {
+            t.failing_seeds.push(s);
+        }
     }
     let shown_seeds: Vec<String> = t.failing_seeds.iter().take(30).map(u64::to_string).collect();
     if !t.failing_seeds.is_empty() {

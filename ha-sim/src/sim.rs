@@ -862,6 +862,8 @@ impl World {
             interval_us: (c.interval / 1_000) as u32,
             seq: Sequence { epoch: agent.epoch, counter: agent.counter },
             echo,
+            group_count: 0,
+            groups: ha_common::wire::GroupEntry::NONE,
             tag: [0; TAG_LEN],
         };
         if !n.link_up {

@@ -96,6 +96,8 @@ mod tests {
             interval_us: 10_000,
             seq: Sequence { epoch, counter },
             echo: Echo { node_id: 1, epoch: 77 },
+            group_count: 0,
+            groups: ha_common::wire::GroupEntry::NONE,
             tag: [0; TAG_LEN],
         }
     }

@@ -65,7 +65,23 @@ fn a_heartbeat_schedule_past_the_stated_horizon_is_caught() {
     caught(Mutation::EndlessSchedule);
 }
 
+/// Caught by the groups simulation (`ha_sim::groups`), on a seed the real core keeps clean.
+#[test]
+fn a_clean_stop_done_after_its_first_group_is_caught() {
+    let m = Mutation::DoneAfterFirstGroup;
+    for seed in 0..BOUND {
+        mutation::set(Some(m));
+        let broken = ha_sim::groups::run(seed, false);
+        mutation::set(None);
+        if broken.failed() && !ha_sim::groups::run(seed, false).failed() {
+            println!("{m:?}: caught after {} seeds (seed {seed}): {:?}", seed + 1, broken.violations[0]);
+            return;
+        }
+    }
+    panic!("{m:?} was not caught in {BOUND} seeds");
+}
+
 #[test]
 fn every_mutation_has_a_test() {
-    assert_eq!(mutation::ALL.len(), 6, "add a test above for the new mutation");
+    assert_eq!(mutation::ALL.len(), 7, "add a test above for the new mutation");
 }

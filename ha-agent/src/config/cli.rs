@@ -135,6 +135,13 @@ pub struct RunArgs {
     /// fence. [required]
     #[arg(long = "vip", value_name = "ADDR/PREFIX[@IF]")]
     pub vips: Vec<VipArg>,
+    /// A group of shared addresses with its own holder (active/active, one keepalived
+    /// vrrp_instance each): ID:PRIORITY:VIP[,VIP...][:preempt=P], id 1 to 255 and the same on
+    /// every node, this node's priority for it; repeat for up to 16; in the file, `[[group]]`
+    /// tables (id, vip, priority, preempt). Replaces --vip and --priority; l2 mode and --wake
+    /// poll only. [default: none]
+    #[arg(long = "vip-group", value_name = "ID:PRIO:VIP[,VIP]")]
+    pub vip_groups: Vec<super::groups::GroupArg>,
     /// How clients reach the holder: l2 (the address on --iface, clients re-pointed by
     /// gratuitous ARP / unsolicited NA) or routed (a host route for a BGP speaker beside the
     /// agent to announce; see docs/routed.md).

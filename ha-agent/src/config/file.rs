@@ -64,6 +64,20 @@ impl FileConfig {
         cli.build();
         let mut settings = Vec::new();
         for (key, value) in table.get_ref() {
+            if key.get_ref() == "group" && is_tables(value.get_ref()) {
+                let arg = option(&cli, "vip-group").ok_or_else(|| at(key.span(), unknown_key("vip-group")))?;
+                if table.get_ref().iter().any(|(k, _)| k.get_ref() == "vip-group") {
+                    return Err(at(key.span(), "[[group]] tables and `vip-group`: give the groups one way".into()));
+                }
+                let DeValue::Array(items) = value.get_ref() else { continue };
+                let mut values = Vec::new();
+                for item in items {
+                    let text = group_table(item, &at)?;
+                    values.push(check(&cli, arg, text).map_err(|m| at(item.span(), m))?);
+                }
+                settings.push(Setting { id: arg.get_id().to_string(), global: false, values });
+                continue;
+            }
             let arg = option(&cli, key.get_ref()).ok_or_else(|| at(key.span(), unknown_key(key.get_ref())))?;
             let items: Vec<&Spanned<DeValue>> = match value.get_ref() {
                 DeValue::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items.iter().collect(),
@@ -128,6 +142,46 @@ fn is_key(arg: &Arg) -> bool {
 
 fn option<'a>(cli: &'a clap::Command, key: &str) -> Option<&'a Arg> {
     run_command(cli).get_arguments().find(|a| is_key(a) && a.get_long() == Some(key))
+}
+
+/// `[[group]]`: an array of tables (a string `group` is the multicast group).
+fn is_tables(value: &DeValue) -> bool {
+    matches!(value, DeValue::Array(items) if items.iter().all(|i| matches!(i.get_ref(), DeValue::Table(_))))
+}
+
+/// One `[[group]]` table as `--vip-group` takes it: `id`, `vip` (one or a list), `priority`
+/// (default 100), `preempt` (default `preempt`).
+fn group_table(item: &Spanned<DeValue>, at: &dyn Fn(Range<usize>, String) -> FileError) -> Result<String, FileError> {
+    let DeValue::Table(t) = item.get_ref() else { return Err(at(item.span(), "expected a [[group]] table".into())) };
+    let (mut id, mut vips, mut priority, mut preempt) = (None, Vec::new(), "100".to_string(), None);
+    for (key, value) in t {
+        let one = |v: &DeValue| scalar(v).map_err(|m| at(value.span(), m));
+        match key.get_ref().as_ref() {
+            "id" => id = Some(one(value.get_ref())?),
+            "priority" => priority = one(value.get_ref())?,
+            "preempt" => preempt = Some(one(value.get_ref())?),
+            "vip" => match value.get_ref() {
+                DeValue::Array(items) => {
+                    for i in items {
+                        vips.push(scalar(i.get_ref()).map_err(|m| at(i.span(), m))?);
+                    }
+                }
+                v => vips.push(one(v)?),
+            },
+            other => {
+                return Err(at(
+                    key.span(),
+                    format!("unknown key `{other}` in [[group]]: a group has id, vip, priority and preempt"),
+                ));
+            }
+        }
+    }
+    let id = id.ok_or_else(|| at(item.span(), "[[group]] without `id` (1 to 255)".into()))?;
+    if vips.is_empty() {
+        return Err(at(item.span(), format!("[[group]] {id} without `vip`")));
+    }
+    let preempt = preempt.map_or(String::new(), |p| format!(":preempt={p}"));
+    Ok(format!("{id}:{priority}:{}{preempt}", vips.join(",")))
 }
 
 /// A value as it would be written on the command line.

@@ -15,11 +15,20 @@ pub struct Event {
     pub reason: String,
     /// The same reason in words, with its measured timings.
     pub detail: String,
+    /// The group that changed (`--vip-group`, `[[group]]`); absent for the flat options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u8>,
 }
 
 impl Event {
     pub fn new(node_id: u32, t: &Transition) -> Self {
+        Self::of_group(node_id, None, t)
+    }
+
+    /// A transition of `group` (`None`: the flat options' group 0).
+    pub fn of_group(node_id: u32, group: Option<u8>, t: &Transition) -> Self {
         Self {
+            group,
             unix_ms: crate::clock::realtime_us() / 1_000,
             node: id(node_id).to_string(),
             from: t.from.name().to_string(),

@@ -10,7 +10,9 @@
 //! Each hook runs as `/bin/sh -c 'CMD "$@"' ha-agent STATE REASON`: the new state (`ACTIVE`,
 //! `STANDBY`, or `FAULT`: not holding and unable to serve; on-standby runs for it too) and the reason label (e.g. `holder_silent`) follow the command as `$1` and `$2`.
 //! It also gets HA_HOOK, HA_STATE, HA_PREVIOUS_STATE, HA_REASON, HA_DETAIL, HA_NODE, HA_IFACE,
-//! HA_VIPS (space separated), HA_PRIORITY and HA_UNIX_MS in its environment.
+//! HA_VIPS (space separated), HA_PRIORITY and HA_UNIX_MS in its environment. With groups
+//! (`--vip-group`), each group's transitions are hooked on their own (one waits per group),
+//! the group id follows as `$3` and in HA_GROUP, and HA_VIPS holds that group's addresses.
 use std::{
     sync::{Arc, Condvar, Mutex, atomic::AtomicBool},
     thread::{self, JoinHandle},
@@ -38,6 +40,8 @@ impl HookConfig {
 pub struct NodeFacts {
     pub iface: String,
     pub vips: Vec<String>,
+    /// Each group's addresses, with groups.
+    pub group_vips: Vec<(u8, Vec<String>)>,
 }
 
 struct Job {
@@ -48,10 +52,10 @@ struct Job {
 /// Skipped transitions are warned about at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The transition waiting for the hook thread: only the newest is kept.
+/// The transitions waiting for the hook thread: only the newest of each group is kept.
 #[derive(Default)]
 struct Pending {
-    job: Option<Job>,
+    jobs: Vec<Job>,
     /// No more transitions come; run what waits, then end.
     closed: bool,
     skipped_unwarned: u64,
@@ -92,7 +96,16 @@ impl Hooks {
             log::error!("the hook thread is gone: hooks no longer run");
             return;
         };
-        if let Some(skipped) = pending.job.replace(Job { event: event.clone(), priority }) {
+        let job = Job { event: event.clone(), priority };
+        let waiting = pending.jobs.iter().position(|j| j.event.group == event.group);
+        let replaced = match waiting {
+            Some(k) => Some(std::mem::replace(&mut pending.jobs[k], job)),
+            None => {
+                pending.jobs.push(job);
+                None
+            }
+        };
+        if let Some(skipped) = replaced {
             self.metrics.hook_transition_skipped();
             pending.skipped_unwarned += 1;
             let now = Instant::now();
@@ -132,8 +145,8 @@ impl Drop for Hooks {
 fn next_job(mailbox: &Mailbox) -> Option<Job> {
     let mut pending = mailbox.pending.lock().ok()?;
     loop {
-        if let Some(job) = pending.job.take() {
-            return Some(job);
+        if !pending.jobs.is_empty() {
+            return Some(pending.jobs.remove(0));
         }
         if pending.closed {
             return None;
@@ -152,7 +165,10 @@ fn run_queue(mailbox: &Mailbox, cfg: &HookConfig, facts: &NodeFacts, metrics: &M
         for (name, script) in [state_hook, ("notify", &cfg.notify)] {
             let Some(script) = script else { continue };
             let env = environment(name, &job, facts);
-            let done = shell::run(script, &[&job.event.to, &job.event.reason], &env, cfg.timeout, &never);
+            let group = job.event.group.map(|g| g.to_string());
+            let mut args = vec![job.event.to.as_str(), job.event.reason.as_str()];
+            args.extend(group.as_deref());
+            let done = shell::run(script, &args, &env, cfg.timeout, &never);
             let outcome = if done.success() {
                 log::debug!("hook {name} done in {:?}", done.took);
                 "ok"
@@ -173,7 +189,11 @@ fn run_queue(mailbox: &Mailbox, cfg: &HookConfig, facts: &NodeFacts, metrics: &M
 
 fn environment(hook: &str, job: &Job, facts: &NodeFacts) -> Vec<(&'static str, String)> {
     let e = &job.event;
-    vec![
+    let vips = match e.group.and_then(|g| facts.group_vips.iter().find(|(id, _)| *id == g)) {
+        Some((_, vips)) => vips.join(" "),
+        None => facts.vips.join(" "),
+    };
+    let mut env = vec![
         ("HA_HOOK", hook.to_string()),
         ("HA_STATE", e.to.clone()),
         ("HA_PREVIOUS_STATE", e.from.clone()),
@@ -181,10 +201,14 @@ fn environment(hook: &str, job: &Job, facts: &NodeFacts) -> Vec<(&'static str, S
         ("HA_DETAIL", e.detail.clone()),
         ("HA_NODE", e.node.clone()),
         ("HA_IFACE", facts.iface.clone()),
-        ("HA_VIPS", facts.vips.join(" ")),
+        ("HA_VIPS", vips),
         ("HA_PRIORITY", job.priority.to_string()),
         ("HA_UNIX_MS", e.unix_ms.to_string()),
-    ]
+    ];
+    if let Some(g) = e.group {
+        env.push(("HA_GROUP", g.to_string()));
+    }
+    env
 }
 
 #[cfg(test)]
@@ -201,6 +225,7 @@ mod tests {
             to: to.into(),
             reason: reason.into(),
             detail: "in words".into(),
+            group: None,
         }
     }
 
@@ -232,7 +257,11 @@ mod tests {
             notify: Some(append("notify")),
             timeout: Duration::from_millis(300),
         };
-        let facts = NodeFacts { iface: "eth0".into(), vips: vec!["192.0.2.200/24".into(), "192.0.2.201/24".into()] };
+        let facts = NodeFacts {
+            iface: "eth0".into(),
+            vips: vec!["192.0.2.200/24".into(), "192.0.2.201/24".into()],
+            ..Default::default()
+        };
         let metrics = Arc::new(Metrics::new(crate::ops::control::Hub::new().0));
         let hooks = Hooks::start(cfg, facts, Arc::clone(&metrics)).expect("start");
         hooks.fire(&event("ACTIVE", "no_holder"), 100);

@@ -182,6 +182,29 @@ impl Collector for FromStatus {
         let states = ["ACTIVE", "STANDBY", "FAULT"]
             .map(|st| (vec![("state", st.to_string())], ConstGauge::new(flag(s.state == st))));
         family(&mut e, "state", "1 for the state this node is in.", MetricType::Gauge, states)?;
+        if !s.groups.is_empty() {
+            let group_states = s.groups.iter().flat_map(|g| {
+                ["ACTIVE", "STANDBY", "FAULT"].map(|st| {
+                    (vec![("group", g.id.to_string()), ("state", st.to_string())], ConstGauge::new(flag(g.state == st)))
+                })
+            });
+            family(
+                &mut e,
+                "group_state",
+                "1 for the state this node is in, per group (--vip-group).",
+                MetricType::Gauge,
+                group_states,
+            )?;
+            let group_priorities =
+                s.groups.iter().map(|g| (vec![("group", g.id.to_string())], ConstGauge::new(i64::from(g.priority))));
+            family(
+                &mut e,
+                "group_priority",
+                "Worthiness announced now, per group.",
+                MetricType::Gauge,
+                group_priorities,
+            )?;
+        }
         gauge(&mut e, "priority", "Worthiness announced now (base less failing checks).", i64::from(s.priority))?;
         gauge(&mut e, "maintenance", "1 while in maintenance.", flag(s.maintenance))?;
         gauge(&mut e, "link_up", "1 while the interface's link is up.", flag(s.link_up))?;

@@ -42,6 +42,22 @@ pub struct CheckStatus {
     pub detail: String,
 }
 
+/// One group's state (`--vip-group`, `[[group]]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupStatus {
+    pub id: u8,
+    pub state: String,
+    pub priority: u32,
+    pub preempt: String,
+    pub vips: Vec<String>,
+    /// The peer holding it, if another node does.
+    pub holder: Option<String>,
+    pub since_unix_ms: u64,
+    pub reason: String,
+    pub detail: String,
+}
+
 /// Missing fields default, so `status` of one version reads an agent of another.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -98,6 +114,8 @@ pub struct Status {
     pub last_foreign_claim: Option<super::foreign_claims::ClaimStatus>,
     /// Of those, the ones this holder answered by announcing the address again.
     pub foreign_claims_defended: u64,
+    /// Each group, with groups (`state` above is then the node's: ACTIVE while it holds any).
+    pub groups: Vec<GroupStatus>,
 }
 
 /// A peer's flags as words; `unconfirmed`: none of its heartbeats echoed our run yet (it may be
@@ -230,6 +248,21 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
         None => String::new(),
     };
     let _ = writeln!(out, "priority {} ({}){set}; shared {}", s.priority, parts.join(", "), s.vips.join(" "));
+    for g in &s.groups {
+        let held = g.holder.as_ref().map_or(String::new(), |h| format!(", held by {h}"));
+        let since_s = now_unix_ms.saturating_sub(g.since_unix_ms) as f64 / 1e3;
+        let _ = writeln!(
+            out,
+            "group {}: {} for {since_s:.1} s{held}, priority {}, preempt {}, shared {}: {} [{}]",
+            g.id,
+            g.state,
+            g.priority,
+            g.preempt,
+            g.vips.join(" "),
+            g.detail,
+            g.reason
+        );
+    }
     let _ = writeln!(
         out,
         "interval {}, tolerance {}, preempt {}, wake {}; {} heartbeats sent (late by p50 {} us, p99 {} us, max {} us), {} transitions",

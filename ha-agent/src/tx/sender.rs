@@ -8,7 +8,7 @@ use std::{
 
 use ha_common::{
     auth::NO_KEY,
-    wire::{Echo, Heartbeat, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, GroupEntry, Heartbeat, MAX_GROUPS, NodeState, Sequence, TAG_LEN},
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -46,6 +46,8 @@ pub struct Sender {
     pub errors: u64,
     /// `errors` when the current burst of failures began; None while sends succeed.
     failing_since: Option<u64>,
+    /// The group entries every heartbeat carries from now on (none: group 0 in the header).
+    groups: (u8, [GroupEntry; MAX_GROUPS]),
 }
 
 impl Sender {
@@ -75,12 +77,18 @@ impl Sender {
             sent: 0,
             errors: 0,
             failing_since: None,
+            groups: (0, GroupEntry::NONE),
         })
     }
 
     /// Signs every heartbeat from now on with `key` (None: unauthenticated).
     pub fn set_signing_key(&mut self, key: Option<SigningKey>) {
         self.signing = key;
+    }
+
+    /// The groups' entries for the heartbeats from now on (`--vip-group`).
+    pub fn set_groups(&mut self, count: u8, groups: [GroupEntry; MAX_GROUPS]) {
+        self.groups = (count, groups);
     }
 
     /// Builds the next heartbeat (a fresh sequence number each time).
@@ -96,6 +104,8 @@ impl Sender {
             interval_us: self.cfg.interval_us,
             seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
             echo,
+            group_count: self.groups.0,
+            groups: self.groups.1,
             tag: [0; TAG_LEN],
         }
     }

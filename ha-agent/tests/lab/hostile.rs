@@ -137,6 +137,8 @@ fn forged(node_id: u32, counter: u64) -> Heartbeat {
         interval_us: 20_000,
         seq: Sequence { epoch: (u64::MAX - 1_000).wrapping_add(counter), counter },
         echo: Echo::default(),
+        group_count: 0,
+        groups: ha_common::wire::GroupEntry::NONE,
         tag: [0; TAG_LEN],
     }
 }

@@ -15,6 +15,7 @@ mod failover;
 mod fence;
 mod field_lessons;
 mod foreign_claims;
+mod groups;
 mod hostile;
 mod key_rotation;
 mod lab_maps;

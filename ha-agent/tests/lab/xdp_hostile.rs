@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use ha_common::{
     maps::PeerRecord,
-    wire::{Echo, HEARTBEAT_LEN, Heartbeat, KNOWN_FLAGS, MAGIC, NodeState, Sequence, TAG_LEN, VERSION},
+    wire::{
+        Echo, GROUP_FLAGS, GroupEntry, HEARTBEAT_LEN, Heartbeat, KNOWN_FLAGS, MAGIC, MAX_GROUPS, NodeState, Sequence,
+        TAG_LEN, VERSION,
+    },
 };
 use ha_lab::frames::{self, FrameSpec};
 
@@ -72,6 +75,14 @@ fn genuine() -> Heartbeat {
 fn forged(rng: &mut Rng) -> [u8; HEARTBEAT_LEN] {
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&rng.bytes(TAG_LEN));
+    let group_count = rng.below(MAX_GROUPS + 1) as u8;
+    let mut groups = GroupEntry::NONE;
+    for (i, g) in groups.iter_mut().take(group_count as usize).enumerate() {
+        // Distinct ids: one of 16 in its own sixteenth of 1..=255.
+        let group_id = (i * 16 + 1 + rng.below(15)) as u8;
+        let state = if rng.chance(50) { NodeState::Active } else { NodeState::Standby };
+        *g = GroupEntry { group_id, state, flags: rng.next() as u8 & GROUP_FLAGS, priority: rng.next() as u32 };
+    }
     let hb = Heartbeat {
         cluster_id: if rng.chance(90) { CLUSTER } else { rng.next() as u32 },
         node_id: if rng.chance(50) { 7 } else { rng.next() as u32 },
@@ -82,6 +93,8 @@ fn forged(rng: &mut Rng) -> [u8; HEARTBEAT_LEN] {
         interval_us: rng.next() as u32,
         seq: Sequence { epoch: rng.next(), counter: rng.next() },
         echo: Echo { node_id: rng.next() as u32, epoch: rng.next() },
+        group_count,
+        groups,
         tag,
     };
     hb.encode()

@@ -7,7 +7,10 @@ use crate::{
     auth::{MAC_LEN, NO_KEY},
     maps::{AuthKey, KEY_SLOTS, MAX_PEERS, PeerRecord, Stats},
     siphash::SipKey,
-    wire::{Echo, FLAG_MAINTENANCE, HEARTBEAT_LEN, Heartbeat, NodeState, Sequence, TAG_LEN, TAG_OFFSET},
+    wire::{
+        Echo, FLAG_CONFIRMING, FLAG_MAINTENANCE, GROUP_COUNT_OFFSET, GROUP_ENTRY_LEN, GROUPS_OFFSET, GroupEntry,
+        HEARTBEAT_LEN, Heartbeat, MAX_GROUPS, NodeState, Sequence, TAG_LEN, TAG_OFFSET,
+    },
 };
 
 use super::Rejected;
@@ -135,11 +138,23 @@ pub const fn heartbeat(epoch: u64, counter: u64) -> Heartbeat {
         interval_us: 2_000,
         seq: Sequence { epoch, counter },
         echo: Echo { node_id: 0, epoch: 0 },
+        group_count: 0,
+        groups: GroupEntry::NONE,
         tag: [0; TAG_LEN],
     }
 }
 
 const NEWER: Heartbeat = heartbeat(RECORDED.epoch, RECORDED.counter + 1);
+
+/// [`NEWER`] from a node running two groups: 3 ACTIVE, 9 STANDBY in maintenance.
+const GROUPED: Heartbeat = {
+    let mut groups = GroupEntry::NONE;
+    groups[0] = GroupEntry { group_id: 3, state: NodeState::Active, flags: 0, priority: 120 };
+    groups[1] = GroupEntry { group_id: 9, state: NodeState::Standby, flags: FLAG_MAINTENANCE, priority: 80 };
+    Heartbeat { state: NodeState::Standby, priority: 0, group_count: 2, groups, ..NEWER }
+};
+/// Offset of the second group entry.
+const ENTRY_1: usize = GROUPS_OFFSET + GROUP_ENTRY_LEN;
 
 struct Builder {
     name: &'static str,
@@ -216,7 +231,7 @@ impl Builder {
 }
 
 /// Every case. Each has one thing wrong (or two, to pin down which check runs first).
-pub fn all() -> [Case; 43] {
+pub fn all() -> [Case; 48] {
     use Before::*;
     use Expect::*;
     use Rejected::*;
@@ -235,6 +250,18 @@ pub fn all() -> [Case; 43] {
         .after(Peer)
         .expect(Update),
         case("valid: trailing bytes are ignored", NEWER).payload(MAX_PAYLOAD, NewPeer),
+        case("valid: group entries are recorded", GROUPED).after(Peer).expect(Update),
+        case("group entries: an unused entry not zero", GROUPED)
+            .edit_signed(|b| b[GROUPS_OFFSET + MAX_GROUPS * GROUP_ENTRY_LEN - 1] = 1)
+            .expect(Reject(Malformed)),
+        case("group entries: the same group twice", GROUPED).edit_signed(|b| b[ENTRY_1] = 3).expect(Reject(Malformed)),
+        case("group entries: a node-level flag in an entry", GROUPED)
+            .edit_signed(|b| b[ENTRY_1 + 2] = FLAG_CONFIRMING)
+            .after(Peer)
+            .expect(Reject(Malformed)),
+        case("group entries: more than 16", GROUPED)
+            .edit_signed(|b| b[GROUP_COUNT_OFFSET] = 17)
+            .expect(Reject(Malformed)),
         case("fresh: an echo of our run confirms a new peer", Heartbeat { echo: ECHO_US, ..NEWER })
             .confirmed()
             .expect(NewPeer),
@@ -432,4 +459,15 @@ fn assert_recorded(name: &str, case: &Case, rec: Option<PeerRecord>, received: u
     assert!(rec.last_seen_ns != 0, "{name}: reception time");
     let claimed = hb.state == NodeState::Active;
     assert_eq!(rec.claimed_ns == rec.last_seen_ns, claimed, "{name}: an ACTIVE heartbeat is a claim");
+    for (i, (g, entry)) in rec.groups.iter().zip(&hb.groups).enumerate() {
+        let used = i < hb.group_count as usize;
+        let want = if used { (entry.group_id, entry.state as u8, entry.flags, entry.priority) } else { (0, 0, 0, 0) };
+        assert_eq!(
+            (g.group_id, g.state, g.flags, g.priority, g._pad),
+            (want.0, want.1, want.2, want.3, 0),
+            "{name}: group slot {i}"
+        );
+        let claimed = used && entry.state == NodeState::Active;
+        assert_eq!(g.claimed_ns == rec.last_seen_ns, claimed, "{name}: group slot {i} claims");
+    }
 }

@@ -841,3 +841,44 @@ fn a_holder_has_the_last_word_after_a_claimer_in_maintenance_lets_go() {
     assert!(out.announce, "{out:?}");
     assert_eq!(n.reannounce(), Some(Reannounce::OtherClaimEnded));
 }
+
+#[test]
+fn a_group_sees_a_peer_through_its_entry_or_not_at_all() {
+    use ha_common::{
+        maps::PeerRecord,
+        wire::{Echo, GroupEntry, Heartbeat, Sequence, TAG_LEN},
+    };
+    let mut groups = GroupEntry::NONE;
+    groups[0] = GroupEntry { group_id: 7, state: NodeState::Active, flags: FLAG_LEAVING, priority: 50 };
+    groups[1] = GroupEntry { group_id: 9, state: NodeState::Standby, flags: 0, priority: 200 };
+    let hb = Heartbeat {
+        cluster_id: 1,
+        node_id: 2,
+        priority: 0,
+        state: NodeState::Standby,
+        flags: FLAG_CONFIRMING,
+        key_id: 0,
+        interval_us: 1000,
+        seq: Sequence { epoch: 5, counter: 1 },
+        echo: Echo::default(),
+        group_count: 2,
+        groups,
+        tag: [0; TAG_LEN],
+    };
+    let mut rec = PeerRecord::default();
+    rec.record(&hb, [0; 4], 1_000, true);
+    let zero = Peer::for_group(2, &rec, 0).expect("group 0 is the header");
+    assert_eq!(Some(zero), Peer::from_record(2, &rec));
+    assert_eq!((zero.state, zero.priority, zero.claimed_at), (NodeState::Standby, 0, None));
+    let seven = Peer::for_group(2, &rec, 7).expect("runs group 7");
+    assert_eq!((seven.state, seven.priority), (NodeState::Active, 50));
+    assert_eq!(seven.flags, FLAG_LEAVING | FLAG_CONFIRMING, "its own flags and the node's confirming");
+    assert_eq!(seven.claimed_at, Some(Instant::from_nanos(1_000)));
+    assert_eq!((seven.last_seen, seven.confirmed, seven.beats.epoch), (zero.last_seen, true, 5), "node-level");
+    let nine = Peer::for_group(2, &rec, 9).expect("runs group 9");
+    assert_eq!(
+        (nine.state, nine.priority, nine.flags, nine.claimed_at),
+        (NodeState::Standby, 200, FLAG_CONFIRMING, None)
+    );
+    assert_eq!(Peer::for_group(2, &rec, 8), None, "does not run group 8: invisible to it");
+}

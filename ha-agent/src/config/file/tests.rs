@@ -62,7 +62,7 @@ fn every_run_flag_is_a_key_and_every_key_a_flag() {
         assert!(keys.iter().any(|k| k == key), "`{key}` in {keys:?}");
     }
     assert!(!keys.iter().any(|k| k == "config" || k == "help"), "{keys:?}");
-    assert_eq!(keys.len(), 41, "a new flag is a new key: add it to examples/ha-agent.toml");
+    assert_eq!(keys.len(), 42, "a new flag is a new key: add it to examples/ha-agent.toml");
 }
 
 #[test]
@@ -178,4 +178,24 @@ fn out_of_range_values_are_refused_at_their_line_in_the_flags_words() {
 fn a_missing_file_says_which() {
     let err = FileConfig::load(Path::new("/nonexistent/ha.toml")).expect_err("missing");
     assert!(err.to_string().starts_with("reading config file /nonexistent/ha.toml:"), "{err}");
+}
+
+#[test]
+fn group_tables_become_vip_groups() {
+    let text = "iface = \"eth0\"\ninsecure-no-auth = true\npreempt = \"never\"\n\n[[group]]\nid = 7\nvip = [\"192.0.2.7/24\", \"192.0.2.8/24\"]\npriority = 200\n\n[[group]]\nid = 9\nvip = \"192.0.2.9/24\"\npreempt = \"always\"\n";
+    let args = parse(text).expect("valid").run_args().expect("run args");
+    let groups: Vec<String> = args.vip_groups.iter().map(ToString::to_string).collect();
+    assert_eq!(groups, ["7:200:192.0.2.7/24,192.0.2.8/24", "9:100:192.0.2.9/24:preempt=always"]);
+    assert!(args.vips.is_empty());
+}
+
+#[test]
+fn a_bad_group_table_is_refused_at_its_line() {
+    let (line, e) = invalid("iface = \"eth0\"\n\n[[group]]\nid = 7\nvips = \"192.0.2.7/24\"\n");
+    assert_eq!(line, 5, "{e}");
+    assert!(e.contains("unknown key `vips` in [[group]]"), "{e}");
+    let (_, e) = invalid("[[group]]\nid = 0\nvip = \"192.0.2.7/24\"\n");
+    assert!(e.contains("group id \"0\" must be 1 to 255"), "{e}");
+    let (_, e) = invalid("[[group]]\nvip = \"192.0.2.7/24\"\n");
+    assert!(e.contains("without `id`"), "{e}");
 }

@@ -102,6 +102,8 @@ pub fn heartbeat(node_id: u32, counter: u64) -> Heartbeat {
         interval_us: 2_000,
         seq: Sequence { epoch: 1_000, counter },
         echo: Echo::default(),
+        group_count: 0,
+        groups: ha_common::wire::GroupEntry::NONE,
         tag: [0; TAG_LEN],
     }
 }
