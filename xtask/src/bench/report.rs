@@ -127,6 +127,7 @@ fn targets(res: &Results) -> Vec<Target> {
     });
     issue13_targets(res, &mut t);
     two_links_targets(res, &mut t);
+    groups_target(res, &mut t);
     for c in &res.xdp {
         t.push(Target {
             what: format!("XDP {}: ≤ {:.0} ns/packet (program alone)", c.case, c.target_ns),
@@ -135,6 +136,26 @@ fn targets(res: &Results) -> Vec<Target> {
         });
     }
     t
+}
+
+/// Groups (issue 14): 16 groups in one agent cost about what one does at rest (one heartbeat
+/// carries them all): within 1.5× the one-group run of the same mode and interval, both nodes.
+fn groups_target(res: &Results, t: &mut Vec<Target>) {
+    let Some(many) = res.rest_runs.iter().find(|r| r.setting.ends_with(" groups")) else { return };
+    let one = res.rest_runs.iter().find(|r| {
+        r.implementation == Implementation::Ha
+            && r.mode == many.mode
+            && (r.interval_ms - many.interval_ms).abs() < 1e-9
+            && !r.setting.ends_with(" groups")
+    });
+    let total = |r: &RestRun| r.cpu_pct.iter().sum::<f64>();
+    t.push(Target {
+        what: format!("at rest, {}: CPU ≤ 1.5× one group's (both nodes, own processes)", many.setting),
+        measured: one.map_or("- (no one-group run)".into(), |o| {
+            format!("{:.2}% vs {:.2}%: {:.2}×", total(many), total(o), total(many) / total(o))
+        }),
+        met: one.map(|o| total(many) <= 1.5 * total(o)),
+    });
 }
 
 /// Two heartbeat links: one cut changes nothing; both cut fail over as a hard failure does

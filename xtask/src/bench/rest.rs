@@ -33,6 +33,8 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 const WARMUP: Duration = Duration::from_secs(2);
 /// The stall probe's sleep.
 const STALL_PERIOD: Duration = Duration::from_millis(1);
+/// Groups of the groups run: the most one agent runs.
+const GROUPS: u8 = 16;
 
 pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepalived: bool) -> Result<()> {
     let window = Duration::from_secs(args.window_secs);
@@ -70,6 +72,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
             push(res, r, Implementation::Ha, mode.clone().unwrap_or_default(), label, i_ms as f64, t_ms as f64);
         }
     }
+    groups_at_rest(res, agent, args, window, idle);
     if keepalived {
         let label = format!("advert {} s", KEEPALIVED_ADVERT.as_secs_f64());
         println!("\n-- keepalived, 2 idle nodes, {label}, {} s window --", window.as_secs());
@@ -85,6 +88,40 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
         push(res, r, Implementation::Keepalived, String::new(), label, ms(KEEPALIVED_ADVERT), down);
     }
     Ok(())
+}
+
+/// Groups in one agent (issue 14): 16 groups at 10/35 ms, node 1 preferred for all of them, in
+/// the mode several groups run (poll), beside the one-group poll run above: one heartbeat
+/// carries them all, so 16 should cost about what one does.
+fn groups_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, window: Duration, idle: f64) {
+    let (i_ms, t_ms) = (10, 35);
+    let label = format!("{i_ms}/{t_ms} ms --wake poll, {GROUPS} groups");
+    println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
+    let r = (|| {
+        let lab = Lab::new(2).context("making the lab")?;
+        let mut s = AgentSettings::new(&PRIORITIES);
+        s.interval = Duration::from_millis(i_ms);
+        s.tolerance = Duration::from_millis(t_ms);
+        s.vips.clear();
+        s.extra_args.extend(["--wake".into(), "poll".into()]);
+        if args.realtime {
+            s.extra_args.push("--realtime".into());
+        }
+        for (i, priority) in PRIORITIES.iter().enumerate() {
+            // Group 1 has the lab's shared address (so "node 1 holds" reads as usual), the
+            // others the next addresses.
+            s.node(i + 1).args = (1..=GROUPS)
+                .flat_map(|g| {
+                    let addr = std::net::Ipv4Addr::from(u32::from(ha_lab::VIP) + u32::from(g) - 1);
+                    ["--vip-group".to_string(), format!("{g}:{priority}:{addr}/32")]
+                })
+                .collect();
+        }
+        let agents = AgentSet::start(&lab, agent, s)?;
+        scenario::wait_for(&agents, "node 1 alone holds group 1's address", CONVERGE_TIMEOUT, |h| h == [1])?;
+        measure(&agents, window, idle)
+    })();
+    push(res, r, Implementation::Ha, "poll".into(), label, i_ms as f64, t_ms as f64);
 }
 
 fn push(
