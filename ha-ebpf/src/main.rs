@@ -19,7 +19,6 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use aya_log_ebpf::info;
-use ha_common::wire::{HEARTBEAT_LEN, Heartbeat};
 use ha_common::{
     DEFAULT_PORT,
     accept::{self, PeerStore, Policy, Rejected, TableFull},
@@ -28,6 +27,7 @@ use ha_common::{
         XDP_FLAG_PASS_HEARTBEATS,
     },
     siphash::SipKey,
+    wire::{HEARTBEAT_LEN, Heartbeat},
 };
 use parse::Frame;
 
@@ -87,6 +87,7 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
         }
         Frame::Heartbeat(frame) => frame,
     };
+    // Index 0 of a one-entry array: the lookup does not fail (the verifier wants the check).
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return XDP_PASS;
     };
