@@ -188,7 +188,23 @@ pub fn receive<P: PeerStore>(
     key_of: impl FnOnce(u8) -> Option<SipKey>,
     now: impl FnOnce() -> u64,
 ) -> Result<Accepted, Rejected> {
-    let hb = Heartbeat::decode_fixed(payload)?;
+    let mut hb = Heartbeat::ZERO;
+    receive_in(policy, payload, &mut hb, src, peers, key_of, now)
+}
+
+/// [`receive`], decoding into `hb` (the XDP program keeps it off its stack).
+#[inline(always)]
+pub fn receive_in<P: PeerStore>(
+    policy: &Policy,
+    payload: &[u8; HEARTBEAT_LEN],
+    hb: &mut Heartbeat,
+    src: [u8; 4],
+    peers: &mut P,
+    key_of: impl FnOnce(u8) -> Option<SipKey>,
+    now: impl FnOnce() -> u64,
+) -> Result<Accepted, Rejected> {
+    hb.decode_from(payload)?;
+    let hb = &*hb;
     if hb.cluster_id != policy.cluster_id {
         return Err(Rejected::WrongCluster);
     }
@@ -202,20 +218,20 @@ pub fn receive<P: PeerStore>(
             // Too old to say the peer is live now, but if it echoes our run it still proves
             // that the peer's current run heard us: heartbeats sent back to back may arrive
             // out of order, and the echo must not be lost with the order.
-            if hb.seq.epoch == rec.epoch && policy.echoed_by(&hb) {
+            if hb.seq.epoch == rec.epoch && policy.echoed_by(hb) {
                 rec.confirmed = 1;
             }
             return Err(Rejected::Stale);
         }
-        rec.record(&hb, src, now(), policy.echoed_by(&hb));
+        rec.record(hb, src, now(), policy.echoed_by(hb));
         rec.received += 1;
         return Ok(accepted);
     }
-    let echoes_us = policy.echoed_by(&hb);
+    let echoes_us = policy.echoed_by(hb);
     peers
         .insert_with(hb.node_id, |rec| {
             rec.received = 1;
-            rec.record(&hb, src, now(), echoes_us);
+            rec.record(hb, src, now(), echoes_us);
         })
         .map_err(|TableFull| Rejected::PeersFull)?;
     Ok(Accepted { new_peer: true, ..accepted })

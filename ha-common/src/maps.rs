@@ -138,14 +138,6 @@ pub struct GroupRecord {
     pub claimed_ns: u64,
 }
 
-impl GroupRecord {
-    /// What the decisions read of it, for [`Watched`].
-    #[inline(always)]
-    const fn watched(&self) -> WatchedGroup {
-        WatchedGroup { group_id: self.group_id, state: self.state, flags: self.flags, priority: self.priority }
-    }
-}
-
 impl PeerRecord {
     /// Records a valid, newer heartbeat from `src`, received at `now_ns` (XDP and the socket
     /// path alike). `echoes_us`: it echoed the receiver's own epoch. The caller counts it in
@@ -274,22 +266,29 @@ impl Watched {
         if after.confirmed != 0 && self.confirmed == 0 {
             bits |= CHANGE_CONFIRMED;
         }
+        // The differences of every slot OR-ed together, and the bits set once after the loop:
+        // a bit set inside it would make the verifier walk each combination of slots.
+        let (mut ids, mut states, mut flags, mut priorities) = (0u8, 0u8, 0u8, 0u32);
         let mut i = 0;
         while i < MAX_GROUPS {
             let (was, is) = (&self.groups[i], &after.groups[i]);
-            if was.group_id != is.group_id {
-                bits |= CHANGE_STATE | CHANGE_PRIORITY | CHANGE_FLAGS;
-            }
-            if was.state != is.state {
-                bits |= CHANGE_STATE;
-            }
-            if was.priority != is.priority {
-                bits |= CHANGE_PRIORITY;
-            }
-            if was.flags != is.flags {
-                bits |= CHANGE_FLAGS;
-            }
+            ids |= was.group_id ^ is.group_id;
+            states |= was.state ^ is.state;
+            flags |= was.flags ^ is.flags;
+            priorities |= was.priority ^ is.priority;
             i += 1;
+        }
+        if ids != 0 {
+            bits |= CHANGE_STATE | CHANGE_PRIORITY | CHANGE_FLAGS;
+        }
+        if states != 0 {
+            bits |= CHANGE_STATE;
+        }
+        if priorities != 0 {
+            bits |= CHANGE_PRIORITY;
+        }
+        if flags != 0 {
+            bits |= CHANGE_FLAGS;
         }
         bits
     }
@@ -298,19 +297,30 @@ impl Watched {
 impl PeerRecord {
     #[inline(always)]
     pub fn watched(&self) -> Watched {
-        let mut groups = [WatchedGroup::default(); MAX_GROUPS];
+        let mut w = Watched::default();
+        w.read(self);
+        w
+    }
+}
+
+impl Watched {
+    /// Reads what the decisions read of `rec` into `self` in place (the XDP program keeps it
+    /// off its stack).
+    #[inline(always)]
+    pub fn read(&mut self, rec: &PeerRecord) {
+        self.epoch = rec.epoch;
+        self.priority = rec.priority;
+        self.state = rec.state;
+        self.flags = rec.flags;
+        self.confirmed = rec.confirmed;
         let mut i = 0;
         while i < MAX_GROUPS {
-            groups[i] = self.groups[i].watched();
+            let (g, w) = (&rec.groups[i], &mut self.groups[i]);
+            w.group_id = g.group_id;
+            w.state = g.state;
+            w.flags = g.flags;
+            w.priority = g.priority;
             i += 1;
-        }
-        Watched {
-            epoch: self.epoch,
-            priority: self.priority,
-            state: self.state,
-            flags: self.flags,
-            confirmed: self.confirmed,
-            groups,
         }
     }
 }

@@ -188,6 +188,22 @@ fn be_u64(b: &[u8; HEARTBEAT_LEN], at: usize) -> u64 {
 }
 
 impl Heartbeat {
+    /// All fields zero (state STANDBY, no groups): a place to decode into.
+    pub const ZERO: Self = Self {
+        cluster_id: 0,
+        node_id: 0,
+        priority: 0,
+        state: NodeState::Standby,
+        flags: 0,
+        key_id: 0,
+        interval_us: 0,
+        seq: Sequence { epoch: 0, counter: 0 },
+        echo: Echo { node_id: 0, epoch: 0 },
+        group_count: 0,
+        groups: GroupEntry::NONE,
+        tag: [0; TAG_LEN],
+    };
+
     /// Decodes the first [`HEARTBEAT_LEN`] bytes; never panics.
     #[inline(always)]
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -197,9 +213,18 @@ impl Heartbeat {
         }
     }
 
-    /// Decodes a fixed-size buffer (what the XDP program copies out of the packet).
+    /// Decodes a fixed-size buffer.
     #[inline(always)]
     pub fn decode_fixed(b: &[u8; HEARTBEAT_LEN]) -> Result<Self, DecodeError> {
+        let mut hb = Self::ZERO;
+        hb.decode_from(b)?;
+        Ok(hb)
+    }
+
+    /// Decodes `b` into `self` in place (the XDP program: a heartbeat is large for its stack);
+    /// on an error `self` holds a partly decoded heartbeat.
+    #[inline(always)]
+    pub fn decode_from(&mut self, b: &[u8; HEARTBEAT_LEN]) -> Result<(), DecodeError> {
         if be_u32(b, 0) != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -214,29 +239,25 @@ impl Heartbeat {
         if flags & !KNOWN_FLAGS != 0 || be_u32(b, GROUP_COUNT_OFFSET) & 0x00ff_ffff != 0 {
             return Err(DecodeError::Malformed);
         }
-        let Some(groups) = decode_groups(b, group_count) else {
+        if !decode_groups(b, group_count, &mut self.groups) {
             return Err(DecodeError::Malformed);
-        };
-        let mut tag = [0u8; TAG_LEN];
+        }
         let mut i = 0;
         while i < TAG_LEN {
-            tag[i] = b[TAG_OFFSET + i];
+            self.tag[i] = b[TAG_OFFSET + i];
             i += 1;
         }
-        Ok(Self {
-            state,
-            flags,
-            key_id: b[KEY_ID_OFFSET],
-            cluster_id: be_u32(b, 8),
-            node_id: be_u32(b, 12),
-            priority: be_u32(b, 16),
-            interval_us: be_u32(b, 20),
-            seq: Sequence { epoch: be_u64(b, 24), counter: be_u64(b, 32) },
-            echo: Echo { node_id: be_u32(b, 40), epoch: be_u64(b, 48) },
-            group_count,
-            groups,
-            tag,
-        })
+        self.state = state;
+        self.flags = flags;
+        self.key_id = b[KEY_ID_OFFSET];
+        self.cluster_id = be_u32(b, 8);
+        self.node_id = be_u32(b, 12);
+        self.priority = be_u32(b, 16);
+        self.interval_us = be_u32(b, 20);
+        self.seq = Sequence { epoch: be_u64(b, 24), counter: be_u64(b, 32) };
+        self.echo = Echo { node_id: be_u32(b, 40), epoch: be_u64(b, 48) };
+        self.group_count = group_count;
+        Ok(())
     }
 
     /// Encodes into the fixed wire layout: the first `group_count` entries (at most
@@ -291,34 +312,37 @@ impl Heartbeat {
     }
 }
 
-/// The group entries of `b`: `count` used ones, valid and with distinct ids, then zeros;
-/// `None` otherwise. A loop with a fixed bound and no slice indexing by the count, as the
-/// verifier needs.
+/// Decodes the group entries of `b` into `out`: `count` used ones, valid and with distinct
+/// ids, then zeros; false otherwise. A loop with a fixed bound and no slice indexing by the
+/// count, as the verifier needs.
 #[inline(always)]
-fn decode_groups(b: &[u8; HEARTBEAT_LEN], count: u8) -> Option<[GroupEntry; MAX_GROUPS]> {
+fn decode_groups(b: &[u8; HEARTBEAT_LEN], count: u8, out: &mut [GroupEntry; MAX_GROUPS]) -> bool {
     if count as usize > MAX_GROUPS {
-        return None;
+        return false;
     }
-    let mut groups = [GroupEntry::EMPTY; MAX_GROUPS];
     // Which group ids were seen: bit `id % 64` of word `id / 64`.
     let mut seen = [0u64; 4];
     let mut i = 0;
     while i < MAX_GROUPS {
         let at = GROUPS_OFFSET + i * GROUP_ENTRY_LEN;
         if i < count as usize {
-            let g = GroupEntry::decode_used(b, at)?;
+            let Some(g) = GroupEntry::decode_used(b, at) else {
+                return false;
+            };
             let (word, bit) = ((g.group_id >> 6) as usize & 3, 1u64 << (g.group_id & 63));
             if seen[word] & bit != 0 {
-                return None;
+                return false;
             }
             seen[word] |= bit;
-            groups[i] = g;
+            out[i] = g;
         } else if be_u64(b, at) != 0 {
-            return None;
+            return false;
+        } else {
+            out[i] = GroupEntry::EMPTY;
         }
         i += 1;
     }
-    Some(groups)
+    true
 }
 
 #[cfg(test)]

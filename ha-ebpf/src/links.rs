@@ -5,33 +5,33 @@ use aya_ebpf::{btf_maps::HashMap, helpers::bpf_ktime_get_ns, macros::btf_map, pr
 use ha_common::{
     accept::Rejected,
     links::{LinkKey, LinkRecord, MAX_PEER_LINKS},
-    maps::PeerRecord,
-    wire::{HEARTBEAT_LEN, Heartbeat},
+    wire::HEARTBEAT_LEN,
 };
 
 #[btf_map]
 static PEER_LINKS: HashMap<LinkKey, LinkRecord, { MAX_PEER_LINKS as usize }> = HashMap::new();
 
 /// Credits the link `ctx` came in on, after the acceptance rule said `outcome` of `payload`;
-/// `record` reads the peer's record in `PEERS`.
+/// `recorded` reads the sequence (epoch, counter) of the peer's record in `PEERS`.
 #[inline(always)]
 pub fn note(
     ctx: &XdpContext,
     payload: &[u8; HEARTBEAT_LEN],
     outcome: Result<u32, Rejected>,
-    record: impl FnOnce(u32) -> Option<PeerRecord>,
+    recorded: impl FnOnce(u32) -> Option<(u64, u64)>,
 ) {
     let node_id = match outcome {
         Ok(node_id) => node_id,
-        // Authentic (the rule checks the tag before the sequence) but not newer: a copy of the
-        // newest if its sequence is the recorded one.
+        // Authentic and decoded (the rule decodes and checks the tag before the sequence) but
+        // not newer: a copy of the newest if its sequence is the recorded one. Read from the
+        // bytes: decoding again would put a second heartbeat on the stack.
         Err(Rejected::Stale) => {
-            let Ok(hb) = Heartbeat::decode_fixed(payload) else { return };
-            let Some(rec) = record(hb.node_id) else { return };
-            if hb.seq.epoch != rec.epoch || hb.seq.counter != rec.counter {
+            let node_id = be_u32(payload, 12);
+            let Some(seq) = recorded(node_id) else { return };
+            if seq != (be_u64(payload, 24), be_u64(payload, 32)) {
                 return;
             }
-            hb.node_id
+            node_id
         }
         Err(_) => return,
     };
@@ -45,4 +45,14 @@ pub fn note(
             let _ = PEER_LINKS.insert(&key, &LinkRecord { last_seen_ns: now, received: 1 }, 0);
         }
     }
+}
+
+#[inline(always)]
+fn be_u32(b: &[u8; HEARTBEAT_LEN], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline(always)]
+fn be_u64(b: &[u8; HEARTBEAT_LEN], at: usize) -> u64 {
+    ((be_u32(b, at) as u64) << 32) | be_u32(b, at + 4) as u64
 }

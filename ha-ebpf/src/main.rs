@@ -27,8 +27,9 @@ use ha_common::{
         XDP_FLAG_PASS_HEARTBEATS,
     },
     siphash::SipKey,
+    wire::{HEARTBEAT_LEN, Heartbeat},
 };
-use parse::{Frame, HeartbeatFrame};
+use parse::Frame;
 
 #[btf_map]
 pub(crate) static PEERS: HashMap<u32, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
@@ -38,6 +39,20 @@ static STATS: PerCpuArray<Stats, 1> = PerCpuArray::new();
 
 #[btf_map]
 static KEYS: Array<AuthKey, { KEY_SLOTS as usize }> = Array::new();
+
+/// What does not fit on the 512-byte stack: the payload, the heartbeat decoded from it, a
+/// peer's first record while it is built, and (event wake) what the decisions read of the
+/// record before the heartbeat.
+#[repr(C)]
+pub struct Scratch {
+    payload: [u8; HEARTBEAT_LEN],
+    hb: Heartbeat,
+    record: PeerRecord,
+    watched: Watched,
+}
+
+#[btf_map]
+static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
 // Load-time configuration; names are ha_common::maps::globals.
 #[unsafe(no_mangle)]
@@ -72,7 +87,17 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
         }
         Frame::Heartbeat(frame) => frame,
     };
-    match record(&ctx, &frame) {
+    // Index 0 of a one-entry array: the lookup does not fail (the verifier wants the check).
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return XDP_PASS;
+    };
+    // SAFETY: per-CPU, and XDP does not preempt itself on one CPU; nothing else holds it.
+    let scratch = unsafe { &mut *scratch };
+    if !parse::copy_payload(&ctx, frame.offset, &mut scratch.payload) {
+        count(|s| Rejected::Truncated.count(s));
+        return XDP_DROP;
+    }
+    match record(&ctx, frame.src, scratch) {
         Ok(()) if HA_FLAGS.load() & XDP_FLAG_PASS_HEARTBEATS != 0 => XDP_PASS,
         _ => XDP_DROP,
     }
@@ -85,20 +110,27 @@ pub fn ha_xdp_baseline(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// `PEERS` as the acceptance rule's store; keeps what the decisions read of the record it
-/// handed out, to tell a change (an event) from a plain heartbeat without another lookup.
-struct PeersMap {
-    before: Option<(u32, *mut PeerRecord, Watched)>,
+/// `PEERS` as the acceptance rule's store; with event wake, keeps what the decisions read of
+/// the record it handed out (in `watched`), to tell a change (an event) from a plain heartbeat
+/// without another lookup. A first record is built in `fresh`.
+struct PeersMap<'a> {
+    before: Option<(u32, *mut PeerRecord)>,
+    watch: bool,
+    watched: &'a mut Watched,
+    fresh: &'a mut PeerRecord,
 }
 
-impl PeerStore for PeersMap {
+impl PeerStore for PeersMap<'_> {
     #[inline(always)]
     fn get_mut(&mut self, node_id: u32) -> Option<&mut PeerRecord> {
         // SAFETY: the entry stays valid during this program run; a racing update on another
         // CPU for the same peer can at worst interleave two valid records.
         let rec = PEERS.get_ptr_mut(&node_id)?;
         let rec = unsafe { &mut *rec };
-        self.before = Some((node_id, rec as *mut PeerRecord, rec.watched()));
+        if self.watch {
+            self.watched.read(rec);
+            self.before = Some((node_id, rec as *mut PeerRecord));
+        }
         Some(rec)
     }
 
@@ -106,9 +138,30 @@ impl PeerStore for PeersMap {
     fn insert(&mut self, node_id: u32, record: &PeerRecord) -> Result<(), TableFull> {
         PEERS.insert(&node_id, record, 0).map_err(|_| TableFull)
     }
+
+    #[inline(always)]
+    fn insert_with(&mut self, node_id: u32, init: impl FnOnce(&mut PeerRecord)) -> Result<(), TableFull> {
+        clear(self.fresh);
+        init(self.fresh);
+        PEERS.insert(&node_id, self.fresh, 0).map_err(|_| TableFull)
+    }
 }
 
-fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
+/// Zeroes a record word by word (`*rec = PeerRecord::default()` may become a `memset` call).
+#[inline(always)]
+fn clear(rec: &mut PeerRecord) {
+    const WORDS: usize = core::mem::size_of::<PeerRecord>() / 8;
+    const _: () = assert!(core::mem::size_of::<PeerRecord>().is_multiple_of(8));
+    let words = (rec as *mut PeerRecord).cast::<u64>();
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: within the record, which is 8-byte aligned; zero is a valid PeerRecord.
+        unsafe { words.add(i).write(0) };
+        i += 1;
+    }
+}
+
+fn record(ctx: &XdpContext, src: [u8; 4], scratch: &mut Scratch) -> Result<(), ()> {
     let policy = Policy {
         cluster_id: HA_CLUSTER_ID.load(),
         node_id: HA_NODE_ID.load(),
@@ -117,19 +170,21 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = || unsafe { bpf_ktime_get_ns() };
-    let mut store = PeersMap { before: None };
-    let outcome = accept::receive(&policy, &frame.payload, frame.src, &mut store, find_key, now);
+    let wake = wake::enabled();
+    let Scratch { payload, hb, record, watched } = scratch;
+    let mut store = PeersMap { before: None, watch: wake.is_some(), watched, fresh: record };
+    let outcome = accept::receive_in(&policy, payload, hb, src, &mut store, find_key, now);
     count(|s| accept::count(&outcome, s));
-    if let Some(default_limit_ns) = wake::enabled() {
+    if let Some(default_limit_ns) = wake {
         report(&outcome, &store, default_limit_ns);
     }
-    links::note(ctx, &frame.payload, outcome.map(|a| a.node_id), |id| {
-        // SAFETY: a copy of the value, read once.
-        PEERS.get_ptr(&id).map(|rec| unsafe { *rec })
+    links::note(ctx, payload, outcome.map(|a| a.node_id), |id| {
+        // SAFETY: read once, field by field.
+        PEERS.get_ptr(&id).map(|rec| unsafe { ((*rec).epoch, (*rec).counter) })
     });
     match outcome {
         Ok(new) if new.new_peer => {
-            info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(frame.src));
+            info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(src));
             Ok(())
         }
         Ok(_) => Ok(()),
@@ -140,7 +195,7 @@ fn record(ctx: &XdpContext, frame: &HeartbeatFrame) -> Result<(), ()> {
 /// Event wake: re-arms the peer's timer on a recorded heartbeat, and posts a change of what
 /// the decisions read (a stale heartbeat may still confirm the peer).
 #[inline(always)]
-fn report(outcome: &Result<accept::Accepted, Rejected>, store: &PeersMap, default_limit_ns: u64) {
+fn report(outcome: &Result<accept::Accepted, Rejected>, store: &PeersMap<'_>, default_limit_ns: u64) {
     let recorded = match outcome {
         Ok(_) => true,
         Err(Rejected::Stale) => false,
@@ -151,9 +206,9 @@ fn report(outcome: &Result<accept::Accepted, Rejected>, store: &PeersMap, defaul
             let last_seen_ns = PEERS.get_ptr(&a.node_id).map_or(0, |r| unsafe { (*r).last_seen_ns });
             wake::heard(a.node_id, last_seen_ns, CHANGE_NEW, default_limit_ns);
         }
-        (_, Some((node_id, rec, before))) => {
+        (_, Some((node_id, rec))) => {
             // SAFETY: the record `get_mut` handed out, valid during this run.
-            let (changes, last_seen_ns) = unsafe { (before.changes(&*rec), (*rec).last_seen_ns) };
+            let (changes, last_seen_ns) = unsafe { (store.watched.changes(&*rec), (*rec).last_seen_ns) };
             if recorded {
                 wake::heard(node_id, last_seen_ns, changes, default_limit_ns);
             } else if changes != 0 {

@@ -6,9 +6,11 @@ use ha_common::{
     wire::HEARTBEAT_LEN,
 };
 
+/// A heartbeat's place in the packet: its source address, and where its payload starts (at
+/// least [`HEARTBEAT_LEN`] bytes before the end, as [`copy_payload`] checks again).
 pub struct HeartbeatFrame {
     pub src: [u8; 4],
-    pub payload: [u8; HEARTBEAT_LEN],
+    pub offset: usize,
 }
 
 pub enum Frame {
@@ -30,25 +32,28 @@ pub(crate) fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Optio
     Some(unsafe { core::ptr::read_unaligned(start as *const [u8; N]) })
 }
 
-/// The heartbeat payload at `offset`, read word by word: a plain 56-byte copy may become a call
-/// to a byte-at-a-time `memmove` loop (it did once the payload was also authenticated).
+/// Copies the heartbeat payload at `offset` into `out` (a per-CPU map value: 200 bytes are
+/// too many for the stack), word by word: a plain copy may become a call to a byte-at-a-time
+/// `memmove` loop (it did once the payload was also authenticated). False past the end.
 #[inline(always)]
-fn payload_at(ctx: &XdpContext, offset: usize) -> Option<[u8; HEARTBEAT_LEN]> {
+pub fn copy_payload(ctx: &XdpContext, offset: usize, out: &mut [u8; HEARTBEAT_LEN]) -> bool {
     const WORDS: usize = HEARTBEAT_LEN / 8;
     const _: () = assert!(HEARTBEAT_LEN.is_multiple_of(8));
     let start = ctx.data() + offset;
     if start + HEARTBEAT_LEN > ctx.data_end() {
-        return None;
+        return false;
     }
-    let mut words = [0u64; WORDS];
+    let out = out.as_mut_ptr();
     let mut i = 0;
     while i < WORDS {
-        // SAFETY: within the range checked against data_end above.
-        words[i] = unsafe { core::ptr::read_unaligned((start + 8 * i) as *const u64) };
+        // SAFETY: within the range checked against data_end above, and within `out`.
+        unsafe {
+            let word = core::ptr::read_unaligned((start + 8 * i) as *const u64);
+            core::ptr::write_unaligned(out.add(8 * i).cast::<u64>(), word);
+        }
         i += 1;
     }
-    // SAFETY: [u64; 7] and [u8; 56] have the same size, and any bytes are a valid [u8; 56].
-    Some(unsafe { core::mem::transmute::<[u64; WORDS], [u8; HEARTBEAT_LEN]>(words) })
+    true
 }
 
 #[inline(always)]
@@ -95,8 +100,9 @@ fn frame(ctx: &XdpContext, port: u16) -> Option<Frame> {
     if udp_len < UDP_HLEN + HEARTBEAT_LEN {
         return Some(Frame::Truncated);
     }
-    let Some(payload) = payload_at(ctx, l4 + UDP_HLEN) else {
+    let offset = l4 + UDP_HLEN;
+    if ctx.data() + offset + HEARTBEAT_LEN > ctx.data_end() {
         return Some(Frame::Truncated);
-    };
-    Some(Frame::Heartbeat(HeartbeatFrame { src: [ip[12], ip[13], ip[14], ip[15]], payload }))
+    }
+    Some(Frame::Heartbeat(HeartbeatFrame { src: [ip[12], ip[13], ip[14], ip[15]], offset }))
 }

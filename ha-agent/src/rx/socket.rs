@@ -24,6 +24,7 @@ use crate::{
 const MAX_PER_DRAIN: usize = 1024;
 /// Longer datagrams are cut here; the wire format ignores trailing bytes anyway.
 const BUF_LEN: usize = 256;
+const _: () = assert!(BUF_LEN >= ha_common::wire::HEARTBEAT_LEN);
 /// Room for a few heartbeats per peer between two ticks, for a large cluster.
 const RECV_BUFFER: usize = 256 * 1024;
 

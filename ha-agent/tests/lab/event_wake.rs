@@ -1,6 +1,6 @@
 //! Event wake (`--wake event`): the real XDP program's per-peer timers and ring buffer through
 //! BPF_PROG_TEST_RUN (an expiry reported within the limit plus a small bound, a change of a
-//! claim reported at once, a plain heartbeat not at all), then agents: a stalled holder is
+//! claim reported at once, of a group's entry too, a plain heartbeat not at all), then agents: a stalled holder is
 //! noticed by its peer within the tolerance plus the stated bound, and `--wake poll` is kept.
 //! Needs root and the object from `cargo xtask build-ebpf`. `--nocapture` shows the figures.
 use std::{
@@ -15,8 +15,8 @@ use ha_agent::{
     rx::{ebpf::XdpConfig, events::EventMaps},
 };
 use ha_common::{
-    maps::{CHANGE_NEW, CHANGE_STATE, EVENT_CHANGED, EVENT_EXPIRED, PeerEvent},
-    wire::NodeState,
+    maps::{CHANGE_FLAGS, CHANGE_NEW, CHANGE_PRIORITY, CHANGE_STATE, EVENT_CHANGED, EVENT_EXPIRED, PeerEvent},
+    wire::{FLAG_LEAVING, GroupEntry, Heartbeat, NodeState},
 };
 use ha_lab::{AgentSet, AgentSettings};
 
@@ -106,6 +106,34 @@ fn a_change_of_claim_is_reported_at_once_and_a_plain_heartbeat_not_at_all() {
     assert_eq!((e.kind, e.node_id), (EVENT_CHANGED, 60));
     assert!(e.changes & CHANGE_STATE != 0, "changes {:#x}", e.changes);
     println!("claim reported {} us after the heartbeat", (at - sent) / 1_000);
+}
+
+#[test]
+fn a_change_of_a_groups_entry_is_reported_as_the_headers_would_be() {
+    let (mut h, mut events) = event_harness();
+    // Group 0 (the header) stays STANDBY throughout: only the entry of group 5 changes.
+    let with = |counter, entry: GroupEntry| {
+        let mut groups = GroupEntry::NONE;
+        groups[0] = entry;
+        Heartbeat { state: NodeState::Standby, group_count: 1, groups, ..heartbeat(61, counter) }
+    };
+    let standby = GroupEntry { group_id: 5, state: NodeState::Standby, flags: 0, priority: 100 };
+    let soon = || monotonic_ns() + 2_000_000;
+    h.run(&frame(&with(1, standby)));
+    assert_eq!(events_until(&mut events, soon(), 1).len(), 1, "the new peer");
+    h.run(&frame(&with(2, standby)));
+    assert!(events_until(&mut events, soon(), 1).is_empty(), "a plain heartbeat posts nothing");
+    let changes = [
+        (GroupEntry { state: NodeState::Active, ..standby }, CHANGE_STATE),
+        (GroupEntry { state: NodeState::Active, priority: 90, ..standby }, CHANGE_PRIORITY),
+        (GroupEntry { state: NodeState::Active, priority: 90, flags: FLAG_LEAVING, ..standby }, CHANGE_FLAGS),
+    ];
+    for (counter, (entry, bit)) in (3..).zip(changes) {
+        h.run(&frame(&with(counter, entry)));
+        let got = events_until(&mut events, soon(), 1);
+        let changed: Vec<(u32, u32, u32)> = got.iter().map(|(_, e)| (e.kind, e.node_id, e.changes)).collect();
+        assert_eq!(changed, vec![(EVENT_CHANGED, 61, bit)], "{entry:?}");
+    }
 }
 
 fn settings(extra: &[&str]) -> AgentSettings {

@@ -91,7 +91,7 @@ fn capture(lab: &Lab, per_sender: usize) -> BTreeMap<Ipv4Addr, Vec<[u8; HEARTBEA
             "captured only {:?}",
             got.iter().map(|(a, v)| (a, v.len())).collect::<Vec<_>>()
         );
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 2 * HEARTBEAT_LEN];
         let Ok((n, SocketAddr::V4(from))) = sock.recv_from(&mut buf) else { continue };
         if let Ok(fixed) = <[u8; HEARTBEAT_LEN]>::try_from(&buf[..n]) {
             got.entry(*from.ip()).or_default().push(fixed);
