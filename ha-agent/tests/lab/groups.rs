@@ -3,8 +3,8 @@
 //! group; a node's death (SIGKILL) moves only its group; a clean stop (SIGTERM) of the node
 //! holding both hands both over make-before-break.
 //!
-//! Heartbeats come in on the socket path (`--rx socket`), which runs the same acceptance rule
-//! (`ha_common::accept`) as the XDP program; the XDP side of groups is its own branch's.
+//! Heartbeats come in through the XDP program (the default path), which records every group's
+//! entry of the one heartbeat in the peer's record.
 use std::{
     net::{IpAddr, Ipv4Addr},
     thread,
@@ -38,7 +38,7 @@ fn one_agent_two_groups_opposite_preferences_move_alone_and_stop_cleanly() {
         settings.vips.clear();
         settings.preempt = "never".into();
         // A long leave timeout: a stop that waits for it did not see its successors' claims.
-        settings.extra_args = ["--rx", "socket", "--leave-timeout", "5s"].map(String::from).to_vec();
+        settings.extra_args = ["--leave-timeout", "5s"].map(String::from).to_vec();
         settings.node(1).args = groups(200, 100);
         settings.node(2).args = groups(100, 200);
         let mut agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
