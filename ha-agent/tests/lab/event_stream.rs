@@ -59,7 +59,7 @@ fn status_carries_the_label_and_detail_of_the_last_event_and_settings_read_as_fl
         let text = String::from_utf8_lossy(&text.stdout);
         let detail = event["detail"].as_str().expect("detail");
         assert!(text.contains(&format!("{detail} [holder_silent]")), "{text}");
-        assert!(text.contains("interval 20ms, tolerance 100ms, preempt delay=50ms, wake poll;"), "{text}");
+        assert!(text.contains("interval 20ms, tolerance 100ms, preempt delay=50ms, wake event;"), "{text}");
 
         lab.restore_link(1).expect("restore node 1");
         agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");

@@ -94,6 +94,10 @@ fn a_preempting_peers_announcement_is_not_fought() {
         agents.wait_sole_holder(2, WAIT).expect("node 2 holds");
         lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
         wait_client_points_at(&lab, lab.node(2).mac());
+        // The ARP of node 1's kernel while it still had the address (its linger) may already
+        // have been a claim node 2 answered: nobody held the address for node 1 then. Only what
+        // follows is the preemption's.
+        let before = status_json(&lab, 2)["foreign_claims_defended"].as_u64().unwrap_or(0);
 
         // Node 1 comes back and preempts: its announcement is a claim by another MAC for node 2.
         agents.start_node(1).expect("restart node 1");
@@ -102,9 +106,15 @@ fn a_preempting_peers_announcement_is_not_fought() {
         thread::sleep(Duration::from_millis(300));
         let old = status_json(&lab, 2);
         assert!(old["foreign_claims"].as_u64().unwrap_or(0) >= 1, "node 2 saw node 1's announcement: {old}");
-        assert_eq!(old["foreign_claims_defended"], 0, "a hand-over is not fought: {old}\n{}", agents.diagnostics());
-        let new = status_json(&lab, 1);
-        assert_eq!(new["foreign_claims_defended"], 0, "{new}");
+        assert_eq!(
+            old["foreign_claims_defended"].as_u64(),
+            Some(before),
+            "a hand-over is not fought: {old}\n{}",
+            agents.diagnostics()
+        );
+        // The new holder may answer an ARP request node 2's kernel sent with the address as its
+        // sender during its linger (that re-points clients too): one more announcement of its
+        // own, no fight. The client stays with it.
         assert_eq!(lab.client().neigh_mac(vip()).expect("neighbour"), Some(lab.node(1).mac()), "and it stays so");
     });
 }
