@@ -20,7 +20,7 @@ use ha_common::{
 };
 use ha_lab::{AgentSet, AgentSettings};
 
-use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, xdp::*};
+use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, wait_started, xdp::*};
 
 const LIMIT: Duration = Duration::from_millis(20);
 /// How late an expiry may be reported: hrtimer slack, softirq and the ring buffer's wake-up.
@@ -148,6 +148,7 @@ fn wake_poll_is_kept_and_shown_and_auto_is_event_where_the_kernel_allows() {
         s.node(1).args = vec!["--wake".into(), "poll".into()];
         let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
         agents.wait_ready(1, WAIT).expect("ready");
+        wait_started(&lab, 2);
         agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
         assert_eq!(status_json(&lab, 1)["wake"], "poll", "asked for");
         let text = agents.control(1, &["status"]).expect("status");
