@@ -20,7 +20,7 @@ use ha_common::{
 };
 use ha_lab::{AgentSet, AgentSettings};
 
-use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, xdp::*};
+use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json, wait_started, xdp::*};
 
 const LIMIT: Duration = Duration::from_millis(20);
 /// How late an expiry may be reported: hrtimer slack, softirq and the ring buffer's wake-up.
@@ -175,9 +175,8 @@ fn wake_poll_is_kept_and_shown_and_auto_is_event_where_the_kernel_allows() {
         let mut s = settings(&[]);
         s.node(1).args = vec!["--wake".into(), "poll".into()];
         let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        for i in 1..=2 {
-            agents.wait_ready(i, WAIT).expect("ready");
-        }
+        agents.wait_ready(1, WAIT).expect("ready");
+        wait_started(&lab, 2);
         agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
         assert_eq!(status_json(&lab, 1)["wake"], "poll", "asked for");
         let text = agents.control(1, &["status"]).expect("status");

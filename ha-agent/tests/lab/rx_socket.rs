@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ha_lab::{AgentSet, AgentSettings, VIP};
 
-use crate::support::{AGENT, WAIT, lab, only_caps, shared_cpu, status_json, wait_neighbour, warnings};
+use crate::support::{AGENT, WAIT, lab, only_caps, shared_cpu, status_json, wait_neighbour, wait_started, warnings};
 
 fn rx(mode: &str) -> Vec<String> {
     vec!["--rx".into(), mode.into()]
@@ -69,7 +69,7 @@ fn auto_falls_back_to_the_socket_with_one_warning_when_xdp_is_refused() {
     assert_eq!(warned.len(), 1, "exactly one warning line:\n{out}");
     assert!(warned[0].contains("XDP unavailable") && warned[0].contains("UDP socket"), "{out}");
     assert!(out.contains("(UDP socket, no eBPF"), "{out}");
-    agents.wait_ready(1, WAIT).expect("node 1 ready");
+    wait_started(&lab, 1);
     assert!(agents.output(1).contains("(XDP "), "node 1 keeps XDP:\n{}", agents.output(1));
     agents.kill(2).expect("crash node 2");
     // A crashed agent cannot remove its copy; the restarted one does.

@@ -73,6 +73,20 @@ pub fn status_json(lab: &Lab, i: usize) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
+/// Waits until node i's agent has finished starting: its receive path is open and its status
+/// filled (the control socket answers earlier, while the XDP program still loads).
+pub fn wait_started(lab: &Lab, i: usize) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let status = status_json(lab, i);
+        if status["wake"].as_str().is_some_and(|w| !w.is_empty()) {
+            return status;
+        }
+        assert!(start.elapsed() < WAIT, "node {i} did not finish starting: {status}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Polls `host`'s neighbour entry for `addr` until it names `mac`.
 pub fn wait_neighbour(host: &Host, addr: IpAddr, mac: [u8; 6], context: &dyn Fn() -> String) {
     let start = Instant::now();
