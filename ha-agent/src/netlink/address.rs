@@ -342,14 +342,14 @@ impl IfAddr {
 // ---------------------------------------------------------------------------
 
 /// A blocking NETLINK_ROUTE socket for request/response exchanges.
-struct QuerySocket {
+pub(crate) struct QuerySocket {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl QuerySocket {
-    fn open() -> io::Result<Self> {
+    pub(crate) fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
@@ -358,7 +358,7 @@ impl QuerySocket {
     }
 
     /// Sends `msg` and collects the replies; retries dumps that raced a change.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         action: &str,
         msg: RouteNetlinkMessage,
