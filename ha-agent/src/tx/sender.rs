@@ -278,4 +278,23 @@ mod tests {
         assert!(working.send(NodeState::Active, 0, 100, Echo::default()).is_ok());
         assert_eq!((working.sent, working.errors, working.failing_since), (1, 3, None));
     }
+
+    #[test]
+    fn a_heartbeat_with_a_departure_time_is_accepted_by_the_kernel() {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("sink");
+        sink.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+        let port = sink.local_addr().expect("addr").port();
+        let Ok(mut s) = sender(port) else {
+            eprintln!("skipping: cannot bind a socket to lo here");
+            return;
+        };
+        s.enable_departure_times().expect("SO_TXTIME");
+        // lo has no fq: the time is carried (SCM_TXTIME parsed) but the datagram leaves at once.
+        let at = crate::clock::monotonic_ns() + 1_000_000;
+        s.send_at(NodeState::Active, 0, 100, Echo::default(), Some(at)).expect("sendmsg with SCM_TXTIME");
+        let mut buf = [0u8; 128];
+        let n = sink.recv(&mut buf).expect("received");
+        let hb = Heartbeat::decode(&buf[..n]).expect("a heartbeat");
+        assert_eq!((hb.seq.counter, s.sent, s.errors), (1, 1, 0));
+    }
 }
