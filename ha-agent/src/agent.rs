@@ -206,6 +206,11 @@ impl Io {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
             }
+            Action::Unfence => {
+                if let Err(e) = self.rx.unfence() {
+                    log::error!("switching the fence off (this node holds no address): {e}");
+                }
+            }
             Action::Stamp => {
                 if let Err(e) = self.rx.stamp(monotonic_ns()) {
                     self.stamp_errors += 1;
