@@ -641,6 +641,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let tracked = TrackedIfaces::open(&cfg.track)?;
 
     let mut cfg = cfg;
+    let asked = cfg.wake;
     cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
     // Claims by this MAC are ours: the one our announcements for the (first) addresses carry.
@@ -667,8 +668,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     links.set_signing_key(auth.signing());
     let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
-    let queued =
-        if wake == Wake::Event { crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender) } else { None };
+    let queued = (wake == Wake::Event)
+        .then(|| crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender, asked == WakeMode::Event))
+        .flatten();
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
         for vip in &cfg.vips {

@@ -16,11 +16,14 @@ use crate::netlink::{iface, qdisc};
 
 /// Queues schedules in the kernel where it can, before any change to the system: one heartbeat
 /// link whose qdisc keeps departure times. Otherwise the agent sends each heartbeat itself, as
-/// it always did, and says why in one warning line; the operator's qdisc is left as it is.
-pub fn open(iface_name: &str, links: usize, sender: &mut Sender) -> Option<QueuedSchedule> {
+/// it always did, and says why in one line, a warning when `--wake event` was asked for (an
+/// information with `auto`); the operator's qdisc is left as it is.
+pub fn open(iface_name: &str, links: usize, sender: &mut Sender, asked: bool) -> Option<QueuedSchedule> {
     let fallback = |why: String| {
-        log::warn!(
-            "--wake event: heartbeats are sent from this process, one wake each, because {why} (`tc qdisc replace dev {iface_name} root fq` lets the kernel send them)"
+        let level = if asked { log::Level::Warn } else { log::Level::Info };
+        log::log!(
+            level,
+            "event wake: heartbeats are sent from this process, one wake each, because {why} (`tc qdisc replace dev {iface_name} root fq` lets the kernel send them)"
         );
         None
     };
@@ -39,7 +42,7 @@ pub fn open(iface_name: &str, links: usize, sender: &mut Sender) -> Option<Queue
     if let Err(e) = sender.enable_departure_times() {
         return fallback(format!("SO_TXTIME is refused: {e}"));
     }
-    log::info!("--wake event: heartbeat schedules are queued in the fq qdisc of {iface_name}");
+    log::info!("event wake: heartbeat schedules are queued in the fq qdisc of {iface_name}");
     Some(QueuedSchedule::default())
 }
 
