@@ -517,6 +517,11 @@ impl Failover {
             .unwrap_or(Instant::NEVER)
     }
 
+    /// Whether this node has the addresses (from `Take` until `RemoveAddresses`).
+    pub fn has_addresses(&self) -> bool {
+        self.has_addresses
+    }
+
     /// The next stamp, while this node has the addresses: a standby does not wake to stamp.
     fn stamp_due(&self) -> Instant {
         if self.has_addresses { self.next_stamp } else { Instant::NEVER }
