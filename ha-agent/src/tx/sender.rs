@@ -292,7 +292,7 @@ mod tests {
         // lo has no fq: the time is carried (SCM_TXTIME parsed) but the datagram leaves at once.
         let at = crate::clock::monotonic_ns() + 1_000_000;
         s.send_at(NodeState::Active, 0, 100, Echo::default(), Some(at)).expect("sendmsg with SCM_TXTIME");
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 1500];
         let n = sink.recv(&mut buf).expect("received");
         let hb = Heartbeat::decode(&buf[..n]).expect("a heartbeat");
         assert_eq!((hb.seq.counter, s.sent, s.errors), (1, 1, 0));
