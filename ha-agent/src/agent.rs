@@ -42,6 +42,7 @@ use crate::{
     rx::{Receiver, RxMode, WakeMode},
     track::TrackedIfaces,
     tx::{
+        queued::{Departure, QueuedSchedule},
         schedule::UserSchedule,
         sender::{Sender, SenderConfig},
     },
@@ -90,6 +91,9 @@ struct Io {
     wake: Wake,
     /// The core's heartbeat schedule (`--wake event`), sent from here one per interval.
     schedule: Option<UserSchedule>,
+    /// `--wake event` with an fq qdisc: schedules are queued in the kernel instead.
+    queued: Option<QueuedSchedule>,
+    departures: Vec<Departure>,
     kernel_events: Vec<ha_common::maps::PeerEvent>,
     kernel_events_seen: u64,
     /// Failed writes of a silence limit, for a log line at powers of two.
@@ -165,10 +169,23 @@ impl Io {
     /// The node's actions: the liveness stamp; in event mode schedules and silence limits.
     fn carry_out_node(&mut self, action: Action) {
         match action {
-            Action::ScheduleHeartbeats { content, first, interval, until } => {
-                self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
-                self.send_due(Instant::from_nanos(monotonic_ns()));
-            }
+            Action::ScheduleHeartbeats { content, first, interval, until } => match &mut self.queued {
+                Some(queued) => {
+                    let now = Instant::from_nanos(monotonic_ns());
+                    queued.plan(content, first, interval, until, now, &mut self.departures);
+                    for d in &self.departures {
+                        let at = match d {
+                            Departure::Now => None,
+                            Departure::At(at) => Some(at.as_nanos()),
+                        };
+                        let _ = self.sender.send_at(content.state, content.flags, content.priority, content.echo, at);
+                    }
+                }
+                None => {
+                    self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
+                    self.send_due(Instant::from_nanos(monotonic_ns()));
+                }
+            },
             Action::SetSilenceLimit { node_id, limit } => {
                 let ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
                 if let Err(e) = self.rx.set_silence_limit(node_id, ns) {
@@ -187,6 +204,11 @@ impl Io {
                 self.links.send(state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
+                }
+            }
+            Action::Unfence => {
+                if let Err(e) = self.rx.unfence() {
+                    log::error!("switching the fence off (this node holds no address): {e}");
                 }
             }
             Action::Stamp => {
@@ -619,6 +641,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let tracked = TrackedIfaces::open(&cfg.track)?;
 
     let mut cfg = cfg;
+    let asked = cfg.wake;
     cfg.wake = resolve_wake(&cfg)?;
     let epoch = crate::clock::new_epoch();
     // Claims by this MAC are ours: the one our announcements for the (first) addresses carry.
@@ -645,6 +668,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     links.set_signing_key(auth.signing());
     let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
+    let queued = (wake == Wake::Event)
+        .then(|| crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender, asked == WakeMode::Event))
+        .flatten();
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
         for vip in &cfg.vips {
@@ -722,6 +748,8 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         priority,
         wake,
         schedule: None,
+        queued,
+        departures: Vec::with_capacity(256),
         kernel_events: Vec::with_capacity(64),
         kernel_events_seen: 0,
         limit_errors: 0,

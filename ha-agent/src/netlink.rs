@@ -4,6 +4,7 @@ pub mod address;
 pub(crate) mod guard;
 pub mod iface;
 pub(crate) mod link;
+pub(crate) mod qdisc;
 pub mod route;
 mod shared_addr;
 pub mod vip;

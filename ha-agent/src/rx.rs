@@ -195,6 +195,14 @@ impl Receiver {
         }
     }
 
+    /// Switches the fence off until the next [`Receiver::stamp`]: this node holds no address.
+    pub fn unfence(&mut self) -> Result<(), RxError> {
+        match self {
+            Self::Xdp { neighbour, .. } => Ok(neighbour.unfence()?),
+            Self::Socket { .. } => Ok(()),
+        }
+    }
+
     /// The last claim for a shared address by another MAC (None without XDP).
     pub fn last_claim(&self) -> Result<Option<LastClaim>, RxError> {
         match self {

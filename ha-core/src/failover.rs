@@ -126,6 +126,10 @@ pub struct FailoverConfig {
     /// answer for the address once the stamp is a tolerance old. A quarter of the tolerance:
     /// a late wake or two does not raise the fence under a live agent.
     pub stamp_every: Duration,
+    /// Event mode, without the addresses (no stamps): the longest time between two wakes. A
+    /// step more than a tolerance after the last one reads as a pause of this node
+    /// (`Node::note_gap`), so half the tolerance: a late wake is not mistaken for one.
+    pub watch_every: Duration,
     /// See [`CLAIM_SETTLE`].
     pub claim_settle: Duration,
 }
@@ -139,6 +143,7 @@ impl FailoverConfig {
             tick,
             announce_repeats: ANNOUNCE_REPEATS.to_vec(),
             stamp_every: node.tolerance / 4,
+            watch_every: node.tolerance / 2,
             claim_settle: CLAIM_SETTLE,
         }
     }
@@ -182,8 +187,13 @@ pub enum Action {
     /// (`None`: sent early because the state changed), so the driver can measure how late it
     /// went.
     SendHeartbeat { state: NodeState, flags: u8, priority: u32, echo: Echo, scheduled: Option<Instant> },
-    /// Stamp this node's liveness where the kernel-side fence reads it.
+    /// Stamp this node's liveness where the kernel-side fence reads it; the fence is armed
+    /// from then on. Only while this node has the addresses (from just before `Take` until
+    /// `RemoveAddresses`): the fence guards nothing else.
     Stamp,
+    /// The addresses are gone (or never came): the fence has nothing to guard and no stamp
+    /// comes until the next `Stamp`, so switch it off rather than let it rise.
+    Unfence,
     /// Event mode: replace every heartbeat queued so far by heartbeats saying `content` at
     /// `first`, `first + interval`, ... up to `until` (inclusive). Handed out again before
     /// `until` while the node runs, and at once when the content changes. A renewal starts at
@@ -224,6 +234,10 @@ pub struct Failover {
     send_now: bool,
     next_send: Instant,
     next_stamp: Instant,
+    /// This node has the addresses (from `Take` until `RemoveAddresses`): stamps are due.
+    has_addresses: bool,
+    /// The driver's fence is armed (it arms it at start, and with each `Stamp`).
+    fence_armed: bool,
     /// The first and the last claim by another MAC not yet decided on.
     foreign_claim: Option<(Instant, Instant)>,
     /// Pending repeats of the last announcement, soonest last.
@@ -267,6 +281,8 @@ impl Failover {
             send_now: false,
             next_send: now,
             next_stamp: now,
+            has_addresses: false,
+            fence_armed: true,
             foreign_claim: None,
             repeats: Vec::new(),
             linger: Linger::default(),
@@ -413,9 +429,14 @@ impl Failover {
         }
         if self.linger.due(now) {
             self.actions.push_back(Action::RemoveAddresses);
+            self.has_addresses = false;
         }
         self.heartbeat(now);
-        if now >= self.next_stamp {
+        if !self.has_addresses && self.fence_armed {
+            self.actions.push_back(Action::Unfence);
+            self.fence_armed = false;
+        }
+        if self.has_addresses && now >= self.next_stamp {
             self.actions.push_back(Action::Stamp);
             self.next_stamp = now + self.cfg.stamp_every;
         }
@@ -463,7 +484,7 @@ impl Failover {
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
         let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
         let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
-        let stamp = self.next_stamp;
+        let stamp = self.stamp_due();
         self.next_send.min(now + self.cfg.tick).min(expiry).min(linger).min(repeat).min(cut_off).min(stamp).min(claim)
     }
 
@@ -489,10 +510,21 @@ impl Failover {
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
         let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
         let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
-        [reported, renew, confirming, own, linger, repeat, cut_off, claim, self.next_stamp]
+        let watch = if self.has_addresses { Instant::NEVER } else { now + self.cfg.watch_every };
+        [reported, renew, confirming, own, linger, repeat, cut_off, claim, self.stamp_due(), watch]
             .into_iter()
             .min()
             .unwrap_or(Instant::NEVER)
+    }
+
+    /// Whether this node has the addresses (from `Take` until `RemoveAddresses`).
+    pub fn has_addresses(&self) -> bool {
+        self.has_addresses
+    }
+
+    /// The next stamp, while this node has the addresses: a standby does not wake to stamp.
+    fn stamp_due(&self) -> Instant {
+        if self.has_addresses { self.next_stamp } else { Instant::NEVER }
     }
 
     /// The clean stop is complete and every action has been handed out.
@@ -642,6 +674,13 @@ impl Failover {
         self.send_now |= out.send_now;
         if out.take {
             self.linger.cancel();
+            // Armed with a fresh stamp before the address is added: a standby's fence is off,
+            // and a holder that died before its first periodic stamp would answer for the
+            // address for ever.
+            self.actions.push_back(Action::Stamp);
+            self.next_stamp = now + self.cfg.stamp_every;
+            self.fence_armed = true;
+            self.has_addresses = true;
             self.actions.push_back(Action::Take);
             self.schedule_repeats(now);
         }
@@ -655,6 +694,7 @@ impl Failover {
             } else {
                 self.linger.cancel();
                 self.actions.push_back(Action::RemoveAddresses);
+                self.has_addresses = false;
             }
         }
         if out.announce {

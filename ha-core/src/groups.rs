@@ -275,7 +275,8 @@ impl Groups {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         let mut heartbeat: Option<Heartbeat> = None;
-        let mut stamp = false;
+        // The fence is the node's: stamped while any group has its addresses, off once none has.
+        let (mut stamp, mut unfence) = (false, false);
         for (i, m) in self.members.iter_mut().enumerate() {
             m.failover.handle_timeout(now);
             let lead = i == 0;
@@ -295,7 +296,8 @@ impl Groups {
                         }
                         hb.scheduled = hb.scheduled.or(scheduled);
                     }
-                    Action::Stamp => stamp |= lead,
+                    Action::Stamp => stamp = true,
+                    Action::Unfence => unfence = true,
                     Action::ScheduleHeartbeats { .. } | Action::SetSilenceLimit { .. } => {
                         if lead {
                             self.actions.push_back(GroupsAction::Node(action));
@@ -321,6 +323,8 @@ impl Groups {
         }
         if stamp {
             self.actions.push_back(GroupsAction::Node(Action::Stamp));
+        } else if unfence && !self.members.iter().any(|m| m.failover.has_addresses()) {
+            self.actions.push_back(GroupsAction::Node(Action::Unfence));
         }
         let done = if crate::mutation::active(crate::mutation::Mutation::DoneAfterFirstGroup) {
             self.members.iter().any(|m| m.done)
@@ -336,11 +340,15 @@ impl Groups {
     /// Moves what the groups said outside `handle_timeout` (decisions on peers, commands) into
     /// this node's queues. Heartbeats are only ever asked for in `handle_timeout`.
     fn collect(&mut self) {
+        let mut unfence = false;
         for (i, m) in self.members.iter_mut().enumerate() {
             let lead = i == 0;
             while let Some(action) = m.failover.poll_action() {
                 match action {
-                    Action::Stamp | Action::ScheduleHeartbeats { .. } | Action::SetSilenceLimit { .. } => {
+                    // Any group's: the stamp before its take arms the node's fence.
+                    Action::Stamp => self.actions.push_back(GroupsAction::Node(action)),
+                    Action::Unfence => unfence = true,
+                    Action::ScheduleHeartbeats { .. } | Action::SetSilenceLimit { .. } => {
                         if lead {
                             self.actions.push_back(GroupsAction::Node(action));
                         }
@@ -349,6 +357,9 @@ impl Groups {
                 }
             }
             Self::collect_events(&mut self.events, m, lead);
+        }
+        if unfence && !self.members.iter().any(|m| m.failover.has_addresses()) {
+            self.actions.push_back(GroupsAction::Node(Action::Unfence));
         }
     }
 

@@ -212,6 +212,8 @@ pub(crate) struct SimNode {
     yielded_to: Option<(u32, u64)>,
     /// Global time of the agent's last liveness stamp, which the fence reads.
     last_stamp: u64,
+    /// The fence is switched off (`Action::Unfence`) until the next stamp.
+    unfenced: bool,
     port: Vec<PortSeen>,
     /// When each link last carried each peer's newest heartbeat (the `PEER_LINKS` map).
     link_seen: Vec<LinkSighting>,
@@ -386,6 +388,7 @@ impl World {
                 last_run: 0,
                 yielded_to: None,
                 last_stamp: 0,
+                unfenced: false,
                 port: Vec::new(),
                 link_seen: Vec::new(),
                 peers: Vec::with_capacity(c.nodes.len()),
@@ -617,6 +620,9 @@ impl World {
         n.link_seen.clear();
         n.stop_requested = false;
         n.pending_maintenance.clear();
+        // The agent stamps once as it loads the XDP program: the fence is armed from its start.
+        n.last_stamp = now;
+        n.unfenced = false;
         let local = n.spec.clock.local(now);
         let mut failover = Failover::new(n.cfg.clone(), local);
         if n.maintenance_file {
@@ -812,7 +818,11 @@ impl World {
             Action::SendHeartbeat { state, flags, priority, echo, .. } => {
                 self.send_heartbeat(i, state, flags, priority, echo)
             }
-            Action::Stamp => self.nodes[i].last_stamp = self.now,
+            Action::Stamp => {
+                self.nodes[i].last_stamp = self.now;
+                self.nodes[i].unfenced = false;
+            }
+            Action::Unfence => self.nodes[i].unfenced = true,
             Action::ScheduleHeartbeats { content, first, interval, until } => {
                 let n = &mut self.nodes[i];
                 n.sched_gen = n.sched_gen.wrapping_add(1);
@@ -1128,7 +1138,7 @@ impl World {
     /// Whether node `i` answers ARP for the address now.
     fn answers(&self, i: usize) -> bool {
         let n = &self.nodes[i];
-        let fenced = self.opts.fence && self.now > n.last_stamp + self.sc.cluster.tolerance;
+        let fenced = self.opts.fence && !n.unfenced && self.now > n.last_stamp + self.sc.cluster.tolerance;
         n.delivers() && !fenced
     }
 

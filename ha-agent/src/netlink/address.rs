@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -342,14 +342,14 @@ impl IfAddr {
 // ---------------------------------------------------------------------------
 
 /// A blocking NETLINK_ROUTE socket for request/response exchanges.
-struct QuerySocket {
+pub(crate) struct QuerySocket {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl QuerySocket {
-    fn open() -> io::Result<Self> {
+    pub(crate) fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
@@ -358,7 +358,7 @@ impl QuerySocket {
     }
 
     /// Sends `msg` and collects the replies; retries dumps that raced a change.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         action: &str,
         msg: RouteNetlinkMessage,
@@ -536,22 +536,40 @@ impl AddressWatcher {
                 return Ok(Some(event));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.wait_readable(left)? {
+            // Round up so a sub-millisecond remainder still waits.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            if !self.wait_readable(ms, None)? {
                 return Ok(None);
             }
             self.read_events()?;
         }
     }
 
-    /// poll(2) for input; false on timeout.
-    fn wait_readable(&self, timeout: Duration) -> Result<bool, AddressError> {
-        let mut pfd = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // Round up so a sub-millisecond remainder still waits.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    /// The next change, waiting without a timer; `None` once `stop` (an eventfd) is readable.
+    /// A thread that only follows changes sleeps until there is one.
+    pub fn next_event_or_stop(&mut self, stop: BorrowedFd<'_>) -> Result<Option<AddrEvent>, AddressError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            if !self.wait_readable(-1, Some(stop))? {
+                return Ok(None);
+            }
+            self.read_events()?;
+        }
+    }
+
+    /// poll(2) for input for up to `ms` (-1: no limit); false on timeout or when `stop` is
+    /// readable.
+    fn wait_readable(&self, ms: libc::c_int, stop: Option<BorrowedFd<'_>>) -> Result<bool, AddressError> {
+        let mut pfds = [
+            libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: stop.map_or(-1, |fd| fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
         if rc >= 0 {
-            return Ok(rc > 0);
+            return Ok(rc > 0 && pfds[1].revents == 0);
         }
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {

@@ -4,6 +4,7 @@
 //! address deleted while we hold it is restored and announced at once; one that appears while
 //! we do not hold it is removed.
 use std::{
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -24,11 +25,12 @@ pub struct GuardState {
     pub holding: AtomicBool,
     pub restored: AtomicU64,
     pub removed: AtomicU64,
-    stop: AtomicBool,
 }
 
 pub struct AddressGuard {
     state: Arc<GuardState>,
+    /// An eventfd: written on drop, it ends the thread's wait (which has no timer).
+    stop: OwnedFd,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -41,18 +43,20 @@ impl AddressGuard {
         let announcer = if announce { Some(Announcer::new(iface).map_err(AddressError::Setup)?) } else { None };
         let state = Arc::new(GuardState::default());
         let shared = Arc::clone(&state);
+        let stop = super::link::eventfd().map_err(AddressError::Setup)?;
+        let stop_fd = stop.try_clone().map_err(AddressError::Setup)?;
         let iface = iface.to_string();
         let thread = thread::Builder::new()
             .name("address-guard".into())
             .spawn(move || {
-                while !shared.stop.load(Ordering::Relaxed) {
-                    match watcher.next_event(Duration::from_millis(200)) {
+                loop {
+                    match watcher.next_event_or_stop(stop_fd.as_fd()) {
+                        Ok(None) => break,
                         Ok(Some(event)) => {
                             if let Some(vip) = vips.iter().find(|v| v.addr == event.addr) {
                                 correct(&shared, &addresses, announcer.as_ref(), &iface, vip, Some(event.added));
                             }
                         }
-                        Ok(None) => {}
                         // Events were lost: compare every shared address with what we should have.
                         Err(AddressError::WatchOverrun) => {
                             for vip in &vips {
@@ -67,7 +71,7 @@ impl AddressGuard {
                 }
             })
             .map_err(AddressError::Setup)?;
-        Ok(Self { state, thread: Some(thread) })
+        Ok(Self { state, stop, thread: Some(thread) })
     }
 
     pub fn state(&self) -> &GuardState {
@@ -119,7 +123,9 @@ fn correct(
 
 impl Drop for AddressGuard {
     fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::Relaxed);
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd; ends the thread's wait.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&raw const one).cast(), 8) };
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

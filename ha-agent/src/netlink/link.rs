@@ -138,7 +138,7 @@ fn subscribe() -> io::Result<NetlinkSocket> {
     Ok(socket)
 }
 
-fn eventfd() -> io::Result<OwnedFd> {
+pub(super) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: no pointers; a new fd or -1.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if fd < 0 {

@@ -71,10 +71,17 @@ impl NeighbourMaps {
         Ok(maps)
     }
 
-    /// This agent is alive at `now_ns` (`CLOCK_MONOTONIC`).
+    /// This agent is alive at `now_ns` (`CLOCK_MONOTONIC`); the fence is armed.
     pub fn stamp(&mut self, now_ns: u64) -> Result<(), NeighbourError> {
         self.stamp.stamp_ns = now_ns;
         self.agent.set(0, &self.stamp, 0).map_err(map_err("AGENT"))
+    }
+
+    /// No fence until the next [`NeighbourMaps::stamp`] (a tolerance of 0 never rises): this
+    /// node holds no address, and stops stamping. The MAC stays, so claims are still told apart.
+    pub fn unfence(&mut self) -> Result<(), NeighbourError> {
+        let off = AgentStamp { tolerance_ns: 0, ..self.stamp };
+        self.agent.set(0, &off, 0).map_err(map_err("AGENT"))
     }
 
     /// The last claim by another MAC (`at_ns == 0`: none yet).

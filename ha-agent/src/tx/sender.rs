@@ -4,6 +4,7 @@
 use std::{
     io,
     net::{Ipv4Addr, SocketAddrV4},
+    os::fd::AsRawFd,
 };
 
 use ha_common::{
@@ -114,6 +115,41 @@ impl Sender {
     /// fatal: the next interval tries again. A burst of failures is logged once as it starts
     /// (peers will soon count this node as silent) and once as it ends.
     pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> io::Result<()> {
+        self.send_at(state, flags, priority, echo, None)
+    }
+
+    /// Lets heartbeats carry a departure time ([`Sender::send_at`]) on CLOCK_MONOTONIC, which
+    /// an `fq` qdisc on the interface honours; heartbeats without one leave at once.
+    pub fn enable_departure_times(&mut self) -> io::Result<()> {
+        let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
+        // SAFETY: a valid sock_txtime and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_TXTIME,
+                (&raw const txtime).cast(),
+                size_of::<libc::sock_txtime>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A whole schedule waits in the qdisc, charged to this socket's send buffer.
+        let _ = self.socket.set_send_buffer_size(SCHEDULE_SNDBUF);
+        Ok(())
+    }
+
+    /// [`Sender::send`], leaving the interface at `depart_ns` (CLOCK_MONOTONIC) when given:
+    /// the heartbeat waits in the qdisc until then (see [`Sender::enable_departure_times`]).
+    pub fn send_at(
+        &mut self,
+        state: NodeState,
+        flags: u8,
+        priority: u32,
+        echo: Echo,
+        depart_ns: Option<u64>,
+    ) -> io::Result<()> {
         let hb = self.next_heartbeat(state, flags, priority, echo);
         let bytes = match &self.signing {
             Some(k) => hb.encode_signed(k.key_id, &k.key),
@@ -121,7 +157,11 @@ impl Sender {
         };
         let mut last_err = None;
         for target in &self.targets {
-            match self.socket.send_to(&bytes, target) {
+            let sent = match depart_ns {
+                Some(at) => send_timed(&self.socket, &bytes, target, at),
+                None => self.socket.send_to(&bytes, target),
+            };
+            match sent {
                 Ok(_) => self.sent += 1,
                 Err(e) => {
                     self.errors += 1;
@@ -151,6 +191,37 @@ impl Sender {
             }
             (None, None) => Ok(()),
         }
+    }
+}
+
+/// `SO_TXTIME` / `SCM_TXTIME` (asm-generic; the same on x86 and arm).
+const SO_TXTIME: libc::c_int = 61;
+/// Room for a whole schedule in the qdisc: at most 200 ms of heartbeats, to every target.
+const SCHEDULE_SNDBUF: usize = 1 << 20;
+
+/// One datagram to `target` that the qdisc holds until `depart_ns` (CLOCK_MONOTONIC).
+fn send_timed(socket: &Socket, bytes: &[u8], target: &SockAddr, depart_ns: u64) -> io::Result<usize> {
+    const SPACE: usize = 32; // >= CMSG_SPACE(8)
+    let mut control = [0u64; SPACE / 8];
+    let mut iov = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+    // SAFETY: every pointer below points into locals that outlive the call; the control buffer
+    // is 8-byte aligned and large enough for one cmsg of a u64 (checked by CMSG_SPACE).
+    unsafe {
+        debug_assert!(libc::CMSG_SPACE(8) as usize <= SPACE);
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = target.as_ptr().cast_mut().cast();
+        msg.msg_namelen = target.len();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(8) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = SO_TXTIME;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(8) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u64>(), depart_ns);
+        let n = libc::sendmsg(socket.as_raw_fd(), &raw const msg, 0);
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
     }
 }
 
@@ -206,5 +277,24 @@ mod tests {
         working.errors = 3;
         assert!(working.send(NodeState::Active, 0, 100, Echo::default()).is_ok());
         assert_eq!((working.sent, working.errors, working.failing_since), (1, 3, None));
+    }
+
+    #[test]
+    fn a_heartbeat_with_a_departure_time_is_accepted_by_the_kernel() {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("sink");
+        sink.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+        let port = sink.local_addr().expect("addr").port();
+        let Ok(mut s) = sender(port) else {
+            eprintln!("skipping: cannot bind a socket to lo here");
+            return;
+        };
+        s.enable_departure_times().expect("SO_TXTIME");
+        // lo has no fq: the time is carried (SCM_TXTIME parsed) but the datagram leaves at once.
+        let at = crate::clock::monotonic_ns() + 1_000_000;
+        s.send_at(NodeState::Active, 0, 100, Echo::default(), Some(at)).expect("sendmsg with SCM_TXTIME");
+        let mut buf = [0u8; 1500];
+        let n = sink.recv(&mut buf).expect("received");
+        let hb = Heartbeat::decode(&buf[..n]).expect("a heartbeat");
+        assert_eq!((hb.seq.counter, s.sent, s.errors), (1, 1, 0));
     }
 }

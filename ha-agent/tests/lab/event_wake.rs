@@ -279,3 +279,49 @@ fn event_mode_sends_one_heartbeat_per_interval() {
         }
     });
 }
+
+/// Event wake on an interface whose qdisc is not fq: the agent says once why it sends each
+/// heartbeat itself, and does (the lab's veths have no qdisc).
+#[test]
+fn without_fq_heartbeats_are_sent_from_the_process_and_it_says_so_once() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let agents = AgentSet::start(&lab, AGENT, settings(&["--wake", "event"])).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        let out = agents.output(1);
+        let lines = out.lines().filter(|l| l.contains("heartbeats are sent from this process")).count();
+        assert_eq!(lines, 1, "{out}");
+        assert!(!out.contains("queued in the fq qdisc"), "{out}");
+    });
+}
+
+/// With fq on the heartbeat interface, schedules are queued in the kernel: a SIGKILLed holder's
+/// heartbeats go on for up to the horizon, so its peer takes over within its tolerance plus the
+/// horizon (simulator invariant g), and not much sooner than the tolerance. Skipped where the
+/// kernel has no sch_fq.
+#[test]
+fn a_killed_holder_with_queued_heartbeats_is_replaced_within_the_tolerance_plus_the_horizon() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        for i in 1..=2 {
+            if let Err(e) = lab.node(i).exec("tc", &["qdisc", "replace", "dev", lab.node(i).iface(), "root", "fq"]) {
+                println!("skipped: no fq qdisc on this kernel ({e:#})");
+                return;
+            }
+        }
+        let mut agents = AgentSet::start(&lab, AGENT, settings(&["--wake", "event"])).expect("agents");
+        agents.wait_ready(1, WAIT).expect("ready");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        assert!(agents.output(1).contains("queued in the fq qdisc"), "{}", agents.diagnostics());
+        let start = Instant::now();
+        agents.kill(1).expect("SIGKILL");
+        let took = agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).map(|_| start.elapsed());
+        let took = took.expect("node 2 noticed the death");
+        let horizon = ha_core::failover::heartbeat_horizon(Duration::from_millis(10));
+        let bound = Duration::from_millis(40) + horizon;
+        println!("killed holder replaced after {took:?} (bound {bound:?} + 50 ms for the lab)");
+        assert!(took <= bound + Duration::from_millis(50), "{took:?}\n{}", agents.diagnostics());
+    });
+}

@@ -72,6 +72,22 @@ fn the_fence_drops_requests_for_the_shared_addresses_only_once_the_stamp_is_stal
 }
 
 #[test]
+fn an_unfenced_node_passes_requests_however_old_its_stamp_until_it_stamps_again() {
+    // A node without the address stops stamping and switches the fence off.
+    let (mut h, mut maps) = watched();
+    let for_vip = arp(REQUEST, OTHER, client(), VIP, None);
+    stamped_ago(&mut maps, TOLERANCE * 4);
+    maps.unfence().expect("unfence");
+    assert_eq!(h.run(&for_vip).0, XDP_PASS, "off: nothing to guard");
+    // Claims by other MACs are still told from our own.
+    h.run(&arp(REQUEST, OTHER, VIP, VIP, None));
+    assert_eq!(maps.last_claim().expect("claim").mac, OTHER);
+    // It takes the address: the stamp before it arms the fence again, with its tolerance.
+    stamped_ago(&mut maps, TOLERANCE + Duration::from_millis(5));
+    assert_eq!(h.run(&for_vip).0, XDP_DROP, "armed again");
+}
+
+#[test]
 fn without_an_agents_stamp_nothing_is_fenced() {
     // Loaded but never configured (the benchmark, other tests): tolerance 0 means no fence.
     let mut h = Harness::new();

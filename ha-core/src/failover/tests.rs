@@ -45,7 +45,7 @@ fn peer(node_id: u32, priority: u32, state: NodeState, last_seen: Instant) -> Pe
 /// liveness stamps (see `wake_all`).
 fn wake(f: &mut Failover, now: Instant, peers: &[Peer]) -> (Vec<Action>, Vec<Event>) {
     let (mut actions, events) = wake_all(f, now, peers);
-    actions.retain(|a| *a != Action::Stamp);
+    actions.retain(|a| !matches!(a, Action::Stamp | Action::Unfence));
     (actions, events)
 }
 
@@ -287,13 +287,30 @@ fn stamps(actions: &[Action]) -> usize {
     actions.iter().filter(|a| **a == Action::Stamp).count()
 }
 
+/// Drives a lone node until it takes the address: when, and what that wake did.
+fn until_take(f: &mut Failover) -> (Instant, Vec<Action>) {
+    let mut now = Instant::ZERO;
+    loop {
+        let (actions, _) = wake_all(f, now, &[]);
+        if actions.contains(&Action::Take) {
+            return (now, actions);
+        }
+        assert_eq!(stamps(&actions), 0, "a standby does not stamp ({now:?})");
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        assert!(now < at(1000), "never took");
+    }
+}
+
 #[test]
-fn the_liveness_stamp_goes_every_quarter_tolerance_and_waits_a_tolerance_after_a_pause() {
+fn the_liveness_stamp_goes_before_the_take_then_every_quarter_tolerance_and_waits_a_tolerance_after_a_pause() {
     let mut f = Failover::new(config(1, 100), Instant::ZERO);
-    assert_eq!(stamps(&wake_all(&mut f, at(0), &[]).0), 1, "the first stamp goes at once");
-    let mut stamped = vec![at(0)];
-    let mut now = at(0);
-    while now < at(20) {
+    let (took, actions) = until_take(&mut f);
+    let (stamp, take) =
+        (actions.iter().position(|a| *a == Action::Stamp), actions.iter().position(|a| *a == Action::Take));
+    assert!(stamp.is_some() && stamp < take, "the fence is down before the address is added: {actions:?}");
+    let mut stamped = vec![took];
+    let mut now = took;
+    while now < took + 20 * MS {
         now = f.poll_timeout();
         assert!(now <= stamped[stamped.len() - 1] + TOL / 4, "the wake never misses a stamp");
         if stamps(&wake_all(&mut f, now, &[]).0) == 1 {
@@ -315,6 +332,48 @@ fn the_liveness_stamp_goes_every_quarter_tolerance_and_waits_a_tolerance_after_a
         assert!(next <= resumed + TOL, "stamping again after one tolerance");
     }
     assert_eq!(next, resumed + TOL);
+}
+
+#[test]
+fn a_standby_switches_the_fence_off_once_and_never_wakes_to_stamp() {
+    // Event wake with the default stamp cadence: what wakes a standby at rest is its schedule.
+    let mut f = Failover::new(FailoverConfig { wake: Wake::Event, ..config(1, 100) }, Instant::ZERO);
+    let holder = |now: Instant| peer(2, 200, NodeState::Active, now);
+    let (actions, _) = wake_all(&mut f, Instant::ZERO, &[holder(Instant::ZERO)]);
+    assert_eq!(actions.iter().filter(|a| **a == Action::Unfence).count(), 1, "{actions:?}");
+    let (mut now, mut wakes) = (Instant::ZERO, 0);
+    while now < at(200) {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        wakes += 1;
+        let (actions, _) = wake_all(&mut f, now, &[holder(now)]);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Stamp | Action::Unfence)), "{now:?}: {actions:?}");
+    }
+    // A wake every half tolerance (50 in 200 ms) for the gap guard, and the schedule's renewals
+    // every 24 ms; a stamp every quarter tolerance would be 100 more.
+    assert!(wakes <= 60, "{wakes} wakes in 200 ms");
+}
+
+#[test]
+fn the_fence_is_switched_off_once_the_addresses_are_gone() {
+    let mut f = Failover::new(config(1, 100), Instant::ZERO);
+    let (took, _) = until_take(&mut f);
+    // A more worthy node takes over: after the hand-over's linger the addresses go, and the
+    // fence with them.
+    let mut now = took;
+    let mut removed = None;
+    while now < took + 200 * MS {
+        now = f.poll_timeout().max(now + Duration::from_nanos(1));
+        let peers = [peer(2, 200, NodeState::Active, now)];
+        let (actions, _) = wake_all(&mut f, now, &peers);
+        if let Some(r) = actions.iter().position(|a| *a == Action::RemoveAddresses) {
+            let unfence = actions.iter().position(|a| *a == Action::Unfence);
+            assert!(unfence.is_some_and(|u| u > r), "{actions:?}");
+            removed = Some(now);
+        } else if removed.is_some() {
+            assert!(!actions.iter().any(|a| matches!(a, Action::Stamp | Action::Unfence)), "{actions:?}");
+        }
+    }
+    assert!(removed.is_some(), "the addresses were never removed");
 }
 
 /// Claims by another MAC at `claim`, decided at the first wake at or after the settle time.
@@ -463,7 +522,12 @@ fn a_short_late_wake_forgives_nothing() {
 
 fn event_config(node_id: u32, priority: u32) -> FailoverConfig {
     // Stamps far apart, so that what is left of the wakes is visible.
-    FailoverConfig { wake: Wake::Event, stamp_every: Duration::from_secs(10), ..config(node_id, priority) }
+    FailoverConfig {
+        wake: Wake::Event,
+        stamp_every: Duration::from_secs(10),
+        watch_every: Duration::from_secs(10),
+        ..config(node_id, priority)
+    }
 }
 
 fn schedules(actions: &[Action]) -> Vec<(HeartbeatContent, Instant, Instant)> {

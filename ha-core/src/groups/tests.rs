@@ -58,7 +58,7 @@ fn wake(g: &mut Groups, now: Instant, peers: &[(u8, Vec<Peer>)]) -> (Vec<GroupsA
     }
     g.handle_timeout(now);
     let mut actions: Vec<GroupsAction> = std::iter::from_fn(|| g.poll_action()).collect();
-    actions.retain(|a| *a != GroupsAction::Node(Action::Stamp));
+    actions.retain(|a| !matches!(a, GroupsAction::Node(Action::Stamp | Action::Unfence)));
     (actions, std::iter::from_fn(|| g.poll_event()).collect())
 }
 
@@ -290,5 +290,34 @@ fn maintenance_applies_to_every_group_and_a_priority_to_one() {
         !actions
             .iter()
             .any(|a| matches!(a, GroupsAction::Group { action: Action::Announce(AnnounceCause::Refresh), .. }))
+    );
+}
+
+#[test]
+fn the_nodes_fence_is_stamped_while_any_group_holds_and_switched_off_only_once_none_does() {
+    // Group 1 (the lead) has a more worthy holder elsewhere; group 2 is this node's to take.
+    let mut g = Groups::new(&config(1), &[group(1, 100), group(2, 100)], Instant::ZERO).expect("groups");
+    let peers = |now: Instant| vec![(1, vec![peer(2, 200, NodeState::Active, now)]), (2, vec![])];
+    let mut now = Instant::ZERO;
+    let mut all = Vec::new();
+    while now < at(100) {
+        for (id, ps) in peers(now) {
+            g.handle_peers(now, id, &ps);
+        }
+        g.handle_timeout(now);
+        all.extend(std::iter::from_fn(|| g.poll_action()).map(|a| (now, a)));
+        now = g.poll_timeout().max(now + Duration::from_nanos(1));
+    }
+    let take = all.iter().position(|(_, a)| *a == GroupsAction::Group { group: 2, action: Action::Take });
+    let take = take.expect("group 2 taken");
+    let stamp_before = all[..take].iter().rposition(|(_, a)| *a == GroupsAction::Node(Action::Stamp));
+    assert!(stamp_before.is_some_and(|s| all[s].0 == all[take].0), "a stamp right before the take: {all:?}");
+    let after: Vec<Instant> =
+        all[take..].iter().filter(|(_, a)| *a == GroupsAction::Node(Action::Stamp)).map(|(t, _)| *t).collect();
+    assert!(after.windows(2).all(|w| w[1] - w[0] <= TOL / 4), "stamps every quarter tolerance: {after:?}");
+    assert!(after.last().is_some_and(|&t| t + TOL / 4 >= at(100)), "{after:?}");
+    assert!(
+        !all[take..].iter().any(|(_, a)| *a == GroupsAction::Node(Action::Unfence)),
+        "the lead group has no address, but group 2 has"
     );
 }
