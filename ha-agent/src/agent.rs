@@ -668,8 +668,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     links.set_signing_key(auth.signing());
     let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
-    let queued = (wake == Wake::Event)
-        .then(|| crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender, asked == WakeMode::Event))
+    // Only when event wake is asked for: the queued sender has not run on a kernel with fq in
+    // our lab (this one has none), so `auto` keeps the sender that has.
+    let queued = (wake == Wake::Event && asked == WakeMode::Event)
+        .then(|| crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender, true))
         .flatten();
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
