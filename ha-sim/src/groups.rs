@@ -13,7 +13,7 @@
 //! Heartbeats go through the same acceptance rule as in [`crate::sim`] (`ha_common::accept`,
 //! [`crate::table`]): each carries every group's entry (wire version 3), and a group's view of
 //! a peer is the peer as recorded with that group's entry (`Peer::for_group`).
-use std::{cmp::Ordering, collections::BinaryHeap};
+use std::collections::BinaryHeap;
 
 use ha_common::wire::{Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
@@ -21,7 +21,7 @@ use ha_core::{
     Peer, Preempt, Role, groups::Heartbeat as GroupsHeartbeat,
 };
 
-use crate::{rng::Rng, table::PeerTable};
+use crate::{queue::Item, rng::Rng, table::PeerTable};
 
 /// A broken invariant on one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,29 +71,6 @@ enum Ev {
     Start(usize),
 }
 
-struct Item {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Item {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 struct Agent {
     groups: Groups,
     epoch: u64,
@@ -113,7 +90,7 @@ struct Node {
 
 struct World {
     now: u64,
-    queue: BinaryHeap<Item>,
+    queue: BinaryHeap<Item<Ev>>,
     seq: u64,
     rng: Rng,
     cfg: FailoverConfig,

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod groups;
 pub mod invariants;
 pub mod net;
+pub mod queue;
 pub mod rng;
 pub mod scenario;
 pub mod shrink;

@@ -1,10 +1,7 @@
 //! The discrete-event simulation of one scenario: a binary heap of events in global virtual
 //! time, N nodes each running a real `ha_core::Failover` behind a driver that mirrors
 //! `ha-agent`'s `event_loop`, their kernel peer tables, the LAN, the clients and the attacker.
-use std::{
-    cmp::Ordering,
-    collections::{BinaryHeap, VecDeque},
-};
+use std::collections::{BinaryHeap, VecDeque};
 
 use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
@@ -17,6 +14,7 @@ use ha_core::{
 use crate::{
     invariants::{FLAP_BOUND_BASE, FLAP_BOUND_PER_MINUTE, Invariant, Violation},
     net::Net,
+    queue::Item,
     rng::Rng,
     scenario::{self, CLIENT_BIT, Fault, FaultKind, KIND_NAMES, ReplayMode, SEC, Scenario},
     table::PeerTable,
@@ -139,30 +137,6 @@ enum Ev {
         fault: u16,
         idx: u32,
     },
-}
-
-struct Item {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Item {
-    /// Reversed: the heap pops the earliest, ties in the order scheduled.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 struct Agent {
@@ -304,7 +278,7 @@ pub(crate) struct World {
     sc: Scenario,
     opts: Options,
     now: u64,
-    queue: BinaryHeap<Item>,
+    queue: BinaryHeap<Item<Ev>>,
     seq: u64,
     rng: Rng,
     net: Net,

@@ -7,7 +7,7 @@
 use std::{thread, time::Duration};
 
 use anyhow::{Context, Result};
-use ha_lab::{AgentSet, AgentSettings, Lab};
+use ha_lab::{AgentSet, Lab};
 
 use super::{
     Daemons, first_line,
@@ -41,13 +41,8 @@ pub fn run_ours(res: &mut Results, agent: &std::path::Path, args: &super::BenchA
         };
         let outcome = (|| {
             let lab = Lab::new(2).context("making the lab")?;
-            let mut s = AgentSettings::new(&PRIORITIES);
-            s.interval = interval;
-            s.tolerance = tolerance;
-            if args.realtime {
-                s.extra_args.push("--realtime".into());
-            }
-            let mut agents = AgentSet::start(&lab, agent, s)?;
+            let mut agents =
+                AgentSet::start(&lab, agent, super::ours(&PRIORITIES, interval, tolerance, args.realtime))?;
             repeat(&lab, &mut agents, args.reps, settle_for(tolerance), &mut series.scenarios)
         })();
         finish(res, series, outcome);

@@ -5,7 +5,7 @@
 use std::{thread, time::Duration};
 
 use anyhow::{Context, Result};
-use ha_lab::{AgentSet, AgentSettings, Lab, Prober, VIP};
+use ha_lab::{AgentSet, Lab, Prober, VIP};
 
 use super::{
     failover,
@@ -37,13 +37,8 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
     let outcome = (|| {
         let lab = Lab::new(2).context("making the lab")?;
         let cable = lab.add_cable(1, 2, "hb1", "10.77.0").context("a cable between the nodes")?;
-        let mut s = AgentSettings::new(&failover::PRIORITIES);
-        s.interval = interval;
-        s.tolerance = tolerance;
-        s.extra_args = vec!["--iface".into(), "hb1".into()];
-        if args.realtime {
-            s.extra_args.push("--realtime".into());
-        }
+        let mut s = super::ours(&failover::PRIORITIES, interval, tolerance, args.realtime);
+        s.extra_args.extend(["--iface".into(), "hb1".into()]);
         let agents = AgentSet::start(&lab, agent, s)?;
         let settle = settle_for(tolerance);
         agents.wait_sole_holder(1, STEP_TIMEOUT)?;

@@ -302,6 +302,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Our agents as every benchmark runs them: these priorities (node 1 first), one interval and
+/// tolerance, and `--realtime` when the bench was asked for it.
+fn ours(priorities: &[u32], interval: Duration, tolerance: Duration, realtime: bool) -> AgentSettings {
+    let mut s = AgentSettings::new(priorities);
+    s.interval = interval;
+    s.tolerance = tolerance;
+    if realtime {
+        s.extra_args.push("--realtime".into());
+    }
+    s
+}
+
 /// Runs one benchmark; a failure is recorded (and shown in the report) and the next one runs.
 fn section(res: &mut Results, name: &str, f: impl FnOnce(&mut Results) -> Result<()>) {
     let start = Instant::now();

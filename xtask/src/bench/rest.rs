@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_lab::{AgentSet, AgentSettings, Lab};
+use ha_lab::{AgentSet, Lab};
 
 use super::{
     BenchArgs, Daemons,
@@ -56,14 +56,10 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
             println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
             let r = (|| {
                 let lab = Lab::new(2).context("making the lab")?;
-                let mut s = AgentSettings::new(&PRIORITIES);
-                s.interval = Duration::from_millis(i_ms);
-                s.tolerance = Duration::from_millis(t_ms);
+                let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
+                let mut s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
                 if let Some(m) = mode {
                     s.extra_args.extend(["--wake".into(), m.clone()]);
-                }
-                if args.realtime {
-                    s.extra_args.push("--realtime".into());
                 }
                 let agents = AgentSet::start(&lab, agent, s)?;
                 scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
@@ -99,14 +95,10 @@ fn groups_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, 
     println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
     let r = (|| {
         let lab = Lab::new(2).context("making the lab")?;
-        let mut s = AgentSettings::new(&PRIORITIES);
-        s.interval = Duration::from_millis(i_ms);
-        s.tolerance = Duration::from_millis(t_ms);
+        let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
+        let mut s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
         s.vips.clear();
         s.extra_args.extend(["--wake".into(), "poll".into()]);
-        if args.realtime {
-            s.extra_args.push("--realtime".into());
-        }
         for (i, priority) in PRIORITIES.iter().enumerate() {
             // Group 1 has the lab's shared address (so "node 1 holds" reads as usual), the
             // others the next addresses.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_lab::{AgentSet, AgentSettings, Lab, addr_watch::AddrWatch};
+use ha_lab::{AgentSet, Lab, addr_watch::AddrWatch};
 
 use super::{
     BenchArgs, Daemons, first_line,
@@ -56,12 +56,7 @@ fn scale_point(agent: &std::path::Path, n: usize, window: Duration, realtime: bo
     let lab = Lab::new(n).context("making the lab")?;
     // Node 1 is the most worthy; every priority differs.
     let priorities: Vec<u32> = (0..n as u32).map(|k| 1000 - k).collect();
-    let mut s = AgentSettings::new(&priorities);
-    s.interval = SCALE_INTERVAL;
-    s.tolerance = SCALE_TOLERANCE;
-    if realtime {
-        s.extra_args.push("--realtime".into());
-    }
+    let s = super::ours(&priorities, SCALE_INTERVAL, SCALE_TOLERANCE, realtime);
     let start = Instant::now();
     let agents = AgentSet::start(&lab, agent, s)?;
     scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
@@ -101,12 +96,7 @@ pub fn run_big(res: &mut Results, agent: &std::path::Path, args: &BenchArgs) -> 
     println!("\n-- {n} nodes at 10/35 ms: false takeovers over {} s, then the holder killed --", duration.as_secs());
     let lab = Lab::new(n).context("making the lab")?;
     let priorities: Vec<u32> = (0..n as u32).map(|k| 1000 - k).collect();
-    let mut s = AgentSettings::new(&priorities);
-    s.interval = SCALE_INTERVAL;
-    s.tolerance = SCALE_TOLERANCE;
-    if args.realtime {
-        s.extra_args.push("--realtime".into());
-    }
+    let s = super::ours(&priorities, SCALE_INTERVAL, SCALE_TOLERANCE, args.realtime);
     let agents = AgentSet::start(&lab, agent, s)?;
     scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
     thread::sleep(WARMUP);

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ha_lab::{AgentSet, AgentSettings, Lab};
+use ha_lab::{AgentSet, Lab};
 
 use super::{
     BenchArgs, Daemons,
@@ -64,12 +64,7 @@ pub fn run_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs)
         println!("\n-- ha {setting}, at rest for {} s --", period.as_secs());
         let r = (|| {
             let lab = Lab::new(2).context("making the lab")?;
-            let mut s = AgentSettings::new(&PRIORITIES);
-            s.interval = interval;
-            s.tolerance = tolerance;
-            if args.realtime {
-                s.extra_args.push("--realtime".into());
-            }
+            let s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
             let agents = AgentSet::start(&lab, agent, s)?;
             observe(&lab, &agents, Condition::Rest, period)
         })();
@@ -85,12 +80,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, with_ke
         println!("\n-- ha {setting}, {} for {} s --", condition.name(), period.as_secs());
         let r = (|| {
             let lab = Lab::new(2).context("making the lab")?;
-            let mut s = AgentSettings::new(&PRIORITIES);
-            s.interval = OUR_INTERVAL;
-            s.tolerance = OUR_TOLERANCE;
-            if args.realtime {
-                s.extra_args.push("--realtime".into());
-            }
+            let s = super::ours(&PRIORITIES, OUR_INTERVAL, OUR_TOLERANCE, args.realtime);
             let agents = AgentSet::start(&lab, agent, s)?;
             observe(&lab, &agents, condition, period)
         })();
