@@ -80,3 +80,26 @@ fn one_agent_two_groups_opposite_preferences_move_alone_and_stop_cleanly() {
         assert!(ra.lost <= 2 && rb.lost <= 2, "make-before-break: A {ra:?}, B {rb:?}\n{}", agents.diagnostics());
     });
 }
+
+#[test]
+fn the_other_nodes_death_moves_only_its_group() {
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let (a, b) = (IpAddr::V4(A), IpAddr::V4(B));
+        let mut settings = AgentSettings::new(&[100, 100]);
+        settings.vips.clear();
+        settings.node(1).args = groups(200, 100);
+        settings.node(2).args = groups(100, 200);
+        let mut agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
+        agents.wait_sole_holder_of(a, 1, WAIT).expect("node 1 holds A");
+        agents.wait_sole_holder_of(b, 2, WAIT).expect("node 2 holds B");
+
+        // Node 2 dies with its cable: B moves to node 1, A makes no transition.
+        agents.kill(2).expect("kill");
+        lab.cut_link(2).expect("cut");
+        agents.wait_for_addr(b, "B moves to node 1", WAIT, |h| h.contains(&1)).expect("B moves to node 1");
+        assert_eq!(agents.holders_of(a).expect("holders"), vec![1], "A did not move\n{}", agents.diagnostics());
+        assert_eq!(transitions(&agents.output(1), 1), 1, "A on node 1: its first take only\n{}", agents.output(1));
+    });
+}
