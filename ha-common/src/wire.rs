@@ -178,12 +178,15 @@ pub struct Echo {
 }
 
 #[inline(always)]
-fn be_u32(b: &[u8; HEARTBEAT_LEN], at: usize) -> u32 {
+/// The big-endian u32 at `at` of a heartbeat's bytes (also read by the XDP program's link
+/// bookkeeping, which needs a sender's id and sequence without a second decode).
+pub fn be_u32(b: &[u8; HEARTBEAT_LEN], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 #[inline(always)]
-fn be_u64(b: &[u8; HEARTBEAT_LEN], at: usize) -> u64 {
+/// The big-endian u64 at `at` of a heartbeat's bytes.
+pub fn be_u64(b: &[u8; HEARTBEAT_LEN], at: usize) -> u64 {
     ((be_u32(b, at) as u64) << 32) | be_u32(b, at + 4) as u64
 }
 

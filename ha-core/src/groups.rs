@@ -198,6 +198,15 @@ impl Groups {
         self.members.len() == 1 && self.members[0].id == DEFAULT_GROUP
     }
 
+    /// Hands `now` to one group's `Failover` through `handle`, then collects what it said.
+    fn for_group(&mut self, now: Instant, group: u8, handle: impl FnOnce(&mut Failover)) {
+        self.now = now;
+        if let Some(m) = self.member_mut(group) {
+            handle(&mut m.failover);
+        }
+        self.collect();
+    }
+
     fn member_mut(&mut self, id: u8) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.id == id)
     }
@@ -213,20 +222,12 @@ impl Groups {
 
     /// One group's worthiness: its configured priority less its failing checks.
     pub fn handle_priority(&mut self, now: Instant, group: u8, priority: u32) {
-        self.now = now;
-        if let Some(m) = self.member_mut(group) {
-            m.failover.handle_priority(now, priority);
-        }
-        self.collect();
+        self.for_group(now, group, |f| f.handle_priority(now, priority));
     }
 
     /// A reloaded configuration for one group.
     pub fn handle_config(&mut self, now: Instant, group: u8, node: NodeConfig) {
-        self.now = now;
-        if let Some(m) = self.member_mut(group) {
-            m.failover.handle_config(now, node);
-        }
-        self.collect();
+        self.for_group(now, group, |f| f.handle_config(now, node));
     }
 
     /// Maintenance and the clean stop are the node's: every group follows.
@@ -241,11 +242,7 @@ impl Groups {
     /// One group's decision on the peers as they run it (see `Peer::for_group`). Call for
     /// every group on every wake, before `handle_timeout`.
     pub fn handle_peers(&mut self, now: Instant, group: u8, peers: &[Peer]) {
-        self.now = now;
-        if let Some(m) = self.member_mut(group) {
-            m.failover.handle_peers(now, peers);
-        }
-        self.collect();
+        self.for_group(now, group, |f| f.handle_peers(now, peers));
     }
 
     /// Event mode (one group): a kernel expiry.

@@ -5,7 +5,7 @@ use aya_ebpf::{btf_maps::HashMap, helpers::bpf_ktime_get_ns, macros::btf_map, pr
 use ha_common::{
     accept::Rejected,
     links::{LinkKey, LinkRecord, MAX_PEER_LINKS},
-    wire::HEARTBEAT_LEN,
+    wire::{HEARTBEAT_LEN, be_u32, be_u64},
 };
 
 #[btf_map]
@@ -45,14 +45,4 @@ pub fn note(
             let _ = PEER_LINKS.insert(&key, &LinkRecord { last_seen_ns: now, received: 1 }, 0);
         }
     }
-}
-
-#[inline(always)]
-fn be_u32(b: &[u8; HEARTBEAT_LEN], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-#[inline(always)]
-fn be_u64(b: &[u8; HEARTBEAT_LEN], at: usize) -> u64 {
-    ((be_u32(b, at) as u64) << 32) | be_u32(b, at + 4) as u64
 }

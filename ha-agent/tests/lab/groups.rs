@@ -23,6 +23,23 @@ fn groups(prio_a: u32, prio_b: u32) -> Vec<String> {
     vec![g(1, prio_a, A), g(2, prio_b, B)]
 }
 
+/// Node 1 prefers group 1 (A), node 2 group 2 (B); no flat `--vip`.
+fn opposite_preferences() -> AgentSettings {
+    let mut settings = AgentSettings::new(&[100, 100]);
+    settings.vips.clear();
+    settings.node(1).args = groups(200, 100);
+    settings.node(2).args = groups(100, 200);
+    settings
+}
+
+/// Starts the agents and waits until node 1 alone holds A and node 2 alone holds B.
+fn start_each_holding_its_group<'l>(lab: &'l ha_lab::Lab, settings: AgentSettings) -> AgentSet<'l> {
+    let agents = AgentSet::start(lab, AGENT, settings).expect("agents");
+    agents.wait_sole_holder_of(IpAddr::V4(A), 1, WAIT).expect("node 1 holds A");
+    agents.wait_sole_holder_of(IpAddr::V4(B), 2, WAIT).expect("node 2 holds B");
+    agents
+}
+
 /// Transitions of group `g` in an agent's log.
 fn transitions(out: &str, g: u8) -> usize {
     out.lines().filter(|l| l.contains(&format!("group {g}: ")) && l.contains(" -> ")).count()
@@ -34,16 +51,11 @@ fn one_agent_two_groups_opposite_preferences_move_alone_and_stop_cleanly() {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let (a, b) = (IpAddr::V4(A), IpAddr::V4(B));
-        let mut settings = AgentSettings::new(&[100, 100]);
-        settings.vips.clear();
+        let mut settings = opposite_preferences();
         settings.preempt = "never".into();
         // A long leave timeout: a stop that waits for it did not see its successors' claims.
         settings.extra_args = ["--leave-timeout", "5s"].map(String::from).to_vec();
-        settings.node(1).args = groups(200, 100);
-        settings.node(2).args = groups(100, 200);
-        let mut agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
-        agents.wait_sole_holder_of(a, 1, WAIT).expect("node 1 holds A");
-        agents.wait_sole_holder_of(b, 2, WAIT).expect("node 2 holds B");
+        let mut agents = start_each_holding_its_group(&lab, settings);
 
         // Node 1 dies: A moves to node 2, B does not move. (Its copy of A stays with the dead
         // agent: cut off with its cable.)
@@ -87,13 +99,7 @@ fn the_other_nodes_death_moves_only_its_group() {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let (a, b) = (IpAddr::V4(A), IpAddr::V4(B));
-        let mut settings = AgentSettings::new(&[100, 100]);
-        settings.vips.clear();
-        settings.node(1).args = groups(200, 100);
-        settings.node(2).args = groups(100, 200);
-        let mut agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
-        agents.wait_sole_holder_of(a, 1, WAIT).expect("node 1 holds A");
-        agents.wait_sole_holder_of(b, 2, WAIT).expect("node 2 holds B");
+        let mut agents = start_each_holding_its_group(&lab, opposite_preferences());
 
         // Node 2 dies with its cable: B moves to node 1, A makes no transition.
         agents.kill(2).expect("kill");
