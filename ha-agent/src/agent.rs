@@ -169,7 +169,7 @@ impl Io {
     /// The node's actions: the liveness stamp; in event mode schedules and silence limits.
     fn carry_out_node(&mut self, action: Action) {
         match action {
-            Action::ScheduleHeartbeats { content, first, interval, until } => match &mut self.queued {
+            Action::ScheduleHeartbeats { content, first, interval, until, .. } => match &mut self.queued {
                 Some(queued) => {
                     let now = Instant::from_nanos(monotonic_ns());
                     queued.plan(content, first, interval, until, now, &mut self.departures);

@@ -60,8 +60,12 @@ pub const FLAG_MAINTENANCE: u8 = 0x02;
 /// The sender does not yet know that some peers it hears are live (none of their heartbeats
 /// echoed its epoch): peers echo it first.
 pub const FLAG_CONFIRMING: u8 = 0x04;
+/// The sender's kernel answers each of the receiver's heartbeats with one of its own (XDP):
+/// between its own heartbeats, which are rare, the sender is heard only when asked. Never
+/// answered itself, so two answering nodes cannot answer each other in a loop.
+pub const FLAG_ANSWERING: u8 = 0x08;
 /// Flags this version knows; others are rejected so they cannot be misread later.
-pub const KNOWN_FLAGS: u8 = FLAG_LEAVING | FLAG_MAINTENANCE | FLAG_CONFIRMING;
+pub const KNOWN_FLAGS: u8 = FLAG_LEAVING | FLAG_MAINTENANCE | FLAG_CONFIRMING | FLAG_ANSWERING;
 /// Flags a group entry may carry (confirming is the node's: the header's applies to all).
 pub const GROUP_FLAGS: u8 = FLAG_LEAVING | FLAG_MAINTENANCE;
 

@@ -132,6 +132,9 @@ pub struct FailoverConfig {
     pub watch_every: Duration,
     /// See [`CLAIM_SETTLE`].
     pub claim_settle: Duration,
+    /// Event mode: the driver's kernel can answer peers' heartbeats for this node (XDP), so a
+    /// holder at rest need not wake for its heartbeats (see [`Action::ScheduleHeartbeats`]).
+    pub answer: bool,
 }
 
 impl FailoverConfig {
@@ -145,6 +148,7 @@ impl FailoverConfig {
             stamp_every: node.tolerance / 4,
             watch_every: node.tolerance / 2,
             claim_settle: CLAIM_SETTLE,
+            answer: false,
         }
     }
 }
@@ -200,7 +204,12 @@ pub enum Action {
     /// a time of the schedule it replaces (the renewal's own slot): a sender that already sent
     /// the heartbeat of `first` goes on from `first + interval`; `first` may be in the past
     /// (a late wake): then it is sent at once.
-    ScheduleHeartbeats { content: HeartbeatContent, first: Instant, interval: Duration, until: Instant },
+    ///
+    /// `answer` (only with [`FailoverConfig::answer`]): the driver sends the heartbeat of
+    /// `first` itself, then, instead of the others, lets its kernel answer each peer's
+    /// heartbeat with `content` (echoing that peer, `FLAG_ANSWERING` set) until `until`; its
+    /// fence stays down until `until` too, so this needs no `Stamp` meanwhile.
+    ScheduleHeartbeats { content: HeartbeatContent, first: Instant, interval: Duration, until: Instant, answer: bool },
     /// Event mode: this peer's silence limit changed (its loss rate did); the kernel's expiry
     /// timer for it is armed with `limit` from its next heartbeat on.
     SetSilenceLimit { node_id: u32, limit: Duration },
@@ -637,7 +646,7 @@ impl Failover {
         // next one is not sent yet, so the renewal's own first slot carries the next echo.
         let renew_at = if self.echoes.owes(now, recent) { first + interval / 2 } else { renewal(first, interval) };
         self.schedule = Some(Schedule { content, first, renew_at, paying });
-        self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until });
+        self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until, answer: false });
     }
 
     /// No takeover decision while a recently heard peer is unconfirmed, up to the longest

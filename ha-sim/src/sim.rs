@@ -797,7 +797,7 @@ impl World {
                 self.nodes[i].unfenced = false;
             }
             Action::Unfence => self.nodes[i].unfenced = true,
-            Action::ScheduleHeartbeats { content, first, interval, until } => {
+            Action::ScheduleHeartbeats { content, first, interval, until, .. } => {
                 let n = &mut self.nodes[i];
                 n.sched_gen = n.sched_gen.wrapping_add(1);
                 let generation = n.sched_gen;
