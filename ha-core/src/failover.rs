@@ -38,7 +38,7 @@
 //! driver calls `handle_expired`.
 use std::collections::VecDeque;
 
-use ha_common::wire::{Echo, FLAG_CONFIRMING, NodeState};
+use ha_common::wire::{Echo, FLAG_ANSWERING, FLAG_CONFIRMING, FLAG_LEAVING, FLAG_MAINTENANCE, NodeState};
 
 use crate::{
     linger::{Linger, after_hand_over},
@@ -445,7 +445,9 @@ impl Failover {
             self.actions.push_back(Action::Unfence);
             self.fence_armed = false;
         }
-        if self.has_addresses && now >= self.next_stamp {
+        // While the kernel answers, its schedule keeps the fence down; once it stops, the stamp
+        // is long due and comes right after the new schedule.
+        if self.has_addresses && now >= self.next_stamp && !self.answering() {
             self.actions.push_back(Action::Stamp);
             self.next_stamp = now + self.cfg.stamp_every;
         }
@@ -533,7 +535,7 @@ impl Failover {
 
     /// The next stamp, while this node has the addresses: a standby does not wake to stamp.
     fn stamp_due(&self) -> Instant {
-        if self.has_addresses { self.next_stamp } else { Instant::NEVER }
+        if self.has_addresses && !self.answering() { self.next_stamp } else { Instant::NEVER }
     }
 
     /// The clean stop is complete and every action has been handed out.
@@ -606,6 +608,8 @@ impl Failover {
         let node = &self.node;
         let flags = node.flags() | if self.confirming { FLAG_CONFIRMING } else { 0 };
         let (state, priority) = (node.state(), node.priority());
+        let answer = self.kernel_answers(now, state, flags);
+        let flags = flags | if answer { FLAG_ANSWERING } else { 0 };
         let changed = match self.schedule {
             None => true,
             Some(s) => {
@@ -645,8 +649,37 @@ impl Failover {
         // interval after this schedule's first slot: that slot has left with this echo, and the
         // next one is not sent yet, so the renewal's own first slot carries the next echo.
         let renew_at = if self.echoes.owes(now, recent) { first + interval / 2 } else { renewal(first, interval) };
+        self.node.set_quiet(if answer { horizon } else { Duration::ZERO });
         self.schedule = Some(Schedule { content, first, renew_at, paying });
-        self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until, answer: false });
+        self.actions.push_back(Action::ScheduleHeartbeats { content, first, interval, until, answer });
+    }
+
+    /// Event mode: whether the kernel answers peers' heartbeats for this node instead of a
+    /// heartbeat of its own every interval: a holder at rest (no hand-over under way, nobody
+    /// unconfirmed) with at most one live peer, which is no holder itself. One peer at most:
+    /// a heartbeat's counter counts what its sender sent, and each of several peers would
+    /// read the answers to the others as its own losses (`liveness`).
+    fn kernel_answers(&self, now: Instant, state: NodeState, flags: u8) -> bool {
+        if !self.cfg.answer || self.cfg.wake != Wake::Event || state != NodeState::Active {
+            return false;
+        }
+        if flags & (FLAG_LEAVING | FLAG_MAINTENANCE | FLAG_CONFIRMING) != 0 {
+            return false;
+        }
+        // Beside another holder, each must hear the other every interval to heal the split
+        // brain soon, not at their renewals.
+        let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
+        let mut live = self.peers.iter().filter(|p| now - p.last_seen <= recent);
+        match (live.next(), live.next()) {
+            (None, _) => true,
+            (Some(p), None) => p.state != NodeState::Active && p.flags & FLAG_ANSWERING == 0,
+            (Some(_), Some(_)) => false,
+        }
+    }
+
+    /// The current schedule is answered by the kernel.
+    fn answering(&self) -> bool {
+        self.schedule.is_some_and(|s| s.content.flags & FLAG_ANSWERING != 0)
     }
 
     /// No takeover decision while a recently heard peer is unconfirmed, up to the longest

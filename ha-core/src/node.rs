@@ -351,6 +351,9 @@ pub struct Node {
     last_step: Option<Instant>,
     /// Whether the previous step restarted the listen after a gap.
     relistened: bool,
+    /// Steps this far apart beyond the tolerance are planned, not a pause (a holder whose kernel
+    /// answers for it wakes only to renew: see `Failover`).
+    quiet: Duration,
     /// Peers live at the previous step (a reused buffer: no allocation once warm).
     live_peers: Vec<u32>,
     /// When the holder announces again (with `refresh`).
@@ -384,6 +387,7 @@ impl Node {
             held_down_until: Instant::ZERO,
             last_step: None,
             relistened: false,
+            quiet: Duration::ZERO,
             live_peers: Vec::new(),
             next_refresh: Instant::ZERO,
             took_from: None,
@@ -440,6 +444,12 @@ impl Node {
 
     /// No takeover decision before `at`: what this node sees cannot be trusted yet (it did not
     /// run for a while, or it cannot yet tell live peers from recordings).
+    /// Steps up to `quiet` more than a tolerance apart are this node's plan, not a pause of its
+    /// machine: the gap guard lets them be.
+    pub fn set_quiet(&mut self, quiet: Duration) {
+        self.quiet = quiet;
+    }
+
     pub fn listen_until(&mut self, at: Instant) {
         self.listening_until = self.listening_until.max(at);
     }
@@ -616,7 +626,7 @@ impl Node {
         if mutation::active(Mutation::NeverRelisten) {
             return None;
         }
-        let relisten = gap > self.cfg.tolerance && !self.relistened;
+        let relisten = gap > self.cfg.tolerance + self.quiet && !self.relistened;
         self.relistened = relisten;
         if !relisten {
             return None;

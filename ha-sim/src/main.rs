@@ -145,6 +145,7 @@ struct Totals {
     wakes: [u64; 3],
     mode_node_ns: [u128; 3],
     kernel_expiries: u64,
+    answers: u64,
     faults: [u64; KIND_NAMES.len()],
     violations: [u64; ALL.len()],
     failing: Vec<Report>,
@@ -191,6 +192,7 @@ fn many(args: &Args) -> ExitCode {
                     local.wakes[mode] += r.wakes;
                     local.mode_node_ns[mode] += u128::from(r.sim_ns) * r.nodes as u128;
                     local.kernel_expiries += r.kernel_expiries;
+                    local.answers += r.answers;
                     local.checked[4] += r.link_downs;
                     for (t, f) in local.faults.iter_mut().zip(r.faults_per_kind) {
                         *t += f;
@@ -239,6 +241,7 @@ fn many(args: &Args) -> ExitCode {
                     t.mode_node_ns[m] += local.mode_node_ns[m];
                 }
                 t.kernel_expiries += local.kernel_expiries;
+                t.answers += local.answers;
                 for (a, b) in t.faults.iter_mut().zip(local.faults) {
                     *a += b;
                 }
@@ -303,14 +306,15 @@ fn many(args: &Args) -> ExitCode {
     );
     let per_node_s = |m: usize| t.wakes[m] as f64 / (t.mode_node_ns[m] as f64 / 1e9).max(1e-9);
     println!(
-        "wake: {} seeds all poll ({:.0} wakes per node-second), {} mixed ({:.0}), {} all event ({:.0}; the kernel sends the heartbeats); {} kernel expiries delivered",
+        "wake: {} seeds all poll ({:.0} wakes per node-second), {} mixed ({:.0}), {} all event ({:.0}; the kernel sends the heartbeats); {} kernel expiries delivered; {} heartbeats answered by a holder's kernel",
         t.modes[0],
         per_node_s(0),
         t.modes[1],
         per_node_s(1),
         t.modes[2],
         per_node_s(2),
-        t.kernel_expiries
+        t.kernel_expiries,
+        t.answers
     );
     let faults: Vec<String> = KIND_NAMES.iter().zip(t.faults).map(|(k, n)| format!("{k} {n}")).collect();
     println!("faults injected: {}", faults.join(", "));

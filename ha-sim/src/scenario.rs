@@ -26,6 +26,9 @@ pub struct NodeSpec {
     /// Event wake (`--wake event`): kernel timers and events, heartbeats from a kernel-side
     /// schedule; else poll.
     pub event: bool,
+    /// Event wake: its XDP program can answer peers' heartbeats while it holds at rest
+    /// (`FailoverConfig::answer`).
+    pub answer: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +87,7 @@ pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
     let wake = if spec.event { ha_core::Wake::Event } else { ha_core::Wake::Poll };
     FailoverConfig {
         wake,
+        answer: spec.answer,
         ..FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
     }
 }
@@ -501,6 +505,7 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
             },
             start: if late_joiners && rng.chance(0.3) { rng.range(0, duration / 3) } else { rng.range(0, interval) },
             event: false,
+            answer: false,
         })
         .collect();
     let net_delay = rng.range(20 * US, 300 * US);
@@ -519,6 +524,11 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
         0 => {}
         1 => nodes.iter_mut().for_each(|n| n.event = true),
         _ => nodes.iter_mut().for_each(|n| n.event = ev.range(0, 1) == 1),
+    }
+    // Kernel answers from a stream of their own too: two event clusters in three answer.
+    let mut answers = Rng::derive(mixed, 0xa115);
+    if answers.range(0, 2) != 0 {
+        nodes.iter_mut().for_each(|n| n.answer = n.event);
     }
     let mut cluster = Cluster {
         nodes,

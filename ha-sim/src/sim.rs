@@ -3,7 +3,7 @@
 //! `ha-agent`'s `event_loop`, their kernel peer tables, the LAN, the clients and the attacker.
 use std::collections::{BinaryHeap, VecDeque};
 
-use ha_common::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
+use ha_common::wire::{Echo, FLAG_ANSWERING, FLAG_LEAVING, FLAG_MAINTENANCE, Heartbeat, NodeState, Sequence, TAG_LEN};
 use ha_core::{
     Action, AnnounceCause, Command, Event, Failover, FailoverConfig, HeartbeatContent, Instant, Peer, Reason, Role,
     Transition,
@@ -72,6 +72,8 @@ pub struct Report {
     /// Wakes of all agents, and kernel timer expiries delivered (event wake).
     pub wakes: u64,
     pub kernel_expiries: u64,
+    /// Heartbeats a holder's kernel answered for it.
+    pub answers: u64,
     pub link_downs: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
@@ -209,6 +211,23 @@ pub(crate) struct SimNode {
     sched_gen: u32,
     /// Event wake: the local time of the last heartbeat the kernel-side sender sent.
     sched_sent: Option<Instant>,
+    /// Event wake: what its XDP program answers peers' heartbeats with, until when.
+    answering: Option<Answering>,
+    /// The newest heartbeat of each peer its kernel saw on each link (answered once per link).
+    answered_on: Vec<(u32, usize, Sequence)>,
+}
+
+/// A holder's kernel answers each peer's heartbeat for it (`Action::ScheduleHeartbeats` with
+/// `answer`). The XDP program stays attached when the agent is killed (its link is pinned), so
+/// the answers go on until `until` even then, with the dead run's epoch and counter.
+#[derive(Clone, Copy)]
+struct Answering {
+    content: HeartbeatContent,
+    /// Local time.
+    until: Instant,
+    epoch: u64,
+    /// The counter once the agent is gone (they share one while it lives).
+    counter: u64,
 }
 
 impl SimNode {
@@ -375,6 +394,8 @@ impl World {
                 sched: None,
                 sched_gen: 0,
                 sched_sent: None,
+                answering: None,
+                answered_on: Vec::new(),
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -613,6 +634,7 @@ impl World {
         n.posted.clear();
         n.sched = None;
         n.sched_sent = None;
+        n.answering = None;
         let inc = n.inc;
         self.note(format!("n{i} agent starts (epoch {epoch})"));
         self.push(now, Ev::Notify { node: i as u8, inc });
@@ -620,8 +642,11 @@ impl World {
 
     fn kill_agent(&mut self, i: usize, why: &str) {
         let n = &mut self.nodes[i];
-        if n.agent.take().is_none() {
+        let Some(agent) = n.agent.take() else {
             return;
+        };
+        if let Some(a) = n.answering.as_mut() {
+            a.counter = agent.counter;
         }
         n.inc += 1;
         n.claiming = false;
@@ -797,8 +822,16 @@ impl World {
                 self.nodes[i].unfenced = false;
             }
             Action::Unfence => self.nodes[i].unfenced = true,
-            Action::ScheduleHeartbeats { content, first, interval, until, .. } => {
+            Action::ScheduleHeartbeats { content, first, interval, until, answer } => {
                 let n = &mut self.nodes[i];
+                // Answering, the driver sends the heartbeat of `first` alone.
+                n.answering = answer.then(|| Answering {
+                    content,
+                    until,
+                    epoch: n.agent.as_ref().map_or(0, |a| a.epoch),
+                    counter: 0,
+                });
+                let until = if answer { first } else { until };
                 n.sched_gen = n.sched_gen.wrapping_add(1);
                 let generation = n.sched_gen;
                 n.sched = Some((generation, content, interval.as_nanos() as u64, until));
@@ -831,12 +864,47 @@ impl World {
     }
 
     fn send_heartbeat(&mut self, i: usize, state: NodeState, flags: u8, priority: u32, echo: Echo) {
-        let c = &self.sc.cluster;
         let n = &mut self.nodes[i];
         let Some(agent) = n.agent.as_mut() else { return };
         // The real sender counts before it sends: a failed send is a gap in the counter.
         agent.counter += 1;
-        let hb = Heartbeat {
+        let seq = Sequence { epoch: agent.epoch, counter: agent.counter };
+        let hb = self.heartbeat_of(i, HeartbeatContent { state, flags, priority, echo }, seq);
+        self.transmit(i, hb, None);
+    }
+
+    /// Node `i`'s kernel answers `request` (just recorded, on `link`) with the content it was
+    /// given, echoing the requester, to the requester alone; never an answer itself.
+    fn kernel_answer(&mut self, i: usize, request: &Heartbeat, link: usize) {
+        let n = &mut self.nodes[i];
+        let Some(a) = n.answering.as_mut() else { return };
+        if request.flags & FLAG_ANSWERING != 0 || n.machine_paused || n.spec.clock.local(self.now) > a.until {
+            return;
+        }
+        let counter = match n.agent.as_mut() {
+            Some(agent) if agent.epoch == a.epoch => {
+                agent.counter += 1;
+                agent.counter
+            }
+            _ => {
+                a.counter += 1;
+                a.counter
+            }
+        };
+        let content =
+            HeartbeatContent { echo: Echo { node_id: request.node_id, epoch: request.seq.epoch }, ..a.content };
+        let seq = Sequence { epoch: a.epoch, counter };
+        let Some(to) = self.nodes.iter().position(|o| o.spec.node_id == request.node_id) else { return };
+        self.report.answers += 1;
+        let hb = self.heartbeat_of(i, content, seq);
+        self.transmit(i, hb, Some((to, link)));
+    }
+
+    fn heartbeat_of(&self, i: usize, content: HeartbeatContent, seq: Sequence) -> Heartbeat {
+        let HeartbeatContent { state, flags, priority, echo } = content;
+        let c = &self.sc.cluster;
+        let n = &self.nodes[i];
+        Heartbeat {
             cluster_id: crate::table::CLUSTER,
             node_id: n.spec.node_id,
             priority,
@@ -844,13 +912,17 @@ impl World {
             flags,
             key_id: 1,
             interval_us: (c.interval / 1_000) as u32,
-            seq: Sequence { epoch: agent.epoch, counter: agent.counter },
+            seq,
             echo,
             group_count: 0,
             groups: ha_common::wire::GroupEntry::NONE,
             tag: [0; TAG_LEN],
-        };
-        if !n.link_up {
+        }
+    }
+
+    /// Puts `hb` of node `i` on the LAN: to every peer on every link, or to one peer on one.
+    fn transmit(&mut self, i: usize, hb: Heartbeat, only: Option<(usize, usize)>) {
+        if !self.nodes[i].link_up {
             return;
         }
         // The attacker on the LAN records what it will replay.
@@ -867,7 +939,7 @@ impl World {
         // are stale (as in `ha_common::accept`).
         for link in 0..self.sc.cluster.links {
             for j in 0..self.nodes.len() {
-                if j == i || crate::net::link_cut(&self.active, i, j, link) {
+                if j == i || crate::net::link_cut(&self.active, i, j, link) || only.is_some_and(|o| o != (j, link)) {
                     continue;
                 }
                 let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);
@@ -900,7 +972,14 @@ impl World {
                 None => n.port.push(PortSeen { node_id: hb.node_id, seq: hb.seq, at: local, claims }),
             }
         }
-        let Some(epoch) = n.agent.as_ref().map(|a| a.epoch) else { return };
+        let Some(epoch) = n.agent.as_ref().map(|a| a.epoch) else {
+            // The killed agent's XDP program stays: it answers a fresh heartbeat (not a replay,
+            // which its sequence check drops) until its schedule ends.
+            if !replayed && !n.machine_paused {
+                self.kernel_answer(j, &hb, link);
+            }
+            return;
+        };
         if n.machine_paused {
             return;
         }
@@ -933,12 +1012,30 @@ impl World {
         // The link is credited with the newest heartbeat and copies of it (`ha_common::links`).
         let newest =
             n.table.get(hb.node_id).is_some_and(|e| e.rec.epoch == hb.seq.epoch && e.rec.counter == hb.seq.counter);
+        // The kernel answers the first copy of the newest heartbeat on each link, so every
+        // link the request came on carries an answer.
+        let mut answer = recorded;
+        if (recorded || newest) && !replayed {
+            match n.answered_on.iter_mut().find(|a| a.0 == hb.node_id && a.1 == link) {
+                Some(a) => {
+                    answer |= a.2 != hb.seq;
+                    a.2 = hb.seq;
+                }
+                None => {
+                    answer = true;
+                    n.answered_on.push((hb.node_id, link, hb.seq));
+                }
+            }
+        }
         if newest && !replayed {
             let sighting = LinkSighting { peer: hb.node_id, link, last_seen: local };
             match n.link_seen.iter_mut().find(|s| s.peer == hb.node_id && s.link == link) {
                 Some(s) => *s = sighting,
                 None => n.link_seen.push(sighting),
             }
+        }
+        if answer {
+            self.kernel_answer(j, &hb, link);
         }
         // A replay counts only once decisions would see it (confirmed). One the receiver never
         // got, of a run it had confirmed, is a late delivery, which any network may make: what
@@ -1112,7 +1209,10 @@ impl World {
     /// Whether node `i` answers ARP for the address now.
     fn answers(&self, i: usize) -> bool {
         let n = &self.nodes[i];
-        let fenced = self.opts.fence && !n.unfenced && self.now > n.last_stamp + self.sc.cluster.tolerance;
+        // The kernel's answers keep the fence down while they last.
+        let answering = n.answering.is_some_and(|a| n.spec.clock.local(self.now) <= a.until);
+        let fenced =
+            self.opts.fence && !n.unfenced && !answering && self.now > n.last_stamp + self.sc.cluster.tolerance;
         n.delivers() && !fenced
     }
 

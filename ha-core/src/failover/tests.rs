@@ -1,4 +1,4 @@
-use ha_common::wire::{FLAG_CONFIRMING, NodeState};
+use ha_common::wire::{FLAG_ANSWERING, FLAG_CONFIRMING, NodeState};
 
 use super::*;
 use crate::node::{Beats, Preempt, Reason};
@@ -657,4 +657,70 @@ fn event_mode_owes_an_echo_again_when_its_schedule_is_replaced_before_it_left() 
     let s = schedules(&std::iter::from_fn(|| f.poll_action()).collect::<Vec<_>>());
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].0.priority, s[0].0.echo.node_id), (150, 3), "run 3 still waits for its echo");
+}
+
+fn answer_config(node_id: u32, priority: u32) -> FailoverConfig {
+    FailoverConfig { answer: true, stamp_every: TOL / 4, ..event_config(node_id, priority) }
+}
+
+fn answered(actions: &[Action]) -> Vec<bool> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::ScheduleHeartbeats { content, answer, .. } => {
+                assert_eq!(answer, content.flags & FLAG_ANSWERING != 0, "the flag says how it leaves");
+                Some(answer)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_holder_with_one_standby_lets_its_kernel_answer_and_neither_stamps_nor_wakes_meanwhile() {
+    let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
+    let standby = |ms| peer(2, 100, NodeState::Standby, at(ms));
+    assert_eq!(answered(&wake_all(&mut f, at(0), &[standby(0)]).0), vec![false], "a standby sends its own");
+    let (actions, _) = wake_all(&mut f, at(8), &[standby(8)]);
+    assert_eq!(actions.first(), Some(&Action::Stamp), "the fence is armed before the take");
+    assert_eq!(answered(&actions), vec![true], "the holder's kernel answers");
+    // No stamp and no wake until the renewal (or an announcement repeat): the schedule keeps
+    // the fence down until its end.
+    let mut now = f.poll_timeout();
+    let mut stamps = 0;
+    while now < at(40) {
+        let (actions, events) = wake_all(&mut f, now, &[standby(now.as_nanos() as u64 / 1_000_000)]);
+        stamps += actions.iter().filter(|a| **a == Action::Stamp).count();
+        assert!(!events.iter().any(|e| matches!(e, Event::Resumed { .. })), "a planned quiet is no pause");
+        now = f.poll_timeout();
+    }
+    assert_eq!(stamps, 0, "no stamps while answered");
+}
+
+#[test]
+fn answers_stop_beside_a_second_peer_or_another_holder_and_stamps_resume_at_once() {
+    let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
+    wake_all(&mut f, at(0), &[]);
+    assert_eq!(answered(&wake_all(&mut f, at(8), &[]).0), vec![true], "alone, nobody to send to");
+    // Long after the last stamp (at the take), answered meanwhile.
+    let two = [peer(2, 100, NodeState::Standby, at(30)), peer(3, 100, NodeState::Standby, at(30))];
+    let (actions, _) = wake_all(&mut f, at(30), &two);
+    assert_eq!(answered(&actions), vec![false], "answers to one would read as losses to the other");
+    assert!(actions.contains(&Action::Stamp), "the fence is the stamps' again");
+    let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
+    wake_all(&mut f, at(0), &[]);
+    wake_all(&mut f, at(8), &[]);
+    let rival = peer(2, 100, NodeState::Active, at(9));
+    assert_eq!(answered(&wake_all(&mut f, at(9), &[rival]).0), vec![false], "a split brain heals on heartbeats");
+}
+
+#[test]
+fn a_leaving_holder_sends_its_own_heartbeats_again() {
+    let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
+    let standby = |ms| peer(2, 100, NodeState::Standby, at(ms));
+    wake_all(&mut f, at(0), &[standby(0)]);
+    assert_eq!(answered(&wake_all(&mut f, at(8), &[standby(8)]).0), vec![true]);
+    f.handle_command(at(9), Command::Leave);
+    let (actions, _) = wake_all(&mut f, at(9), &[standby(9)]);
+    assert_eq!(answered(&actions), vec![false], "the hand-over goes out every interval");
 }
