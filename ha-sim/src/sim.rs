@@ -228,6 +228,8 @@ struct Answering {
     epoch: u64,
     /// The counter once the agent is gone (they share one while it lives).
     counter: u64,
+    /// The last request answered (its sender and sequence) and the answer's counter.
+    last_request: Option<(u32, Sequence, u64)>,
 }
 
 impl SimNode {
@@ -825,11 +827,13 @@ impl World {
             Action::ScheduleHeartbeats { content, first, interval, until, answer } => {
                 let n = &mut self.nodes[i];
                 // Answering, the driver sends the heartbeat of `first` alone.
+                let last_request = n.answering.and_then(|a| a.last_request);
                 n.answering = answer.then(|| Answering {
                     content,
                     until,
                     epoch: n.agent.as_ref().map_or(0, |a| a.epoch),
                     counter: 0,
+                    last_request,
                 });
                 let until = if answer { first } else { until };
                 n.sched_gen = n.sched_gen.wrapping_add(1);
@@ -881,8 +885,11 @@ impl World {
         if request.flags & FLAG_ANSWERING != 0 || n.machine_paused || n.spec.clock.local(self.now) > a.until {
             return;
         }
-        let counter = match n.agent.as_mut() {
-            Some(agent) if agent.epoch == a.epoch => {
+        // One answer per request, whatever link its copy came on: copies on the other links
+        // carry the same counter, as the copies of a heartbeat of the agent's own do.
+        let counter = match (a.last_request, n.agent.as_mut()) {
+            (Some((id, seq, counter)), _) if id == request.node_id && seq == request.seq => counter,
+            (_, Some(agent)) if agent.epoch == a.epoch => {
                 agent.counter += 1;
                 agent.counter
             }
@@ -891,6 +898,7 @@ impl World {
                 a.counter
             }
         };
+        a.last_request = Some((request.node_id, request.seq, counter));
         let content =
             HeartbeatContent { echo: Echo { node_id: request.node_id, epoch: request.seq.epoch }, ..a.content };
         let seq = Sequence { epoch: a.epoch, counter };
