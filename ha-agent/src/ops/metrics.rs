@@ -233,6 +233,12 @@ impl Collector for FromStatus {
         counter(&mut e, "kernel_events", "Events the kernel posted (--wake event).", s.kernel_events)?;
         counter(
             &mut e,
+            "heartbeats_answered",
+            "Peers' heartbeats the kernel answered with one of this node's own (XDP, --wake event, while holding).",
+            s.heartbeats_answered,
+        )?;
+        counter(
+            &mut e,
             "kernel_events_lost",
             "Events lost to a full ring buffer (--wake event): the next wake reads the table.",
             s.kernel_events_lost,
