@@ -103,6 +103,8 @@ struct Io {
     answers: bool,
     /// Failed writes of the kernel's answers, likewise.
     answer_errors: u64,
+    /// What the kernel answers with and until when, while it does.
+    answering: Option<(ha_core::HeartbeatContent, Instant)>,
 }
 
 impl Io {
@@ -177,19 +179,11 @@ impl Io {
             Action::ScheduleHeartbeats { content, first, interval, until, answer: true } => {
                 // The template before the clock is read for the heartbeat of `first` (see
                 // `tx::answer`); then only that one from here, the kernel answers the rest.
-                let template = self.sender.template(content.state, content.flags, content.priority, content.echo);
-                if let Some(answerer) = self.rx.answerer()
-                    && let Err(e) = answerer.answer(&template, until.as_nanos())
-                {
-                    self.answer_errors += 1;
-                    if self.answer_errors.is_power_of_two() {
-                        log::error!(
-                            "writing the kernel's answers ({} failures): peers may hear this node only every {} ms: {e}",
-                            self.answer_errors,
-                            (until - first).as_millis()
-                        );
-                    }
-                }
+                // From the first answer on, this run's counters follow the kernel's clock, as the
+                // answers' do (until then they count heartbeats, which peers' loss estimates read).
+                self.sender.use_clock_counters();
+                self.links.use_clock_counters();
+                self.answer(content, until);
                 self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, first));
                 self.send_due(Instant::from_nanos(monotonic_ns()));
             }
@@ -255,8 +249,25 @@ impl Io {
         }
     }
 
+    /// The kernel answers for this node with `content` until `until`.
+    fn answer(&mut self, content: ha_core::HeartbeatContent, until: Instant) {
+        self.answering = Some((content, until));
+        let template = self.sender.template(content.state, content.flags, content.priority, content.echo);
+        let Some(answerer) = self.rx.answerer() else { return };
+        if let Err(e) = answerer.answer(&template, until.as_nanos()) {
+            self.answer_errors += 1;
+            if self.answer_errors.is_power_of_two() {
+                log::error!(
+                    "writing the kernel's answers ({} failures): peers hear this node only from its own heartbeats until its next schedule: {e}",
+                    self.answer_errors
+                );
+            }
+        }
+    }
+
     /// The kernel stops answering for this node, at once.
     fn stop_answering(&mut self) {
+        self.answering = None;
         let Some(answerer) = self.rx.answerer() else { return };
         if let Err(e) = answerer.stop() {
             log::error!(
@@ -460,6 +471,11 @@ impl Io {
         if new.cfg.auth == self.cfg.auth {
             self.auth.reload(&mut self.rx, &mut self.sender);
             self.links.set_signing_key(self.auth.signing());
+            // The template names the signing key: the kernel signs its answers with the new one
+            // from now on (the old one may be gone from `KEYS`).
+            if let Some((content, until)) = self.answering {
+                self.answer(content, until);
+            }
         }
         if log::max_level() != new.log_level {
             log::info!("reload: log level {} -> {}", log::max_level(), new.log_level);
@@ -717,10 +733,6 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     // unless the fq qdisc carries the schedules: its queued heartbeats have counters of their
     // own, which the kernel's answers would make stale.
     let answers = wake == Wake::Event && queued.is_none() && rx.answerer().is_some();
-    if answers {
-        sender.use_clock_counters();
-        links.use_clock_counters();
-    }
     log::info!(
         "heartbeats: {}",
         if answers { "answered by XDP while holder, own every interval otherwise" } else { "own every interval" }
@@ -809,6 +821,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         limit_errors: 0,
         answers,
         answer_errors: 0,
+        answering: None,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {

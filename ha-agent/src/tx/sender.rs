@@ -100,8 +100,9 @@ impl Sender {
         self.groups = (count, groups);
     }
 
-    /// Counters on the kernel's clock from now on (see `clock_counters`): before the first
-    /// heartbeat, so they grow within the epoch.
+    /// Counters on the kernel's clock from now on (see `clock_counters`), before the kernel's
+    /// first answer: they only grow (from a count of heartbeats to ns), and stay so for the
+    /// epoch.
     pub fn use_clock_counters(&mut self) {
         self.clock_counters = true;
     }
