@@ -46,7 +46,7 @@ pub const fn key_id(template: &[u8; TAG_OFFSET]) -> u8 {
 pub type HeartbeatWords = [u64; HEARTBEAT_LEN / 8];
 /// A template ([`crate::maps::Answer::template_words`]) likewise.
 pub type TemplateWords = [u64; TAG_OFFSET / 8];
-const _: () = assert!(HEARTBEAT_LEN % 8 == 0 && TAG_OFFSET % 8 == 0);
+const _: () = assert!(HEARTBEAT_LEN.is_multiple_of(8) && TAG_OFFSET.is_multiple_of(8));
 
 /// The bytes of a heartbeat held as words, in wire order.
 #[inline(always)]

@@ -140,7 +140,7 @@ impl Answer {
     #[inline(always)]
     pub fn template_words(&self) -> &crate::answer::TemplateWords {
         const _: () = assert!(core::mem::offset_of!(Answer, templates) % 8 == 0);
-        const _: () = assert!(crate::wire::TAG_OFFSET % 8 == 0 && core::mem::align_of::<Answer>() == 8);
+        const _: () = assert!(crate::wire::TAG_OFFSET.is_multiple_of(8) && core::mem::align_of::<Answer>() == 8);
         // SAFETY: both slots start 8-byte aligned (the value is, the slots' offset and length
         // are multiples of 8), and are as long as the words; any bit pattern is a valid u64.
         unsafe { &*self.template().as_ptr().cast::<crate::answer::TemplateWords>() }
