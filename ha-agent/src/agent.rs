@@ -98,6 +98,13 @@ struct Io {
     kernel_events_seen: u64,
     /// Failed writes of a silence limit, for a log line at powers of two.
     limit_errors: u64,
+    /// Event wake: the kernel answers peers' heartbeats for this node while it holds
+    /// (`tx::answer`, `FailoverConfig::answer`).
+    answers: bool,
+    /// Failed writes of the kernel's answers, likewise.
+    answer_errors: u64,
+    /// What the kernel answers with and until when, while it does.
+    answering: Option<(ha_core::HeartbeatContent, Instant)>,
 }
 
 impl Io {
@@ -160,7 +167,7 @@ impl Io {
         };
         // Counted, and logged once per burst of failures by the sender.
         let _ = self.sender.send(state, flags, priority, hb.echo);
-        self.links.send(state, flags, priority, hb.echo);
+        self.links.send(self.sender.counter(), state, flags, priority, hb.echo);
         if let Some(at) = hb.scheduled {
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
@@ -169,23 +176,38 @@ impl Io {
     /// The node's actions: the liveness stamp; in event mode schedules and silence limits.
     fn carry_out_node(&mut self, action: Action) {
         match action {
-            Action::ScheduleHeartbeats { content, first, interval, until, .. } => match &mut self.queued {
-                Some(queued) => {
-                    let now = Instant::from_nanos(monotonic_ns());
-                    queued.plan(content, first, interval, until, now, &mut self.departures);
-                    for d in &self.departures {
-                        let at = match d {
-                            Departure::Now => None,
-                            Departure::At(at) => Some(at.as_nanos()),
-                        };
-                        let _ = self.sender.send_at(content.state, content.flags, content.priority, content.echo, at);
+            Action::ScheduleHeartbeats { content, first, interval, until, answer: true } => {
+                // The template before the clock is read for the heartbeat of `first` (see
+                // `tx::answer`); then only that one from here, the kernel answers the rest.
+                // From the first answer on, this run's counters follow the kernel's clock, as the
+                // answers' do (until then they count heartbeats, which peers' loss estimates read).
+                self.sender.use_clock_counters();
+                self.links.use_clock_counters();
+                self.answer(content, until);
+                self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, first));
+                self.send_due(Instant::from_nanos(monotonic_ns()));
+            }
+            Action::ScheduleHeartbeats { content, first, interval, until, answer: false } => {
+                self.stop_answering();
+                match &mut self.queued {
+                    Some(queued) => {
+                        let now = Instant::from_nanos(monotonic_ns());
+                        queued.plan(content, first, interval, until, now, &mut self.departures);
+                        for d in &self.departures {
+                            let at = match d {
+                                Departure::Now => None,
+                                Departure::At(at) => Some(at.as_nanos()),
+                            };
+                            let _ =
+                                self.sender.send_at(content.state, content.flags, content.priority, content.echo, at);
+                        }
+                    }
+                    None => {
+                        self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
+                        self.send_due(Instant::from_nanos(monotonic_ns()));
                     }
                 }
-                None => {
-                    self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, until));
-                    self.send_due(Instant::from_nanos(monotonic_ns()));
-                }
-            },
+            }
             Action::SetSilenceLimit { node_id, limit } => {
                 let ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
                 if let Err(e) = self.rx.set_silence_limit(node_id, ns) {
@@ -201,7 +223,7 @@ impl Io {
             }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
                 let _ = self.sender.send(state, flags, priority, echo);
-                self.links.send(state, flags, priority, echo);
+                self.links.send(self.sender.counter(), state, flags, priority, echo);
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -227,11 +249,39 @@ impl Io {
         }
     }
 
+    /// The kernel answers for this node with `content` until `until`.
+    fn answer(&mut self, content: ha_core::HeartbeatContent, until: Instant) {
+        self.answering = Some((content, until));
+        let template = self.sender.template(content.state, content.flags, content.priority, content.echo);
+        let Some(answerer) = self.rx.answerer() else { return };
+        if let Err(e) = answerer.answer(&template, until.as_nanos()) {
+            self.answer_errors += 1;
+            if self.answer_errors.is_power_of_two() {
+                log::error!(
+                    "writing the kernel's answers ({} failures): peers hear this node only from its own heartbeats until its next schedule: {e}",
+                    self.answer_errors
+                );
+            }
+        }
+    }
+
+    /// The kernel stops answering for this node, at once.
+    fn stop_answering(&mut self) {
+        self.answering = None;
+        let Some(answerer) = self.rx.answerer() else { return };
+        if let Err(e) = answerer.stop() {
+            log::error!(
+                "stopping the kernel's answers: {e}; they go on until {} ms from now at most",
+                answerer.until_ns().saturating_sub(monotonic_ns()) / 1_000_000
+            );
+        }
+    }
+
     /// The heartbeats of the schedule due by `now`.
     fn send_due(&mut self, now: Instant) {
         while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
             let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
-            self.links.send(c.state, c.flags, c.priority, c.echo);
+            self.links.send(self.sender.counter(), c.state, c.flags, c.priority, c.echo);
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
     }
@@ -421,6 +471,11 @@ impl Io {
         if new.cfg.auth == self.cfg.auth {
             self.auth.reload(&mut self.rx, &mut self.sender);
             self.links.set_signing_key(self.auth.signing());
+            // The template names the signing key: the kernel signs its answers with the new one
+            // from now on (the old one may be gone from `KEYS`).
+            if let Some((content, until)) = self.answering {
+                self.answer(content, until);
+            }
         }
         if log::max_level() != new.log_level {
             log::info!("reload: log level {} -> {}", log::max_level(), new.log_level);
@@ -560,6 +615,7 @@ impl Io {
             s.foreign_claims_defended = self.foreign_claims_defended;
             s.kernel_events = self.kernel_events_seen;
             s.kernel_events_lost = stats.events_lost;
+            s.heartbeats_answered = stats.answered;
         });
     }
 }
@@ -649,7 +705,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         Some(mac) => mac,
         None => crate::tx::announce::Announcer::new(&cfg.iface).context("reading the MAC of the interface")?.mac(),
     };
-    let rx = Receiver::open(&cfg, auth.mode(), epoch, mac)?;
+    let mut rx = Receiver::open(&cfg, auth.mode(), epoch, mac)?;
     // XDP may have fallen back to the socket (with its own warning): that path polls.
     let wake = if rx.event_fd().is_some() { Wake::Event } else { Wake::Poll };
     let sender_cfg = SenderConfig {
@@ -673,6 +729,14 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let queued = (wake == Wake::Event && asked == WakeMode::Event)
         .then(|| crate::tx::queued::open(&cfg.iface, cfg.links.len(), &mut sender, true))
         .flatten();
+    // The kernel answers for a holder in event wake, heartbeats through XDP (so its answers),
+    // unless the fq qdisc carries the schedules: its queued heartbeats have counters of their
+    // own, which the kernel's answers would make stale.
+    let answers = wake == Wake::Event && queued.is_none() && rx.answerer().is_some();
+    log::info!(
+        "heartbeats: {}",
+        if answers { "answered by XDP while holder, own every interval otherwise" } else { "own every interval" }
+    );
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
         for vip in &cfg.vips {
@@ -755,6 +819,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         kernel_events: Vec::with_capacity(64),
         kernel_events_seen: 0,
         limit_errors: 0,
+        answers,
+        answer_errors: 0,
+        answering: None,
     };
     let result = event_loop(&mut io, &stop, &commands, &maintenance_file);
     if result.is_err() {
@@ -764,6 +831,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
             io.remove_addresses(k);
         }
     }
+    io.stop_answering();
     drop(io); // detach XDP and unpin, or close the socket
     result
 }
@@ -775,7 +843,11 @@ fn event_loop(
     maintenance_file: &crate::ops::maintenance::MaintenanceFile,
 ) -> anyhow::Result<()> {
     let clock = || Instant::from_nanos(monotonic_ns());
-    let cfg = FailoverConfig { wake: io.wake, ..FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick) };
+    let cfg = FailoverConfig {
+        wake: io.wake,
+        answer: io.answers,
+        ..FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick)
+    };
     let mut failover = match io.cfg.groups.is_empty() {
         true => Groups::single(cfg, clock()),
         false => {

@@ -66,8 +66,8 @@ pub struct HeartbeatLinks {
 
 impl HeartbeatLinks {
     /// Opens a sender and a carrier watch on every link after the first. `base` is the first
-    /// link's sender configuration: the others send the same heartbeats (same epoch, and their
-    /// counters advance together, one heartbeat per link per send).
+    /// link's sender configuration: the others send the same heartbeats (same epoch, and the
+    /// first link's counter, one heartbeat per link per send).
     pub fn open(cfg: &RunConfig, base: &SenderConfig) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let mut senders = Vec::new();
@@ -102,6 +102,14 @@ impl HeartbeatLinks {
         self.names.len() > 1
     }
 
+    /// Counters on the kernel's clock (`Sender::use_clock_counters`); the first link's counter
+    /// is every link's anyway.
+    pub fn use_clock_counters(&mut self) {
+        for s in &mut self.senders {
+            s.use_clock_counters();
+        }
+    }
+
     pub fn set_signing_key(&mut self, key: Option<SigningKey>) {
         for s in &mut self.senders {
             s.set_signing_key(key);
@@ -115,11 +123,11 @@ impl HeartbeatLinks {
         }
     }
 
-    /// The heartbeat the first link's sender just sent, on every other link.
-    pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) {
+    /// The heartbeat the first link's sender just sent (its `counter`), on every other link.
+    pub fn send(&mut self, counter: u64, state: NodeState, flags: u8, priority: u32, echo: Echo) {
         for s in &mut self.senders {
             // Counted, and logged once per burst of failures by the sender.
-            let _ = s.send(state, flags, priority, echo);
+            let _ = s.send_copy(counter, state, flags, priority, echo);
         }
     }
 

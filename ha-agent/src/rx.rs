@@ -46,6 +46,10 @@ pub enum RxError {
     Neighbour(#[from] NeighbourError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(transparent)]
+    Answer(#[from] crate::tx::answer::AnswerError),
+    #[error("the kernel's answers on {iface}: {source}")]
+    AnswerIface { iface: String, source: std::io::Error },
 }
 
 pub enum Receiver {
@@ -60,6 +64,9 @@ pub enum Receiver {
         /// Which link carried which peer (read only with several heartbeat links; boxed like
         /// `xdp`).
         links: Box<links::LinkMaps>,
+        /// Heartbeats the kernel answers for this node (boxed like `xdp`). Declared before
+        /// `xdp`: answers stop before the program is detached.
+        answer: Box<crate::tx::answer::Answerer>,
         /// Declared after `maps`: detaches and unpins when the receiver is dropped. Boxed: the
         /// loaded object is large and the socket variant small.
         xdp: Box<AttachedXdp>,
@@ -134,7 +141,14 @@ impl Receiver {
             None => None,
         };
         let links = Box::new(links::LinkMaps::take_from(xdp.ebpf_mut())?);
-        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, links, xdp: Box::new(xdp) })
+        let mut answer = Box::new(crate::tx::answer::Answerer::take_from(xdp.ebpf_mut())?);
+        for link in &cfg.links {
+            let err = |source| RxError::AnswerIface { iface: link.iface.clone(), source };
+            let ifindex = crate::netlink::iface::index(&link.iface).map_err(err)?;
+            let mac = crate::tx::announce::Announcer::new(&link.iface).map_err(err)?.mac();
+            answer.add_iface(ifindex, mac, link.addr)?;
+        }
+        Ok(Self::Xdp { maps, keys, neighbour: Box::new(neighbour), events, links, answer, xdp: Box::new(xdp) })
     }
 
     fn open_socket(cfg: &RunConfig, auth: AuthMode, epoch: u64) -> Result<Self, RxError> {
@@ -267,6 +281,14 @@ impl Receiver {
         match self {
             Self::Xdp { events: Some(events), .. } => Ok(events.set_limit(node_id, limit_ns)?),
             _ => Ok(()),
+        }
+    }
+
+    /// Where the kernel answers heartbeats for this node (None without XDP).
+    pub fn answerer(&mut self) -> Option<&mut crate::tx::answer::Answerer> {
+        match self {
+            Self::Xdp { answer, .. } => Some(answer),
+            Self::Socket { .. } => None,
         }
     }
 

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod accept;
+pub mod answer;
 pub mod auth;
 pub mod ether;
 pub mod links;

@@ -23,6 +23,14 @@ pub const EVENTS_BYTES: u32 = 16 * 1024;
 /// `LIMITS`: node id -> silence limit in ns (u64), written by the agent when the core hands out
 /// a new one; a peer without one uses the global `HA_DEFAULT_LIMIT_NS`.
 pub const LIMITS_MAP: &str = "LIMITS";
+/// `ANSWER`: array of one [`Answer`], written by the agent: while it is in force, XDP answers
+/// each peer's heartbeat with one of this node's own (`crate::answer`).
+pub const ANSWER_MAP: &str = "ANSWER";
+/// `ANSWER_IFACES`: ifindex (u32) -> [`AnswerIface`], written by the agent at start: where
+/// answers may leave, and from which addresses. No entry: no answer on that interface.
+pub const ANSWER_IFACES_MAP: &str = "ANSWER_IFACES";
+/// Capacity of `ANSWER_IFACES`: heartbeat links of one agent.
+pub const MAX_ANSWER_IFACES: u32 = 16;
 
 /// Load-time globals of the XDP program (set with `EbpfLoader::override_global`).
 pub mod globals {
@@ -88,6 +96,66 @@ impl core::fmt::Debug for AuthKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("AuthKey").field("key_id", &self.key_id).field("valid", &self.valid).finish_non_exhaustive()
     }
+}
+
+/// What XDP answers peers' heartbeats with, and until when.
+///
+/// Two template slots: a syscall's copy of the value is not atomic, so the agent writes a new
+/// template into the slot that is not `current` first (one update, `current` unchanged), then
+/// flips `current` and sets `until_ns` in a second update. A reader never sees a half-written
+/// current slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// `CLOCK_MONOTONIC` (as `bpf_ktime_get_ns`) up to which XDP answers; 0: never.
+    pub until_ns: u64,
+    /// Which of `templates` is in force (0 or 1; any other value reads as 1).
+    pub current: u32,
+    pub _pad: u32,
+    /// Bytes `0..TAG_OFFSET` of this node's heartbeat in wire layout (`crate::wire`): state,
+    /// flags, key id, priority, ...; the counter, the echo and the tag are filled per answer.
+    pub templates: [[u8; crate::wire::TAG_OFFSET]; 2],
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Self { until_ns: 0, current: 0, _pad: 0, templates: [[0; crate::wire::TAG_OFFSET]; 2] }
+    }
+}
+
+impl Answer {
+    /// Whether XDP answers at `now_ns`.
+    #[inline(always)]
+    pub const fn in_force(&self, now_ns: u64) -> bool {
+        now_ns < self.until_ns
+    }
+
+    /// The template in force.
+    #[inline(always)]
+    pub fn template(&self) -> &[u8; crate::wire::TAG_OFFSET] {
+        &self.templates[(self.current != 0) as usize]
+    }
+
+    /// The template in force as 8-byte words (see `crate::answer::HeartbeatWords`).
+    #[inline(always)]
+    pub fn template_words(&self) -> &crate::answer::TemplateWords {
+        const _: () = assert!(core::mem::offset_of!(Answer, templates) % 8 == 0);
+        const _: () = assert!(crate::wire::TAG_OFFSET.is_multiple_of(8) && core::mem::align_of::<Answer>() == 8);
+        // SAFETY: both slots start 8-byte aligned (the value is, the slots' offset and length
+        // are multiples of 8), and are as long as the words; any bit pattern is a valid u64.
+        unsafe { &*self.template().as_ptr().cast::<crate::answer::TemplateWords>() }
+    }
+}
+
+/// Where answers leave from on one heartbeat interface: its MAC and the IPv4 address the
+/// agent's heartbeats leave from there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerIface {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub ipv4: [u8; 4],
+    pub _pad2: u32,
 }
 
 /// What the agent learns about one peer, written by XDP on each valid heartbeat.
@@ -354,6 +422,8 @@ pub struct Stats {
     pub unauthenticated: u64,
     /// Events (`EVENTS`) that found the ring buffer full: the agent's next wake reads the table.
     pub events_lost: u64,
+    /// Heartbeats answered by XDP with one of this node's own (`ANSWER`).
+    pub answered: u64,
 }
 
 impl Stats {
@@ -373,6 +443,7 @@ impl Stats {
         self.unknown_key += other.unknown_key;
         self.unauthenticated += other.unauthenticated;
         self.events_lost += other.events_lost;
+        self.answered += other.answered;
     }
 
     /// Dropped heartbeats by reason, for status and metrics.
@@ -401,6 +472,8 @@ mod pod {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::AuthKey {}
     unsafe impl aya::Pod for super::PeerEvent {}
+    unsafe impl aya::Pod for super::Answer {}
+    unsafe impl aya::Pod for super::AnswerIface {}
 }
 
 #[cfg(test)]

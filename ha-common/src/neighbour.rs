@@ -2,9 +2,12 @@
 //! map names and value types, shared by both sides.
 //!
 //! - Fence: the agent stamps [`AgentStamp`] in `AGENT` while it runs. Once the stamp is older
-//!   than its tolerance (the agent died or hangs), the program drops ARP requests and neighbour
-//!   solicitations for the shared addresses, so this node's kernel stops answering for an
-//!   address a live peer has taken by then. The XDP link is pinned, so this outlives the agent.
+//!   than its tolerance (the agent died or hangs) and the kernel no longer answers heartbeats
+//!   for it (`ANSWER`, see `crate::answer`: while it does, peers hear this node as live, so it
+//!   keeps answering ARP for its address; the bound is then `until_ns`), the program drops ARP
+//!   requests and neighbour solicitations for the shared addresses, so this node's kernel stops
+//!   answering for an address a live peer has taken by then. The XDP link is pinned, so this
+//!   outlives the agent.
 //! - Claims: an ARP packet whose sender is a shared address, or a neighbour advertisement for
 //!   one, from a MAC other than this interface's, is recorded in `LAST_CLAIM` and counted in
 //!   `NEIGH_STATS` (and passed on): the agent tells its core, which decides whether to announce
@@ -38,10 +41,12 @@ pub struct AgentStamp {
 }
 
 impl AgentStamp {
-    /// Whether the agent is presumed dead at `now_ns`: the fence is up.
+    /// Whether the agent is presumed dead at `now_ns`: the fence is up. `answer_until_ns`: the
+    /// kernel answers peers' heartbeats for this node until then (`Answer::until_ns`, 0: not
+    /// at all); until then its peers hear it as the holder, so the fence stays down.
     #[inline(always)]
-    pub const fn fenced(&self, now_ns: u64) -> bool {
-        self.tolerance_ns != 0 && now_ns.saturating_sub(self.stamp_ns) > self.tolerance_ns
+    pub const fn fenced(&self, now_ns: u64, answer_until_ns: u64) -> bool {
+        self.tolerance_ns != 0 && now_ns.saturating_sub(self.stamp_ns) > self.tolerance_ns && now_ns >= answer_until_ns
     }
 }
 
@@ -103,11 +108,20 @@ mod tests {
     #[test]
     fn the_fence_rises_only_past_the_tolerance_and_never_unconfigured() {
         let stamp = AgentStamp { stamp_ns: 1_000, tolerance_ns: 100, ..Default::default() };
-        assert!(!stamp.fenced(1_000));
-        assert!(!stamp.fenced(1_100), "exactly one tolerance old is still alive");
-        assert!(stamp.fenced(1_101));
-        assert!(!stamp.fenced(500), "a stamp from the future (another CPU's clock read) is alive");
-        assert!(!AgentStamp::default().fenced(u64::MAX), "no agent configured it: no fence");
+        assert!(!stamp.fenced(1_000, 0));
+        assert!(!stamp.fenced(1_100, 0), "exactly one tolerance old is still alive");
+        assert!(stamp.fenced(1_101, 0));
+        assert!(!stamp.fenced(500, 0), "a stamp from the future (another CPU's clock read) is alive");
+        assert!(!AgentStamp::default().fenced(u64::MAX, 0), "no agent configured it: no fence");
+    }
+
+    #[test]
+    fn the_fence_waits_for_the_kernel_s_answers_to_end() {
+        let stamp = AgentStamp { stamp_ns: 1_000, tolerance_ns: 100, ..Default::default() };
+        assert!(!stamp.fenced(1_500, 2_000), "the kernel still answers for the holder");
+        assert!(!stamp.fenced(1_999, 2_000));
+        assert!(stamp.fenced(2_000, 2_000), "answers ended at 2000: the bound is `until`");
+        assert!(stamp.fenced(1_101, 1_050), "answers that ended before the stamp aged change nothing");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! XDP program: recognises heartbeats and runs the acceptance rule (`ha_common::accept`, shared
 //! with the socket receive path) with `KEYS` and `PEERS` as its keys and store; counts every
-//! outcome in `STATS`. No policy here: who is ACTIVE is decided in user space from what is
-//! recorded.
+//! outcome in `STATS`; while the agent asks for it (`ANSWER`), answers each accepted heartbeat
+//! with this node's own (`answer`). No policy here: who is ACTIVE is decided in user space from
+//! what is recorded.
 #![no_std]
 #![no_main]
 
+mod answer;
 mod links;
 mod neighbour;
 mod parse;
@@ -51,18 +53,28 @@ pub struct Scratch {
     watched: Watched,
 }
 
+impl Scratch {
+    /// The payload as 8-byte words (`ha_common::answer::HeartbeatWords`).
+    #[inline(always)]
+    fn payload_words(&mut self) -> &mut ha_common::answer::HeartbeatWords {
+        const _: () = assert!(core::mem::offset_of!(Scratch, payload) == 0 && core::mem::align_of::<Scratch>() == 8);
+        // SAFETY: the payload starts the 8-byte aligned value and is as long as the words.
+        unsafe { &mut *self.payload.as_mut_ptr().cast::<ha_common::answer::HeartbeatWords>() }
+    }
+}
+
 #[btf_map]
 static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
 // Load-time configuration; names are ha_common::maps::globals.
 #[unsafe(no_mangle)]
-static HA_PORT: Global<u16> = Global::new(DEFAULT_PORT);
+pub(crate) static HA_PORT: Global<u16> = Global::new(DEFAULT_PORT);
 #[unsafe(no_mangle)]
 static HA_CLUSTER_ID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static HA_NODE_ID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static HA_FLAGS: Global<u32> = Global::new(0);
+pub(crate) static HA_FLAGS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static HA_EPOCH: Global<u64> = Global::new(0);
 
@@ -99,7 +111,8 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     }
     match record(&ctx, frame.src, scratch) {
         Ok(()) if HA_FLAGS.load() & XDP_FLAG_PASS_HEARTBEATS != 0 => XDP_PASS,
-        _ => XDP_DROP,
+        Ok(()) => answer::reply(&ctx, frame.offset, scratch.payload_words()),
+        Err(()) => XDP_DROP,
     }
 }
 
@@ -221,7 +234,7 @@ fn report(outcome: &Result<accept::Accepted, Rejected>, store: &PeersMap<'_>, de
 
 /// The key of a valid slot with this id (slots are few: a linear scan is cheapest).
 #[inline(always)]
-fn find_key(key_id: u8) -> Option<SipKey> {
+pub(crate) fn find_key(key_id: u8) -> Option<SipKey> {
     let mut slot = 0;
     while slot < KEY_SLOTS {
         if let Some(k) = KEYS.get(slot)

@@ -1,5 +1,6 @@
 //! ARP and IPv6 neighbour discovery for the shared addresses (`ha_common::neighbour`): the fence
-//! drops requests for them once the agent's stamp is stale; claims by other MACs are counted.
+//! drops requests for them once the agent's stamp is stale and the kernel's answers for it
+//! (`ANSWER`) ended; claims by other MACs are counted.
 //! Frames are never changed, and only the fence drops any.
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -123,11 +124,12 @@ fn is_vip(key: &[u8; 16]) -> bool {
     VIPS.get_ptr(key).is_some()
 }
 
-/// Whether the fence is up.
+/// Whether the fence is up: the stamp is stale and the kernel no longer answers heartbeats for
+/// this node (`ANSWER`).
 #[inline(always)]
 fn fenced(agent: &AgentStamp) -> bool {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
-    agent.tolerance_ns != 0 && agent.fenced(unsafe { bpf_ktime_get_ns() })
+    agent.tolerance_ns != 0 && agent.fenced(unsafe { bpf_ktime_get_ns() }, crate::answer::until_ns())
 }
 
 #[inline(always)]

@@ -233,6 +233,12 @@ impl Collector for FromStatus {
         counter(&mut e, "kernel_events", "Events the kernel posted (--wake event).", s.kernel_events)?;
         counter(
             &mut e,
+            "heartbeats_answered",
+            "Peers' heartbeats the kernel answered with one of this node's own (XDP, --wake event, while holding).",
+            s.heartbeats_answered,
+        )?;
+        counter(
+            &mut e,
             "kernel_events_lost",
             "Events lost to a full ring buffer (--wake event): the next wake reads the table.",
             s.kernel_events_lost,
@@ -353,6 +359,7 @@ mod tests {
             s.state = "ACTIVE".into();
             s.priority = 150;
             s.heartbeats_sent = 42;
+            s.heartbeats_answered = 17;
             s.heartbeat_send_errors = 2;
             s.socket_buffer_drops = Some(5);
             s.foreign_claims = 4;
@@ -384,6 +391,7 @@ mod tests {
             "ha_state{state=\"STANDBY\"} 0",
             "ha_priority 150",
             "ha_heartbeats_sent_total 42",
+            "ha_heartbeats_answered_total 17",
             "ha_heartbeat_send_errors_total 2",
             "ha_socket_receive_buffer_drops_total 5",
             "ha_heartbeat_drops_total{path=\"xdp\",reason=\"stale\"} 3",

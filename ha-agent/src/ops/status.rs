@@ -100,6 +100,8 @@ pub struct Status {
     /// Events the kernel posted (`--wake event`), and those lost to a full ring buffer.
     pub kernel_events: u64,
     pub kernel_events_lost: u64,
+    /// Peers' heartbeats the kernel answered with one of this node's own (XDP, event wake).
+    pub heartbeats_answered: u64,
     /// Heartbeat datagrams the kernel dropped, the receive socket's buffer full (`--rx socket`
     /// only: XDP reads frames before any socket buffer).
     pub socket_buffer_drops: Option<u64>,
@@ -278,6 +280,9 @@ pub fn render(s: &Status, now_unix_ms: u64) -> String {
     );
     if s.heartbeat_send_errors > 0 {
         let _ = writeln!(out, "heartbeat sends refused by the kernel: {}", s.heartbeat_send_errors);
+    }
+    if s.heartbeats_answered > 0 {
+        let _ = writeln!(out, "peers' heartbeats the kernel answered for this node: {}", s.heartbeats_answered);
     }
     for c in &s.checks {
         let detail = if c.detail.is_empty() { String::new() } else { format!(" ({})", c.detail) };

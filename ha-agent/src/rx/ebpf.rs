@@ -11,7 +11,10 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink, xdp::XdpLinkId},
 };
 use ha_common::{
-    maps::{PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS, globals},
+    maps::{
+        ANSWER_IFACES_MAP, ANSWER_MAP, PEERS_MAP, STATS_MAP, XDP_FLAG_INSECURE_NO_AUTH, XDP_FLAG_PASS_HEARTBEATS,
+        globals,
+    },
     neighbour::LINK_PIN,
 };
 
@@ -291,6 +294,10 @@ fn stacked_kind(driver: &str) -> Option<&'static str> {
     }
 }
 
+/// The maps pinned in the pin directory, for `bpftool map dump pinned`: what XDP recorded and
+/// counted, and what the kernel answers for this node.
+const PINNED_MAPS: [&str; 4] = [PEERS_MAP, STATS_MAP, ANSWER_MAP, ANSWER_IFACES_MAP];
+
 /// Pinned maps, removed on drop.
 struct Pins {
     dir: PathBuf,
@@ -306,7 +313,7 @@ impl Pins {
         }
         fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
         let mut pins = Self { dir: dir.to_path_buf(), files: Vec::new() };
-        for name in [PEERS_MAP, STATS_MAP] {
+        for name in PINNED_MAPS {
             let path = dir.join(name);
             // The agent holds the instance lock, so anything here was left by a crashed agent.
             let _ = fs::remove_file(&path);
@@ -345,7 +352,7 @@ pub fn remove_leftover_pins(dir: &Path) -> io::Result<bool> {
     for path in link_pins(dir) {
         detached |= link_pin::remove(&path)?;
     }
-    for name in [PEERS_MAP, STATS_MAP] {
+    for name in PINNED_MAPS {
         match fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -9,7 +9,7 @@ use std::{
 
 use ha_common::{
     auth::NO_KEY,
-    wire::{Echo, GroupEntry, Heartbeat, MAX_GROUPS, NodeState, Sequence, TAG_LEN},
+    wire::{Echo, GroupEntry, HEARTBEAT_LEN, Heartbeat, MAX_GROUPS, NodeState, Sequence, TAG_LEN, TAG_OFFSET},
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -39,7 +39,14 @@ pub struct Sender {
     _membership: Option<Socket>,
     targets: Vec<SockAddr>,
     cfg: SenderConfig,
+    /// The counter of the last heartbeat: one more than the one before, or with
+    /// `clock_counters` CLOCK_MONOTONIC in ns at its making if that is more.
     counter: u64,
+    /// Counters on the kernel's clock: the kernel answers for this node with counters of
+    /// `bpf_ktime_get_ns` (`tx::answer`), and the node's own heartbeats must grow with them
+    /// within the epoch. Off otherwise: a receiver estimates a peer's loss from how its counter
+    /// grows against what it received (`ha_core::liveness`), which counters in ns defeat.
+    clock_counters: bool,
     /// None: unauthenticated heartbeats (`--insecure-no-auth`).
     signing: Option<SigningKey>,
     pub sent: u64,
@@ -74,6 +81,7 @@ impl Sender {
             targets,
             cfg,
             counter: 0,
+            clock_counters: false,
             signing: None,
             sent: 0,
             errors: 0,
@@ -92,9 +100,31 @@ impl Sender {
         self.groups = (count, groups);
     }
 
-    /// Builds the next heartbeat (a fresh sequence number each time).
+    /// Counters on the kernel's clock from now on (see `clock_counters`), before the kernel's
+    /// first answer: they only grow (from a count of heartbeats to ns), and stay so for the
+    /// epoch.
+    pub fn use_clock_counters(&mut self) {
+        self.clock_counters = true;
+    }
+
+    /// Builds the next heartbeat: a fresh counter each time, `last + 1`, or with clock
+    /// counters `max(last + 1, now in ns)`.
     pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> Heartbeat {
         self.counter += 1;
+        if self.clock_counters {
+            self.counter = self.counter.max(crate::clock::monotonic_ns());
+        }
+        self.heartbeat(self.counter, state, flags, priority, echo)
+    }
+
+    /// The counter of the last heartbeat built.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// This node's heartbeat with `counter`, unsigned: the one way its heartbeats are made,
+    /// those it sends and the template the kernel answers with.
+    fn heartbeat(&self, counter: u64, state: NodeState, flags: u8, priority: u32, echo: Echo) -> Heartbeat {
         Heartbeat {
             cluster_id: self.cfg.cluster_id,
             node_id: self.cfg.node_id,
@@ -103,11 +133,29 @@ impl Sender {
             flags,
             key_id: self.signing.map_or(NO_KEY, |k| k.key_id),
             interval_us: self.cfg.interval_us,
-            seq: Sequence { epoch: self.cfg.epoch, counter: self.counter },
+            seq: Sequence { epoch: self.cfg.epoch, counter },
             echo,
             group_count: self.groups.0,
             groups: self.groups.1,
             tag: [0; TAG_LEN],
+        }
+    }
+
+    /// The template the kernel answers peers' heartbeats with (`tx::answer`): this heartbeat's
+    /// bytes before the tag, with the key id it is signed with; the kernel fills the counter,
+    /// the echo and the tag of each answer.
+    pub fn template(&self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> [u8; TAG_OFFSET] {
+        let bytes = self.heartbeat(0, state, flags, priority, echo).encode();
+        let mut template = [0; TAG_OFFSET];
+        template.copy_from_slice(&bytes[..TAG_OFFSET]);
+        template
+    }
+
+    /// The heartbeat's bytes, signed with the signing key (unsigned without one).
+    fn encode(&self, hb: &Heartbeat) -> [u8; HEARTBEAT_LEN] {
+        match &self.signing {
+            Some(k) => hb.encode_signed(k.key_id, &k.key),
+            None => hb.encode(),
         }
     }
 
@@ -116,6 +164,22 @@ impl Sender {
     /// (peers will soon count this node as silent) and once as it ends.
     pub fn send(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> io::Result<()> {
         self.send_at(state, flags, priority, echo, None)
+    }
+
+    /// [`Sender::send`] with the counter another link's sender gave the same heartbeat: the
+    /// copies on every link are one heartbeat, so a receiver credits each link with it
+    /// (`PEER_LINKS`).
+    pub fn send_copy(
+        &mut self,
+        counter: u64,
+        state: NodeState,
+        flags: u8,
+        priority: u32,
+        echo: Echo,
+    ) -> io::Result<()> {
+        self.counter = counter;
+        let hb = self.heartbeat(counter, state, flags, priority, echo);
+        self.transmit(&self.encode(&hb), None)
     }
 
     /// Lets heartbeats carry a departure time ([`Sender::send_at`]) on CLOCK_MONOTONIC, which
@@ -151,15 +215,16 @@ impl Sender {
         depart_ns: Option<u64>,
     ) -> io::Result<()> {
         let hb = self.next_heartbeat(state, flags, priority, echo);
-        let bytes = match &self.signing {
-            Some(k) => hb.encode_signed(k.key_id, &k.key),
-            None => hb.encode(),
-        };
+        self.transmit(&self.encode(&hb), depart_ns)
+    }
+
+    /// Sends `bytes` to every target, counting and logging as [`Sender::send`] says.
+    fn transmit(&mut self, bytes: &[u8; HEARTBEAT_LEN], depart_ns: Option<u64>) -> io::Result<()> {
         let mut last_err = None;
         for target in &self.targets {
             let sent = match depart_ns {
-                Some(at) => send_timed(&self.socket, &bytes, target, at),
-                None => self.socket.send_to(&bytes, target),
+                Some(at) => send_timed(&self.socket, bytes, target, at),
+                None => self.socket.send_to(bytes, target),
             };
             match sent {
                 Ok(_) => self.sent += 1,
@@ -295,6 +360,39 @@ mod tests {
         let mut buf = [0u8; 1500];
         let n = sink.recv(&mut buf).expect("received");
         let hb = Heartbeat::decode(&buf[..n]).expect("a heartbeat");
-        assert_eq!((hb.seq.counter, s.sent, s.errors), (1, 1, 0));
+        assert_eq!((hb.seq.counter, s.sent, s.errors), (s.counter(), 1, 0));
+    }
+
+    #[test]
+    fn counters_follow_the_monotonic_clock_and_always_grow() {
+        let Ok(mut s) = sender(9) else {
+            eprintln!("skipping: cannot bind a socket to lo here");
+            return;
+        };
+        assert_eq!(s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter, 1, "heartbeats sent");
+        s.use_clock_counters();
+        let before = crate::clock::monotonic_ns();
+        let first = s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter;
+        let after = crate::clock::monotonic_ns();
+        assert!((before..=after).contains(&first), "the kernel's clock, as the answers' counters");
+        let second = s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter;
+        assert!(second > first);
+        // A counter ahead of the clock (another link's, or the clock read late) still grows.
+        s.counter = u64::MAX - 10;
+        assert_eq!(s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter, u64::MAX - 9);
+    }
+
+    #[test]
+    fn the_template_is_the_heartbeat_before_its_tag() {
+        let Ok(mut s) = sender(9) else {
+            eprintln!("skipping: cannot bind a socket to lo here");
+            return;
+        };
+        let echo = Echo { node_id: 4, epoch: 5 };
+        let t = s.template(NodeState::Active, 0x08, 7, echo);
+        let hb = s.next_heartbeat(NodeState::Active, 0x08, 7, echo);
+        let mut bytes = hb.encode();
+        bytes[32..40].fill(0);
+        assert_eq!(&bytes[..TAG_OFFSET], &t[..], "the same bytes but the counter");
     }
 }

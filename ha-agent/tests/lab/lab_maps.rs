@@ -43,6 +43,14 @@ fn heartbeats_reach_the_peer_map_and_stop_with_the_link() {
     for field in ["last_seen_ns", "counter", "priority", "state", "addr"] {
         assert!(dump.contains(&format!("\"{field}\"")), "bpftool output lacks {field}: {dump}");
     }
+    // And what the kernel answers for the node (`ha_agent::tx::answer`), likewise.
+    for (map, fields) in [("ANSWER", &["until_ns", "current", "templates"][..]), ("ANSWER_IFACES", &["mac", "ipv4"])] {
+        let dump = Command::new("bpftool").args(["map", "dump", "pinned"]).arg(lab.pin_dir(1).join(map)).output();
+        let dump = String::from_utf8_lossy(&dump.expect("bpftool").stdout).into_owned();
+        for field in fields {
+            assert!(dump.contains(&format!("\"{field}\"")), "bpftool output of {map} lacks {field}: {dump}");
+        }
+    }
     let table = Command::new(AGENT).args(["peers", "--pin-dir"]).arg(lab.pin_dir(2)).output().expect("ha-agent peers");
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("192.0.2.1") && table.contains("ACTIVE"), "{table}");

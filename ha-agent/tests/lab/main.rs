@@ -35,6 +35,7 @@ pub(crate) mod surfaces;
 mod systemd;
 mod topologies;
 mod tracking;
+mod xdp_answer;
 mod xdp_auth;
 mod xdp_hostile;
 mod xdp_neighbour;
