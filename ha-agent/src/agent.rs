@@ -177,12 +177,8 @@ impl Io {
     fn carry_out_node(&mut self, action: Action) {
         match action {
             Action::ScheduleHeartbeats { content, first, interval, until, answer: true } => {
-                // The template before the clock is read for the heartbeat of `first` (see
+                // The template before the counter is taken for the heartbeat of `first` (see
                 // `tx::answer`); then only that one from here, the kernel answers the rest.
-                // From the first answer on, this run's counters follow the kernel's clock, as the
-                // answers' do (until then they count heartbeats, which peers' loss estimates read).
-                self.sender.use_clock_counters();
-                self.links.use_clock_counters();
                 self.answer(content, until);
                 self.schedule = Some(UserSchedule::replace(self.schedule, content, first, interval, first));
                 self.send_due(Instant::from_nanos(monotonic_ns()));
@@ -733,6 +729,9 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     // unless the fq qdisc carries the schedules: its queued heartbeats have counters of their
     // own, which the kernel's answers would make stale.
     let answers = wake == Wake::Event && queued.is_none() && rx.answerer().is_some();
+    if answers && let Some(answerer) = rx.answerer() {
+        sender.share_counter(answerer.counter());
+    }
     log::info!(
         "heartbeats: {}",
         if answers { "answered by XDP while holder, own every interval otherwise" } else { "own every interval" }

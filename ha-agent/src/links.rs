@@ -102,14 +102,6 @@ impl HeartbeatLinks {
         self.names.len() > 1
     }
 
-    /// Counters on the kernel's clock (`Sender::use_clock_counters`); the first link's counter
-    /// is every link's anyway.
-    pub fn use_clock_counters(&mut self) {
-        for s in &mut self.senders {
-            s.use_clock_counters();
-        }
-    }
-
     pub fn set_signing_key(&mut self, key: Option<SigningKey>) {
         for s in &mut self.senders {
             s.set_signing_key(key);

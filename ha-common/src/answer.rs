@@ -4,8 +4,8 @@
 //! agent waking (BFD's echo function is the precedent).
 //!
 //! An answer is the template the agent wrote (bytes `0..TAG_OFFSET` of its heartbeat: state,
-//! flags with [`FLAG_ANSWERING`], priority, key id, epoch, ...) with the counter of the moment
-//! (`bpf_ktime_get_ns`, the clock the agent's own counters follow too), the requester's id and
+//! flags with [`FLAG_ANSWERING`], priority, key id, epoch, ...) with the node's next counter
+//! (`crate::maps::Counters`, shared with the agent's own heartbeats), the requester's id and
 //! epoch as the echo, and the tag under the key the template's key id names, exactly as the
 //! agent signs. So the answer is as fresh and as unforgeable as any heartbeat: a receiver
 //! accepts it by the same rule (`crate::accept`), and the echo confirms this node to it.

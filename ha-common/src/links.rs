@@ -30,13 +30,26 @@ pub struct LinkRecord {
     pub last_seen_ns: u64,
     /// Heartbeats of this peer this link carried (first copies and later ones).
     pub received: u64,
+    /// The counter of the last heartbeat of this peer this link carried.
+    pub counter: u64,
 }
 
 impl LinkRecord {
+    /// The first record of a peer on a link, for its heartbeat with `counter`.
     #[inline(always)]
-    pub fn note(&mut self, now_ns: u64) {
+    pub const fn first(now_ns: u64, counter: u64) -> Self {
+        Self { last_seen_ns: now_ns, received: 1, counter }
+    }
+
+    /// Credits the link with the peer's heartbeat of `counter`; whether it is the first copy
+    /// of that heartbeat on this link (a duplicate on the same link is not).
+    #[inline(always)]
+    pub fn note(&mut self, now_ns: u64, counter: u64) -> bool {
         self.last_seen_ns = now_ns;
         self.received += 1;
+        let first = self.counter != counter;
+        self.counter = counter;
+        first
     }
 }
 

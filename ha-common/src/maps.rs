@@ -29,6 +29,10 @@ pub const ANSWER_MAP: &str = "ANSWER";
 /// `ANSWER_IFACES`: ifindex (u32) -> [`AnswerIface`], written by the agent at start: where
 /// answers may leave, and from which addresses. No entry: no answer on that interface.
 pub const ANSWER_IFACES_MAP: &str = "ANSWER_IFACES";
+/// `COUNTERS`: array of one [`Counters`], shared by the agent (through `mmap`) and XDP.
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// `BPF_F_MMAPABLE`: the agent maps `COUNTERS` into its memory.
+pub const BPF_F_MMAPABLE: usize = 1 << 10;
 /// Capacity of `ANSWER_IFACES`: heartbeat links of one agent.
 pub const MAX_ANSWER_IFACES: u32 = 16;
 
@@ -144,6 +148,43 @@ impl Answer {
         // SAFETY: both slots start 8-byte aligned (the value is, the slots' offset and length
         // are multiples of 8), and are as long as the words; any bit pattern is a valid u64.
         unsafe { &*self.template().as_ptr().cast::<crate::answer::TemplateWords>() }
+    }
+}
+
+/// This node's heartbeat counter, shared by its agent's own heartbeats and its kernel's
+/// answers: each takes the next, so a receiver sees one sequence that counts what this node
+/// sent, and estimates its loss from it as from any node's (`ha_core::liveness`). The agent
+/// adds atomically; XDP reads and writes back (no atomic fetch in the BPF ISA it is built
+/// for), so in the rare race the two give one counter twice and the later copy is stale to
+/// its receiver: one heartbeat lost, never an old one taken.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// The counter of this node's last heartbeat, its own or an answer.
+    pub sent: u64,
+    /// The request answered last (its sender's id, epoch and counter) and the counter its
+    /// answer took: the copies of that request on the other links get the same answer, as a
+    /// heartbeat's copies on every link are one heartbeat (`crate::links`).
+    pub request_node: u32,
+    pub _pad: u32,
+    pub request_epoch: u64,
+    pub request_counter: u64,
+    pub answer: u64,
+}
+
+impl Counters {
+    /// The counter of the answer to the request of `node_id` with sequence
+    /// (`epoch`, `counter`): the one its copy on another link got, else the next.
+    #[inline(always)]
+    pub fn answer_to(&mut self, node_id: u32, epoch: u64, counter: u64) -> u64 {
+        if (self.request_node, self.request_epoch, self.request_counter) != (node_id, epoch, counter)
+            || self.answer == 0
+        {
+            self.sent += 1;
+            self.answer = self.sent;
+            (self.request_node, self.request_epoch, self.request_counter) = (node_id, epoch, counter);
+        }
+        self.answer
     }
 }
 
@@ -474,6 +515,7 @@ mod pod {
     unsafe impl aya::Pod for super::PeerEvent {}
     unsafe impl aya::Pod for super::Answer {}
     unsafe impl aya::Pod for super::AnswerIface {}
+    unsafe impl aya::Pod for super::Counters {}
 }
 
 #[cfg(test)]

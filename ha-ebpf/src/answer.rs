@@ -12,8 +12,8 @@ use ha_common::{
     answer::{self, HeartbeatWords, IPV4_HLEN, UDP_LEN},
     auth::NO_KEY,
     ether::{ETH_P_IPV4, UDP_HLEN},
-    maps::{Answer, AnswerIface, MAX_ANSWER_IFACES, XDP_FLAG_INSECURE_NO_AUTH},
-    wire::HEARTBEAT_LEN,
+    maps::{Answer, AnswerIface, BPF_F_MMAPABLE, Counters, MAX_ANSWER_IFACES, XDP_FLAG_INSECURE_NO_AUTH},
+    wire::{HEARTBEAT_LEN, be_u32, be_u64},
 };
 
 use crate::parse::{bytes_at, layer3};
@@ -23,6 +23,9 @@ pub(crate) static ANSWER: Array<Answer, 1> = Array::new();
 
 #[btf_map]
 static ANSWER_IFACES: HashMap<u32, AnswerIface, { MAX_ANSWER_IFACES as usize }> = HashMap::new();
+
+#[btf_map]
+static COUNTERS: Array<Counters, 1, BPF_F_MMAPABLE> = Array::new();
 
 /// The time up to which the kernel answers for this node (0: it does not): the fence waits
 /// for it.
@@ -38,8 +41,6 @@ pub fn reply(ctx: &XdpContext, offset: usize, payload: &mut HeartbeatWords) -> u
     let Some(a) = ANSWER.get_ptr(0) else {
         return XDP_DROP;
     };
-    // The clock before the template: the agent writes a template before it reads its clock for
-    // its own heartbeats, so an answer with a later counter carries the newer content.
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a map value, valid during this run; the agent replaces it whole, and never the
@@ -65,7 +66,17 @@ pub fn reply(ctx: &XdpContext, offset: usize, payload: &mut HeartbeatWords) -> u
             None => return XDP_DROP,
         },
     };
-    answer::build(payload, a.template_words(), now, key.as_ref());
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+        return XDP_DROP;
+    };
+    // The counter before the template is copied (in `build`): the agent writes a template
+    // before it takes its next counter, so an answer with a later counter carries the newer
+    // content.
+    let request = answer::as_bytes(payload);
+    let (node_id, epoch, counter) = (be_u32(request, 12), be_u64(request, 24), be_u64(request, 32));
+    // SAFETY: a map value, valid during this run; shared with the agent (see `Counters`).
+    let counter = unsafe { (*counters).answer_to(node_id, epoch, counter) };
+    answer::build(payload, a.template_words(), counter, key.as_ref());
     if rewrite(ctx, l3, offset, iface, payload).is_none() {
         return XDP_DROP;
     }

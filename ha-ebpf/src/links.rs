@@ -12,14 +12,16 @@ use ha_common::{
 static PEER_LINKS: HashMap<LinkKey, LinkRecord, { MAX_PEER_LINKS as usize }> = HashMap::new();
 
 /// Credits the link `ctx` came in on, after the acceptance rule said `outcome` of `payload`;
-/// `recorded` reads the sequence (epoch, counter) of the peer's record in `PEERS`.
+/// `recorded` reads the sequence (epoch, counter) of the peer's record in `PEERS`. Whether
+/// this was the first copy of the peer's newest heartbeat on this link (what the kernel's
+/// answer answers: once per link, however often the copy is replayed).
 #[inline(always)]
 pub fn note(
     ctx: &XdpContext,
     payload: &[u8; HEARTBEAT_LEN],
     outcome: Result<u32, Rejected>,
     recorded: impl FnOnce(u32) -> Option<(u64, u64)>,
-) {
+) -> bool {
     let node_id = match outcome {
         Ok(node_id) => node_id,
         // Authentic and decoded (the rule decodes and checks the tag before the sequence) but
@@ -27,22 +29,21 @@ pub fn note(
         // bytes: decoding again would put a second heartbeat on the stack.
         Err(Rejected::Stale) => {
             let node_id = be_u32(payload, 12);
-            let Some(seq) = recorded(node_id) else { return };
+            let Some(seq) = recorded(node_id) else { return false };
             if seq != (be_u64(payload, 24), be_u64(payload, 32)) {
-                return;
+                return false;
             }
             node_id
         }
-        Err(_) => return,
+        Err(_) => return false,
     };
+    let counter = be_u64(payload, 32);
     let key = LinkKey { node_id, ifindex: ctx.ingress_ifindex() as u32 };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     match PEER_LINKS.get_ptr_mut(&key) {
         // SAFETY: the entry stays valid during this run; racing CPUs can at worst lose a count.
-        Some(rec) => unsafe { (*rec).note(now) },
-        None => {
-            let _ = PEER_LINKS.insert(&key, &LinkRecord { last_seen_ns: now, received: 1 }, 0);
-        }
+        Some(rec) => unsafe { (*rec).note(now, counter) },
+        None => PEER_LINKS.insert(&key, &LinkRecord::first(now, counter), 0).is_ok(),
     }
 }

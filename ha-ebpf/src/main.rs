@@ -109,11 +109,11 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
         count(|s| Rejected::Truncated.count(s));
         return XDP_DROP;
     }
-    match record(&ctx, frame.src, scratch) {
-        Ok(()) if HA_FLAGS.load() & XDP_FLAG_PASS_HEARTBEATS != 0 => XDP_PASS,
-        Ok(()) => answer::reply(&ctx, frame.offset, scratch.payload_words()),
-        Err(()) => XDP_DROP,
+    let heard = record(&ctx, frame.src, scratch);
+    if heard.recorded && HA_FLAGS.load() & XDP_FLAG_PASS_HEARTBEATS != 0 {
+        return XDP_PASS;
     }
+    if heard.first_on_link { answer::reply(&ctx, frame.offset, scratch.payload_words()) } else { XDP_DROP }
 }
 
 /// An empty program, never attached: the benchmark subtracts its cost (the kernel's test-run
@@ -174,7 +174,16 @@ fn clear(rec: &mut PeerRecord) {
     }
 }
 
-fn record(ctx: &XdpContext, src: [u8; 4], scratch: &mut Scratch) -> Result<(), ()> {
+/// What became of a heartbeat.
+struct Heard {
+    /// Newer than the peer's record: recorded.
+    recorded: bool,
+    /// The first copy of the peer's newest heartbeat on this link (recorded or not): the one
+    /// the kernel answers, if it answers for this node.
+    first_on_link: bool,
+}
+
+fn record(ctx: &XdpContext, src: [u8; 4], scratch: &mut Scratch) -> Heard {
     let policy = Policy {
         cluster_id: HA_CLUSTER_ID.load(),
         node_id: HA_NODE_ID.load(),
@@ -191,18 +200,16 @@ fn record(ctx: &XdpContext, src: [u8; 4], scratch: &mut Scratch) -> Result<(), (
     if let Some(default_limit_ns) = wake {
         report(&outcome, &store, default_limit_ns);
     }
-    links::note(ctx, payload, outcome.map(|a| a.node_id), |id| {
+    let first_on_link = links::note(ctx, payload, outcome.map(|a| a.node_id), |id| {
         // SAFETY: read once, field by field.
         PEERS.get_ptr(&id).map(|rec| unsafe { ((*rec).epoch, (*rec).counter) })
     });
-    match outcome {
-        Ok(new) if new.new_peer => {
-            info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(src));
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(_) => Err(()),
+    if let Ok(new) = outcome
+        && new.new_peer
+    {
+        info!(ctx, "new peer {} priority {} from {:i}", new.node_id, new.priority, u32::from_be_bytes(src));
     }
+    Heard { recorded: outcome.is_ok(), first_on_link }
 }
 
 /// Event wake: re-arms the peer's timer on a recorded heartbeat, and posts a change of what

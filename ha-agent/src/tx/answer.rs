@@ -15,7 +15,7 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError},
 };
 use ha_common::{
-    maps::{ANSWER_IFACES_MAP, ANSWER_MAP, Answer, AnswerIface},
+    maps::{ANSWER_IFACES_MAP, ANSWER_MAP, Answer, AnswerIface, COUNTERS_MAP},
     wire::TAG_OFFSET,
 };
 
@@ -25,6 +25,8 @@ pub enum AnswerError {
     Missing(&'static str),
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: MapError },
+    #[error(transparent)]
+    Counter(#[from] crate::tx::counter::CounterError),
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> AnswerError {
@@ -36,6 +38,8 @@ pub struct Answerer {
     ifaces: HashMap<MapData, u32, AnswerIface>,
     /// What the map holds (only this writes it).
     value: Answer,
+    /// The counter answers and this node's own heartbeats share.
+    counter: crate::tx::counter::SharedCounter,
 }
 
 impl Answerer {
@@ -43,10 +47,15 @@ impl Answerer {
     pub fn take_from(ebpf: &mut Ebpf) -> Result<Self, AnswerError> {
         let answer = ebpf.take_map(ANSWER_MAP).ok_or(AnswerError::Missing(ANSWER_MAP))?;
         let ifaces = ebpf.take_map(ANSWER_IFACES_MAP).ok_or(AnswerError::Missing(ANSWER_IFACES_MAP))?;
+        let counters = match ebpf.take_map(COUNTERS_MAP).ok_or(AnswerError::Missing(COUNTERS_MAP))? {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(AnswerError::Missing(COUNTERS_MAP)),
+        };
         let mut this = Self {
             answer: Array::try_from(answer).map_err(map_err(ANSWER_MAP))?,
             ifaces: HashMap::try_from(ifaces).map_err(map_err(ANSWER_IFACES_MAP))?,
             value: Answer::default(),
+            counter: crate::tx::counter::SharedCounter::map(counters)?,
         };
         this.write()?;
         Ok(this)
@@ -81,6 +90,12 @@ impl Answerer {
         }
         self.value.until_ns = 0;
         self.write()
+    }
+
+    /// The counter the kernel's answers take theirs from: this node's own heartbeats must take
+    /// theirs from it too.
+    pub fn counter(&self) -> crate::tx::counter::SharedCounter {
+        self.counter.clone()
     }
 
     /// Up to when answers are in force (0: none).

@@ -39,14 +39,11 @@ pub struct Sender {
     _membership: Option<Socket>,
     targets: Vec<SockAddr>,
     cfg: SenderConfig,
-    /// The counter of the last heartbeat: one more than the one before, or with
-    /// `clock_counters` CLOCK_MONOTONIC in ns at its making if that is more.
+    /// The counter of the last heartbeat: one more than the one before.
     counter: u64,
-    /// Counters on the kernel's clock: the kernel answers for this node with counters of
-    /// `bpf_ktime_get_ns` (`tx::answer`), and the node's own heartbeats must grow with them
-    /// within the epoch. Off otherwise: a receiver estimates a peer's loss from how its counter
-    /// grows against what it received (`ha_core::liveness`), which counters in ns defeat.
-    clock_counters: bool,
+    /// Where the next counter comes from when the kernel may answer for this node
+    /// (`tx::answer`): the counter its answers take theirs from too.
+    shared: Option<crate::tx::counter::SharedCounter>,
     /// None: unauthenticated heartbeats (`--insecure-no-auth`).
     signing: Option<SigningKey>,
     pub sent: u64,
@@ -81,7 +78,7 @@ impl Sender {
             targets,
             cfg,
             counter: 0,
-            clock_counters: false,
+            shared: None,
             signing: None,
             sent: 0,
             errors: 0,
@@ -100,20 +97,19 @@ impl Sender {
         self.groups = (count, groups);
     }
 
-    /// Counters on the kernel's clock from now on (see `clock_counters`), before the kernel's
-    /// first answer: they only grow (from a count of heartbeats to ns), and stay so for the
-    /// epoch.
-    pub fn use_clock_counters(&mut self) {
-        self.clock_counters = true;
+    /// Takes counters from `shared` from now on, the one the kernel's answers take theirs from
+    /// (before its first answer): one sequence that counts every heartbeat of this node.
+    pub fn share_counter(&mut self, shared: crate::tx::counter::SharedCounter) {
+        shared.raise_to(self.counter);
+        self.shared = Some(shared);
     }
 
-    /// Builds the next heartbeat: a fresh counter each time, `last + 1`, or with clock
-    /// counters `max(last + 1, now in ns)`.
+    /// Builds the next heartbeat, with the next counter.
     pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> Heartbeat {
-        self.counter += 1;
-        if self.clock_counters {
-            self.counter = self.counter.max(crate::clock::monotonic_ns());
-        }
+        self.counter = match &self.shared {
+            Some(shared) => shared.next(),
+            None => self.counter + 1,
+        };
         self.heartbeat(self.counter, state, flags, priority, echo)
     }
 
@@ -361,25 +357,6 @@ mod tests {
         let n = sink.recv(&mut buf).expect("received");
         let hb = Heartbeat::decode(&buf[..n]).expect("a heartbeat");
         assert_eq!((hb.seq.counter, s.sent, s.errors), (s.counter(), 1, 0));
-    }
-
-    #[test]
-    fn counters_follow_the_monotonic_clock_and_always_grow() {
-        let Ok(mut s) = sender(9) else {
-            eprintln!("skipping: cannot bind a socket to lo here");
-            return;
-        };
-        assert_eq!(s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter, 1, "heartbeats sent");
-        s.use_clock_counters();
-        let before = crate::clock::monotonic_ns();
-        let first = s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter;
-        let after = crate::clock::monotonic_ns();
-        assert!((before..=after).contains(&first), "the kernel's clock, as the answers' counters");
-        let second = s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter;
-        assert!(second > first);
-        // A counter ahead of the clock (another link's, or the clock read late) still grows.
-        s.counter = u64::MAX - 10;
-        assert_eq!(s.next_heartbeat(NodeState::Active, 0, 1, Echo::default()).seq.counter, u64::MAX - 9);
     }
 
     #[test]
