@@ -416,6 +416,11 @@ impl Io {
             CoreEvent::ForeignClaim { defended: false } => {
                 log::debug!("another MAC announced the shared address: a peer's hand-over, or not ours to hold")
             }
+            CoreEvent::AnswersUnheard { node_id } => log::warn!(
+                "peer {} claimed the address while this node's kernel answered for it: answers may not reach \
+                 peers (on a veth, its peer needs XDP or GRO for XDP_TX); every heartbeat from this agent from now on",
+                id(node_id)
+            ),
             CoreEvent::StatusDue => self.publish_status(groups, raw, now),
             CoreEvent::Done => log::info!("clean stop complete"),
         }

@@ -231,6 +231,10 @@ pub enum Event {
     ForeignClaim { defended: bool },
     /// Time to refresh the operator's view.
     StatusDue,
+    /// A peer claimed the address while this node's kernel answered for it: the answers may not
+    /// reach peers (a veth whose peer runs neither XDP nor GRO drops `XDP_TX`), so this node
+    /// sends every heartbeat itself for the rest of its run.
+    AnswersUnheard { node_id: u32 },
     /// The clean stop is complete: the driver exits once the actions are carried out.
     Done,
 }
@@ -271,6 +275,8 @@ pub struct Failover {
     limits: Vec<(u32, Duration)>,
     /// Event mode: the heartbeat schedule handed out last, and when to renew it.
     schedule: Option<Schedule>,
+    /// A peer claimed the address while the kernel answered for this node: no more answers.
+    answers_unheard: bool,
     /// The wake `poll_timeout` last asked for, to notice a late one.
     planned_wake: Option<Instant>,
     last_now: Instant,
@@ -304,6 +310,7 @@ impl Failover {
             expired: Vec::new(),
             limits: Vec::new(),
             schedule: None,
+            answers_unheard: false,
             planned_wake: None,
             last_now: now,
             last_status: None,
@@ -608,6 +615,7 @@ impl Failover {
         let node = &self.node;
         let flags = node.flags() | if self.confirming { FLAG_CONFIRMING } else { 0 };
         let (state, priority) = (node.state(), node.priority());
+        self.note_answers_unheard(now);
         let answer = self.kernel_answers(now, state, flags);
         let flags = flags | if answer { FLAG_ANSWERING } else { 0 };
         let changed = match self.schedule {
@@ -660,7 +668,7 @@ impl Failover {
     /// a heartbeat's counter counts what its sender sent, and each of several peers would
     /// read the answers to the others as its own losses (`liveness`).
     fn kernel_answers(&self, now: Instant, state: NodeState, flags: u8) -> bool {
-        if !self.cfg.answer || self.cfg.wake != Wake::Event || state != NodeState::Active {
+        if !self.cfg.answer || self.answers_unheard || self.cfg.wake != Wake::Event || state != NodeState::Active {
             return false;
         }
         if flags & (FLAG_LEAVING | FLAG_MAINTENANCE | FLAG_CONFIRMING) != 0 {
@@ -674,6 +682,21 @@ impl Failover {
             (None, _) => true,
             (Some(p), None) => p.state != NodeState::Active && p.flags & FLAG_ANSWERING == 0,
             (Some(_), Some(_)) => false,
+        }
+    }
+
+    /// A live peer claims the address while the kernel answers for this holder: a split brain
+    /// (a partition healed), or peers that do not hear the answers. Both heal on heartbeats of
+    /// its own; the second would come back with every answer, so answers end for this run.
+    fn note_answers_unheard(&mut self, now: Instant) {
+        if !self.answering() || self.answers_unheard {
+            return;
+        }
+        let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
+        let claimer = self.peers.iter().find(|p| p.state == NodeState::Active && now - p.last_seen <= recent);
+        if let Some(p) = claimer {
+            self.answers_unheard = true;
+            self.events.push_back(Event::AnswersUnheard { node_id: p.node_id });
         }
     }
 

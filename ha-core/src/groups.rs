@@ -373,7 +373,8 @@ impl Groups {
                         events.push_back(GroupsEvent::Node(event));
                     }
                 }
-                Event::Resumed { .. } | Event::Link { .. } => {
+                // Groups poll: no answers; a node-level event of the lead group all the same.
+                Event::Resumed { .. } | Event::Link { .. } | Event::AnswersUnheard { .. } => {
                     if lead {
                         events.push_back(GroupsEvent::Node(event));
                     }

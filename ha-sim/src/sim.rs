@@ -859,6 +859,9 @@ impl World {
             Event::Resumed { gap } => {
                 self.note(format!("n{i} resumed after {:.3} ms: listens again", gap.as_secs_f64() * 1e3))
             }
+            Event::AnswersUnheard { node_id } => {
+                self.note(format!("n{i}: peer {node_id} claimed while its kernel answered: answers end"))
+            }
             Event::Lingering { .. }
             | Event::Link { .. }
             | Event::ForeignClaim { .. }

@@ -724,3 +724,25 @@ fn a_leaving_holder_sends_its_own_heartbeats_again() {
     let (actions, _) = wake_all(&mut f, at(9), &[standby(9)]);
     assert_eq!(answered(&actions), vec![false], "the hand-over goes out every interval");
 }
+
+#[test]
+fn a_peer_claiming_while_the_kernel_answers_ends_the_answers_for_the_run() {
+    let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
+    let standby = |ms| peer(2, 100, NodeState::Standby, at(ms));
+    wake_all(&mut f, at(0), &[standby(0)]);
+    assert_eq!(answered(&wake_all(&mut f, at(8), &[standby(8)]).0), vec![true]);
+    // The standby did not hear the answers and took over.
+    let (actions, events) = wake_all(&mut f, at(20), &[peer(2, 100, NodeState::Active, at(20))]);
+    assert_eq!(answered(&actions), vec![false]);
+    assert!(events.contains(&Event::AnswersUnheard { node_id: 2 }), "{events:?}");
+    // It yields again; the answers do not come back with it.
+    let (actions, events) = wake_all(&mut f, at(40), &[standby(40)]);
+    assert!(answered(&actions).iter().all(|a| !a), "{actions:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::AnswersUnheard { .. })), "once");
+    let mut now = f.poll_timeout();
+    while now < at(200) {
+        let (actions, _) = wake_all(&mut f, now, &[standby(now.as_nanos() as u64 / 1_000_000)]);
+        assert!(answered(&actions).iter().all(|a| !a), "answers came back at {now:?}");
+        now = f.poll_timeout();
+    }
+}
