@@ -685,15 +685,19 @@ impl Failover {
         }
     }
 
-    /// A live peer claims the address while the kernel answers for this holder: a split brain
-    /// (a partition healed), or peers that do not hear the answers. Both heal on heartbeats of
-    /// its own; the second would come back with every answer, so answers end for this run.
+    /// A live peer no more worthy than this holder claims the address while the kernel answers
+    /// for it (a more worthy one preempts, as it should): a split brain (a partition healed),
+    /// or peers that do not hear the answers. Both heal on heartbeats of its own; the second
+    /// would come back with every answer, so answers end for this run.
     fn note_answers_unheard(&mut self, now: Instant) {
         if !self.answering() || self.answers_unheard {
             return;
         }
         let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
-        let claimer = self.peers.iter().find(|p| p.state == NodeState::Active && now - p.last_seen <= recent);
+        let priority = self.node.priority();
+        let claimer = self.peers.iter().find(|p| {
+            p.state == NodeState::Active && p.priority <= priority && now - p.last_seen <= recent
+        });
         if let Some(p) = claimer {
             self.answers_unheard = true;
             self.events.push_back(Event::AnswersUnheard { node_id: p.node_id });

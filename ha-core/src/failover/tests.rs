@@ -739,6 +739,12 @@ fn a_peer_claiming_while_the_kernel_answers_ends_the_answers_for_the_run() {
     let (actions, events) = wake_all(&mut f, at(40), &[standby(40)]);
     assert!(answered(&actions).iter().all(|a| !a), "{actions:?}");
     assert!(!events.iter().any(|e| matches!(e, Event::AnswersUnheard { .. })), "once");
+    // A more worthy node preempting is no sign of unheard answers.
+    let mut g = Failover::new(answer_config(1, 200), Instant::ZERO);
+    wake_all(&mut g, at(0), &[standby(0)]);
+    wake_all(&mut g, at(8), &[standby(8)]);
+    let (_, events) = wake_all(&mut g, at(20), &[peer(3, 250, NodeState::Active, at(20))]);
+    assert!(!events.iter().any(|e| matches!(e, Event::AnswersUnheard { .. })), "{events:?}");
     let mut now = f.poll_timeout();
     while now < at(200) {
         let (actions, _) = wake_all(&mut f, now, &[standby(now.as_nanos() as u64 / 1_000_000)]);
