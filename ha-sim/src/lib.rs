@@ -22,4 +22,4 @@ pub mod sim;
 pub mod table;
 
 pub use invariants::{Invariant, Violation};
-pub use sim::{Options, Report, run};
+pub use sim::{Options, Report, run, run_scenario};

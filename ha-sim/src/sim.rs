@@ -213,6 +213,9 @@ pub(crate) struct SimNode {
     sched_sent: Option<Instant>,
     /// Event wake: what its XDP program answers peers' heartbeats with, until when.
     answering: Option<Answering>,
+    /// Event wake with answers (the agent's own sender, a thread of its process): the local
+    /// time of the first heartbeat its pause held back, sent when it runs again.
+    overdue: Option<Instant>,
     /// The newest heartbeat of each peer its kernel saw on each link (answered once per link).
     answered_on: Vec<(u32, usize, Sequence)>,
 }
@@ -350,6 +353,11 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     if let Some(keep) = &opts.keep_faults {
         sc.keep_faults(keep);
     }
+    run_scenario(sc, opts)
+}
+
+/// Runs a scenario made by hand (a seed's cluster with faults of a test's choosing).
+pub fn run_scenario(sc: Scenario, opts: &Options) -> Report {
     let mut world = World::new(sc, opts.clone());
     world.run();
     world.finish()
@@ -398,6 +406,7 @@ impl World {
                 sched_sent: None,
                 answering: None,
                 answered_on: Vec::new(),
+            overdue: None,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -635,6 +644,7 @@ impl World {
         n.limits.clear();
         n.posted.clear();
         n.sched = None;
+        n.overdue = None;
         n.sched_sent = None;
         n.answering = None;
         let inc = n.inc;
@@ -657,6 +667,7 @@ impl World {
         n.timers.clear();
         n.posted.clear();
         n.sched = None;
+        n.overdue = None;
         n.wake_missed = false;
         let configured = n.configured;
         self.note(format!("n{i} agent gone ({why}){}", if configured { ", address still configured" } else { "" }));
@@ -702,6 +713,12 @@ impl World {
                 let node = agent.failover.node();
                 agent.links.handle_sightings(local, &n.link_seen, |p| node.peer_liveness(p).0);
             }
+        }
+        if let Some(due) = self.nodes[i].overdue.take()
+            && let Some((_, c, _, _)) = self.nodes[i].sched
+        {
+            self.note(format!("n{i} sends the heartbeat held back since {due:?}"));
+            self.send_heartbeat(i, c.state, c.flags, c.priority, c.echo);
         }
         while let Some(event) = self.nodes[i].agent.as_mut().and_then(|a| a.links.poll_event()) {
             self.check_link_down(i, event);
@@ -781,7 +798,13 @@ impl World {
             return;
         }
         let local = self.nodes[i].spec.clock.local(self.now);
-        if !n.machine_paused {
+        // A node whose kernel answers sends its own heartbeats from its agent's process (no
+        // kernel-side sender): none while the agent is stopped; the first held back leaves
+        // when it runs again.
+        let user = n.spec.answer;
+        if user && (n.agent_paused || n.machine_paused) {
+            self.nodes[i].overdue.get_or_insert(local);
+        } else if !n.machine_paused {
             self.nodes[i].sched_sent = Some(local);
             self.send_heartbeat(i, content.state, content.flags, content.priority, content.echo);
         }
@@ -1154,6 +1177,13 @@ impl World {
         }
     }
 
+    /// Whether every fault that acted within `window` before now is a pause of node `i`.
+    fn only_own_pauses(&self, i: usize, window: u64) -> bool {
+        self.sc.faults.iter().filter(|f| f.start <= self.now && f.end.saturating_add(window) >= self.now).all(|f| {
+            matches!(f.kind, FaultKind::Pause { node, .. } if node == i)
+        })
+    }
+
     fn check_takeover(&mut self, i: usize, local: Instant) {
         let n = &self.nodes[i];
         let Some(agent) = n.agent.as_ref() else { return };
@@ -1176,6 +1206,16 @@ impl World {
             let Some(seen) = n.port.iter().find(|p| p.node_id == holder.spec.node_id) else { continue };
             // Unconfirmed (it has not echoed this run: it could not hear it) is not heard.
             if n.table.get(holder.spec.node_id).is_some_and(|e| e.rec.confirmed == 0) {
+                continue;
+            }
+            // A holder whose kernel answers for it (and whose machine runs) answers each of the
+            // taker's heartbeats: when no fault but the taker's own pauses touched the last
+            // settle time, its silence is the taker's, which did not ask.
+            let answering = holder.answering.is_some_and(|a| holder.spec.clock.local(self.now) <= a.until);
+            if answering && !holder.machine_paused && self.only_own_pauses(i, self.sc.cluster.settle()) {
+                found.push(format!(
+                    "n{i} took over on the silence of holder n{h}, whose kernel answers for it: no fault but n{i}'s own pauses kept it from asking"
+                ));
                 continue;
             }
             let (limit, loss) = agent.failover.node().peer_liveness(holder.spec.node_id);
@@ -1410,7 +1450,7 @@ impl World {
                 if machine {
                     n.machine_paused = false;
                 }
-                if n.wake_missed && !n.machine_paused {
+                if (n.wake_missed || n.overdue.is_some()) && !n.machine_paused {
                     n.wake_missed = false;
                     let inc = n.inc;
                     let slack = self.rng.range(0, self.sc.cluster.wake_slack);
@@ -1669,7 +1709,7 @@ fn describe(sc: &Scenario) -> String {
                 n.priority,
                 n.clock.ppb / 1000,
                 ms(n.start),
-                if n.event { "event" } else { "poll" }
+                if n.answer { "event+answer" } else if n.event { "event" } else { "poll" }
             )
         })
         .collect();
