@@ -346,7 +346,8 @@ impl Lab {
 
     /// `tc qdisc replace dev eth0 root netem <spec>` on node `i` (its egress). This kernel
     /// may lack sch_netem: then a loss-only spec (`loss 10%`) is emulated with a tcx BPF
-    /// drop program, and anything else is an error.
+    /// drop program on node i's switch port (ingress: what node i sends, its XDP_TX answers
+    /// too), and anything else is an error. A netem qdisc does not see XDP_TX answers.
     pub fn netem(&self, i: usize, spec: &str) -> Result<()> {
         self.check_node(i)?;
         let h = self.node(i);
@@ -370,8 +371,11 @@ impl Lab {
                 }
                 // Detach an earlier program before attaching the new one.
                 imp.remove(&i);
-                let link = h
-                    .run_in(|| loss::attach_egress_loss("eth0", pct))?
+                // On the switch's port of node i, not on its eth0: its kernel's answers
+                // (XDP_TX) never pass eth0's egress hooks, and a lossy cable loses them too.
+                let port = port_name(i);
+                let link = ns_handle(&self.switch)
+                    .run_in(|| loss::attach_ingress_loss(&port, pct))?
                     .with_context(|| format!("emulating `{spec}` on node {i}"))?;
                 imp.insert(i, Impairment::Bpf(link));
                 Ok(())

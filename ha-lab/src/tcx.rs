@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 pub const TCX_NEXT: i32 = -1;
 pub const TCX_DROP: i32 = 2;
@@ -77,10 +78,19 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
 /// Loads `prog` (named `name`, at most 15 bytes) and attaches it to `iface`'s egress in the
 /// calling thread's namespace.
 pub fn attach_egress(iface: &str, name: &str, prog: &[Insn]) -> Result<OwnedFd> {
-    let prog_fd = load(name, BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, prog)?;
+    attach(iface, name, prog, BPF_TCX_EGRESS, "egress")
+}
+
+/// [`attach_egress`] on `iface`'s ingress.
+pub fn attach_ingress(iface: &str, name: &str, prog: &[Insn]) -> Result<OwnedFd> {
+    attach(iface, name, prog, BPF_TCX_INGRESS, "ingress")
+}
+
+fn attach(iface: &str, name: &str, prog: &[Insn], attach_type: u32, hook: &str) -> Result<OwnedFd> {
+    let prog_fd = load(name, BPF_PROG_TYPE_SCHED_CLS, attach_type, prog)?;
     let ifindex = ifindex(iface)?;
-    link_create(&prog_fd, ifindex, BPF_TCX_EGRESS, 0)
-        .context(format!("attaching the {name} program to {iface} egress (tcx)"))
+    link_create(&prog_fd, ifindex, attach_type, 0)
+        .context(format!("attaching the {name} program to {iface} {hook} (tcx)"))
 }
 
 /// Loads `prog` (named `name`, at most 15 bytes) of `prog_type`; the fd is the program.
