@@ -418,7 +418,7 @@ impl Io {
             }
             CoreEvent::AnswersUnheard { node_id } => log::warn!(
                 "peer {} claimed the address while this node's kernel answered for it: answers may not reach \
-                 peers (on a veth, its peer needs XDP or GRO for XDP_TX); every heartbeat from this agent from now on",
+                 peers (on a veth, its peer end needs an XDP program of its own for XDP_TX); every heartbeat from this agent from now on",
                 id(node_id)
             ),
             CoreEvent::StatusDue => self.publish_status(groups, raw, now),

@@ -232,7 +232,7 @@ pub enum Event {
     /// Time to refresh the operator's view.
     StatusDue,
     /// A peer claimed the address while this node's kernel answered for it: the answers may not
-    /// reach peers (a veth whose peer runs neither XDP nor GRO drops `XDP_TX`), so this node
+    /// reach peers (a veth whose peer end runs no XDP program keeps `XDP_TX` frames), so this node
     /// sends every heartbeat itself for the rest of its run.
     AnswersUnheard { node_id: u32 },
     /// The clean stop is complete: the driver exits once the actions are carried out.

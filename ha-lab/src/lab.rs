@@ -1,8 +1,9 @@
 //! The topology: a switch namespace with bridge `br0`, and N nodes + 1 client, each with an
 //! `eth0` veth whose peer (`p<i>` / `pc`) is a bridge port. [`Lab::with_router`] adds a router
 //! on the LAN (port `pr`, 192.0.2.254, every node's default route) and a remote client behind
-//! it on a subnet of its own ([`REMOTE_NET`]), with no L2 to the nodes. Nothing touches the
-//! root namespace.
+//! it on a subnet of its own ([`REMOTE_NET`]), with no L2 to the nodes. Every bridge port runs
+//! NAPI (an XDP_PASS program), so native XDP_TX on a host's end reaches the LAN. Nothing touches the root
+//! namespace.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -26,7 +27,7 @@ use crate::{
     bpffs,
     cleanup::{self, Registration},
     host::{Host, format_mac},
-    loss, netns, tcx,
+    loss, napi, netns, tcx,
 };
 
 /// How long setup, restore and heal wait for bridge ports to forward.
@@ -68,6 +69,8 @@ pub struct Lab {
     impairments: Mutex<HashMap<usize, Impairment>>,
     /// tcx filters on every host (e.g. no IPv4 multicast); dropping the fds detaches them.
     filters: Mutex<Vec<OwnedFd>>,
+    /// XDP_PASS on every bridge port (see [`napi`]); dropping the fds detaches them.
+    napi: Mutex<Vec<OwnedFd>>,
     /// Last field: dropped after the others, it deletes the namespaces and pin dirs.
     _cleanup: Registration,
 }
@@ -160,6 +163,8 @@ impl Lab {
             sw_cmds.push(format!("link set {port} master br0"));
         }
         netns::ip_batch(&switch, &sw_cmds)?;
+        let ports: Vec<String> = all_hosts.iter().map(|(_, p)| p.clone()).collect();
+        let napi_links = napi::attach_xdp_pass(&sw, &ports)?;
         for (h, _) in &all_hosts {
             netns::ip_batch(
                 &h.name,
@@ -216,6 +221,7 @@ impl Lab {
             extra_lans: std::sync::atomic::AtomicU8::new(0),
             impairments: Mutex::new(HashMap::new()),
             filters: Mutex::new(Vec::new()),
+            napi: Mutex::new(napi_links),
             _cleanup: reg,
         };
         let every: Vec<String> = lab.ports().map(|(p, _)| p).collect();
@@ -340,7 +346,8 @@ impl Lab {
 
     /// `tc qdisc replace dev eth0 root netem <spec>` on node `i` (its egress). This kernel
     /// may lack sch_netem: then a loss-only spec (`loss 10%`) is emulated with a tcx BPF
-    /// drop program, and anything else is an error.
+    /// drop program on node i's switch port (ingress: what node i sends, its XDP_TX answers
+    /// too), and anything else is an error. A netem qdisc does not see XDP_TX answers.
     pub fn netem(&self, i: usize, spec: &str) -> Result<()> {
         self.check_node(i)?;
         let h = self.node(i);
@@ -364,8 +371,11 @@ impl Lab {
                 }
                 // Detach an earlier program before attaching the new one.
                 imp.remove(&i);
-                let link = h
-                    .run_in(|| loss::attach_egress_loss("eth0", pct))?
+                // On the switch's port of node i, not on its eth0: its kernel's answers
+                // (XDP_TX) never pass eth0's egress hooks, and a lossy cable loses them too.
+                let port = port_name(i);
+                let link = ns_handle(&self.switch)
+                    .run_in(|| loss::attach_ingress_loss(&port, pct))?
                     .with_context(|| format!("emulating `{spec}` on node {i}"))?;
                 imp.insert(i, Impairment::Bpf(link));
                 Ok(())
@@ -525,6 +535,7 @@ impl Drop for Lab {
         // Detach loss programs before their namespaces go (closing the fds does it).
         locked(&self.impairments).clear();
         locked(&self.filters).clear();
+        locked(&self.napi).clear();
         // `_cleanup` (declared last) then kills what runs inside and deletes everything.
     }
 }

@@ -20,6 +20,7 @@ mod host;
 mod inject;
 mod lab;
 mod loss;
+mod napi;
 mod netns;
 mod probe;
 mod tcx;

@@ -1,12 +1,12 @@
-//! Random egress packet loss without sch_netem (kernels built without it, like our CI's):
-//! a seven-instruction BPF program on the interface's tcx egress hook drops each packet with
-//! the given probability. The returned link fd is the attachment: closing it detaches.
+//! Random packet loss without sch_netem (kernels built without it, like our CI's): a
+//! seven-instruction BPF program on an interface's tcx hook drops each packet with the given
+//! probability. The returned link fd is the attachment: closing it detaches.
 
 use std::os::fd::OwnedFd;
 
 use anyhow::{Result, ensure};
 
-use crate::tcx::{TCX_DROP, TCX_NEXT, attach_egress, insn};
+use crate::tcx::{TCX_DROP, TCX_NEXT, attach_ingress, insn};
 
 const BPF_FUNC_GET_PRANDOM_U32: i32 = 7;
 /// Loss granularity: basis points.
@@ -24,8 +24,10 @@ pub fn loss_only(spec: &str) -> Option<f64> {
     (0.0..=100.0).contains(&v).then_some(v)
 }
 
-/// Attaches the loss program to `iface`'s egress in the calling thread's namespace.
-pub fn attach_egress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
+/// Attaches the loss program to `iface`'s ingress in the calling thread's namespace: on a
+/// switch port, what its host sends, frames its XDP sent back out (XDP_TX) included, which no
+/// egress hook of the host sees.
+pub fn attach_ingress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
     ensure!((0.0..=100.0).contains(&percent), "loss {percent}% out of range");
     let threshold = (percent / 100.0 * SCALE as f64).round() as i32;
     let prog = [
@@ -37,7 +39,7 @@ pub fn attach_egress_loss(iface: &str, percent: f64) -> Result<OwnedFd> {
         insn(0xb7, 0, TCX_DROP),                 // drop: r0 = TCX_DROP
         insn(0x95, 0, 0),                        // exit
     ];
-    attach_egress(iface, "ha_loss", &prog)
+    attach_ingress(iface, "ha_loss", &prog)
 }
 
 #[cfg(test)]

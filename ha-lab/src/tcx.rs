@@ -1,6 +1,6 @@
 //! Tiny hand-assembled BPF programs on an interface's tcx egress hook: impairments the lab
 //! needs on kernels without sch_netem or nftables tools. The returned link fd is the
-//! attachment: closing it detaches.
+//! attachment: closing it detaches. The loader and the link are shared with [`crate::napi`].
 
 use std::{
     ffi::CString,
@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 pub const TCX_NEXT: i32 = -1;
 pub const TCX_DROP: i32 = 2;
@@ -77,13 +78,30 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
 /// Loads `prog` (named `name`, at most 15 bytes) and attaches it to `iface`'s egress in the
 /// calling thread's namespace.
 pub fn attach_egress(iface: &str, name: &str, prog: &[Insn]) -> Result<OwnedFd> {
+    attach(iface, name, prog, BPF_TCX_EGRESS, "egress")
+}
+
+/// [`attach_egress`] on `iface`'s ingress.
+pub fn attach_ingress(iface: &str, name: &str, prog: &[Insn]) -> Result<OwnedFd> {
+    attach(iface, name, prog, BPF_TCX_INGRESS, "ingress")
+}
+
+fn attach(iface: &str, name: &str, prog: &[Insn], attach_type: u32, hook: &str) -> Result<OwnedFd> {
+    let prog_fd = load(name, BPF_PROG_TYPE_SCHED_CLS, attach_type, prog)?;
+    let ifindex = ifindex(iface)?;
+    link_create(&prog_fd, ifindex, attach_type, 0)
+        .context(format!("attaching the {name} program to {iface} {hook} (tcx)"))
+}
+
+/// Loads `prog` (named `name`, at most 15 bytes) of `prog_type`; the fd is the program.
+pub fn load(name: &str, prog_type: u32, expected_attach_type: u32, prog: &[Insn]) -> Result<OwnedFd> {
     let license = c"GPL";
     let mut log = vec![0u8; 4096];
     let mut prog_name = [0u8; 16];
     let len = name.len().min(15);
     prog_name[..len].copy_from_slice(&name.as_bytes()[..len]);
     let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_SCHED_CLS,
+        prog_type,
         insn_cnt: prog.len() as u32,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
@@ -91,30 +109,41 @@ pub fn attach_egress(iface: &str, name: &str, prog: &[Insn]) -> Result<OwnedFd> 
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
         prog_name,
-        expected_attach_type: BPF_TCX_EGRESS,
+        expected_attach_type,
         ..Default::default()
     };
-    let prog_fd = match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => fd,
+    match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => Ok(fd),
         Err(e) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let msg = String::from_utf8_lossy(&log[..end]);
             bail!("loading the {name} BPF program: {e}; verifier: {}", msg.trim());
         }
-    };
+    }
+}
+
+/// `iface`'s index in the calling thread's namespace.
+pub fn ifindex(iface: &str) -> Result<u32> {
     let c = CString::new(iface).context("interface name")?;
     // SAFETY: valid C string; resolves in the calling thread's network namespace.
     let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if ifindex == 0 {
         return Err(io::Error::last_os_error()).context(format!("no interface {iface}"));
     }
+    Ok(ifindex)
+}
+
+/// Attaches a loaded program to `ifindex` at `attach_type` as a BPF link; closing the returned
+/// fd detaches it.
+pub fn link_create(prog: &OwnedFd, ifindex: u32, attach_type: u32, flags: u32) -> io::Result<OwnedFd> {
     let mut link = LinkCreateAttr {
-        prog_fd: prog_fd.as_raw_fd() as u32,
+        prog_fd: prog.as_raw_fd() as u32,
         target_ifindex: ifindex,
-        attach_type: BPF_TCX_EGRESS,
+        attach_type,
+        flags,
         ..Default::default()
     };
-    bpf(BPF_LINK_CREATE, &mut link).context(format!("attaching the {name} program to {iface} egress (tcx)"))
+    bpf(BPF_LINK_CREATE, &mut link)
 }
 
 /// Drops every frame to an IPv4 multicast MAC (01:00:5e:...) leaving `iface`: multicast

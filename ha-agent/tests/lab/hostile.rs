@@ -402,7 +402,9 @@ fn replay_to_a_restarted_node() {
     let mut agents = AgentSet::start(&lab, AGENT, AgentSettings::new(&[200, 100])).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
     let holder = lab.node(1).addr();
-    let captured = capture(&lab, 200);
+    // A holder at rest sends its own heartbeats only at its schedule's renewals (every 40 ms at
+    // the default 20 ms interval; its kernel answers the standby by unicast): 100 take 4 s.
+    let captured = capture(&lab, 100);
     agents.kill(1).expect("SIGKILL node 1");
     lab.cut_link(1).expect("cut node 1");
     // What the service manager's cleanup does after a crash (the dead agent's fence is
@@ -424,7 +426,7 @@ fn replay_to_a_restarted_node() {
                     }
                     attacker.send_as(holder, hb);
                     n += 1;
-                    // About the dead node's own pace (20 ms): the recording lasts seconds.
+                    // About the dead node's interval (20 ms): the recording lasts 1.5 s, longer than what follows.
                     thread::sleep(Duration::from_millis(15));
                 }
             }
@@ -435,7 +437,7 @@ fn replay_to_a_restarted_node() {
         agents.start_node(2).expect("restart node 2");
         let restarted = Instant::now();
         // Its killed run's address is still there: wait for the new run's own takeover, which
-        // its listen (one tolerance, 100 ms) delays; the recording would last 3 s.
+        // its listen (one tolerance, 100 ms) delays; the recording would last 1.5 s.
         while !agents.output(2).contains("-> ACTIVE") && restarted.elapsed() < Duration::from_secs(1) {
             thread::sleep(Duration::from_millis(1));
         }

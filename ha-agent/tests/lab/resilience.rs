@@ -42,9 +42,10 @@ fn assert_sole_holder_for(agents: &AgentSet, i: usize, how_long: Duration, every
     }
 }
 
-/// (heartbeats node `from` sent, heartbeats of it that node `to` recorded).
+/// (heartbeats `from` sent, its kernel's answers included; those `to` received from it).
 fn heartbeat_counts(lab: &Lab, from: usize, to: usize) -> (u64, u64) {
-    let sent = status_json(lab, from)["heartbeats_sent"].as_u64().unwrap_or(0);
+    let status = status_json(lab, from);
+    let sent = ["heartbeats_sent", "heartbeats_answered"].iter().map(|k| status[k].as_u64().unwrap_or(0)).sum();
     let addr = lab.node(from).addr().to_string();
     let peers = status_json(lab, to)["peers"].as_array().cloned().unwrap_or_default();
     let received = peers.iter().find(|p| p["node_id"] == addr.as_str()).and_then(|p| p["received"].as_u64());

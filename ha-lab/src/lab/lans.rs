@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use super::{CLIENT_BYTE, Lab, READY_TIMEOUT, bridge_port_forwarding};
 use crate::{
     host::{Host, format_mac},
-    netns,
+    napi, netns,
 };
 
 /// A further network of the lab: every node (and maybe the client) has `iface` on it.
@@ -85,6 +85,9 @@ impl Lab {
             sw_cmds.push(format!("link set {port} up"));
         }
         netns::ip_batch(&self.switch, &sw_cmds).with_context(|| format!("adding the LAN of {iface}"))?;
+        let ports: Vec<String> = members.iter().map(|(_, _, p)| p.clone()).collect();
+        let links = napi::attach_xdp_pass(&super::ns_handle(&self.switch), &ports)?;
+        super::locked(&self.napi).extend(links);
         for (h, byte, _) in &members {
             let view = self.view(h, iface, subnet, *byte, [0x02, 0, 3, k, self.lab_byte, *byte]);
             netns::ip_batch(
@@ -98,7 +101,6 @@ impl Lab {
                 lan.nodes.push(Some(view));
             }
         }
-        let ports: Vec<String> = members.iter().map(|(_, _, p)| p.clone()).collect();
         self.wait_lan_forwarding(&ports)?;
         Ok(lan)
     }
