@@ -102,12 +102,19 @@ fn events_says_when_the_agent_goes_away_and_follow_picks_it_up_again() {
 
         agents.start_node(2).expect("restart node 2's agent");
         wait_for_output(&following, "--follow reconnects", |o| o.contains("is back after"));
-        // Only now a transition of the new run: the holder leaves and node 2 takes over.
-        thread::sleep(Duration::from_millis(100));
+        // Only now a transition of the new run: the holder leaves and node 2 takes over, once
+        // node 2 runs (its control socket answers before its XDP program is verified and
+        // attached) and has heard the holder for a tolerance.
+        let started = Instant::now();
+        while !agents.output(2).contains("priority 100 on eth0") {
+            assert!(started.elapsed() < WAIT, "node 2 did not start again:\n{}", agents.output(2));
+            thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_millis(200));
         agents.stop(1, WAIT).expect("clean stop of the holder");
         agents.wait_sole_holder(2, WAIT).expect("node 2 takes over");
         let out = wait_for_output(&following, "the new run's transition", |o| o.contains("\"to\":\"ACTIVE\""));
         let event = events_of(&out).pop().expect("an event");
-        assert_eq!(event["reason"], "holder_leaving", "{out}");
+        assert_eq!(event["reason"], "holder_leaving", "{out}\n{}", agents.diagnostics());
     });
 }
