@@ -689,7 +689,7 @@ fn a_holder_with_one_standby_lets_its_kernel_answer_and_neither_stamps_nor_wakes
     let mut now = f.poll_timeout();
     let mut stamps = 0;
     while now < at(40) {
-        let (actions, events) = wake_all(&mut f, now, &[standby(now.as_nanos() as u64 / 1_000_000)]);
+        let (actions, events) = wake_all(&mut f, now, &[standby(now.as_nanos() / 1_000_000)]);
         stamps += actions.iter().filter(|a| **a == Action::Stamp).count();
         assert!(!events.iter().any(|e| matches!(e, Event::Resumed { .. })), "a planned quiet is no pause");
         now = f.poll_timeout();
@@ -747,7 +747,7 @@ fn a_peer_claiming_while_the_kernel_answers_ends_the_answers_for_the_run() {
     assert!(!events.iter().any(|e| matches!(e, Event::AnswersUnheard { .. })), "{events:?}");
     let mut now = f.poll_timeout();
     while now < at(200) {
-        let (actions, _) = wake_all(&mut f, now, &[standby(now.as_nanos() as u64 / 1_000_000)]);
+        let (actions, _) = wake_all(&mut f, now, &[standby(now.as_nanos() / 1_000_000)]);
         assert!(answered(&actions).iter().all(|a| !a), "answers came back at {now:?}");
         now = f.poll_timeout();
     }
