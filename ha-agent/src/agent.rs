@@ -19,8 +19,9 @@ use ha_core::{
 };
 
 use crate::{
+    nudge::Nudge,
     auth::Auth,
-    clock::{monotonic_ns, realtime_us, sleep_until_ns, wait_readable_until_ns},
+    clock::{monotonic_ns, realtime_us, wait_readable_until_ns},
     config::RunConfig,
     config::reload::ReloadPlan,
     instance::InstanceLock,
@@ -77,6 +78,8 @@ struct Io {
     read_errors: u64,
     /// Set by SIGHUP.
     reload: Arc<AtomicBool>,
+    /// Signals and commands wake the loop through it.
+    nudge: Nudge,
     reread: Rereader,
     metrics_server: Option<MetricsServer>,
     facts: NodeFacts,
@@ -299,9 +302,10 @@ impl Io {
     fn sleep(&self, deadline: Instant) {
         let deadline = self.schedule.and_then(|s| s.next_at()).map_or(deadline, |at| at.min(deadline));
         match self.rx.event_fd() {
-            Some(fd) => wait_readable_until_ns(fd, deadline.as_nanos()),
-            None => sleep_until_ns(deadline.as_nanos()),
+            Some(fd) => wait_readable_until_ns(&[fd, self.nudge.fd()], deadline.as_nanos()),
+            None => wait_readable_until_ns(&[self.nudge.fd()], deadline.as_nanos()),
         }
+        self.nudge.drain();
     }
 
     /// A claim for the shared address by another MAC since the last look: its time.
@@ -639,11 +643,16 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing the SIGHUP handler")?;
+    let nudge = Nudge::new().context("making the loop's wake-up socket")?;
+    for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        nudge.on_signal(signal).context("installing the signal handlers")?;
+    }
     let auth = Auth::start(&cfg.auth)?;
     // One agent per instance and per shared address: a second agent must not take a running
     // agent's address for a leftover.
     let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.shared_addrs())?;
     let (hub, commands) = Hub::new();
+    hub.wake_on_command(nudge.waker().context("making the loop's wake-up socket")?);
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
     let metrics_server = match cfg.metrics {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
@@ -807,6 +816,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         auth,
         read_errors: 0,
         reload,
+        nudge,
         reread,
         metrics_server,
         facts,

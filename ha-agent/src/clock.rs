@@ -45,16 +45,20 @@ pub fn sleep_until_ns(deadline_ns: u64) {
     unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
 }
 
-/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until `fd` is readable, whichever
-/// comes first (`ppoll`: nanosecond timeout, one fd, no epoll instance to keep).
-pub fn wait_readable_until_ns(fd: std::os::fd::BorrowedFd<'_>, deadline_ns: u64) {
+/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until one of `fds` is readable,
+/// whichever comes first (`ppoll`: nanosecond timeout, no epoll instance to keep).
+pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: u64) {
     use std::os::fd::AsRawFd as _;
     let left = deadline_ns.saturating_sub(monotonic_ns());
     let ts = libc::timespec {
         tv_sec: (left / 1_000_000_000) as libc::time_t,
         tv_nsec: (left % 1_000_000_000) as libc::c_long,
     };
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd and timespec; EINTR or an early return is absorbed by the loop.
-    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 2];
+    for (pfd, fd) in pfds.iter_mut().zip(fds) {
+        pfd.fd = fd.as_raw_fd();
+    }
+    let n = fds.len().min(pfds.len()) as libc::nfds_t;
+    // SAFETY: `n` valid pollfds and a timespec; EINTR or an early return is absorbed by the loop.
+    unsafe { libc::ppoll(pfds.as_mut_ptr(), n, &ts, std::ptr::null()) };
 }

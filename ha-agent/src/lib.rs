@@ -18,6 +18,7 @@ pub mod instance;
 pub mod launch;
 pub mod links;
 pub mod netlink;
+pub mod nudge;
 pub mod observe;
 pub mod ops;
 pub mod privilege;

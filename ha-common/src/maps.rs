@@ -317,6 +317,11 @@ pub struct PeerEvent {
 pub const EVENT_EXPIRED: u32 = 1;
 /// A heartbeat changed what the decisions read of the peer.
 pub const EVENT_CHANGED: u32 = 2;
+/// Another MAC claimed a shared address (`LAST_CLAIM`; `node_id` 0): a holder decides on it
+/// within milliseconds, however long it would sleep otherwise. At most one a millisecond.
+pub const EVENT_CLAIM: u32 = 3;
+/// Claims closer together than this post one event.
+pub const CLAIM_EVENT_EVERY_NS: u64 = 1_000_000;
 
 /// The first record of the peer.
 pub const CHANGE_NEW: u32 = 1 << 0;

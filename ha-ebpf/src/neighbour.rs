@@ -11,6 +11,7 @@ use aya_ebpf::{
 };
 use ha_common::{
     ether::{ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6, IPV6_HLEN, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT},
+    maps::CLAIM_EVENT_EVERY_NS,
     neighbour::{AgentStamp, LastClaim, MAX_VIPS, NeighbourStats, vip_key_v4},
 };
 
@@ -147,7 +148,12 @@ fn claim(agent: &AgentStamp, mac: [u8; 6], addr: [u8; 16]) {
     count(|s| s.claims += 1);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let claim = LastClaim { at_ns: unsafe { bpf_ktime_get_ns() }, addr, mac, _pad: [0; 2] };
+    let previous = LAST_CLAIM.get(0).map_or(0, |c| c.at_ns);
     let _ = LAST_CLAIM.set(0, &claim, 0);
+    // A flood of claims wakes the agent at most once a millisecond.
+    if claim.at_ns.saturating_sub(previous) >= CLAIM_EVENT_EVERY_NS {
+        crate::wake::post_claim(claim.at_ns);
+    }
 }
 
 #[inline(always)]

@@ -15,7 +15,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::btf_map,
 };
-use ha_common::maps::{CHANGE_RETURNED, EVENT_CHANGED, EVENT_EXPIRED, EVENTS_BYTES, MAX_PEERS, PeerEvent, Stats};
+use ha_common::maps::{CHANGE_RETURNED, EVENT_CHANGED, EVENT_CLAIM, EVENT_EXPIRED, EVENTS_BYTES, MAX_PEERS, PeerEvent, Stats};
 
 use crate::PEERS;
 
@@ -70,6 +70,14 @@ pub fn heard(node_id: u32, last_seen_ns: u64, mut changes: u32, default_limit_ns
     }
     if changes != 0 {
         post_change(node_id, last_seen_ns, changes);
+    }
+}
+
+/// Another MAC claimed a shared address at `at_ns` (event wake only).
+#[inline(always)]
+pub fn post_claim(at_ns: u64) {
+    if HA_WAKE_EVENT.load() != 0 {
+        post(&PeerEvent { last_seen_ns: at_ns, node_id: 0, kind: EVENT_CLAIM, changes: 0, _pad: 0 });
     }
 }
 

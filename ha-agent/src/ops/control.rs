@@ -89,6 +89,8 @@ pub struct Hub {
     status: Mutex<Status>,
     subscribers: Mutex<Vec<Weak<Feed>>>,
     commands: Mutex<Sender<Command>>,
+    /// Wakes the run loop when a command is sent (it may sleep long in event mode).
+    command_waker: Mutex<Option<crate::nudge::Waker>>,
     /// Event lines a slow follower lost, all followers.
     dropped_event_lines: AtomicU64,
     closed: AtomicBool,
@@ -140,6 +142,7 @@ impl Hub {
             status: Mutex::new(Status::default()),
             subscribers: Mutex::new(Vec::new()),
             commands: Mutex::new(tx),
+            command_waker: Mutex::new(None),
             dropped_event_lines: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         };
@@ -202,8 +205,19 @@ impl Hub {
         feed
     }
 
+    /// The run loop is woken with each command from now on.
+    pub fn wake_on_command(&self, waker: crate::nudge::Waker) {
+        if let Ok(mut w) = self.command_waker.lock() {
+            *w = Some(waker);
+        }
+    }
+
     fn command(&self, cmd: Command) -> bool {
-        self.commands.lock().map(|tx| tx.send(cmd).is_ok()).unwrap_or(false)
+        let sent = self.commands.lock().map(|tx| tx.send(cmd).is_ok()).unwrap_or(false);
+        if let Ok(Some(waker)) = self.command_waker.lock().as_deref() {
+            waker.wake();
+        }
+        sent
     }
 }
 

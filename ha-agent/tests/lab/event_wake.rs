@@ -38,7 +38,7 @@ fn events_until(events: &mut EventMaps, deadline: u64, want: usize) -> Vec<(u64,
     let mut got = Vec::new();
     let mut batch = Vec::new();
     while got.len() < want && monotonic_ns() < deadline {
-        wait_readable_until_ns(events.fd().as_fd(), deadline);
+        wait_readable_until_ns(&[events.fd().as_fd()], deadline);
         let at = monotonic_ns();
         batch.clear();
         events.drain(&mut batch);

@@ -32,7 +32,6 @@ fn a_forged_gratuitous_arp_is_answered_within_milliseconds() {
         let lab = lab(3);
         // Node 3 runs no agent: it is the attacker.
         let settings = AgentSettings::new(&[200, 100]);
-        let interval = settings.interval;
         let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
         agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
         lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
@@ -69,7 +68,9 @@ fn a_forged_gratuitous_arp_is_answered_within_milliseconds() {
         }
         let ms: Vec<String> = away.iter().map(|d| format!("{:.1}", d.as_secs_f64() * 1e3)).collect();
         eprintln!("forged GARP -> the holder's announcement at the client after (ms): {}", ms.join(", "));
-        let bound = interval + Duration::from_millis(20);
+        // The claim wakes the holder (a kernel event): however long it would sleep (a holder
+        // its kernel answers for renews every half horizon), it decides after the claim settles.
+        let bound = Duration::from_millis(15);
         assert!(away.iter().all(|d| *d <= bound), "re-pointed after {ms:?} ms, want at most {bound:?}");
 
         let status = status_json(&lab, 1);

@@ -386,3 +386,41 @@ fn cost_of_an_answer() {
         answered - recorded
     );
 }
+
+/// A holder answered for by its kernel wakes on its own only to renew (every 100 ms at a
+/// 100 ms interval): a SIGTERM or an operator's command wakes it at once, so a clean stop or
+/// maintenance hands over in milliseconds, not at the next renewal.
+#[test]
+fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
+    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
+    use ha_lab::{AgentSet, AgentSettings};
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let mut s = AgentSettings::new(&[200, 100]);
+        s.interval = Duration::from_millis(100);
+        s.tolerance = Duration::from_millis(350);
+        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let bound = Duration::from_millis(40);
+        let mut took = Vec::new();
+        for round in 0..3 {
+            // Anywhere in the holder's sleep between two renewals.
+            std::thread::sleep(Duration::from_millis(450 + 37 * round));
+            let asked = Instant::now();
+            agents.set_maintenance(1, true).expect("maintenance on");
+            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
+            took.push(asked.elapsed());
+            agents.set_maintenance(1, false).expect("maintenance off");
+            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        let asked = Instant::now();
+        agents.signal(1, libc::SIGTERM).expect("SIGTERM");
+        agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over on the clean stop");
+        took.push(asked.elapsed());
+        println!("maintenance x3, then SIGTERM -> node 2 holds: {took:?} (bound {bound:?})");
+        assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
+    });
+}
