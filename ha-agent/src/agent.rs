@@ -171,6 +171,7 @@ impl Io {
         // Counted, and logged once per burst of failures by the sender.
         let _ = self.sender.send(state, flags, priority, hb.echo);
         self.links.send(self.sender.counter(), state, flags, priority, hb.echo);
+        self.sender.left_everywhere();
         if let Some(at) = hb.scheduled {
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
@@ -223,6 +224,7 @@ impl Io {
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
                 let _ = self.sender.send(state, flags, priority, echo);
                 self.links.send(self.sender.counter(), state, flags, priority, echo);
+                self.sender.left_everywhere();
                 if let Some(at) = scheduled {
                     self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
                 }
@@ -281,6 +283,7 @@ impl Io {
         while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
             let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
             self.links.send(self.sender.counter(), c.state, c.flags, c.priority, c.echo);
+            self.sender.left_everywhere();
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
     }

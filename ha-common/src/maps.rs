@@ -166,7 +166,11 @@ pub struct Counters {
     /// answer took: the copies of that request on the other links get the same answer, as a
     /// heartbeat's copies on every link are one heartbeat (`crate::links`).
     pub request_node: u32,
-    pub _pad: u32,
+    /// Non-zero while the agent sends a heartbeat of its own, from taking its counter until it
+    /// left: an answer then would take the next counter and may overtake it on the wire, so
+    /// the receiver would drop the agent's as stale (and count it lost). The agent's carries
+    /// what an answer would, so XDP does not answer meanwhile.
+    pub sending: u32,
     pub request_epoch: u64,
     pub request_counter: u64,
     pub answer: u64,

@@ -72,6 +72,10 @@ pub fn reply(ctx: &XdpContext, offset: usize, payload: &mut HeartbeatWords) -> u
     // The counter before the template is copied (in `build`): the agent writes a template
     // before it takes its next counter, so an answer with a later counter carries the newer
     // content.
+    // SAFETY: as below.
+    if unsafe { core::ptr::read_volatile(&raw const (*counters).sending) } != 0 {
+        return XDP_DROP;
+    }
     let request = answer::as_bytes(payload);
     let (node_id, epoch, counter) = (be_u32(request, 12), be_u64(request, 24), be_u64(request, 32));
     // SAFETY: a map value, valid during this run; shared with the agent (see `Counters`).

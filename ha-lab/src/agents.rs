@@ -141,10 +141,40 @@ impl<'l> AgentSet<'l> {
             finished: Vec::new(),
             key_dir,
         };
-        for i in 1..=n {
+        // The more worthy first, each less worthy one once those run: an agent starts listening
+        // only once its XDP program is verified and attached (about 0.3 s here, and not the same
+        // for every node), so agents started side by side could find a less worthy one holding
+        // before the most worthy runs (with preempt never, for good). Equals start together.
+        let mut order: Vec<usize> = (1..=n).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(set.settings.priorities[i - 1]));
+        let mut started: Vec<usize> = Vec::new();
+        for i in order {
+            let priority = set.settings.priorities[i - 1];
+            if started.iter().any(|&j| set.settings.priorities[j - 1] > priority) {
+                for j in std::mem::take(&mut started) {
+                    set.wait_running(j, Duration::from_secs(10));
+                }
+            }
             set.start_node(i)?;
+            started.push(i);
         }
+        // Every agent runs and has listened once: peers have heard and confirmed each other,
+        // as they would have started side by side.
+        for j in started {
+            set.wait_running(j, Duration::from_secs(10));
+        }
+        thread::sleep(set.settings.tolerance);
         Ok(set)
+    }
+
+    /// Waits until node i's agent logged its start line (its receive path is up and it
+    /// listens), it exited, or `timeout` passed; a test that expects a refusal finds out itself.
+    fn wait_running(&mut self, i: usize, timeout: Duration) {
+        let started = |out: String| out.lines().any(|l| l.contains(" priority ") && l.contains(", tolerance "));
+        let start = Instant::now();
+        while !started(self.output(i)) && self.is_running(i) && start.elapsed() < timeout {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The command line of node i's agent.

@@ -55,26 +55,39 @@ impl SharedCounter {
         Ok(Self(Arc::new(Mapping { counters, len, _map: map })))
     }
 
-    fn sent(&self) -> &AtomicU64 {
+    fn count(&self) -> &AtomicU64 {
         const _: () = assert!(std::mem::offset_of!(Counters, sent) == 0);
         // SAFETY: `sent` is the mapping's first, 8-byte aligned (page-aligned) u64, which lives
         // as long as `self`; the kernel touches it with plain loads and stores.
         unsafe { AtomicU64::from_ptr(self.0.counters.as_ptr().cast::<u64>()) }
     }
 
-    /// The counter of this node's next heartbeat of its own.
+    fn sending(&self) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: `sending` is a naturally aligned u32 of the mapping (see `sent`); the kernel
+        // only reads it.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(&raw mut (*self.0.counters.as_ptr()).sending) }
+    }
+
+    /// The counter of this node's next heartbeat of its own; the kernel does not answer until
+    /// [`SharedCounter::left`] (see `Counters::sending`).
     pub fn next(&self) -> u64 {
-        self.sent().fetch_add(1, Ordering::SeqCst) + 1
+        self.sending().store(1, Ordering::SeqCst);
+        self.count().fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The heartbeat of the last [`SharedCounter::next`] left (or failed to): answers resume.
+    pub fn left(&self) {
+        self.sending().store(0, Ordering::SeqCst);
     }
 
     /// Lifts the counter to `floor` (the heartbeats this run counted before it shared it).
     pub fn raise_to(&self, floor: u64) {
-        self.sent().fetch_max(floor, Ordering::SeqCst);
+        self.count().fetch_max(floor, Ordering::SeqCst);
     }
 
     /// The counter of the last heartbeat, own or answered.
     pub fn last(&self) -> u64 {
-        self.sent().load(Ordering::SeqCst)
+        self.count().load(Ordering::SeqCst)
     }
 }
 

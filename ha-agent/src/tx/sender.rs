@@ -104,6 +104,14 @@ impl Sender {
         self.shared = Some(shared);
     }
 
+    /// The last heartbeat left on every link (its copies too): the kernel may answer again
+    /// (see `tx::counter`).
+    pub fn left_everywhere(&self) {
+        if let Some(shared) = &self.shared {
+            shared.left();
+        }
+    }
+
     /// Builds the next heartbeat, with the next counter.
     pub fn next_heartbeat(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo) -> Heartbeat {
         self.counter = match &self.shared {

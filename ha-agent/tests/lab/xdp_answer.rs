@@ -98,25 +98,28 @@ fn a_heartbeat_is_answered_in_place_while_an_answer_is_in_force() {
     answerer.answer(&template(NodeState::Active), in_ms(10_000)).expect("answer");
     let shared = answerer.counter();
     let own = shared.next();
-    let (verdict, out) = h.run(&request(2, 0));
+    assert_eq!(h.run(&request(2, 0)).0, XDP_DROP, "no answer while the agent sends one of its own");
+    shared.left();
+    let (verdict, out) = h.run(&request(3, 0));
     assert_eq!(verdict, XDP_TX);
-    let hb = answer_in(&request(2, 0), &out);
+    let hb = answer_in(&request(3, 0), &out);
     assert_eq!((hb.node_id, hb.state, hb.flags, hb.priority), (SELF_ID, NodeState::Active, FLAG_ANSWERING, 180));
     assert_eq!(hb.seq.epoch, SELF_EPOCH);
     assert_eq!(hb.seq.counter, own + 1, "the next of the counter the agent's own heartbeats take theirs from");
     assert_eq!(shared.next(), own + 2, "and the agent's next one is after it");
-    assert_eq!(h.run(&request(2, 0)).0, XDP_DROP, "the same request again on the same link: answered already");
+    shared.left();
+    assert_eq!(h.run(&request(3, 0)).0, XDP_DROP, "the same request again on the same link: answered already");
     assert_eq!(hb.echo, Echo { node_id: 7, epoch: REQUESTER_EPOCH }, "echoes the requester's run");
 
     // A new template is in force from the next answer; counters grow.
     answerer.answer(&template(NodeState::Standby), in_ms(10_000)).expect("answer");
-    let (verdict, out) = h.run(&request(3, 0));
+    let (verdict, out) = h.run(&request(4, 0));
     assert_eq!(verdict, XDP_TX);
-    let next = answer_in(&request(3, 0), &out);
+    let next = answer_in(&request(4, 0), &out);
     assert_eq!(next.state, NodeState::Standby);
     assert_eq!(next.seq.counter, own + 3, "one counter for own heartbeats and answers");
     let stats = h.stats();
-    assert_eq!((stats.valid, stats.answered), (3, 2), "answers are counted, requests recorded");
+    assert_eq!((stats.valid, stats.answered), (4, 2), "answers are counted, requests recorded");
 }
 
 #[test]
