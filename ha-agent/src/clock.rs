@@ -35,16 +35,6 @@ fn read(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline: no drift from loop overhead.
-pub fn sleep_until_ns(deadline_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: valid timespec; EINTR just ends the sleep early, which the caller's loop absorbs.
-    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
-}
-
 /// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until one of `fds` is readable,
 /// whichever comes first (`ppoll`: nanosecond timeout, no epoll instance to keep).
 pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: u64) {

@@ -84,11 +84,6 @@ impl SharedCounter {
     pub fn raise_to(&self, floor: u64) {
         self.count().fetch_max(floor, Ordering::SeqCst);
     }
-
-    /// The counter of the last heartbeat, own or answered.
-    pub fn last(&self) -> u64 {
-        self.count().load(Ordering::SeqCst)
-    }
 }
 
 impl Drop for Mapping {
