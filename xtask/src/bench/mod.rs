@@ -4,6 +4,7 @@
 //! `bench/results/<date>.json` and regenerates `docs/benchmarks.md` with SVG plots from them.
 //! A single benchmark prints its table (and writes `--json FILE` if asked) but leaves the
 //! committed report alone; `report` regenerates it from a results file.
+mod accounting;
 mod failover;
 mod keepalived;
 mod links;

@@ -12,22 +12,12 @@ use ha_lab::Host;
 
 use crate::cmd::Cmd;
 
-/// utime + stime of a process (all its threads), in seconds.
+/// CPU time of a process (all its threads, exited ones included), in seconds, to the ns: its
+/// CPU-time clock, where utime+stime of /proc/PID/stat counts whole clock ticks (10 ms).
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let ticks = parse_stat_ticks(&stat).with_context(|| format!("parsing /proc/{pid}/stat"))?;
-    // SAFETY: plain getter.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 })
-}
-
-/// Fields 14 and 15 (utime, stime); the command name in field 2 may hold spaces, so count from
-/// the last ')'.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    super::accounting::process_cpu_ns(pid)
+        .map(|ns| ns as f64 / 1e9)
+        .with_context(|| format!("reading the CPU clock of pid {pid}"))
 }
 
 /// `pid` and every process below it (keepalived forks its VRRP child; hooks may run).
@@ -55,7 +45,8 @@ fn parse_ppid(stat: &str) -> Option<u32> {
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Voluntary context switches of every thread of `pid`: how often it went to sleep, so woke.
+/// Voluntary context switches of every live thread of `pid`: how often it went to sleep, so
+/// woke (a thread that exits takes its count along).
 pub fn voluntary_switches(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     tasks
@@ -65,42 +56,6 @@ pub fn voluntary_switches(pid: u32) -> u64 {
             status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?.trim().parse::<u64>().ok()
         })
         .sum()
-}
-
-/// The whole machine's idle time (idle + iowait jiffies of /proc/stat) and when it was read.
-///
-/// Busy time is the wall time of every CPU less this. The user/system/softirq counters of
-/// /proc/stat are sampled at the tick, so work done in bursts of microseconds between ticks
-/// (an agent waking 1000 times a second) mostly goes unseen there: measured here, two agents
-/// at 1 ms showed 43 ticks of their own CPU in 10 s against 6 busy ticks in those counters.
-/// Idle time is accounted precisely on a tickless kernel, so it sees everything, softirq and
-/// kernel work done for any process included.
-#[derive(Clone, Copy, Debug)]
-pub struct MachineSample {
-    idle_jiffies: u64,
-    at: std::time::Instant,
-}
-
-pub fn machine_jiffies() -> Result<MachineSample> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let idle_jiffies = parse_idle_jiffies(&stat).context("parsing /proc/stat")?;
-    Ok(MachineSample { idle_jiffies, at: std::time::Instant::now() })
-}
-
-fn parse_idle_jiffies(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    Some(v.get(3)? + v.get(4)?)
-}
-
-/// Machine CPU busy between two samples, in % of one core.
-pub fn machine_pct(a: MachineSample, b: MachineSample) -> f64 {
-    let nproc = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    // SAFETY: sysconf has no pointer arguments.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
-    let idle_secs = b.idle_jiffies.saturating_sub(a.idle_jiffies) as f64 / hz;
-    (nproc * secs - idle_secs).max(0.0) / secs * 100.0
 }
 
 /// Resident set size in MiB (VmRSS).
@@ -220,10 +175,7 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let stat = "1234 (ha agent) S 1 1234 1234 0 -1 4194560 300 0 0 0 17 5 0 0 20 0 3 0 100 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(22));
-        assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_ppid(stat), Some(1));
-        assert_eq!(parse_idle_jiffies("cpu  10 0 5 100 3 1 1 0 0 0\ncpu0 1 2\n"), Some(103));
         assert_eq!(parse_vmrss_kib("Name:\tx\nVmRSS:\t    5120 kB\n"), Some(5120));
         assert_eq!(parse_vmrss_kib("Name:\tx\n"), None);
         let link = "2: eth0@if3: <UP,LOWER_UP> mtu 1500 xdp qdisc noqueue state UP\\    link/ether 02:00:00:00:00:01 \

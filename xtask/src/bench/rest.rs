@@ -1,10 +1,12 @@
-//! Cost at rest, counted two ways in one run: every process of each node's daemon (utime +
-//! stime, and wake-ups: voluntary context switches of its threads), and the whole machine
-//! above an idle baseline measured first (/proc/stat: softirq, timers, XDP and io_uring work
-//! done for the daemons included). Our agent at 1, 10 and 100 ms in each `--wake` mode it
-//! has, and keepalived at advert 0.01 s, so every figure is a ratio. The machine's stall
-//! distribution is measured in the same run.
+//! Cost at rest, counted two ways in one run: every process of each node's daemon (CPU time
+//! to the ns, and wake-ups: voluntary context switches of its threads), and the whole machine
+//! above idle (softirq, timers, XDP and io_uring work done for the daemons included; see
+//! `accounting`). Our agent at 1, 10 and 100 ms in each `--wake` mode it has, and keepalived
+//! at advert 0.01 s, so every figure is a ratio. Each run sits between two idle windows of the
+//! same length (the lab not yet started, the lab gone), whose spread is the noise of the
+//! machine's figure. The machine's stall distribution is measured in the same run.
 use std::{
+    collections::BTreeMap,
     thread,
     time::{Duration, Instant},
 };
@@ -13,12 +15,12 @@ use anyhow::{Context, Result};
 use ha_lab::{AgentSet, Lab};
 
 use super::{
-    BenchArgs, Daemons,
+    BenchArgs, Daemons, accounting,
     failover::PRIORITIES,
     first_line,
     keepalived::Keepalived,
     procfs,
-    results::{Implementation, RestBaseline, RestRun, Results, Stall},
+    results::{IdleWindow, Implementation, RestBaseline, RestRun, Results, Stall},
 };
 use crate::{
     cmd::Cmd,
@@ -31,6 +33,9 @@ pub const KEEPALIVED_ADVERT: Duration = Duration::from_millis(10);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Start-up work (XDP load, first announcements) passes before measuring.
 const WARMUP: Duration = Duration::from_secs(2);
+/// After a lab is torn down, before the idle window that follows it: the kernel frees a
+/// network namespace in the background.
+const SETTLE: Duration = Duration::from_secs(2);
 /// The stall probe's sleep.
 const STALL_PERIOD: Duration = Duration::from_millis(1);
 /// Groups of the groups run: the most one agent runs.
@@ -38,23 +43,23 @@ const GROUPS: u8 = 16;
 
 pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepalived: bool) -> Result<()> {
     let window = Duration::from_secs(args.window_secs);
-    println!("idle baseline of the machine over {} s", window.as_secs());
-    let a = procfs::machine_jiffies()?;
-    thread::sleep(window);
-    let idle = procfs::machine_pct(a, procfs::machine_jiffies()?);
     let stall = stall_distribution(window);
     println!(
-        "machine idle: {idle:.2}% of a core busy; stalls of a 1 ms sleep: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
-        stall.p50_us, stall.p99_us, stall.max_us
+        "stalls of a 1 ms sleep over {} s: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        window.as_secs(),
+        stall.p50_us,
+        stall.p99_us,
+        stall.max_us
     );
-    res.rest_baseline = Some(RestBaseline { machine_busy_pct: idle, window_s: window.as_secs_f64(), stall });
+    let first_run = res.rest_runs.len();
+    let mut idle = IdleSeries::start(window)?;
     let modes = wake_modes(agent, args);
     for (i_ms, t_ms) in SETTINGS {
         for mode in &modes {
             let label =
                 format!("{i_ms}/{t_ms} ms{}", mode.as_deref().map_or(String::new(), |m| format!(" --wake {m}")));
             println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
-            let r = (|| {
+            let r = idle.around(|| {
                 let lab = Lab::new(2).context("making the lab")?;
                 let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
                 let mut s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
@@ -63,37 +68,128 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
                 }
                 let agents = AgentSet::start(&lab, agent, s)?;
                 scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
-                measure(&agents, window, idle)
-            })();
+                measure(&agents, window)
+            });
             push(res, r, Implementation::Ha, mode.clone().unwrap_or_default(), label, i_ms as f64, t_ms as f64);
         }
     }
-    groups_at_rest(res, agent, args, window, idle);
+    groups_at_rest(res, agent, args, &mut idle);
     if keepalived {
         let label = format!("advert {} s", KEEPALIVED_ADVERT.as_secs_f64());
         println!("\n-- keepalived, 2 idle nodes, {label}, {} s window --", window.as_secs());
-        let r = (|| {
+        let r = idle.around(|| {
             let lab = Lab::new(2).context("making the lab")?;
             let mut ka = Keepalived::start(&lab, KEEPALIVED_ADVERT, &PRIORITIES)?;
             let m = scenario::wait_for(&ka, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])
-                .and_then(|_| measure(&ka, window, idle));
+                .and_then(|_| measure(&ka, window));
             ka.stop_all(Duration::from_secs(2));
             m
-        })();
+        });
         let down = ms(super::keepalived::master_down(KEEPALIVED_ADVERT, PRIORITIES[1]));
         push(res, r, Implementation::Keepalived, String::new(), label, ms(KEEPALIVED_ADVERT), down);
     }
+    let noise = idle.noise_pct();
+    for r in &mut res.rest_runs[first_run..] {
+        r.machine_noise_pct = noise;
+    }
+    let windows = &idle.windows;
+    let n = windows.len() as f64;
+    let busy: Vec<f64> = windows.iter().map(|w| w.busy_pct).collect();
+    let residual: Vec<f64> = windows.iter().map(IdleWindow::residual_pct).collect();
+    println!(
+        "\n{} idle windows of {} s: busy {:.3}% (sd {:.3}%), less unrelated processes {:.3}% (sd {:.3}%); \
+         a run's machine figure is good to ± {}",
+        windows.len(),
+        window.as_secs(),
+        busy.iter().sum::<f64>() / n,
+        sd(&busy).unwrap_or(f64::NAN),
+        residual.iter().sum::<f64>() / n,
+        sd(&residual).unwrap_or(f64::NAN),
+        noise.map_or("? (too few windows)".into(), |u| format!("{u:.3}% of a core")),
+    );
+    res.rest_baseline = Some(RestBaseline {
+        machine_busy_pct: busy.iter().sum::<f64>() / n,
+        window_s: window.as_secs_f64(),
+        stall,
+        machine_clock: if idle.precise { "timer_list" } else { "stat" }.into(),
+        windows: idle.windows,
+    });
     Ok(())
+}
+
+/// Idle windows of the machine, one before the first run and one after each: a run's machine
+/// figure is taken above the mean of the two around it.
+struct IdleSeries {
+    window: Duration,
+    windows: Vec<IdleWindow>,
+    /// Every window read the machine's busy time in ns (/proc/timer_list).
+    precise: bool,
+}
+
+impl IdleSeries {
+    fn start(window: Duration) -> Result<IdleSeries> {
+        let mut s = IdleSeries { window, windows: Vec::new(), precise: true };
+        s.measure()?;
+        Ok(s)
+    }
+
+    fn measure(&mut self) -> Result<IdleWindow> {
+        let a = accounting::snapshot()?;
+        thread::sleep(self.window);
+        let w = accounting::window(&a, &accounting::snapshot_end()?, &[]);
+        self.precise &= w.precise;
+        let idle = IdleWindow { busy_pct: w.busy_pct, background_pct: w.background_pct, window_s: w.secs };
+        println!(
+            "idle window: machine {:.3}% busy, {:.3}% of it unrelated processes: {:.3}% left",
+            idle.busy_pct,
+            idle.background_pct,
+            idle.residual_pct()
+        );
+        self.windows.push(idle);
+        Ok(idle)
+    }
+
+    /// Runs `f` (which measures a lab and tears it down), then the idle window after it; the
+    /// run's machine figure becomes its residual less the mean of the windows around it.
+    fn around(&mut self, f: impl FnOnce() -> Result<RestRun>) -> Result<RestRun> {
+        let before = self.windows.last().copied();
+        let r = f();
+        thread::sleep(SETTLE);
+        let after = self.measure()?;
+        let mut run = r?;
+        let before = before.context("no idle window before the run")?;
+        run.idle_before_pct = Some(before.residual_pct());
+        run.idle_after_pct = Some(after.residual_pct());
+        run.machine_pct_above_idle -= (before.residual_pct() + after.residual_pct()) / 2.0;
+        Ok(run)
+    }
+
+    /// ± two standard deviations of a run's residual less the mean of two idle windows, each
+    /// with the spread of the idle windows (sd × √(1 + 1/2)); None below 3 windows.
+    fn noise_pct(&self) -> Option<f64> {
+        let residual: Vec<f64> = self.windows.iter().map(IdleWindow::residual_pct).collect();
+        (residual.len() >= 3).then(|| sd(&residual)).flatten().map(|sd| 2.0 * sd * 1.5f64.sqrt())
+    }
+}
+
+/// Sample standard deviation; None below 2 values.
+fn sd(v: &[f64]) -> Option<f64> {
+    if v.len() < 2 {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some((v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt())
 }
 
 /// Groups in one agent (issue 14): 16 groups at 10/35 ms, node 1 preferred for all of them, in
 /// the mode several groups run (poll), beside the one-group poll run above: one heartbeat
 /// carries them all, so 16 should cost about what one does.
-fn groups_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, window: Duration, idle: f64) {
+fn groups_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, idle: &mut IdleSeries) {
+    let window = idle.window;
     let (i_ms, t_ms) = (10, 35);
     let label = format!("{i_ms}/{t_ms} ms --wake poll, {GROUPS} groups");
     println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
-    let r = (|| {
+    let r = idle.around(|| {
         let lab = Lab::new(2).context("making the lab")?;
         let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
         let mut s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
@@ -111,8 +207,8 @@ fn groups_at_rest(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, 
         }
         let agents = AgentSet::start(&lab, agent, s)?;
         scenario::wait_for(&agents, "node 1 alone holds group 1's address", CONVERGE_TIMEOUT, |h| h == [1])?;
-        measure(&agents, window, idle)
-    })();
+        measure(&agents, window)
+    });
     push(res, r, Implementation::Ha, "poll".into(), label, i_ms as f64, t_ms as f64);
 }
 
@@ -128,15 +224,21 @@ fn push(
     match r {
         Ok(run) => {
             let run = RestRun { implementation, mode, setting, interval_ms, tolerance_ms, ..run };
+            let get = |v: Option<f64>| v.unwrap_or(f64::NAN);
             println!(
-                "{} {}: holder {:.2}% CPU, {:.0} wakes/s; standby {:.2}% CPU, {:.0} wakes/s; machine above idle {:.2}% (both nodes)",
+                "{} {}: holder {:.3}% CPU, {:.0} wakes/s; standby {:.3}% CPU, {:.0} wakes/s; machine above idle \
+                 {:.3}% (both nodes: {:.3}% busy less {:.3}% unrelated, less {:.3}% / {:.3}% idle before / after)",
                 implementation.name(),
                 run.setting,
                 run.cpu_pct[0],
                 run.wakes_per_s[0],
                 run.cpu_pct[1],
                 run.wakes_per_s[1],
-                run.machine_pct_above_idle
+                run.machine_pct_above_idle,
+                get(run.machine_busy_pct),
+                get(run.background_pct),
+                get(run.idle_before_pct),
+                get(run.idle_after_pct),
             );
             res.rest_runs.push(run);
         }
@@ -157,35 +259,59 @@ fn wake_modes(agent: &std::path::Path, args: &BenchArgs) -> Vec<Option<String>> 
     if help.contains("--wake") { vec![Some("event".into()), Some("poll".into())] } else { vec![None] }
 }
 
-/// Every process of nodes 1 and 2 (holder, standby) and the machine, over `window`.
-fn measure(d: &impl Daemons, window: Duration, idle_pct: f64) -> Result<RestRun> {
+/// Every process of nodes 1 and 2 (holder, standby) and the machine, over `window`; the
+/// machine figure is the residual (busy less unrelated processes), not yet above idle.
+fn measure(d: &impl Daemons, window: Duration) -> Result<RestRun> {
     thread::sleep(WARMUP);
-    let trees: Vec<Vec<u32>> = (1..=2)
-        .map(|i| d.pid(i).map(procfs::process_tree).with_context(|| format!("node {i} runs no daemon")))
-        .collect::<Result<_>>()?;
-    let cpu = |t: &[u32]| t.iter().map(|&p| procfs::cpu_seconds(p).unwrap_or(0.0)).sum::<f64>();
-    let wakes = |t: &[u32]| t.iter().map(|&p| procfs::voluntary_switches(p)).sum::<u64>();
-    let cpu0: Vec<f64> = trees.iter().map(|t| cpu(t)).collect();
-    let wakes0: Vec<u64> = trees.iter().map(|t| wakes(t)).collect();
-    let m0 = procfs::machine_jiffies()?;
+    let roots: Vec<u32> =
+        (1..=2).map(|i| d.pid(i).with_context(|| format!("node {i} runs no daemon"))).collect::<Result<_>>()?;
+    let wakes = || -> Vec<BTreeMap<u32, u64>> {
+        roots
+            .iter()
+            .map(|&r| procfs::process_tree(r).into_iter().map(|p| (p, procfs::voluntary_switches(p))).collect())
+            .collect()
+    };
+    let a = accounting::snapshot()?;
+    let wakes0 = wakes();
     let start = Instant::now();
     thread::sleep(window);
-    let m1 = procfs::machine_jiffies()?;
+    let wakes1 = wakes();
     let secs = start.elapsed().as_secs_f64();
-    let cpu_pct = trees.iter().zip(&cpu0).map(|(t, c0)| (cpu(t) - c0) / secs * 100.0).collect();
-    let wakes_per_s = trees.iter().zip(&wakes0).map(|(t, w0)| wakes(t).saturating_sub(*w0) as f64 / secs).collect();
-    let rss_mib = trees.iter().map(|t| t.iter().map(|&p| procfs::rss_mib(p).unwrap_or(0.0)).sum()).collect();
+    let w = accounting::window(&a, &accounting::snapshot_end()?, &roots);
+    if w.trees_vanished > 0 {
+        println!(
+            "{} process(es) of the daemons ended during the window: their last moments are not counted",
+            w.trees_vanished
+        );
+    }
+    let wakes_per_s = wakes0
+        .iter()
+        .zip(&wakes1)
+        .map(|(w0, w1)| {
+            w1.iter().map(|(p, n)| n.saturating_sub(w0.get(p).copied().unwrap_or(0))).sum::<u64>() as f64 / secs
+        })
+        .collect();
+    let rss_mib = roots
+        .iter()
+        .map(|&r| procfs::process_tree(r).into_iter().map(|p| procfs::rss_mib(p).unwrap_or(0.0)).sum())
+        .collect();
     Ok(RestRun {
         implementation: Implementation::Ha,
         mode: String::new(),
         setting: String::new(),
         interval_ms: 0.0,
         tolerance_ms: 0.0,
-        cpu_pct,
+        cpu_pct: w.trees_pct.clone(),
+        cpu_ns: true,
         wakes_per_s,
         rss_mib,
-        machine_pct_above_idle: procfs::machine_pct(m0, m1) - idle_pct,
-        window_s: secs,
+        machine_pct_above_idle: w.residual_pct(),
+        window_s: w.secs,
+        machine_busy_pct: Some(w.busy_pct),
+        background_pct: Some(w.background_pct),
+        idle_before_pct: None,
+        idle_after_pct: None,
+        machine_noise_pct: None,
     })
 }
 

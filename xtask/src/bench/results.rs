@@ -2,8 +2,10 @@
 //! the report can be regenerated from it and statistics recomputed. Summaries live in `stats`.
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a field changes meaning.
-pub const SCHEMA: u32 = 2;
+/// Bumped when a field changes meaning. 3: CPU at rest in ns (process CPU-time clocks) rather
+/// than clock ticks, and the machine above idle net of unrelated processes, against idle
+/// windows taken before and after each run.
+pub const SCHEMA: u32 = 3;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Results {
@@ -219,13 +221,39 @@ pub struct RestPoint {
     pub window_s: f64,
 }
 
-/// The machine with nothing of ours running, measured at the start of the rest bench.
+/// The machine with nothing of ours running, measured by the rest bench.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestBaseline {
-    /// CPU busy (all but idle and iowait), % of one core.
+    /// CPU busy (all but idle and iowait), % of one core: schema 2's one window at the start;
+    /// since schema 3 the mean of `windows`.
     pub machine_busy_pct: f64,
     pub window_s: f64,
     pub stall: Stall,
+    /// The idle windows, in order: one before the first run and one after each run.
+    #[serde(default)]
+    pub windows: Vec<IdleWindow>,
+    /// Where the machine's busy time came from: `timer_list` (ns) or `stat` (10 ms ticks);
+    /// empty in schema 2 (`stat`).
+    #[serde(default)]
+    pub machine_clock: String,
+}
+
+/// One window of the machine without a lab of ours, % of one core.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct IdleWindow {
+    /// Every CPU's time less its idle time.
+    pub busy_pct: f64,
+    /// Run time of the processes that are not the kernel's (and of the kernel's memory
+    /// housekeeping threads): what the residual leaves out.
+    pub background_pct: f64,
+    pub window_s: f64,
+}
+
+impl IdleWindow {
+    /// What the machine does that is counted against the daemons when they run.
+    pub fn residual_pct(&self) -> f64 {
+        self.busy_pct - self.background_pct
+    }
 }
 
 /// Oversleep of a thread sleeping `period_us` in a loop: what a daemon's timer suffers here.
@@ -248,13 +276,34 @@ pub struct RestRun {
     pub interval_ms: f64,
     pub tolerance_ms: f64,
     /// Holder first, then the standby: every process of the node's daemon, % of one core.
+    /// Whole clock ticks (10 ms) in schema 2, ns since schema 3 (`cpu_ns`).
     pub cpu_pct: Vec<f64>,
+    /// `cpu_pct` comes from the processes' CPU-time clocks (ns), not utime+stime (ticks).
+    #[serde(default)]
+    pub cpu_ns: bool,
     /// Voluntary context switches per second of all their threads.
     pub wakes_per_s: Vec<f64>,
     pub rss_mib: Vec<f64>,
-    /// The whole machine above the idle baseline, % of one core, both nodes together.
+    /// The whole machine above the idle baseline, % of one core, both nodes together. Since
+    /// schema 3: busy less `background_pct`, less the mean of the idle windows' residuals
+    /// before and after the run.
     pub machine_pct_above_idle: f64,
     pub window_s: f64,
+    /// The machine's busy time during the run (everything), % of one core.
+    #[serde(default)]
+    pub machine_busy_pct: Option<f64>,
+    /// Run time of the unrelated processes during the run, taken out.
+    #[serde(default)]
+    pub background_pct: Option<f64>,
+    /// Residuals of the idle windows just before and just after the run.
+    #[serde(default)]
+    pub idle_before_pct: Option<f64>,
+    #[serde(default)]
+    pub idle_after_pct: Option<f64>,
+    /// ± this much of `machine_pct_above_idle` is noise: twice the standard deviation of such
+    /// a difference, from the spread of all idle windows of the run. None: not measured.
+    #[serde(default)]
+    pub machine_noise_pct: Option<f64>,
 }
 
 /// A large cluster at rest: false takeovers over a period, then the holder killed.
@@ -272,4 +321,25 @@ pub struct ScaleStability {
     pub successor_ms: Option<f64>,
     /// Nodes that held the address at once at any poll after the kill (1 when clean).
     pub max_holders_after_kill: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_2_rest_figures_still_read() -> serde_json::Result<()> {
+        let run: RestRun = serde_json::from_str(
+            r#"{"implementation":"keepalived","mode":"","setting":"advert 0.01 s","interval_ms":10.0,
+                "tolerance_ms":36.1,"cpu_pct":[0.4,0.05],"wakes_per_s":[99.0,99.0],"rss_mib":[13.0,13.0],
+                "machine_pct_above_idle":-0.8,"window_s":20.0}"#,
+        )?;
+        assert!(!run.cpu_ns && run.machine_noise_pct.is_none() && run.idle_before_pct.is_none());
+        let base: RestBaseline = serde_json::from_str(
+            r#"{"machine_busy_pct":2.6,"window_s":20.0,
+                "stall":{"period_us":1000.0,"samples":10,"p50_us":85.0,"p99_us":122.0,"max_us":5563.0}}"#,
+        )?;
+        assert!(base.windows.is_empty() && base.machine_clock.is_empty());
+        Ok(())
+    }
 }
