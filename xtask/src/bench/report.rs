@@ -642,8 +642,8 @@ fn rest_runs_table(res: &Results) -> String {
         return s;
     }
     s.push_str(
-        "| daemon | setting | CPU holder / standby (own processes) | × keepalived | machine above idle, per node | × keepalived | wakes/s holder / standby | RSS holder / standby |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| daemon | setting | CPU holder / standby (own processes) | × keepalived | machine above idle, per node | × keepalived | wakes/s holder / standby | RSS holder / standby | unrelated processes meanwhile |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let ka = res.rest_runs.iter().find(|r| r.implementation == Implementation::Keepalived);
     let get = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
@@ -661,7 +661,7 @@ fn rest_runs_table(res: &Results) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} / {} | {} | {} | {} | {:.0} / {:.0} | {:.1} / {:.1} MiB |",
+            "| {} | {} | {} / {} | {} | {} | {} | {:.0} / {:.0} | {:.1} / {:.1} MiB | {} |",
             r.implementation.name(),
             r.setting,
             cpu(0),
@@ -672,7 +672,8 @@ fn rest_runs_table(res: &Results) -> String {
             get(&r.wakes_per_s, 0),
             get(&r.wakes_per_s, 1),
             get(&r.rss_mib, 0),
-            get(&r.rss_mib, 1)
+            get(&r.rss_mib, 1),
+            r.background_pct.map_or("-".into(), |b| format!("{b:.1}%"))
         );
     }
     s
@@ -986,7 +987,9 @@ fn rest_section(res: &Results, plot: &str) -> String {
              bound lies outside that range; a ratio whose denominator is within its noise of zero is not \
              judged. Others using the machine at the same time have their programs' CPU time taken out, \
              but not what the kernel does for them (their network traffic, disk writes) nor what they cost \
-             the daemons through shared caches: this is what the noise shows.\n\n",
+             the daemons through shared caches. The idle windows show the first; the last column of the \
+             table shows how busy those others kept the machine during each run (in % of one core), so a \
+             run made beside a build can be read as such.\n\n",
         );
     } else {
         s.push_str(
@@ -1164,6 +1167,7 @@ mod tests {
         let rest = page.split("## Cost at rest").nth(1).unwrap_or_default();
         assert!(!rest.contains("Not measured"), "{rest}");
         assert!(rest.contains("| ha | 1 ms | 0.300% / 3.000% |"), "{rest}");
+        assert!(rest.contains("| 8.0 / 8.0 MiB | - |"), "{rest}");
         assert!(render(&Results::default(), "x.json", &[]).contains("## Cost at rest\n\nNot measured in this run."));
     }
 }
