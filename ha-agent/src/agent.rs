@@ -19,7 +19,6 @@ use ha_core::{
 };
 
 use crate::{
-    nudge::Nudge,
     auth::Auth,
     clock::{monotonic_ns, realtime_us, wait_readable_until_ns},
     config::RunConfig,
@@ -27,6 +26,7 @@ use crate::{
     instance::InstanceLock,
     links::HeartbeatLinks,
     netlink::{link::LinkWatch, route::RouteManager, vip_links::VipLinks},
+    nudge::Nudge,
     observe::observe,
     ops::{
         checks::Checks,
@@ -78,8 +78,9 @@ struct Io {
     read_errors: u64,
     /// Set by SIGHUP.
     reload: Arc<AtomicBool>,
-    /// Signals and commands wake the loop through it.
+    /// Signals, commands and changes of the links and checks wake the loop through it.
     nudge: Nudge,
+    waker: crate::nudge::Waker,
     reread: Rereader,
     metrics_server: Option<MetricsServer>,
     facts: NodeFacts,
@@ -301,14 +302,30 @@ impl Io {
         }
     }
 
-    /// Sleeps until `deadline`, or until the kernel posts an event (`--wake event`).
-    fn sleep(&self, deadline: Instant) {
-        let deadline = self.schedule.and_then(|s| s.next_at()).map_or(deadline, |at| at.min(deadline));
-        match self.rx.event_fd() {
-            Some(fd) => wait_readable_until_ns(&[fd, self.nudge.fd()], deadline.as_nanos()),
-            None => wait_readable_until_ns(&[self.nudge.fd()], deadline.as_nanos()),
+    /// Sleeps until the core's `deadline`, until the kernel posts an event (`--wake event`) or
+    /// until something wakes the loop (a signal, a command, a change of a link or a check),
+    /// sending the schedule's heartbeats that fall due meanwhile. Such a wake needs nothing
+    /// but the send: everything else the loop looks at either wakes it or waits for the core's
+    /// deadline. At rest that is most wakes of a standby, which would otherwise read the peer
+    /// table and step the core once per heartbeat.
+    fn sleep(&mut self, deadline: Instant) {
+        loop {
+            let next_send = self.schedule.and_then(|s| s.next_at());
+            let until = next_send.map_or(deadline, |at| at.min(deadline));
+            let woken = match self.rx.event_fd() {
+                Some(fd) => wait_readable_until_ns(&[fd, self.nudge.fd()], until.as_nanos()),
+                None => wait_readable_until_ns(&[self.nudge.fd()], until.as_nanos()),
+            };
+            if woken {
+                self.nudge.drain();
+                return;
+            }
+            let now = Instant::from_nanos(monotonic_ns());
+            if now >= deadline || next_send.is_none_or(|at| now < at) {
+                return;
+            }
+            self.send_due(now);
         }
-        self.nudge.drain();
     }
 
     /// A claim for the shared address by another MAC since the last look: its time.
@@ -518,7 +535,12 @@ impl Io {
             self.cfg.hooks = new.cfg.hooks.clone();
         }
         if new.cfg.checks != self.cfg.checks || new.cfg.node.priority != self.cfg.node.priority {
-            match Checks::start(new.cfg.checks.clone(), new.cfg.node.priority, self.check_env.clone()) {
+            match Checks::start(
+                new.cfg.checks.clone(),
+                new.cfg.node.priority,
+                self.check_env.clone(),
+                self.waker.clone(),
+            ) {
                 Ok(checks) => drop_aside(std::mem::replace(&mut self.checks, checks)),
                 Err(e) => log::error!("reload: starting the checks: {e}; the old checks stay"),
             }
@@ -655,7 +677,8 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     // agent's address for a leftover.
     let _instance = InstanceLock::acquire(&cfg.pin_dir, &cfg.shared_addrs())?;
     let (hub, commands) = Hub::new();
-    hub.wake_on_command(nudge.waker().context("making the loop's wake-up socket")?);
+    let waker = nudge.waker().context("making the loop's wake-up socket")?;
+    hub.wake_on_command(waker.clone());
     let metrics = Arc::new(Metrics::new(Arc::clone(&hub)));
     let metrics_server = match cfg.metrics {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics))?),
@@ -678,7 +701,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         ),
         None => None,
     };
-    let link = LinkWatch::new(&cfg.iface).context("watching the link state")?;
+    let link = LinkWatch::new(&cfg.iface, waker.clone()).context("watching the link state")?;
     let group_names =
         |g: &crate::config::GroupConfig| -> Vec<String> { g.vips.iter().map(|v| v.spelt(cfg.vip_iface())).collect() };
     let facts = NodeFacts {
@@ -704,10 +727,10 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     let hooks =
         Hooks::start(cfg.hooks.clone(), facts.clone(), Arc::clone(&metrics)).context("starting the hook thread")?;
     let check_env = vec![("HA_NODE", id(cfg.node.node_id).to_string()), ("HA_IFACE", cfg.iface.clone())];
-    let checks = Checks::start(cfg.checks.clone(), cfg.node.priority, check_env.clone())
+    let checks = Checks::start(cfg.checks.clone(), cfg.node.priority, check_env.clone(), waker.clone())
         .context("starting the health checks")?;
     let maintenance_file = crate::ops::maintenance::MaintenanceFile::new(&cfg.pin_dir);
-    let tracked = TrackedIfaces::open(&cfg.track)?;
+    let tracked = TrackedIfaces::open(&cfg.track, &waker)?;
 
     let mut cfg = cfg;
     let asked = cfg.wake;
@@ -733,7 +756,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         interval_us: u32::try_from(cfg.interval.as_micros()).unwrap_or(u32::MAX),
         epoch,
     };
-    let mut links = HeartbeatLinks::open(&cfg, &sender_cfg)?;
+    let mut links = HeartbeatLinks::open(&cfg, &sender_cfg, &waker)?;
     links.set_signing_key(auth.signing());
     let mut sender = Sender::new(sender_cfg).context("opening the heartbeat socket")?;
     sender.set_signing_key(auth.signing());
@@ -820,6 +843,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         read_errors: 0,
         reload,
         nudge,
+        waker,
         reread,
         metrics_server,
         facts,

@@ -36,8 +36,9 @@ fn read(clock: libc::clockid_t) -> u64 {
 }
 
 /// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until one of `fds` is readable,
-/// whichever comes first (`ppoll`: nanosecond timeout, no epoll instance to keep).
-pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: u64) {
+/// whichever comes first (`ppoll`: nanosecond timeout, no epoll instance to keep). True when
+/// one of `fds` is readable.
+pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: u64) -> bool {
     use std::os::fd::AsRawFd as _;
     let left = deadline_ns.saturating_sub(monotonic_ns());
     let ts = libc::timespec {
@@ -50,5 +51,6 @@ pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: 
     }
     let n = fds.len().min(pfds.len()) as libc::nfds_t;
     // SAFETY: `n` valid pollfds and a timespec; EINTR or an early return is absorbed by the loop.
-    unsafe { libc::ppoll(pfds.as_mut_ptr(), n, &ts, std::ptr::null()) };
+    let ready = unsafe { libc::ppoll(pfds.as_mut_ptr(), n, &ts, std::ptr::null()) };
+    ready > 0
 }

@@ -68,7 +68,7 @@ impl HeartbeatLinks {
     /// Opens a sender and a carrier watch on every link after the first. `base` is the first
     /// link's sender configuration: the others send the same heartbeats (same epoch, and the
     /// first link's counter, one heartbeat per link per send).
-    pub fn open(cfg: &RunConfig, base: &SenderConfig) -> anyhow::Result<Self> {
+    pub fn open(cfg: &RunConfig, base: &SenderConfig, waker: &crate::nudge::Waker) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let mut senders = Vec::new();
         let mut watches = Vec::new();
@@ -82,7 +82,10 @@ impl HeartbeatLinks {
             senders.push(
                 Sender::new(sender_cfg).with_context(|| format!("opening the heartbeat socket on {}", link.iface))?,
             );
-            watches.push(LinkWatch::new(&link.iface).with_context(|| format!("watching the link {}", link.iface))?);
+            watches.push(
+                LinkWatch::new(&link.iface, waker.clone())
+                    .with_context(|| format!("watching the link {}", link.iface))?,
+            );
         }
         Ok(Self {
             names: cfg.links.iter().map(|l| l.iface.clone()).collect(),

@@ -64,7 +64,8 @@ mod tests {
     fn a_wake_makes_the_fd_readable_until_drained() {
         let nudge = Nudge::new().expect("socket pair");
         let readable = |n: &Nudge| {
-            let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&n.fd()), events: libc::POLLIN, revents: 0 };
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&n.fd()), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
         };

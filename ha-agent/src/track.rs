@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use ha_core::track::Tracking;
 
-use crate::{config::track::TrackArg, netlink::link::LinkWatch};
+use crate::{config::track::TrackArg, netlink::link::LinkWatch, nudge::Waker};
 
 pub struct TrackedIfaces {
     tracked: Vec<TrackArg>,
@@ -12,10 +12,13 @@ pub struct TrackedIfaces {
 }
 
 impl TrackedIfaces {
-    pub fn open(tracked: &[TrackArg]) -> anyhow::Result<Self> {
+    pub fn open(tracked: &[TrackArg], waker: &Waker) -> anyhow::Result<Self> {
         let watches = tracked
             .iter()
-            .map(|t| LinkWatch::new(&t.iface).with_context(|| format!("watching tracked interface {}", t.iface)))
+            .map(|t| {
+                LinkWatch::new(&t.iface, waker.clone())
+                    .with_context(|| format!("watching tracked interface {}", t.iface))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let weights: Vec<Option<u32>> = tracked.iter().map(|t| t.weight).collect();
         Ok(Self { tracked: tracked.to_vec(), watches, core: Tracking::new(&weights) })

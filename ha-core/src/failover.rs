@@ -528,11 +528,25 @@ impl Failover {
         let repeat = self.repeats.iter().copied().min().unwrap_or(Instant::NEVER);
         let cut_off = self.node.link_release_at().unwrap_or(Instant::NEVER);
         let claim = self.foreign_claim.map_or(Instant::NEVER, |(first, _)| first + self.cfg.claim_settle);
-        let watch = if self.has_addresses { Instant::NEVER } else { now + self.cfg.watch_every };
+        let watch = if self.has_addresses { Instant::NEVER } else { self.watch_at(now) };
         [reported, renew, confirming, own, linger, repeat, cut_off, claim, self.stamp_due(), watch]
             .into_iter()
             .min()
             .unwrap_or(Instant::NEVER)
+    }
+
+    /// A node without the addresses looks again within `watch_every`: on the last slot of its
+    /// own heartbeat schedule before then, when one falls in between, so the driver's wake
+    /// for that heartbeat is this one too (a wake between two heartbeats would cost as much
+    /// as the heartbeat's).
+    fn watch_at(&self, now: Instant) -> Instant {
+        let latest = now + self.cfg.watch_every;
+        let interval = self.cfg.interval;
+        let slot = self.schedule.filter(|s| s.content.flags & FLAG_ANSWERING == 0).map(|s| {
+            let next = s.next_slot(latest, interval);
+            if next > latest { next - interval } else { next }
+        });
+        slot.filter(|&at| at > now).unwrap_or(latest)
     }
 
     /// Whether this node has the addresses (from `Take` until `RemoveAddresses`).
@@ -695,9 +709,10 @@ impl Failover {
         }
         let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
         let priority = self.node.priority();
-        let claimer = self.peers.iter().find(|p| {
-            p.state == NodeState::Active && p.priority <= priority && now - p.last_seen <= recent
-        });
+        let claimer = self
+            .peers
+            .iter()
+            .find(|p| p.state == NodeState::Active && p.priority <= priority && now - p.last_seen <= recent);
         if let Some(p) = claimer {
             self.answers_unheard = true;
             self.events.push_back(Event::AnswersUnheard { node_id: p.node_id });

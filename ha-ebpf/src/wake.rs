@@ -15,7 +15,9 @@ use aya_ebpf::{
     helpers::generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::btf_map,
 };
-use ha_common::maps::{CHANGE_RETURNED, EVENT_CHANGED, EVENT_CLAIM, EVENT_EXPIRED, EVENTS_BYTES, MAX_PEERS, PeerEvent, Stats};
+use ha_common::maps::{
+    CHANGE_RETURNED, EVENT_CHANGED, EVENT_CLAIM, EVENT_EXPIRED, EVENTS_BYTES, MAX_PEERS, PeerEvent, Stats,
+};
 
 use crate::PEERS;
 

@@ -406,7 +406,7 @@ impl World {
                 sched_sent: None,
                 answering: None,
                 answered_on: Vec::new(),
-            overdue: None,
+                overdue: None,
             })
             .collect();
         let mut spans: Vec<(u64, u64)> = c.nodes.iter().map(|s| (s.start, s.start)).collect();
@@ -1179,9 +1179,11 @@ impl World {
 
     /// Whether every fault that acted within `window` before now is a pause of node `i`.
     fn only_own_pauses(&self, i: usize, window: u64) -> bool {
-        self.sc.faults.iter().filter(|f| f.start <= self.now && f.end.saturating_add(window) >= self.now).all(|f| {
-            matches!(f.kind, FaultKind::Pause { node, .. } if node == i)
-        })
+        self.sc
+            .faults
+            .iter()
+            .filter(|f| f.start <= self.now && f.end.saturating_add(window) >= self.now)
+            .all(|f| matches!(f.kind, FaultKind::Pause { node, .. } if node == i))
     }
 
     fn check_takeover(&mut self, i: usize, local: Instant) {
@@ -1709,7 +1711,13 @@ fn describe(sc: &Scenario) -> String {
                 n.priority,
                 n.clock.ppb / 1000,
                 ms(n.start),
-                if n.answer { "event+answer" } else if n.event { "event" } else { "poll" }
+                if n.answer {
+                    "event+answer"
+                } else if n.event {
+                    "event"
+                } else {
+                    "poll"
+                }
             )
         })
         .collect();

@@ -22,9 +22,8 @@ fn standby_paused(machine: bool, start: u64, len: u64) -> Scenario {
 fn pauses() -> impl Iterator<Item = (u64, u64)> {
     let sc = Scenario::generate(360);
     let (interval, tolerance) = (sc.cluster.interval, sc.cluster.tolerance);
-    (0..interval / 50_000).flat_map(move |k| {
-        [tolerance * 8 / 10, tolerance * 95 / 100].map(|len| (3 * SEC / 2 + k * 50_000, len))
-    })
+    (0..interval / 50_000)
+        .flat_map(move |k| [tolerance * 8 / 10, tolerance * 95 / 100].map(|len| (3 * SEC / 2 + k * 50_000, len)))
 }
 
 #[test]

@@ -23,6 +23,7 @@ use rtnetlink::{
 use socket2::{Domain, Socket, Type};
 
 use super::address::{Messages, recv_datagram};
+use crate::nudge::Waker;
 
 /// linux/rtnetlink.h: the link notification group.
 const RTNLGRP_LINK: u32 = 1;
@@ -34,8 +35,10 @@ pub struct LinkWatch {
 }
 
 impl LinkWatch {
-    /// Reads the state once (failing if the interface cannot be asked), then follows it.
-    pub fn new(iface: &str) -> io::Result<Self> {
+    /// Reads the state once (failing if the interface cannot be asked), then follows it,
+    /// waking the run loop through `waker` at each change: the loop does not look at the flag
+    /// on the wakes that only send a heartbeat.
+    pub fn new(iface: &str, waker: Waker) -> io::Result<Self> {
         let query = FlagsQuery::new(iface)?;
         // Subscribe before the first query, so no change falls between the two.
         let events = subscribe()?;
@@ -46,7 +49,7 @@ impl LinkWatch {
         let iface = iface.to_string();
         let thread = thread::Builder::new()
             .name("link-watch".into())
-            .spawn(move || follow(&events, stop_fd, ifindex, &query, &shared, &iface))?;
+            .spawn(move || follow(&events, stop_fd, ifindex, &query, &Flag { up: &shared, waker: &waker }, &iface))?;
         Ok(Self { up, stop, thread: Some(thread) })
     }
 
@@ -67,8 +70,22 @@ impl Drop for LinkWatch {
     }
 }
 
+/// The shared flag and whom to wake when it changes.
+struct Flag<'a> {
+    up: &'a AtomicBool,
+    waker: &'a Waker,
+}
+
+impl Flag<'_> {
+    fn set(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            self.waker.wake();
+        }
+    }
+}
+
 /// The thread: blocks until a notification or the stop request, never on a timer.
-fn follow(events: &NetlinkSocket, stop: i32, ifindex: u32, query: &FlagsQuery, up: &AtomicBool, iface: &str) {
+fn follow(events: &NetlinkSocket, stop: i32, ifindex: u32, query: &FlagsQuery, up: &Flag<'_>, iface: &str) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let mut fds = [
@@ -95,7 +112,7 @@ fn follow(events: &NetlinkSocket, stop: i32, ifindex: u32, query: &FlagsQuery, u
             // Notifications were lost: ask the kernel instead.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 match query.is_up() {
-                    Ok(now) => up.store(now, Ordering::Release),
+                    Ok(now) => up.set(now),
                     Err(e) => log::debug!("reading link state of {iface}: {e}"),
                 }
                 continue;
@@ -106,7 +123,7 @@ fn follow(events: &NetlinkSocket, stop: i32, ifindex: u32, query: &FlagsQuery, u
             }
         };
         if let Some(flags) = last_flags_of(&buf[..n], ifindex) {
-            up.store(is_up(flags), Ordering::Release);
+            up.set(is_up(flags));
         }
     }
 }

@@ -112,8 +112,14 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// `env`: variables every check gets (HA_NODE, HA_IFACE).
-    pub fn start(cfg: CheckConfig, base: u32, env: Vec<(&'static str, String)>) -> std::io::Result<Self> {
+    /// `env`: variables every check gets (HA_NODE, HA_IFACE). `waker` wakes the run loop when a
+    /// check's health changes (the loop does not look on the wakes that only send).
+    pub fn start(
+        cfg: CheckConfig,
+        base: u32,
+        env: Vec<(&'static str, String)>,
+        waker: crate::nudge::Waker,
+    ) -> std::io::Result<Self> {
         let statuses = cfg
             .commands
             .iter()
@@ -132,7 +138,9 @@ impl Checks {
         let (wake, sleep) = mpsc::channel();
         let thread = {
             let (shared, cancel) = (Arc::clone(&shared), Arc::clone(&cancel));
-            thread::Builder::new().name("checks".into()).spawn(move || run(&cfg, &env, &shared, &cancel, &sleep))?
+            thread::Builder::new()
+                .name("checks".into())
+                .spawn(move || run(&cfg, &env, &shared, &cancel, &sleep, &waker))?
         };
         Ok(Self { shared, weight, cancel, wake: Some(wake), thread: Some(thread) })
     }
@@ -180,7 +188,14 @@ impl Drop for Checks {
     }
 }
 
-fn run(cfg: &CheckConfig, env: &[(&str, String)], shared: &Shared, cancel: &AtomicBool, sleep: &Receiver<()>) {
+fn run(
+    cfg: &CheckConfig,
+    env: &[(&str, String)],
+    shared: &Shared,
+    cancel: &AtomicBool,
+    sleep: &Receiver<()>,
+    waker: &crate::nudge::Waker,
+) {
     let mut trackers = vec![Tracker::default(); cfg.commands.len()];
     loop {
         for (i, command) in cfg.commands.iter().enumerate() {
@@ -207,6 +222,7 @@ fn run(cfg: &CheckConfig, env: &[(&str, String)], shared: &Shared, cancel: &Atom
                 statuses[i].detail = detail;
             }
             shared.not_passing.store(u32::try_from(not_passing(&trackers)).unwrap_or(u32::MAX), Ordering::Relaxed);
+            waker.wake();
         }
         match sleep.recv_timeout(cfg.interval) {
             Err(RecvTimeoutError::Timeout) => {}
@@ -267,7 +283,9 @@ mod tests {
             rise: 1,
             weight: Some(30),
         };
-        let checks = Checks::start(cfg, 100, vec![("HA_NODE", "192.0.2.1".into())]).expect("start");
+        let nudge = crate::nudge::Nudge::new().expect("wake-up socket");
+        let waker = nudge.waker().expect("waker");
+        let checks = Checks::start(cfg, 100, vec![("HA_NODE", "192.0.2.1".into())], waker).expect("start");
         let wait_for = |want: u32| {
             let start = Instant::now();
             while checks.priority() != want {

@@ -51,7 +51,8 @@ impl SharedCounter {
         if at == libc::MAP_FAILED {
             return Err(CounterError::Mmap(std::io::Error::last_os_error()));
         }
-        let counters = NonNull::new(at.cast::<Counters>()).ok_or(CounterError::Mmap(std::io::ErrorKind::Other.into()))?;
+        let counters =
+            NonNull::new(at.cast::<Counters>()).ok_or(CounterError::Mmap(std::io::ErrorKind::Other.into()))?;
         Ok(Self(Arc::new(Mapping { counters, len, _map: map })))
     }
 

@@ -354,6 +354,27 @@ fn a_standby_switches_the_fence_off_once_and_never_wakes_to_stamp() {
 }
 
 #[test]
+fn a_standby_looks_again_on_a_heartbeat_slot_so_the_driver_wakes_once_for_both() {
+    // Event wake: a standby wakes for each heartbeat of its schedule (every 2 ms from 0) and
+    // looks at the table every half tolerance (4 ms). Its driver wakes a little late, as real
+    // ones do; each look still falls on a heartbeat's slot.
+    let mut f = Failover::new(FailoverConfig { wake: Wake::Event, ..config(1, 100) }, Instant::ZERO);
+    let holder = |now: Instant| peer(2, 200, NodeState::Active, now);
+    let late = Duration::from_micros(50);
+    let mut now = Instant::ZERO;
+    let mut looks = 0;
+    while now < at(200) {
+        wake_all(&mut f, now, &[holder(now)]);
+        let next = f.poll_timeout();
+        assert!(next > now && next <= now + TOL / 2, "{now:?}: next look at {next:?}");
+        assert_eq!((next - Instant::ZERO).as_nanos() % INTERVAL.as_nanos(), 0, "{now:?}: {next:?} is off the slots");
+        now = next + late;
+        looks += 1;
+    }
+    assert!(looks >= 200 / 4, "{looks} looks in 200 ms");
+}
+
+#[test]
 fn the_fence_is_switched_off_once_the_addresses_are_gone() {
     let mut f = Failover::new(config(1, 100), Instant::ZERO);
     let (took, _) = until_take(&mut f);
