@@ -949,11 +949,14 @@ fn rest_section(res: &Results, plot: &str) -> String {
         return s;
     }
     s.push_str(
-        "Two idle nodes (one holder, one standby). The holder wakes to send each heartbeat (from this \
-         process: no kernel-side sender runs on this machine) and to stamp its liveness for the fence; a \
-         standby wakes for each heartbeat it sends and, in event mode, every half tolerance, never to \
-         stamp. The 16-group run has node 1 preferred for every group. keepalived at advert 0.01 s runs \
-         in the same kind of lab in the same run, measured the same way, so every figure has a ratio.\n\n",
+        "Two idle nodes (one holder, one standby). In event mode the holder, with one peer, is answered \
+         for by its kernel (XDP answers the standby's heartbeat with one of the holder's) and wakes only \
+         to renew those answers; the standby wakes for each heartbeat it sends (from this process: no \
+         kernel-side sender runs on this machine), and its look at the table every half tolerance falls \
+         on one of those wakes. In poll mode each node also wakes every tick, and the holder sends its \
+         own heartbeats and stamps its liveness for the fence. The 16-group run has node 1 preferred for \
+         every group. keepalived at advert 0.01 s runs in the same kind of lab in the same run, measured \
+         the same way, so every figure has a ratio.\n\n",
     );
     if !res.rest.is_empty() {
         let _ = write!(s, "Agent only (utime + stime, as in the scale bench):\n\n{}\n{plot}", rest_table(res));
