@@ -2,8 +2,9 @@
 //! answer in force, the real XDP program answers each peer's heartbeat with one of this node's
 //! own, signed, echoing the requester, back where it came from (XDP_TX); never an answer, never
 //! after `until`. Through BPF_PROG_TEST_RUN (the frame as the program leaves it) and over a veth
-//! pair between two namespaces (the answer as a peer's socket receives it). Needs root and the
-//! object from `cargo xtask build-ebpf`.
+//! pair between two namespaces (the answer as a peer's socket receives it). Then whole agents: a
+//! holder answered for wakes at once on a signal, a command or a tracked link going down. Needs
+//! root and the object from `cargo xtask build-ebpf`.
 use std::{
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     time::{Duration, Instant},
@@ -424,6 +425,40 @@ fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
         agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over on the clean stop");
         took.push(asked.elapsed());
         println!("maintenance x3, then SIGTERM -> node 2 holds: {took:?} (bound {bound:?})");
+        assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
+    });
+}
+
+/// The same holder learns of a tracked interface going down at once: the link watch wakes its
+/// loop, rather than the change waiting for the next renewal (up to 100 ms here).
+#[test]
+fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
+    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
+    use ha_lab::{AgentSet, AgentSettings};
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let lan = lab.add_lan("eth1", "10.9.0", false).expect("a second network");
+        let mut s = AgentSettings::new(&[200, 100]);
+        s.interval = Duration::from_millis(100);
+        s.tolerance = Duration::from_millis(350);
+        s.extra_args = vec!["--track-iface".into(), "eth1".into()];
+        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let bound = Duration::from_millis(40);
+        let mut took = Vec::new();
+        for round in 0..4 {
+            // Anywhere in the holder's sleep between two renewals.
+            std::thread::sleep(Duration::from_millis(450 + 37 * round));
+            let cut = Instant::now();
+            lab.cut_lan_link(&lan, 1).expect("cut node 1's eth1");
+            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
+            took.push(cut.elapsed());
+            lab.restore_lan_link(&lan, 1).expect("restore");
+            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
+        }
+        println!("tracked eth1 cut x4 -> node 2 holds: {took:?} (bound {bound:?})");
         assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
     });
 }
