@@ -115,6 +115,21 @@ pub fn run_big(res: &mut Results, agent: &std::path::Path, args: &BenchArgs) -> 
             false_takeovers += new.iter().filter(|t| t.to_active).count() as u64;
         }
     }
+    if false_takeovers > 0 {
+        // What the standbys said when they took over: the reason is on the same line.
+        let said: Vec<String> = (2..=n)
+            .flat_map(|i| {
+                agents
+                    .output(i)
+                    .lines()
+                    .filter(|l| l.contains("-> ACTIVE"))
+                    .map(|l| format!("  node {i}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .take(8)
+            .collect();
+        println!("first takeovers:\n{}", said.join("\n"));
+    }
     // The holder dies. Node 2 (the most worthy survivor) is watched through netlink in its
     // namespace (an `ip` per look would add milliseconds of process start under this load),
     // then every node is looked at once for a second holder.
