@@ -3,8 +3,8 @@
 //! own, signed, echoing the requester, back where it came from (XDP_TX); never an answer, never
 //! after `until`. Through BPF_PROG_TEST_RUN (the frame as the program leaves it) and over a veth
 //! pair between two namespaces (the answer as a peer's socket receives it). Then whole agents: a
-//! holder answered for wakes at once on a signal, a command or a tracked link going down. Needs
-//! root and the object from `cargo xtask build-ebpf`.
+//! holder answered for wakes at once on a signal, a command, a tracked link going down or a
+//! failing check. Needs root and the object from `cargo xtask build-ebpf`.
 use std::{
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     time::{Duration, Instant},
@@ -459,6 +459,47 @@ fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
             agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
         }
         println!("tracked eth1 cut x4 -> node 2 holds: {took:?} (bound {bound:?})");
+        assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
+    });
+}
+
+/// And of a health check that starts failing: the check's thread wakes the loop, so the
+/// hand-over follows the check, not the next renewal.
+#[test]
+fn a_failing_check_wakes_a_holder_its_kernel_answers_for() {
+    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
+    use ha_lab::{AgentSet, AgentSettings};
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(2);
+        let fail = lab.scratch_dir().join("check-fails");
+        let mut s = AgentSettings::new(&[200, 100]);
+        s.interval = Duration::from_millis(100);
+        s.tolerance = Duration::from_millis(350);
+        s.extra_args = vec![
+            "--check".into(),
+            format!("test ! -e {}", fail.display()),
+            "--check-interval".into(),
+            "10ms".into(),
+            "--check-fall".into(),
+            "1".into(),
+        ];
+        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        // The check runs every 10 ms and a shell takes a few: what is left is the hand-over.
+        let bound = Duration::from_millis(45);
+        let mut took = Vec::new();
+        for round in 0..4 {
+            std::thread::sleep(Duration::from_millis(450 + 37 * round));
+            let failed = Instant::now();
+            std::fs::write(&fail, b"").expect("make the check fail");
+            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
+            took.push(failed.elapsed());
+            std::fs::remove_file(&fail).expect("make the check pass");
+            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
+        }
+        println!("check failing x4 -> node 2 holds: {took:?} (bound {bound:?})");
         assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
     });
 }
