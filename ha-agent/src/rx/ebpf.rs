@@ -68,18 +68,31 @@ pub struct XdpConfig {
 }
 
 fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
+    let text = e.to_string();
+    has_os_error(e, &[libc::EPERM, libc::EACCES])
+        || text.contains("Operation not permitted")
+        || text.contains("Permission denied")
+}
+
+/// Whether `e` or an error it wraps is one of the OS errors `codes`.
+fn has_os_error(e: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        if let Some(code) = err.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error)
+            && codes.contains(&code)
         {
             return true;
         }
         cur = err.source();
     }
-    let text = e.to_string();
-    text.contains("Operation not permitted") || text.contains("Permission denied")
+    false
 }
+
+/// Loads of the program tried when the kernel says to try again. The verifier gives up with
+/// EAGAIN when a signal is pending while it works (it looks between instructions, and the
+/// program takes it about 0.3 s), and an agent whose checks spawn a shell every few ms met
+/// that in the lab; libbpf retries the same way.
+const VERIFY_ATTEMPTS: u32 = 5;
 
 fn classify(what: &str, e: impl std::error::Error + 'static) -> EbpfError {
     if is_permission(&e) {
@@ -111,7 +124,16 @@ pub fn load(cfg: &XdpConfig) -> Result<Ebpf, EbpfError> {
         .override_global(globals::DEFAULT_LIMIT_NS, &default_limit_ns, true)
         .load(OBJECT)
         .map_err(|e| classify("loading the object", e))?;
-    program_mut(&mut ebpf)?.load().map_err(|e| classify("verifying the XDP program", e))?;
+    let mut attempt = 1;
+    while let Err(e) = program_mut(&mut ebpf)?.load() {
+        if attempt == VERIFY_ATTEMPTS || !has_os_error(&e, &[libc::EAGAIN]) {
+            return Err(classify("verifying the XDP program", e));
+        }
+        attempt += 1;
+        log::info!(
+            "the kernel interrupted the XDP program's verification (EAGAIN): verifying again ({attempt} of {VERIFY_ATTEMPTS})"
+        );
+    }
     if let AuthMode::Keys(slots) = cfg.auth {
         // Through a second handle: the map stays in `ebpf` for whoever takes it later.
         let map = ebpf
