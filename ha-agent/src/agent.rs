@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use ha_common::wire::NodeState;
+use ha_common::wire::{Echo, NodeState};
 use ha_core::{
     Action, AnnounceCause, Command as CoreCommand, Event as CoreEvent, FailoverConfig, GroupConfig, Groups,
     GroupsAction, GroupsEvent, Instant, Peer, Reannounce, Wake, groups::Heartbeat as GroupsHeartbeat,
@@ -169,11 +169,17 @@ impl Io {
                 (NodeState::Standby, hb.flags, 0)
             }
         };
+        self.send_own(state, flags, priority, hb.echo, hb.scheduled);
+    }
+
+    /// One heartbeat of this node's own on every link, with how late it left when it was
+    /// `scheduled`. The kernel does not answer from taking its counter until every copy left.
+    fn send_own(&mut self, state: NodeState, flags: u8, priority: u32, echo: Echo, scheduled: Option<Instant>) {
         // Counted, and logged once per burst of failures by the sender.
-        let _ = self.sender.send(state, flags, priority, hb.echo);
-        self.links.send(self.sender.counter(), state, flags, priority, hb.echo);
+        let _ = self.sender.send(state, flags, priority, echo);
+        self.links.send(self.sender.counter(), state, flags, priority, echo);
         self.sender.left_everywhere();
-        if let Some(at) = hb.scheduled {
+        if let Some(at) = scheduled {
             self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
         }
     }
@@ -223,12 +229,7 @@ impl Io {
                 }
             }
             Action::SendHeartbeat { state, flags, priority, echo, scheduled } => {
-                let _ = self.sender.send(state, flags, priority, echo);
-                self.links.send(self.sender.counter(), state, flags, priority, echo);
-                self.sender.left_everywhere();
-                if let Some(at) = scheduled {
-                    self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
-                }
+                self.send_own(state, flags, priority, echo, scheduled)
             }
             Action::Unfence => {
                 if let Err(e) = self.rx.unfence() {
@@ -282,10 +283,7 @@ impl Io {
     /// The heartbeats of the schedule due by `now`.
     fn send_due(&mut self, now: Instant) {
         while let Some((c, at)) = self.schedule.as_mut().and_then(|s| s.due(now)) {
-            let _ = self.sender.send(c.state, c.flags, c.priority, c.echo);
-            self.links.send(self.sender.counter(), c.state, c.flags, c.priority, c.echo);
-            self.sender.left_everywhere();
-            self.lateness.record(monotonic_ns().saturating_sub(at.as_nanos()));
+            self.send_own(c.state, c.flags, c.priority, c.echo, Some(at));
         }
     }
 

@@ -35,17 +35,22 @@ fn read(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until one of `fds` is readable,
-/// whichever comes first (`ppoll`: nanosecond timeout, no epoll instance to keep). True when
-/// one of `fds` is readable.
+/// The most fds [`wait_readable_until_ns`] watches: the kernel's events and the loop's wake-up
+/// socket. Held on the stack, as the wait is in the run loop's hot path.
+pub const MAX_WAIT_FDS: usize = 2;
+
+/// Sleeps until an absolute `CLOCK_MONOTONIC` deadline or until one of `fds` (at most
+/// [`MAX_WAIT_FDS`]) is readable, whichever comes first (`ppoll`: nanosecond timeout, no epoll
+/// instance to keep). True when one of `fds` is readable.
 pub fn wait_readable_until_ns(fds: &[std::os::fd::BorrowedFd<'_>], deadline_ns: u64) -> bool {
+    debug_assert!(fds.len() <= MAX_WAIT_FDS, "{} fds to wait on", fds.len());
     use std::os::fd::AsRawFd as _;
     let left = deadline_ns.saturating_sub(monotonic_ns());
     let ts = libc::timespec {
         tv_sec: (left / 1_000_000_000) as libc::time_t,
         tv_nsec: (left % 1_000_000_000) as libc::c_long,
     };
-    let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 2];
+    let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; MAX_WAIT_FDS];
     for (pfd, fd) in pfds.iter_mut().zip(fds) {
         pfd.fd = fd.as_raw_fd();
     }

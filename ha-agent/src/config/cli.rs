@@ -178,9 +178,10 @@ pub struct RunArgs {
     /// it off; at most 1h. [default: 2 x tolerance]
     #[arg(long, value_name = "DUR", value_parser = duration(values::TOLERANCE))]
     pub max_tolerance: Option<Duration>,
-    /// Longest time between two looks at the peer table, 100us to 1m. The agent also wakes
-    /// exactly when a peer's silence reaches the tolerance; a shorter tick only makes it notice a
-    /// peer's leaving or claim sooner. [default: the interval]
+    /// Poll wake: longest time between two looks at the peer table, 100us to 1m. The agent also
+    /// wakes exactly when a peer's silence reaches the tolerance; a shorter tick only makes it
+    /// notice a peer's leaving or claim sooner. Event wake has no tick: the kernel reports each
+    /// change and expiry. [default: the interval]
     #[arg(long, value_name = "DUR", value_parser = duration(values::TICK))]
     pub tick: Option<Duration>,
     /// always: a more worthy node takes over at once (make-before-break); never: the address

@@ -391,34 +391,58 @@ fn cost_of_an_answer() {
     );
 }
 
-/// A holder answered for by its kernel wakes on its own only to renew (every 100 ms at a
-/// 100 ms interval): a SIGTERM or an operator's command wakes it at once, so a clean stop or
-/// maintenance hands over in milliseconds, not at the next renewal.
+/// Two agents at a 100 ms interval with `extra_args`, node 1 holding and answered for by its
+/// kernel: it wakes on its own only to renew, every 100 ms.
+fn start_answered(lab: &Lab, extra_args: Vec<String>) -> ha_lab::AgentSet<'_> {
+    use crate::support::{AGENT, WAIT};
+    let mut s = ha_lab::AgentSettings::new(&[200, 100]);
+    s.interval = Duration::from_millis(100);
+    s.tolerance = Duration::from_millis(350);
+    s.extra_args = extra_args;
+    let agents = ha_lab::AgentSet::start(lab, AGENT, s).expect("agents");
+    agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+    assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+    agents
+}
+
+/// `rounds` hand-overs, each started by `hand_over` at a different point of the holder's sleep
+/// between two renewals: how long after it node 2 held. `take_back` lets node 1 hold again.
+fn time_hand_overs(
+    agents: &ha_lab::AgentSet<'_>,
+    rounds: u32,
+    hand_over: impl Fn(),
+    take_back: impl Fn(),
+) -> Vec<Duration> {
+    use crate::support::WAIT;
+    let mut took = Vec::new();
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(450 + 37 * u64::from(round)));
+        let asked = Instant::now();
+        hand_over();
+        agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
+        took.push(asked.elapsed());
+        take_back();
+        agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
+    }
+    took
+}
+
+/// A holder answered for by its kernel: a SIGTERM or an operator's command wakes it at once,
+/// so a clean stop or maintenance hands over in milliseconds, not at the next renewal.
 #[test]
 fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
-    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
-    use ha_lab::{AgentSet, AgentSettings};
+    use crate::support::{WAIT, bounded, lab, shared_cpu};
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
-        let mut s = AgentSettings::new(&[200, 100]);
-        s.interval = Duration::from_millis(100);
-        s.tolerance = Duration::from_millis(350);
-        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let agents = start_answered(&lab, Vec::new());
         let bound = Duration::from_millis(40);
-        let mut took = Vec::new();
-        for round in 0..3 {
-            // Anywhere in the holder's sleep between two renewals.
-            std::thread::sleep(Duration::from_millis(450 + 37 * round));
-            let asked = Instant::now();
-            agents.set_maintenance(1, true).expect("maintenance on");
-            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
-            took.push(asked.elapsed());
-            agents.set_maintenance(1, false).expect("maintenance off");
-            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
-        }
+        let mut took = time_hand_overs(
+            &agents,
+            3,
+            || agents.set_maintenance(1, true).expect("maintenance on"),
+            || agents.set_maintenance(1, false).expect("maintenance off"),
+        );
         std::thread::sleep(Duration::from_millis(450));
         let asked = Instant::now();
         agents.signal(1, libc::SIGTERM).expect("SIGTERM");
@@ -430,34 +454,22 @@ fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
 }
 
 /// The same holder learns of a tracked interface going down at once: the link watch wakes its
-/// loop, rather than the change waiting for the next renewal (up to 100 ms here).
+/// loop, rather than the change waiting for the next renewal.
 #[test]
 fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
-    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
-    use ha_lab::{AgentSet, AgentSettings};
+    use crate::support::{bounded, lab, shared_cpu};
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let lan = lab.add_lan("eth1", "10.9.0", false).expect("a second network");
-        let mut s = AgentSettings::new(&[200, 100]);
-        s.interval = Duration::from_millis(100);
-        s.tolerance = Duration::from_millis(350);
-        s.extra_args = vec!["--track-iface".into(), "eth1".into()];
-        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let agents = start_answered(&lab, vec!["--track-iface".into(), "eth1".into()]);
         let bound = Duration::from_millis(40);
-        let mut took = Vec::new();
-        for round in 0..4 {
-            // Anywhere in the holder's sleep between two renewals.
-            std::thread::sleep(Duration::from_millis(450 + 37 * round));
-            let cut = Instant::now();
-            lab.cut_lan_link(&lan, 1).expect("cut node 1's eth1");
-            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
-            took.push(cut.elapsed());
-            lab.restore_lan_link(&lan, 1).expect("restore");
-            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
-        }
+        let took = time_hand_overs(
+            &agents,
+            4,
+            || lab.cut_lan_link(&lan, 1).expect("cut node 1's eth1"),
+            || lab.restore_lan_link(&lan, 1).expect("restore"),
+        );
         println!("tracked eth1 cut x4 -> node 2 holds: {took:?} (bound {bound:?})");
         assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
     });
@@ -467,38 +479,22 @@ fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
 /// hand-over follows the check, not the next renewal.
 #[test]
 fn a_failing_check_wakes_a_holder_its_kernel_answers_for() {
-    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu};
-    use ha_lab::{AgentSet, AgentSettings};
+    use crate::support::{bounded, lab, shared_cpu};
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let fail = lab.scratch_dir().join("check-fails");
-        let mut s = AgentSettings::new(&[200, 100]);
-        s.interval = Duration::from_millis(100);
-        s.tolerance = Duration::from_millis(350);
-        s.extra_args = vec![
-            "--check".into(),
-            format!("test ! -e {}", fail.display()),
-            "--check-interval".into(),
-            "10ms".into(),
-            "--check-fall".into(),
-            "1".into(),
-        ];
-        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let check = format!("test ! -e {}", fail.display());
+        let args = ["--check", &check, "--check-interval", "10ms", "--check-fall", "1"];
+        let agents = start_answered(&lab, args.map(String::from).to_vec());
         // The check runs every 10 ms and a shell takes a few: what is left is the hand-over.
         let bound = Duration::from_millis(45);
-        let mut took = Vec::new();
-        for round in 0..4 {
-            std::thread::sleep(Duration::from_millis(450 + 37 * round));
-            let failed = Instant::now();
-            std::fs::write(&fail, b"").expect("make the check fail");
-            agents.wait_for("node 2 takes over", WAIT, |h| h.contains(&2)).expect("node 2 takes over");
-            took.push(failed.elapsed());
-            std::fs::remove_file(&fail).expect("make the check pass");
-            agents.wait_sole_holder(1, WAIT).expect("node 1 takes the address back");
-        }
+        let took = time_hand_overs(
+            &agents,
+            4,
+            || std::fs::write(&fail, b"").expect("make the check fail"),
+            || std::fs::remove_file(&fail).expect("make the check pass"),
+        );
         println!("check failing x4 -> node 2 holds: {took:?} (bound {bound:?})");
         assert!(took.iter().all(|t| *t < bound), "{took:?}\n{}", agents.diagnostics());
     });
