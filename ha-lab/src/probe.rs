@@ -162,13 +162,25 @@ impl Prober {
     }
 
     /// Stops sending, waits out replies to the last probes (up to [`LATE_AFTER`]), and reports.
-    pub fn stop(mut self) -> ProbeReport {
+    pub fn stop(self) -> ProbeReport {
+        self.stop_thinned(1).0
+    }
+
+    /// As [`Prober::stop`], and also what a client probing `every` times less often would have
+    /// seen: the report on every `every`-th probe alone (the first, the `every+1`-th, ...). So
+    /// one run gives a fine outage and the figure of a coarser prober, comparable with runs
+    /// that only had that one.
+    pub fn stop_thinned(mut self, every: usize) -> (ProbeReport, ProbeReport) {
         let end = self.finish();
         let log = lock(&self.log);
+        let end = end.duration_since(self.start);
         let sent: Vec<Duration> = log.sent.iter().map(|t| t.duration_since(self.start)).collect();
-        let mut report = compute_report(&sent, &log.rtt, end.duration_since(self.start));
+        let mut report = compute_report(&sent, &log.rtt, end);
         report.send_errors = log.send_errors;
-        report
+        let every = every.max(1);
+        let thin_sent: Vec<Duration> = sent.iter().step_by(every).copied().collect();
+        let thin_rtt: Vec<Option<Duration>> = log.rtt.iter().step_by(every).copied().collect();
+        (report, compute_report(&thin_sent, &thin_rtt, end))
     }
 
     fn finish(&mut self) -> Instant {
@@ -405,6 +417,23 @@ mod tests {
             ]
         );
         assert_eq!(r.longest_outage, ms(40));
+    }
+
+    #[test]
+    fn a_thinned_prober_sees_a_longer_coarser_gap() {
+        // Probes every 2 ms; 3..=5 lost. Every other probe alone: 0, 4, 8, ... of which 4 lost.
+        let sent: Vec<_> = (0..10).map(|i| ms(2 * i)).collect();
+        let mut rtt = vec![Some(ms(1)); 10];
+        for lost in 3..=5 {
+            rtt[lost] = None;
+        }
+        let thin_sent: Vec<_> = sent.iter().step_by(2).copied().collect();
+        let thin_rtt: Vec<_> = rtt.iter().step_by(2).copied().collect();
+        let fine = compute_report(&sent, &rtt, ms(20));
+        let coarse = compute_report(&thin_sent, &thin_rtt, ms(20));
+        assert_eq!((fine.longest_outage, fine.lost), (ms(8), 3));
+        assert_eq!((coarse.longest_outage, coarse.lost), (ms(8), 1));
+        assert_eq!(coarse.sent, 5);
     }
 
     #[test]

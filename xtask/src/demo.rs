@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: three nodes and a client in network namespaces, real agents, a client
-//! probing the shared address every millisecond, and a readable timeline of a hard failure,
+//! probing the shared address every 0.2 ms, and a readable timeline of a hard failure,
 //! the old holder's return, and a clean stop. Everything is removed at the end or on Ctrl-C.
 use std::{
     cell::RefCell,
@@ -64,7 +64,7 @@ impl<'a> Timeline<'a> {
 
 fn outcome(m: &Measured) -> String {
     if m.lost == 0 {
-        format!("the client lost no probe ({} sent, 1 per ms)", m.sent)
+        format!("the client lost no probe ({} sent, one every 0.2 ms)", m.sent)
     } else {
         format!("the client saw an outage of {:.1} ms ({} of {} probes lost)", ms(m.outage), m.lost, m.sent)
     }
@@ -98,7 +98,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     ));
     agents.wait_sole_holder(1, Duration::from_secs(5))?;
     t.agent_lines();
-    t.say("node1 (the most worthy) is ACTIVE; the client probes 192.0.2.200 every 1 ms from now on");
+    t.say("node1 (the most worthy) is ACTIVE; the client probes 192.0.2.200 every 0.2 ms from now on");
     thread::sleep(Duration::from_millis(300));
 
     t.say("pulling node1's cable (its switch port goes down)");

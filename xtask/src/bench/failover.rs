@@ -31,7 +31,7 @@ pub fn run_ours(res: &mut Results, agent: &std::path::Path, args: &super::BenchA
     };
     for (interval, tolerance) in settings {
         let setting = format!("{}/{} ms", ms(interval), ms(tolerance));
-        println!("\n-- ha, interval/tolerance {setting}, {} repetitions, client probes every 1 ms --", args.reps);
+        println!("\n-- ha, interval/tolerance {setting}, {} repetitions, client probes every 0.2 ms --", args.reps);
         let mut series = FailoverSeries {
             implementation: Implementation::Ha,
             setting,
@@ -127,9 +127,24 @@ fn restart_holder(d: &mut impl Daemons, settle: Duration) -> Result<()> {
 
 /// Prints one measurement and adds it to its scenario's runs.
 pub fn record(out: &mut [ScenarioRuns], scenario: Scenario, m: Measured) {
-    println!("  {:<34} outage {:>6.1} ms, lost {:>3} of {:>4}", scenario.title(), ms(m.outage), m.lost, m.sent);
+    println!(
+        "  {:<34} outage {:>6.1} ms, lost {:>3} of {:>4} (1 ms probes: {:.1} ms, {} lost)",
+        scenario.title(),
+        ms(m.outage),
+        m.lost,
+        m.sent,
+        ms(m.outage_1ms),
+        m.lost_1ms
+    );
     if let Some(s) = out.iter_mut().find(|s| s.scenario == scenario) {
-        s.runs.push(Run { outage_ms: ms(m.outage), lost: m.lost, sent: m.sent, settled_ms: ms(m.settled_after) });
+        s.runs.push(Run {
+            outage_ms: ms(m.outage),
+            lost: m.lost,
+            sent: m.sent,
+            settled_ms: ms(m.settled_after),
+            outage_1ms: Some(ms(m.outage_1ms)),
+            lost_1ms: Some(m.lost_1ms),
+        });
     }
 }
 

@@ -23,7 +23,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
         _ => (Duration::from_millis(SETTING.0), Duration::from_millis(SETTING.1)),
     };
     let setting = format!("{}/{} ms, LAN + cable", ms(interval), ms(tolerance));
-    println!("\n-- ha with two heartbeat links, {setting}, {} repetitions, client probes every 1 ms --", args.reps);
+    println!("\n-- ha with two heartbeat links, {setting}, {} repetitions, client probes every 0.2 ms --", args.reps);
     let mut series = FailoverSeries {
         implementation: Implementation::HaTwoLinks,
         setting,
@@ -51,8 +51,7 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
             agents.wait_sole_holder(to, STEP_TIMEOUT)?;
             let settled_after = start.elapsed();
             thread::sleep(settle);
-            let report = prober.stop();
-            Ok(Measured { outage: report.longest_outage, lost: report.lost, sent: report.sent, settled_after })
+            Ok(Measured::from_prober(prober, settled_after))
         };
         for rep in 1..=args.reps {
             println!("repetition {rep}/{}", args.reps);

@@ -150,12 +150,18 @@ pub struct ScenarioRuns {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Run {
-    /// Longest gap between answered 1 ms probes (0 without loss).
+    /// Longest gap between answered probes (0 without loss): probes every 0.2 ms since
+    /// 2026-11-30 (every 1 ms before: then `outage_1ms` is absent, and this is that figure).
     pub outage_ms: f64,
     pub lost: u64,
     pub sent: u64,
     /// From the action until the expected node held the address.
     pub settled_ms: f64,
+    /// The same run seen by a 1 ms prober (every fifth probe).
+    #[serde(default)]
+    pub outage_1ms: Option<f64>,
+    #[serde(default)]
+    pub lost_1ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

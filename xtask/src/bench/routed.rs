@@ -1,6 +1,6 @@
 //! Routed mode beyond one LAN, client-observed: two nodes whose BIRD speakers announce the
 //! holder's host route by eBGP to a router (BIRD, BFD), and a client behind the router probing
-//! every millisecond. One repetition: cut node 1's link (hard failure: BFD takes its route off
+//! every 0.2 ms. One repetition: cut node 1's link (hard failure: BFD takes its route off
 //! the router, node 2 takes over), restore it (node 1 preempts once its session is back),
 //! SIGTERM node 1 (clean stop), restart it. A crash is left out: a killed agent's route stays
 //! in its table, announced, until `ha-agent cleanup` or a restart removes it (docs/routed.md).
@@ -37,7 +37,10 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &super::BenchArgs) 
     };
     let setting =
         format!("{}/{} ms, BFD {} ms x {}", ms(interval), ms(tolerance), BFD.interval.as_millis(), BFD.multiplier);
-    println!("\n-- ha routed (BGP via BIRD), {setting}, {} repetitions, remote client probes every 1 ms --", args.reps);
+    println!(
+        "\n-- ha routed (BGP via BIRD), {setting}, {} repetitions, remote client probes every 0.2 ms --",
+        args.reps
+    );
     let mut series = FailoverSeries {
         implementation: Implementation::HaRouted,
         setting,
@@ -97,8 +100,7 @@ impl Routed<'_> {
         self.settled_on(agents, to, SESSION_TIMEOUT)?;
         let settled_after = start.elapsed();
         thread::sleep(self.settle);
-        let report = prober.stop();
-        Ok(Measured { outage: report.longest_outage, lost: report.lost, sent: report.sent, settled_after })
+        Ok(Measured::from_prober(prober, settled_after))
     }
 
     fn settled_on(&self, agents: &AgentSet, node: usize, timeout: Duration) -> Result<()> {

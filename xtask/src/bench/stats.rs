@@ -38,14 +38,19 @@ pub struct ScenarioSummary {
     pub lost: Summary,
     pub no_loss: usize,
     pub runs: usize,
+    /// The outage a 1 ms prober saw, where every run has it (results since the probes were
+    /// made finer).
+    pub outage_1ms: Option<Summary>,
 }
 
 pub fn scenario(s: &ScenarioRuns) -> ScenarioSummary {
+    let coarse: Option<Vec<f64>> = s.runs.iter().map(|r: &Run| r.outage_1ms).collect();
     ScenarioSummary {
         outage: summary(s.runs.iter().map(|r: &Run| r.outage_ms)),
         lost: summary(s.runs.iter().map(|r| r.lost as f64)),
         no_loss: s.runs.iter().filter(|r| r.lost == 0).count(),
         runs: s.runs.len(),
+        outage_1ms: coarse.filter(|v| !v.is_empty()).map(|v| summary(v.into_iter())),
     }
 }
 
