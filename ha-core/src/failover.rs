@@ -81,12 +81,14 @@ impl Wake {
     }
 }
 
-/// The shortest heartbeat schedule handed out in event mode (see [`heartbeat_horizon`]).
-pub const HORIZON_MIN: Duration = Duration::from_millis(50);
+/// The shortest heartbeat schedule handed out in event mode (see [`heartbeat_horizon`]). The
+/// holder whose kernel answers wakes once per half of it, so it sets that cost at rest (20
+/// wakes/s), and how long a holder agent may be descheduled before its answers lapse (50 ms).
+pub const HORIZON_MIN: Duration = Duration::from_millis(100);
 /// The longest: a stalled agent is heard at most this long after it stopped.
 pub const HORIZON_MAX: Duration = Duration::from_millis(200);
 
-/// How far ahead a heartbeat schedule reaches in event mode: `max(50 ms, 4 intervals)`, at most
+/// How far ahead a heartbeat schedule reaches in event mode: `max(100 ms, 4 intervals)`, at most
 /// 200 ms (or two intervals, if longer). It is renewed when about half of it is left, so it is
 /// also the bound on how long a stalled agent's kernel keeps speaking for it: its peers notice
 /// the stall within their silence limit plus this.
