@@ -50,7 +50,7 @@ pub fn scenario(s: &ScenarioRuns) -> ScenarioSummary {
         lost: summary(s.runs.iter().map(|r| r.lost as f64)),
         no_loss: s.runs.iter().filter(|r| r.lost == 0).count(),
         runs: s.runs.len(),
-        outage_1ms: coarse.filter(|v| !v.is_empty()).map(|v| summary(v.into_iter())),
+        outage_1ms: coarse.filter(|v| !v.is_empty()).map(summary),
     }
 }
 
