@@ -34,7 +34,9 @@ fn an_address_deleted_by_another_program_is_restored_and_a_stray_copy_removed() 
         "client outage {:?}, {} of {} probes lost (restore seen by polling `ip` after {restored_after:?})",
         report.longest_outage, report.lost, report.sent
     );
-    assert!(report.lost <= 20, "the client barely notices: {report:?}\n{}", agents.diagnostics());
+    // Alone it loses 1-2 probes; under the whole suite on 2 cores the guard's thread was once
+    // 23 ms late. Without the guard nothing puts the address back, and the wait above fails.
+    assert!(report.lost <= 50, "the client barely notices: {report:?}\n{}", agents.diagnostics());
     assert!(agents.output(1).contains("removed from eth0 by another program"), "{}", agents.output(1));
 
     // A copy appearing on the standby is removed.
