@@ -175,12 +175,9 @@ impl Prober {
         let log = lock(&self.log);
         let end = end.duration_since(self.start);
         let sent: Vec<Duration> = log.sent.iter().map(|t| t.duration_since(self.start)).collect();
-        let mut report = compute_report(&sent, &log.rtt, end);
+        let (mut report, thinned) = reports(&sent, &log.rtt, end, every);
         report.send_errors = log.send_errors;
-        let every = every.max(1);
-        let thin_sent: Vec<Duration> = sent.iter().step_by(every).copied().collect();
-        let thin_rtt: Vec<Option<Duration>> = log.rtt.iter().step_by(every).copied().collect();
-        (report, compute_report(&thin_sent, &thin_rtt, end))
+        (report, thinned)
     }
 
     fn finish(&mut self) -> Instant {
@@ -339,6 +336,14 @@ impl std::fmt::Display for ProbeReport {
     }
 }
 
+/// The report on every probe, and the one on every `every`-th probe alone.
+fn reports(sent: &[Duration], rtt: &[Option<Duration>], end: Duration, every: usize) -> (ProbeReport, ProbeReport) {
+    let every = every.max(1);
+    let thin_sent: Vec<Duration> = sent.iter().step_by(every).copied().collect();
+    let thin_rtt: Vec<Option<Duration>> = rtt.iter().step_by(every).copied().collect();
+    (compute_report(sent, rtt, end), compute_report(&thin_sent, &thin_rtt, end))
+}
+
 /// Builds the report from send offsets and round-trip times (None: no reply).
 fn compute_report(sent: &[Duration], rtt: &[Option<Duration>], end: Duration) -> ProbeReport {
     let ok: Vec<bool> = rtt.iter().map(|r| r.is_some_and(|r| r <= LATE_AFTER)).collect();
@@ -420,20 +425,26 @@ mod tests {
     }
 
     #[test]
-    fn a_thinned_prober_sees_a_longer_coarser_gap() {
-        // Probes every 2 ms; 3..=5 lost. Every other probe alone: 0, 4, 8, ... of which 4 lost.
+    fn a_thinned_prober_sees_the_same_run_in_coarser_steps() {
+        // Probes every 2 ms (at 0, 2, ..., 18 ms), those at 6, 8 and 10 ms lost: a gap from 4
+        // to 12 ms. Every other probe alone (0, 4, 8, 12, 16 ms) loses only the one at 8 ms,
+        // and reads the gap as 4 to 12 ms in its own 4 ms steps.
         let sent: Vec<_> = (0..10).map(|i| ms(2 * i)).collect();
         let mut rtt = vec![Some(ms(1)); 10];
         for lost in 3..=5 {
             rtt[lost] = None;
         }
-        let thin_sent: Vec<_> = sent.iter().step_by(2).copied().collect();
-        let thin_rtt: Vec<_> = rtt.iter().step_by(2).copied().collect();
-        let fine = compute_report(&sent, &rtt, ms(20));
-        let coarse = compute_report(&thin_sent, &thin_rtt, ms(20));
-        assert_eq!((fine.longest_outage, fine.lost), (ms(8), 3));
-        assert_eq!((coarse.longest_outage, coarse.lost), (ms(8), 1));
-        assert_eq!(coarse.sent, 5);
+        let (fine, coarse) = reports(&sent, &rtt, ms(20), 2);
+        assert_eq!((fine.sent, fine.lost, fine.longest_outage), (10, 3, ms(8)));
+        assert_eq!((coarse.sent, coarse.lost, coarse.longest_outage), (5, 1, ms(8)));
+        // Losing the probe at 6 ms alone: invisible to the thinned prober.
+        let mut rtt = vec![Some(ms(1)); 10];
+        rtt[3] = None;
+        let (fine, coarse) = reports(&sent, &rtt, ms(20), 2);
+        assert_eq!((fine.lost, fine.longest_outage), (1, ms(4)));
+        assert_eq!((coarse.lost, coarse.longest_outage), (0, Duration::ZERO));
+        // Thinning by 1 (or 0) is the report itself.
+        assert_eq!(reports(&sent, &rtt, ms(20), 0).1, fine);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use ha_lab::{AgentSet, Lab, Prober, VIP};
 /// 4.2 ms could not be told from chance.
 pub const PROBE_PERIOD: Duration = Duration::from_micros(200);
 /// Every this many probes make a 1 ms prober, whose figures earlier runs had.
-pub const PROBES_PER_MS: usize = 5;
+pub const PROBES_PER_MS: usize = (1_000_000 / PROBE_PERIOD.as_nanos()) as usize;
 /// How long a step may take before it counts as failed.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -619,7 +619,6 @@ fn event_mode_wakes_itself_when_a_forgiven_absence_outlasts_the_kernels_timer() 
     let last = peer(2, 200, NodeState::Active, at(20));
     // A late wake (over half an interval): the peer is forgiven the stall.
     let planned = f.poll_timeout().min(at(21));
-    eprintln!("DBG poll {:?}", f.poll_timeout());
     drive(&mut f, planned + Duration::from_micros(6_500), &[last]);
     // The kernel fires at the plain limit; this core still forgives, so it wakes itself later.
     let fired = at(20) + TOL + Duration::from_micros(10);
