@@ -431,9 +431,7 @@ mod tests {
         // and reads the gap as 4 to 12 ms in its own 4 ms steps.
         let sent: Vec<_> = (0..10).map(|i| ms(2 * i)).collect();
         let mut rtt = vec![Some(ms(1)); 10];
-        for lost in 3..=5 {
-            rtt[lost] = None;
-        }
+        rtt[3..=5].fill(None);
         let (fine, coarse) = reports(&sent, &rtt, ms(20), 2);
         assert_eq!((fine.sent, fine.lost, fine.longest_outage), (10, 3, ms(8)));
         assert_eq!((coarse.sent, coarse.lost, coarse.longest_outage), (5, 1, ms(8)));
