@@ -105,6 +105,9 @@ struct Io {
     /// Event wake: the kernel answers peers' heartbeats for this node while it holds
     /// (`tx::answer`, `FailoverConfig::answer`).
     answers: bool,
+    /// Those answers go to the group, so they serve any number of peers
+    /// (`FailoverConfig::answer_group`).
+    answers_to_group: bool,
     /// Failed writes of the kernel's answers, likewise.
     answer_errors: u64,
     /// What the kernel answers with and until when, while it does.
@@ -767,12 +770,25 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
     // unless the fq qdisc carries the schedules: its queued heartbeats have counters of their
     // own, which the kernel's answers would make stale.
     let answers = wake == Wake::Event && queued.is_none() && rx.answerer().is_some();
+    // Heartbeats to a group: an answer to the group reaches every peer, so the kernel answers
+    // for a holder with any number of them, one new counter per half interval at most. On one
+    // link: on several, a request's copy on the next link may find its counter's gap taken by
+    // another peer's request, and that link would carry too few answers (ha-sim invariant h).
+    let answers_to_group = answers && cfg.unicast_peers.is_empty() && cfg.links.len() <= 1;
     if answers && let Some(answerer) = rx.answerer() {
         sender.share_counter(answerer.counter());
+        if answers_to_group {
+            answerer.set_group_gap(cfg.interval / 2).context("configuring the kernel's answers")?;
+        }
     }
     log::info!(
         "heartbeats: {}",
-        if answers { "answered by XDP while holder, own every interval otherwise" } else { "own every interval" }
+        match (answers, answers_to_group) {
+            (true, true) =>
+                "answered by XDP while holder (to the group: any number of peers), own every interval otherwise",
+            (true, false) => "answered by XDP while holder (back to one peer), own every interval otherwise",
+            _ => "own every interval",
+        }
     );
     if let Some(routes) = &routes {
         // A crashed run's host route would keep announcing an address nobody here serves.
@@ -859,6 +875,7 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, reread: Rereader) -> anyhow::R
         kernel_events_seen: 0,
         limit_errors: 0,
         answers,
+        answers_to_group,
         answer_errors: 0,
         answering: None,
     };
@@ -885,6 +902,7 @@ fn event_loop(
     let cfg = FailoverConfig {
         wake: io.wake,
         answer: io.answers,
+        answer_group: io.answers_to_group,
         ..FailoverConfig::new(io.cfg.node, io.cfg.interval, io.cfg.tick)
     };
     let mut failover = match io.cfg.groups.is_empty() {

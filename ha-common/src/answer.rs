@@ -93,26 +93,44 @@ pub fn build(payload: &mut HeartbeatWords, template: &TemplateWords, counter: u6
     payload[24] = 0;
 }
 
-/// Turns a request's Ethernet addresses (its first 12 bytes) into the answer's, in place: back
-/// to the requester's MAC, from `mac`. What follows (a VLAN tag, the EtherType) stays.
+/// Turns a request's Ethernet addresses (its first 12 bytes) into the answer's, in place: from
+/// `mac`, back to the requester's MAC or, `to_group`, to where the request went. What follows
+/// (a VLAN tag, the EtherType) stays.
 #[inline(always)]
-pub fn rewrite_ethernet(h: &mut [u8; 12], mac: &[u8; 6]) {
+pub fn rewrite_ethernet(h: &mut [u8; 12], mac: &[u8; 6], to_group: bool) {
     let mut i = 0;
     while i < 6 {
-        h[i] = h[6 + i];
+        if !to_group {
+            h[i] = h[6 + i];
+        }
         h[6 + i] = mac[i];
         i += 1;
     }
 }
 
-/// Turns a request's IPv4 header (no options) into the answer's, in place: from `src` back to
-/// the request's source, id 0, DF, [`TTL`], its checksum; version, TOS, total length and
-/// protocol stay the request's.
+/// Whether a request's IPv4 header (no options) names a multicast destination: an answer to
+/// it can go to that group, and every peer hears it.
 #[inline(always)]
-pub fn rewrite_ipv4(h: &mut [u8; IPV4_HLEN], src: &[u8; 4]) {
+pub const fn to_multicast(h: &[u8; IPV4_HLEN]) -> bool {
+    is_multicast_v4(h[16])
+}
+
+/// Whether an IPv4 address whose first octet is `first` is a multicast one (224.0.0.0/4).
+#[inline(always)]
+pub const fn is_multicast_v4(first: u8) -> bool {
+    first & 0xf0 == 0xe0
+}
+
+/// Turns a request's IPv4 header (no options) into the answer's, in place: from `src`, back to
+/// the request's source or, `to_group`, to its destination; id 0, DF, [`TTL`], its checksum;
+/// version, TOS, total length and protocol stay the request's.
+#[inline(always)]
+pub fn rewrite_ipv4(h: &mut [u8; IPV4_HLEN], src: &[u8; 4], to_group: bool) {
     let mut i = 0;
     while i < 4 {
-        h[16 + i] = h[12 + i];
+        if !to_group {
+            h[16 + i] = h[12 + i];
+        }
         h[12 + i] = src[i];
         i += 1;
     }
@@ -295,15 +313,27 @@ mod tests {
     #[test]
     fn headers_turn_around() {
         let mut eth = [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2];
-        rewrite_ethernet(&mut eth, &[3; 6]);
+        rewrite_ethernet(&mut eth, &[3; 6], false);
         assert_eq!(eth, [2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3], "to the requester, from us");
+        let mut eth = [1, 0, 0x5e, 0x7f, 0x48, 0x41, 2, 2, 2, 2, 2, 2];
+        rewrite_ethernet(&mut eth, &[3; 6], true);
+        assert_eq!(eth, [1, 0, 0x5e, 0x7f, 0x48, 0x41, 3, 3, 3, 3, 3, 3], "to the group, from us");
 
         // A request: 228 bytes, id 0x1234, TTL 1, TOS CS6, 192.0.2.2 -> 239.255.72.65.
-        let mut ip = [0x45, 0xc0, 0, 228, 0x12, 0x34, 0, 0, 1, 17, 0, 0, 192, 0, 2, 2, 239, 255, 72, 65];
-        rewrite_ipv4(&mut ip, &[192, 0, 2, 1]);
+        let request = [0x45, 0xc0, 0, 228, 0x12, 0x34, 0, 0, 1, 17, 0, 0, 192, 0, 2, 2, 239, 255, 72, 65];
+        assert!(to_multicast(&request));
+        let mut ip = request;
+        rewrite_ipv4(&mut ip, &[192, 0, 2, 1], false);
         assert_eq!(ipv4_checksum(&ip), 0, "a header with its checksum sums to zero");
         assert_eq!(ip[..10], [0x45, 0xc0, 0, 228, 0, 0, 0x40, 0, TTL, 17]);
         assert_eq!(ip[12..], [192, 0, 2, 1, 192, 0, 2, 2], "from us back to the requester");
+        let mut ip = request;
+        rewrite_ipv4(&mut ip, &[192, 0, 2, 1], true);
+        assert_eq!(ipv4_checksum(&ip), 0);
+        assert_eq!(ip[12..], [192, 0, 2, 1, 239, 255, 72, 65], "from us to the group");
+        let mut unicast = request;
+        unicast[16] = 192;
+        assert!(!to_multicast(&unicast), "192.255.72.65");
 
         // A known header: 4500 0073 0000 4000 4011 ---- c0a8 0001 c0a8 00c7 -> checksum b861.
         let known = [0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7];

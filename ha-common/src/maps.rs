@@ -115,7 +115,11 @@ pub struct Answer {
     pub until_ns: u64,
     /// Which of `templates` is in force (0 or 1; any other value reads as 1).
     pub current: u32,
-    pub _pad: u32,
+    /// 0: an answer goes back to its requester alone, which suits one peer. Otherwise it goes
+    /// to the group the request was sent to (a request to a unicast address is still answered
+    /// to its sender), and a new counter is taken at most once per this many ns: every peer
+    /// then hears one sequence of this node's heartbeats, with no gaps from answers to others.
+    pub group_gap_ns: u32,
     /// Bytes `0..TAG_OFFSET` of this node's heartbeat in wire layout (`crate::wire`): state,
     /// flags, key id, priority, ...; the counter, the echo and the tag are filled per answer.
     pub templates: [[u8; crate::wire::TAG_OFFSET]; 2],
@@ -123,7 +127,7 @@ pub struct Answer {
 
 impl Default for Answer {
     fn default() -> Self {
-        Self { until_ns: 0, current: 0, _pad: 0, templates: [[0; crate::wire::TAG_OFFSET]; 2] }
+        Self { until_ns: 0, current: 0, group_gap_ns: 0, templates: [[0; crate::wire::TAG_OFFSET]; 2] }
     }
 }
 
@@ -174,21 +178,28 @@ pub struct Counters {
     pub request_epoch: u64,
     pub request_counter: u64,
     pub answer: u64,
+    /// When the last answer took a new counter (`bpf_ktime_get_ns`).
+    pub answered_ns: u64,
 }
 
 impl Counters {
     /// The counter of the answer to the request of `node_id` with sequence
-    /// (`epoch`, `counter`): the one its copy on another link got, else the next.
+    /// (`epoch`, `counter`) at `now_ns`: the one its copy on another link got, else the next;
+    /// `None` (no answer) when the last new one is under `gap_ns` old.
     #[inline(always)]
-    pub fn answer_to(&mut self, node_id: u32, epoch: u64, counter: u64) -> u64 {
+    pub fn answer_to(&mut self, node_id: u32, epoch: u64, counter: u64, now_ns: u64, gap_ns: u64) -> Option<u64> {
         if (self.request_node, self.request_epoch, self.request_counter) != (node_id, epoch, counter)
             || self.answer == 0
         {
+            if self.answer != 0 && now_ns.wrapping_sub(self.answered_ns) < gap_ns {
+                return None;
+            }
             self.sent += 1;
             self.answer = self.sent;
+            self.answered_ns = now_ns;
             (self.request_node, self.request_epoch, self.request_counter) = (node_id, epoch, counter);
         }
-        self.answer
+        Some(self.answer)
     }
 }
 
@@ -530,6 +541,20 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_take_one_counter_per_request_and_at_most_one_per_gap() {
+        let mut c = Counters { sent: 10, ..Counters::default() };
+        // One peer (no gap): each request a counter, its copy on another link the same one.
+        assert_eq!(c.answer_to(2, 1, 5, 1_000, 0), Some(11));
+        assert_eq!(c.answer_to(2, 1, 5, 1_001, 0), Some(11), "the copy on another link");
+        assert_eq!(c.answer_to(3, 1, 7, 1_002, 0), Some(12));
+        // To the group: requests within the gap of the last new answer get none.
+        assert_eq!(c.answer_to(2, 1, 6, 1_500, 1_000), None);
+        assert_eq!(c.answer_to(3, 1, 7, 1_500, 1_000), Some(12), "a copy is still answered");
+        assert_eq!(c.answer_to(4, 1, 9, 2_002, 1_000), Some(13));
+        assert_eq!(c.sent, 13);
+    }
     use crate::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, GroupEntry, Heartbeat, NodeState, Sequence};
 
     fn heartbeat(counter: u64, groups: &[GroupEntry]) -> Heartbeat {

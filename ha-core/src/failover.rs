@@ -137,6 +137,10 @@ pub struct FailoverConfig {
     /// Event mode: the driver's kernel can answer peers' heartbeats for this node (XDP), so a
     /// holder at rest need not wake for its heartbeats (see [`Action::ScheduleHeartbeats`]).
     pub answer: bool,
+    /// With `answer`: the kernel's answers go to the group and take a new counter at most
+    /// once per half interval, so every peer hears one sequence from them, and they serve any
+    /// number of peers. Without it they go back to the requester, and serve one peer at most.
+    pub answer_group: bool,
 }
 
 impl FailoverConfig {
@@ -151,6 +155,7 @@ impl FailoverConfig {
             watch_every: node.tolerance / 2,
             claim_settle: CLAIM_SETTLE,
             answer: false,
+            answer_group: false,
         }
     }
 }
@@ -680,9 +685,10 @@ impl Failover {
 
     /// Event mode: whether the kernel answers peers' heartbeats for this node instead of a
     /// heartbeat of its own every interval: a holder at rest (no hand-over under way, nobody
-    /// unconfirmed) with at most one live peer, which is no holder itself. One peer at most:
-    /// a heartbeat's counter counts what its sender sent, and each of several peers would
-    /// read the answers to the others as its own losses (`liveness`).
+    /// unconfirmed) whose live peers are no holders themselves; at most one such peer unless
+    /// the answers go to the group. One peer at most otherwise: a heartbeat's counter counts
+    /// what its sender sent, and each of several peers would read the answers to the others as
+    /// its own losses (`liveness`).
     fn kernel_answers(&self, now: Instant, state: NodeState, flags: u8) -> bool {
         if !self.cfg.answer || self.answers_unheard || self.cfg.wake != Wake::Event || state != NodeState::Active {
             return false;
@@ -694,9 +700,13 @@ impl Failover {
         // brain soon, not at their renewals.
         let recent = self.cfg.node.max_tolerance.max(self.cfg.node.tolerance);
         let mut live = self.peers.iter().filter(|p| now - p.last_seen <= recent);
+        let standby = |p: &Peer| p.state != NodeState::Active && p.flags & FLAG_ANSWERING == 0;
+        if self.cfg.answer_group {
+            return live.all(standby);
+        }
         match (live.next(), live.next()) {
             (None, _) => true,
-            (Some(p), None) => p.state != NodeState::Active && p.flags & FLAG_ANSWERING == 0,
+            (Some(p), None) => standby(p),
             (Some(_), Some(_)) => false,
         }
     }

@@ -1,6 +1,7 @@
 //! The kernel's answer (`ha_common::answer`): while `ANSWER` is in force, an accepted heartbeat
 //! that asks for one is turned into this node's own, in place, and sent back where it came
-//! from (`XDP_TX`). No policy: the agent decides when to answer and with what.
+//! from, or to the group it was sent to (`Answer::group_gap_ns`), out of the interface it came
+//! in on (`XDP_TX`). No policy: the agent decides when to answer, with what and to whom.
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_TX},
     btf_maps::{Array, HashMap},
@@ -78,10 +79,15 @@ pub fn reply(ctx: &XdpContext, offset: usize, payload: &mut HeartbeatWords) -> u
     }
     let request = answer::as_bytes(payload);
     let (node_id, epoch, counter) = (be_u32(request, 12), be_u64(request, 24), be_u64(request, 32));
+    let gap_ns = u64::from(a.group_gap_ns);
+    let to_group = gap_ns != 0 && bytes_at::<1>(ctx, l3 + 16).is_some_and(|d| answer::is_multicast_v4(d[0]));
     // SAFETY: a map value, valid during this run; shared with the agent (see `Counters`).
-    let counter = unsafe { (*counters).answer_to(node_id, epoch, counter) };
+    let counter = unsafe { (*counters).answer_to(node_id, epoch, counter, now, if to_group { gap_ns } else { 0 }) };
+    let Some(counter) = counter else {
+        return XDP_DROP;
+    };
     answer::build(payload, a.template_words(), counter, key.as_ref());
-    if rewrite(ctx, l3, offset, iface, payload).is_none() {
+    if rewrite(ctx, l3, offset, iface, payload, to_group).is_none() {
         return XDP_DROP;
     }
     crate::count(|s| s.answered += 1);
@@ -103,12 +109,20 @@ fn plain_frame(ctx: &XdpContext, offset: usize) -> Option<usize> {
     plain.then_some(l3)
 }
 
-/// Turns the frame into the answer, in place: back to the requester's MAC and address, from
-/// this interface's, to the heartbeat port, the answer as its payload. A VLAN tag stays.
+/// Turns the frame into the answer, in place: back to the requester's MAC and address (or,
+/// `to_group`, to the group the request went to), from this interface's, to the heartbeat
+/// port, the answer as its payload. A VLAN tag stays.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, l3: usize, offset: usize, iface: &AnswerIface, payload: &HeartbeatWords) -> Option<()> {
-    answer::rewrite_ethernet(at::<12>(ctx, 0)?, &iface.mac);
-    answer::rewrite_ipv4(at::<IPV4_HLEN>(ctx, l3)?, &iface.ipv4);
+fn rewrite(
+    ctx: &XdpContext,
+    l3: usize,
+    offset: usize,
+    iface: &AnswerIface,
+    payload: &HeartbeatWords,
+    to_group: bool,
+) -> Option<()> {
+    answer::rewrite_ethernet(at::<12>(ctx, 0)?, &iface.mac, to_group);
+    answer::rewrite_ipv4(at::<IPV4_HLEN>(ctx, l3)?, &iface.ipv4, to_group);
     answer::rewrite_udp(at::<UDP_HLEN>(ctx, l3 + IPV4_HLEN)?, crate::HA_PORT.load());
     put_payload(ctx, offset, payload)
 }

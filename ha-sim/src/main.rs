@@ -146,6 +146,7 @@ struct Totals {
     mode_node_ns: [u128; 3],
     kernel_expiries: u64,
     answers: u64,
+    group_answers: u64,
     faults: [u64; KIND_NAMES.len()],
     violations: [u64; ALL.len()],
     failing: Vec<Report>,
@@ -193,6 +194,7 @@ fn many(args: &Args) -> ExitCode {
                     local.mode_node_ns[mode] += u128::from(r.sim_ns) * r.nodes as u128;
                     local.kernel_expiries += r.kernel_expiries;
                     local.answers += r.answers;
+                    local.group_answers += r.group_answers;
                     local.checked[4] += r.link_downs;
                     for (t, f) in local.faults.iter_mut().zip(r.faults_per_kind) {
                         *t += f;
@@ -242,6 +244,7 @@ fn many(args: &Args) -> ExitCode {
                 }
                 t.kernel_expiries += local.kernel_expiries;
                 t.answers += local.answers;
+                t.group_answers += local.group_answers;
                 for (a, b) in t.faults.iter_mut().zip(local.faults) {
                     *a += b;
                 }
@@ -306,7 +309,7 @@ fn many(args: &Args) -> ExitCode {
     );
     let per_node_s = |m: usize| t.wakes[m] as f64 / (t.mode_node_ns[m] as f64 / 1e9).max(1e-9);
     println!(
-        "wake: {} seeds all poll ({:.0} wakes per node-second), {} mixed ({:.0}), {} all event ({:.0}; the kernel sends the heartbeats); {} kernel expiries delivered; {} heartbeats answered by a holder's kernel",
+        "wake: {} seeds all poll ({:.0} wakes per node-second), {} mixed ({:.0}), {} all event ({:.0}; the kernel sends the heartbeats); {} kernel expiries delivered; {} heartbeats answered by a holder's kernel ({} of them to the group)",
         t.modes[0],
         per_node_s(0),
         t.modes[1],
@@ -314,7 +317,8 @@ fn many(args: &Args) -> ExitCode {
         t.modes[2],
         per_node_s(2),
         t.kernel_expiries,
-        t.answers
+        t.answers,
+        t.group_answers
     );
     let faults: Vec<String> = KIND_NAMES.iter().zip(t.faults).map(|(k, n)| format!("{k} {n}")).collect();
     println!("faults injected: {}", faults.join(", "));

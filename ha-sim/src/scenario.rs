@@ -29,6 +29,12 @@ pub struct NodeSpec {
     /// Event wake: its XDP program can answer peers' heartbeats while it holds at rest
     /// (`FailoverConfig::answer`).
     pub answer: bool,
+    /// Those answers go to every peer, at most one new counter per half interval
+    /// (`FailoverConfig::answer_group`); else back to the requester alone. One heartbeat link
+    /// only: with several, a request's copy on the second link may come after another peer's
+    /// request took a new counter, and finds none left to give within the gap, so that link
+    /// would go quiet for the peers (invariant h found it).
+    pub answer_group: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +94,7 @@ pub fn failover_config(cluster: &Cluster, node: &NodeSpec) -> FailoverConfig {
     FailoverConfig {
         wake,
         answer: spec.answer,
+        answer_group: spec.answer_group,
         ..FailoverConfig::new(node, Duration::from_nanos(cluster.interval), Duration::from_nanos(cluster.tick))
     }
 }
@@ -449,6 +456,10 @@ impl Scenario {
         let mut faults = gen_faults(&mut rng, &cluster);
         // From a stream of its own, so that the other draws of a seed stay what they were.
         gen_links(&mut Rng::derive(seed, 0x11a5), &mut cluster, &mut faults);
+        // As the agent: answers to the group on one heartbeat link only (see `answer_group`).
+        if cluster.links > 1 {
+            cluster.nodes.iter_mut().for_each(|n| n.answer_group = false);
+        }
         gen_tracking(&mut Rng::derive(seed, 0x7ac4), &cluster, &mut faults);
         Scenario { seed, cluster, faults }
     }
@@ -506,6 +517,7 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
             start: if late_joiners && rng.chance(0.3) { rng.range(0, duration / 3) } else { rng.range(0, interval) },
             event: false,
             answer: false,
+            answer_group: false,
         })
         .collect();
     let net_delay = rng.range(20 * US, 300 * US);
@@ -529,6 +541,10 @@ fn gen_cluster(rng: &mut Rng) -> Cluster {
     let mut answers = Rng::derive(mixed, 0xa115);
     if answers.range(0, 2) != 0 {
         nodes.iter_mut().for_each(|n| n.answer = n.event);
+        // Half of those to the group, as over multicast (a stream of its own again).
+        if Rng::derive(mixed, 0x96a0).range(0, 1) == 1 {
+            nodes.iter_mut().for_each(|n| n.answer_group = n.answer);
+        }
     }
     let mut cluster = Cluster {
         nodes,

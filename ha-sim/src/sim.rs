@@ -74,6 +74,8 @@ pub struct Report {
     pub kernel_expiries: u64,
     /// Heartbeats a holder's kernel answered for it.
     pub answers: u64,
+    /// Of those, answers to the group (every peer on the link).
+    pub group_answers: u64,
     pub link_downs: u64,
     pub trace: Vec<String>,
     pub schedule: Vec<String>,
@@ -220,6 +222,17 @@ pub(crate) struct SimNode {
     answered_on: Vec<(u32, usize, Sequence)>,
 }
 
+/// Where a heartbeat goes on the LAN.
+#[derive(Clone, Copy)]
+enum To {
+    /// Every peer, on every link: a heartbeat of the node's own.
+    Everyone,
+    /// Every peer on one link: an answer to the group.
+    Link(usize),
+    /// One peer on one link: an answer back to its requester.
+    Peer(usize, usize),
+}
+
 /// A holder's kernel answers each peer's heartbeat for it (`Action::ScheduleHeartbeats` with
 /// `answer`). The XDP program stays attached when the agent is killed (its link is pinned), so
 /// the answers go on until `until` even then, with the dead run's epoch and counter.
@@ -233,6 +246,8 @@ struct Answering {
     counter: u64,
     /// The last request answered (its sender and sequence) and the answer's counter.
     last_request: Option<(u32, Sequence, u64)>,
+    /// Local time of the last answer that took a new counter.
+    answered_at: Option<Instant>,
 }
 
 impl SimNode {
@@ -850,13 +865,14 @@ impl World {
             Action::ScheduleHeartbeats { content, first, interval, until, answer } => {
                 let n = &mut self.nodes[i];
                 // Answering, the driver sends the heartbeat of `first` alone.
-                let last_request = n.answering.and_then(|a| a.last_request);
+                let (last_request, answered_at) = n.answering.map_or((None, None), |a| (a.last_request, a.answered_at));
                 n.answering = answer.then(|| Answering {
                     content,
                     until,
                     epoch: n.agent.as_ref().map_or(0, |a| a.epoch),
                     counter: 0,
                     last_request,
+                    answered_at,
                 });
                 let until = if answer { first } else { until };
                 n.sched_gen = n.sched_gen.wrapping_add(1);
@@ -900,15 +916,23 @@ impl World {
         agent.counter += 1;
         let seq = Sequence { epoch: agent.epoch, counter: agent.counter };
         let hb = self.heartbeat_of(i, HeartbeatContent { state, flags, priority, echo }, seq);
-        self.transmit(i, hb, None);
+        self.transmit(i, hb, To::Everyone);
     }
 
     /// Node `i`'s kernel answers `request` (just recorded, on `link`) with the content it was
-    /// given, echoing the requester, to the requester alone; never an answer itself.
+    /// given, echoing the requester, to the requester alone or, `answer_group`, to every peer
+    /// on that link, a new counter at most once per half interval; never an answer itself.
     fn kernel_answer(&mut self, i: usize, request: &Heartbeat, link: usize) {
+        let gap = self.sc.cluster.interval / 2;
         let n = &mut self.nodes[i];
+        let to_group = n.spec.answer_group;
+        let local = n.spec.clock.local(self.now);
         let Some(a) = n.answering.as_mut() else { return };
-        if request.flags & FLAG_ANSWERING != 0 || n.machine_paused || n.spec.clock.local(self.now) > a.until {
+        if request.flags & FLAG_ANSWERING != 0 || n.machine_paused || local > a.until {
+            return;
+        }
+        let copy = a.last_request.is_some_and(|(id, seq, _)| id == request.node_id && seq == request.seq);
+        if to_group && !copy && a.answered_at.is_some_and(|at| local < at + ha_core::Duration::from_nanos(gap)) {
             return;
         }
         // One answer per request, whatever link its copy came on: copies on the other links
@@ -924,14 +948,18 @@ impl World {
                 a.counter
             }
         };
+        if !copy {
+            a.answered_at = Some(local);
+        }
         a.last_request = Some((request.node_id, request.seq, counter));
         let content =
             HeartbeatContent { echo: Echo { node_id: request.node_id, epoch: request.seq.epoch }, ..a.content };
         let seq = Sequence { epoch: a.epoch, counter };
         let Some(to) = self.nodes.iter().position(|o| o.spec.node_id == request.node_id) else { return };
         self.report.answers += 1;
+        self.report.group_answers += u64::from(to_group);
         let hb = self.heartbeat_of(i, content, seq);
-        self.transmit(i, hb, Some((to, link)));
+        self.transmit(i, hb, if to_group { To::Link(link) } else { To::Peer(to, link) });
     }
 
     fn heartbeat_of(&self, i: usize, content: HeartbeatContent, seq: Sequence) -> Heartbeat {
@@ -954,8 +982,9 @@ impl World {
         }
     }
 
-    /// Puts `hb` of node `i` on the LAN: to every peer on every link, or to one peer on one.
-    fn transmit(&mut self, i: usize, hb: Heartbeat, only: Option<(usize, usize)>) {
+    /// Puts `hb` of node `i` on the LAN: to every peer on every link, to every peer on one, or
+    /// to one peer on one.
+    fn transmit(&mut self, i: usize, hb: Heartbeat, to: To) {
         if !self.nodes[i].link_up {
             return;
         }
@@ -973,7 +1002,12 @@ impl World {
         // are stale (as in `ha_common::accept`).
         for link in 0..self.sc.cluster.links {
             for j in 0..self.nodes.len() {
-                if j == i || crate::net::link_cut(&self.active, i, j, link) || only.is_some_and(|o| o != (j, link)) {
+                let addressed = match to {
+                    To::Everyone => true,
+                    To::Link(l) => l == link,
+                    To::Peer(p, l) => (p, l) == (j, link),
+                };
+                if j == i || crate::net::link_cut(&self.active, i, j, link) || !addressed {
                     continue;
                 }
                 let arrivals = self.net.transmit(&mut self.rng, &self.sc.cluster, &self.active, i as u8, j as u8);

@@ -48,3 +48,47 @@ fn a_core_that_never_forgives_its_own_absence_is_caught() {
     mutation::set(None);
     assert!(caught, "no stop under the tolerance made the broken core take over");
 }
+
+/// A cluster of three or more event-woken nodes whose kernels answer, to the group when
+/// `group`: node 0 the most worthy, its agent (not its machine) stopped from 3 s for longer
+/// than any peer's silence limit, but for under half the horizon its last renewal covers.
+fn holder_agent_stopped(group: bool) -> Scenario {
+    let fits = |sc: &Scenario| {
+        let c = &sc.cluster;
+        let half_horizon = ha_core::failover::heartbeat_horizon(ha_core::Duration::from_nanos(c.interval)) / 2;
+        c.nodes.len() >= 3 && c.max_tolerance * 6 / 5 + 2 * c.interval < half_horizon.as_nanos() as u64
+    };
+    let mut sc = (0..10_000).map(Scenario::generate).find(fits).expect("a seed with three nodes and a short limit");
+    let stop = sc.cluster.max_tolerance * 6 / 5;
+    for (k, n) in sc.cluster.nodes.iter_mut().enumerate() {
+        (n.event, n.answer, n.answer_group) = (true, true, group);
+        n.priority = if k == 0 { 250 } else { 100 - k as u32 };
+        n.start = n.start.min(SEC / 10);
+    }
+    sc.faults = vec![Fault { kind: FaultKind::Pause { node: 0, machine: false }, start: 3 * SEC, end: 3 * SEC + stop }];
+    sc
+}
+
+/// Takeovers from 3 s on (the stop's start), from the trace: `<time> ms  nX ... -> ACTIVE`.
+fn takeovers_from_the_stop(group: bool) -> (ha_sim::Report, usize) {
+    let report = run_scenario(holder_agent_stopped(group), &Options { trace: true, ..Options::default() });
+    let after = |line: &String| {
+        let ms: f64 = line.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+        ms >= 3000.0 && line.contains("-> ACTIVE")
+    };
+    let takeovers = report.trace.iter().filter(|l| after(l)).count();
+    (report, takeovers)
+}
+
+#[test]
+fn a_holder_answered_for_to_the_group_keeps_the_address_through_its_agents_stop() {
+    let (report, takeovers) = takeovers_from_the_stop(true);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(report.group_answers > 1000, "the holder's kernel answered to the group ({})", report.group_answers);
+    assert_eq!(takeovers, 0, "no standby took over during the stop\n{}", report.trace.join("\n"));
+    // Answers back to one requester serve one peer at most: with more, the holder sends its
+    // own heartbeats, and its stop is a silence longer than the limit.
+    let (report, takeovers) = takeovers_from_the_stop(false);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(takeovers > 0, "a standby takes over from a holder silent for that long");
+}

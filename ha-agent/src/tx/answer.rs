@@ -1,7 +1,9 @@
 //! Heartbeats the kernel sends for this node (`ha_common::answer`): the agent writes what the
 //! XDP program answers peers' heartbeats with and until when (`ANSWER`), and where answers may
 //! leave from (`ANSWER_IFACES`, one entry per heartbeat link). While an answer is in force, the
-//! node is heard without waking: each peer's heartbeat brings back one of the node's own.
+//! node is heard without waking: each peer's heartbeat brings back one of the node's own, to
+//! that peer, or to the group (every peer) at most once per half interval
+//! ([`Answerer::set_group_gap`]).
 //!
 //! A value is copied into the map by one syscall, which is not atomic for the program reading
 //! it: a changed template goes into the slot not in force first, and a second update puts it
@@ -80,6 +82,13 @@ impl Answerer {
             self.value.current = spare as u32;
         }
         self.value.until_ns = until_ns;
+        self.write()
+    }
+
+    /// Answers go to the group a request was sent to, a new counter at most once per `gap`
+    /// (clamped to 4.2 s), so every peer hears them (`Answer::group_gap_ns`).
+    pub fn set_group_gap(&mut self, gap: std::time::Duration) -> Result<(), AnswerError> {
+        self.value.group_gap_ns = u32::try_from(gap.as_nanos()).unwrap_or(u32::MAX).max(1);
         self.write()
     }
 

@@ -391,6 +391,66 @@ fn cost_of_an_answer() {
     );
 }
 
+/// Three nodes, heartbeats to the group: the holder's kernel answers both standbys' requests to
+/// the group, so each hears one sequence from it and its agent wakes only to renew. A holder
+/// whose process is stopped for longer than the tolerance is still heard, by both.
+#[test]
+fn a_holder_of_two_standbys_is_answered_for_to_the_group() {
+    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
+    use ha_core::failover::heartbeat_horizon;
+    use ha_lab::{AgentSet, AgentSettings};
+    bounded(|| {
+        let _cpu = shared_cpu();
+        let lab = lab(3);
+        let (interval, tolerance) = (Duration::from_millis(10), Duration::from_millis(35));
+        let mut s = AgentSettings::new(&[200, 100, 50]);
+        s.interval = interval;
+        s.tolerance = tolerance;
+        s.extra_args = ["--wake", "event"].iter().map(ToString::to_string).collect();
+        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
+        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        assert!(agents.output(1).contains("answered by XDP while holder (to the group"), "{}", agents.output(1));
+        std::thread::sleep(Duration::from_millis(500));
+        let count = |i, what: &str| status_json(&lab, i)[what].as_u64().unwrap_or(0);
+        let heard = |i| {
+            let status = status_json(&lab, i);
+            let peers = status["peers"].as_array().cloned().unwrap_or_default();
+            let holder = peers.iter().find(|p| p["address"] == "192.0.2.1").cloned().unwrap_or_default();
+            (holder["received"].as_u64().unwrap_or(0), holder["loss_pct"].as_f64().unwrap_or(100.0))
+        };
+        let before = (count(1, "heartbeats_sent"), count(1, "heartbeats_answered"), heard(2).0, heard(3).0);
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let sent = count(1, "heartbeats_sent") - before.0;
+        let answered = count(1, "heartbeats_answered") - before.1;
+        let ((two, loss2), (three, loss3)) = (heard(2), heard(3));
+        let (two, three) = (two - before.2, three - before.3);
+        let intervals = (start.elapsed().as_millis() / interval.as_millis()) as u64;
+        let renewals = intervals / ((heartbeat_horizon(interval) / 2).as_nanos() / interval.as_nanos()) as u64;
+        println!(
+            "holder of two at rest: {sent} own heartbeats ({renewals} renewals), {answered} answers in {intervals} \
+             intervals; node 2 received {two} (loss {loss2:.1}%), node 3 {three} (loss {loss3:.1}%)"
+        );
+        assert!(answered >= intervals * 80 / 100, "answers every interval at least\n{}", agents.diagnostics());
+        assert!(answered <= intervals * 2 + 10, "at most one per half interval\n{}", agents.diagnostics());
+        for (node, got) in [(2, two), (3, three)] {
+            assert!(got * 100 >= (sent + answered) * 90, "node {node} hears every answer\n{}", agents.diagnostics());
+        }
+        assert!(loss2 < 5.0 && loss3 < 5.0, "one sequence: no answer reads as a loss\n{}", agents.diagnostics());
+        assert!(sent <= renewals * 5 / 4 + 5, "its own heartbeats only at renewals\n{}", agents.diagnostics());
+
+        // Stopped for longer than the tolerance, within what its last renewal covers.
+        agents.signal(1, libc::SIGSTOP).expect("SIGSTOP");
+        std::thread::sleep(tolerance + Duration::from_millis(10));
+        agents.signal(1, libc::SIGCONT).expect("SIGCONT");
+        std::thread::sleep(tolerance * 3);
+        assert_eq!(agents.holders().expect("holders"), vec![1], "no takeover while answered for");
+        for i in [2, 3] {
+            assert!(!agents.output(i).contains("-> ACTIVE"), "node {i} took over\n{}", agents.diagnostics());
+        }
+    });
+}
+
 /// Two agents at a 100 ms interval with `extra_args`, node 1 holding and answered for by its
 /// kernel: it wakes on its own only to renew, every 100 ms.
 fn start_answered(lab: &Lab, extra_args: Vec<String>) -> ha_lab::AgentSet<'_> {

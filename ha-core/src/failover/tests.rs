@@ -739,6 +739,21 @@ fn answers_stop_beside_a_second_peer_or_another_holder_and_stamps_resume_at_once
 }
 
 #[test]
+fn answers_to_the_group_serve_any_number_of_standbys_but_not_beside_another_holder() {
+    let cfg = FailoverConfig { answer_group: true, ..answer_config(1, 200) };
+    let mut f = Failover::new(cfg.clone(), Instant::ZERO);
+    let standbys = |ms| [2, 3, 4].map(|id| peer(id, 100, NodeState::Standby, at(ms)));
+    wake_all(&mut f, at(0), &standbys(0));
+    let (actions, _) = wake_all(&mut f, at(8), &standbys(8));
+    assert_eq!(answered(&actions), vec![true], "every standby hears the group's answers");
+    let mut f = Failover::new(cfg, Instant::ZERO);
+    wake_all(&mut f, at(0), &[]);
+    wake_all(&mut f, at(8), &[]);
+    let with_rival = [peer(2, 100, NodeState::Standby, at(9)), peer(3, 100, NodeState::Active, at(9))];
+    assert_eq!(answered(&wake_all(&mut f, at(9), &with_rival).0), vec![false], "a split brain heals on heartbeats");
+}
+
+#[test]
 fn a_leaving_holder_sends_its_own_heartbeats_again() {
     let mut f = Failover::new(answer_config(1, 200), Instant::ZERO);
     let standby = |ms| peer(2, 100, NodeState::Standby, at(ms));
