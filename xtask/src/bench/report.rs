@@ -433,7 +433,10 @@ fn issue13_targets(res: &Results, t: &mut Vec<Target>) {
     }
     if let Some(b) = &res.scale_stability {
         t.push(Target {
-            what: format!("{} nodes at 10 ms: 0 false takeovers; one successor within tolerance + 2 ms", b.nodes),
+            what: format!(
+                "{} nodes at 10 ms: 0 false takeovers; one successor within tolerance + 2 ms of the holder's node's death",
+                b.nodes
+            ),
             measured: format!(
                 "{} in {:.0} s; successor after {}, at most {} holder(s)",
                 b.false_takeovers,
