@@ -108,14 +108,11 @@ pub fn rewrite_ethernet(h: &mut [u8; 12], mac: &[u8; 6], to_group: bool) {
     }
 }
 
-/// Whether a request's IPv4 header (no options) names a multicast destination: an answer to
-/// it can go to that group, and every peer hears it.
-#[inline(always)]
-pub const fn to_multicast(h: &[u8; IPV4_HLEN]) -> bool {
-    is_multicast_v4(h[16])
-}
+/// Where an IPv4 header holds its destination address.
+pub const IPV4_DST: usize = 16;
 
-/// Whether an IPv4 address whose first octet is `first` is a multicast one (224.0.0.0/4).
+/// Whether an IPv4 address whose first octet is `first` is a multicast one (224.0.0.0/4): a
+/// request sent to one can be answered to that group, and every peer hears it.
 #[inline(always)]
 pub const fn is_multicast_v4(first: u8) -> bool {
     first & 0xf0 == 0xe0
@@ -129,7 +126,7 @@ pub fn rewrite_ipv4(h: &mut [u8; IPV4_HLEN], src: &[u8; 4], to_group: bool) {
     let mut i = 0;
     while i < 4 {
         if !to_group {
-            h[16 + i] = h[12 + i];
+            h[IPV4_DST + i] = h[12 + i];
         }
         h[12 + i] = src[i];
         i += 1;
@@ -321,7 +318,7 @@ mod tests {
 
         // A request: 228 bytes, id 0x1234, TTL 1, TOS CS6, 192.0.2.2 -> 239.255.72.65.
         let request = [0x45, 0xc0, 0, 228, 0x12, 0x34, 0, 0, 1, 17, 0, 0, 192, 0, 2, 2, 239, 255, 72, 65];
-        assert!(to_multicast(&request));
+        assert!(is_multicast_v4(request[IPV4_DST]));
         let mut ip = request;
         rewrite_ipv4(&mut ip, &[192, 0, 2, 1], false);
         assert_eq!(ipv4_checksum(&ip), 0, "a header with its checksum sums to zero");
@@ -331,9 +328,8 @@ mod tests {
         rewrite_ipv4(&mut ip, &[192, 0, 2, 1], true);
         assert_eq!(ipv4_checksum(&ip), 0);
         assert_eq!(ip[12..], [192, 0, 2, 1, 239, 255, 72, 65], "from us to the group");
-        let mut unicast = request;
-        unicast[16] = 192;
-        assert!(!to_multicast(&unicast), "192.255.72.65");
+        assert!(!is_multicast_v4(192), "192.0.2.2");
+        assert!(is_multicast_v4(224) && !is_multicast_v4(240), "224.0.0.0/4 only");
 
         // A known header: 4500 0073 0000 4000 4011 ---- c0a8 0001 c0a8 00c7 -> checksum b861.
         let known = [0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7];

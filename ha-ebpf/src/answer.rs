@@ -80,7 +80,8 @@ pub fn reply(ctx: &XdpContext, offset: usize, payload: &mut HeartbeatWords) -> u
     let request = answer::as_bytes(payload);
     let (node_id, epoch, counter) = (be_u32(request, 12), be_u64(request, 24), be_u64(request, 32));
     let gap_ns = u64::from(a.group_gap_ns);
-    let to_group = gap_ns != 0 && bytes_at::<1>(ctx, l3 + 16).is_some_and(|d| answer::is_multicast_v4(d[0]));
+    let to_group =
+        gap_ns != 0 && bytes_at::<1>(ctx, l3 + answer::IPV4_DST).is_some_and(|d| answer::is_multicast_v4(d[0]));
     // SAFETY: a map value, valid during this run; shared with the agent (see `Counters`).
     let counter = unsafe { (*counters).answer_to(node_id, epoch, counter, now, if to_group { gap_ns } else { 0 }) };
     let Some(counter) = counter else {

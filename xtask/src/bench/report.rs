@@ -958,9 +958,9 @@ fn rest_section(res: &Results, plot: &str) -> String {
         return s;
     }
     s.push_str(
-        "Two idle nodes (one holder, one standby). In event mode the holder, with one peer, is answered \
-         for by its kernel (XDP answers the standby's heartbeat with one of the holder's) and wakes only \
-         to renew those answers; the standby wakes for each heartbeat it sends (from this process: no \
+        "Two idle nodes (one holder, one standby). In event mode the holder is answered for by its \
+         kernel (XDP answers the standby's heartbeat with one of the holder's, to the multicast group, \
+         so the lab's client namespace receives it too) and wakes only to renew those answers; the standby wakes for each heartbeat it sends (from this process: no \
          kernel-side sender runs on this machine), and its look at the table every half tolerance falls \
          on one of those wakes. In poll mode each node also wakes every tick, and the holder sends its \
          own heartbeats and stamps its liveness for the fence. The 16-group run has node 1 preferred for \
