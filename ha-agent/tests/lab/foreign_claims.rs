@@ -30,8 +30,11 @@ fn a_forged_gratuitous_arp_is_answered_within_milliseconds() {
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(3);
-        // Node 3 runs no agent: it is the attacker.
-        let settings = AgentSettings::new(&[200, 100]);
+        // Node 3 runs no agent: it is the attacker. The holder renews once a second, so one
+        // that waited for its renewal to notice a claim would answer hundreds of ms late.
+        let mut settings = AgentSettings::new(&[200, 100]);
+        settings.interval = Duration::from_secs(1);
+        settings.tolerance = Duration::from_secs(3);
         let agents = AgentSet::start(&lab, AGENT, settings).expect("agents");
         agents.wait_sole_holder(1, WAIT).expect("most worthy holds");
         lab.client().ping(vip(), Duration::from_secs(1)).expect("VIP answers");
@@ -69,8 +72,9 @@ fn a_forged_gratuitous_arp_is_answered_within_milliseconds() {
         let ms: Vec<String> = away.iter().map(|d| format!("{:.1}", d.as_secs_f64() * 1e3)).collect();
         eprintln!("forged GARP -> the holder's announcement at the client after (ms): {}", ms.join(", "));
         // The claim wakes the holder (a kernel event): however long it would sleep (a holder
-        // its kernel answers for renews every half horizon), it decides after the claim settles.
-        let bound = Duration::from_millis(15);
+        // its kernel answers for renews every half horizon), it decides after the claim settles
+        // (2 ms). The bound leaves room for a loaded machine, far below the renewal's second.
+        let bound = Duration::from_millis(100);
         assert!(away.iter().all(|d| *d <= bound), "re-pointed after {ms:?} ms, want at most {bound:?}");
 
         let status = status_json(&lab, 1);

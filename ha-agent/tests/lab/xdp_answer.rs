@@ -451,22 +451,32 @@ fn a_holder_of_two_standbys_is_answered_for_to_the_group() {
     });
 }
 
-/// Two agents at a 100 ms interval with `extra_args`, node 1 holding and answered for by its
-/// kernel: it wakes on its own only to renew, every 100 ms.
+/// The holders of the wake tests renew once a second: a wake that waited for the renewal
+/// would take about half of it (see [`time_hand_overs`]), ten times a load spike on a busy
+/// machine, so the bound tells a missed wake from a slow one.
+const ANSWERED_INTERVAL: Duration = Duration::from_secs(1);
+/// Well below the ~450-560 ms a hand-over that waited for the renewal takes.
+const WAKE_BOUND: Duration = Duration::from_millis(250);
+
+/// Two agents at a 1 s interval with `extra_args`, node 1 holding and answered for by its
+/// kernel: it wakes on its own only to renew, once an interval.
 fn start_answered(lab: &Lab, extra_args: Vec<String>) -> ha_lab::AgentSet<'_> {
-    use crate::support::{AGENT, WAIT};
+    use crate::support::WAIT;
+    use ha_core::failover::heartbeat_horizon;
     let mut s = ha_lab::AgentSettings::new(&[200, 100]);
-    s.interval = Duration::from_millis(100);
-    s.tolerance = Duration::from_millis(350);
+    s.interval = ANSWERED_INTERVAL;
+    s.tolerance = ANSWERED_INTERVAL * 3;
+    assert_eq!(heartbeat_horizon(s.interval) / 2, ANSWERED_INTERVAL, "renewal once an interval");
     s.extra_args = extra_args;
-    let agents = ha_lab::AgentSet::start(lab, AGENT, s).expect("agents");
+    let agents = ha_lab::AgentSet::start(lab, crate::support::AGENT, s).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
     assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
     agents
 }
 
-/// `rounds` hand-overs, each started by `hand_over` at a different point of the holder's sleep
-/// between two renewals: how long after it node 2 held. `take_back` lets node 1 hold again.
+/// `rounds` hand-overs, each started by `hand_over` 450-560 ms after node 1 took the address
+/// (back), so about as long before its next renewal: how long after it node 2 held.
+/// `take_back` lets node 1 hold again.
 fn time_hand_overs(
     agents: &ha_lab::AgentSet<'_>,
     rounds: u32,
@@ -496,7 +506,7 @@ fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let agents = start_answered(&lab, Vec::new());
-        let bound = Duration::from_millis(40);
+        let bound = WAKE_BOUND;
         let mut took = time_hand_overs(
             &agents,
             3,
@@ -523,7 +533,7 @@ fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
         let lab = lab(2);
         let lan = lab.add_lan("eth1", "10.9.0", false).expect("a second network");
         let agents = start_answered(&lab, vec!["--track-iface".into(), "eth1".into()]);
-        let bound = Duration::from_millis(40);
+        let bound = WAKE_BOUND;
         let took = time_hand_overs(
             &agents,
             4,
@@ -548,7 +558,7 @@ fn a_failing_check_wakes_a_holder_its_kernel_answers_for() {
         let args = ["--check", &check, "--check-interval", "10ms", "--check-fall", "1"];
         let agents = start_answered(&lab, args.map(String::from).to_vec());
         // The check runs every 10 ms and a shell takes a few: what is left is the hand-over.
-        let bound = Duration::from_millis(45);
+        let bound = WAKE_BOUND;
         let took = time_hand_overs(
             &agents,
             4,
