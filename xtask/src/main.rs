@@ -44,6 +44,15 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Build the Debian package (target/package/ha-agent_<version>_<arch>.deb) and check it.
     Package(package::PackageArgs),
+    /// The rest bench's floor sender, run by the bench inside a lab namespace.
+    #[command(hide = true)]
+    FloorSender {
+        to: std::net::Ipv4Addr,
+        #[arg(long)]
+        period_us: u64,
+        #[arg(long)]
+        burst: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +65,9 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Chaos(args) => chaos::run(args),
         Command::Package(args) => package::run(args).map(|()| ExitCode::SUCCESS),
+        Command::FloorSender { to, period_us, burst } => {
+            bench::floor_sender(to, std::time::Duration::from_micros(period_us), burst).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -6,6 +6,7 @@
 //! committed report alone; `report` regenerates it from a results file.
 mod accounting;
 mod failover;
+mod floor;
 mod keepalived;
 mod links;
 pub(crate) mod machine;
@@ -56,6 +57,9 @@ pub enum BenchKind {
     /// Cost at rest, agent and keepalived: CPU of each node's processes, the machine's CPU
     /// above idle, wake-ups, at 1, 10 and 100 ms; the machine's stall distribution.
     Rest,
+    /// The lab's floor alone (part of rest): the barest heartbeat exchanges, a sender and a
+    /// kernel that answers it, paced by a timer wake or by the kernel, at 1 and 10 ms.
+    Floor,
     /// Everything; writes bench/results/<date>.json and regenerates docs/benchmarks.md.
     All,
     /// Regenerate docs/benchmarks.md (and its plots) from a results file, without measuring.
@@ -73,8 +77,8 @@ pub struct BenchArgs {
     /// Repetitions of each failover scenario at each setting.
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
-    /// Failover bench at this one heartbeat interval (with --tolerance) instead of the
-    /// five standard settings (0.5/2, 1/4, 2/8, 10/35, 100/350 ms).
+    /// Failover, links, routed and rest benches at this one heartbeat interval (with
+    /// --tolerance) instead of their standard settings.
     #[arg(long, requires = "tolerance")]
     pub interval: Option<String>,
     /// Tolerance that goes with --interval.
@@ -167,6 +171,11 @@ fn parse_our_transitions(out: &str) -> Vec<keepalived::Transition> {
             (state(from) && state(to)).then_some(keepalived::Transition { to_active: to == "ACTIVE" })
         })
         .collect()
+}
+
+/// The hidden `floor-sender` command: the sender of the rest bench's floor runs.
+pub fn floor_sender(to: std::net::Ipv4Addr, period: std::time::Duration, burst: u32) -> Result<()> {
+    floor::sender(to, period, burst)
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -281,6 +290,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if want(BenchKind::Rest) {
             section(&mut res, "cost at rest", |res| rest::run(res, agent, &args, ka));
         }
+    }
+    if args.which == BenchKind::Floor {
+        section(&mut res, "the lab's floor", |res| rest::run_floor(res, &args));
     }
     res.machine.load_end = machine::loadavg();
     res.duration_s = started.elapsed().as_secs_f64();

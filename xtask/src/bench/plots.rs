@@ -33,6 +33,7 @@ pub fn failover(series: &[FailoverSeries], path: &Path) -> Result<()> {
             Implementation::Keepalived => format!("ka {}", s.setting.trim_start_matches("advert ")),
             Implementation::HaRouted => format!("bgp {}", s.setting.split(" ms").next().unwrap_or_default()),
             Implementation::HaTwoLinks => format!("2 links {}", s.setting.split(" ms").next().unwrap_or_default()),
+            Implementation::Floor => format!("floor {}", s.setting),
         })
         .collect();
     let top = series

@@ -32,7 +32,7 @@ const SETTINGS: [(u64, u64); 3] = [(1, 4), (10, 35), (100, 350)];
 pub const KEEPALIVED_ADVERT: Duration = Duration::from_millis(10);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Start-up work (XDP load, first announcements) passes before measuring.
-const WARMUP: Duration = Duration::from_secs(2);
+pub(super) const WARMUP: Duration = Duration::from_secs(2);
 /// After a lab is torn down, before the idle window that follows it: the kernel frees a
 /// network namespace in the background.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -54,14 +54,18 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
     let first_run = res.rest_runs.len();
     let mut idle = IdleSeries::start(window)?;
     let modes = wake_modes(agent, args);
-    for (i_ms, t_ms) in SETTINGS {
+    let settings: Vec<(Duration, Duration)> = match (&args.interval, &args.tolerance) {
+        (Some(i), Some(t)) => vec![(super::failover::duration(i)?, super::failover::duration(t)?)],
+        _ => SETTINGS.iter().map(|&(i, t)| (Duration::from_millis(i), Duration::from_millis(t))).collect(),
+    };
+    for (interval, tolerance) in settings {
+        let (i_ms, t_ms) = (ms(interval), ms(tolerance));
         for mode in &modes {
             let label =
                 format!("{i_ms}/{t_ms} ms{}", mode.as_deref().map_or(String::new(), |m| format!(" --wake {m}")));
             println!("\n-- 2 idle nodes, {label}, {} s window --", window.as_secs());
             let r = idle.around(|| {
                 let lab = Lab::new(2).context("making the lab")?;
-                let (interval, tolerance) = (Duration::from_millis(i_ms), Duration::from_millis(t_ms));
                 let mut s = super::ours(&PRIORITIES, interval, tolerance, args.realtime);
                 if let Some(m) = mode {
                     s.extra_args.extend(["--wake".into(), m.clone()]);
@@ -70,10 +74,11 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
                 scenario::wait_for(&agents, "node 1 alone holds the address", CONVERGE_TIMEOUT, |h| h == [1])?;
                 measure(&agents, window)
             });
-            push(res, r, Implementation::Ha, mode.clone().unwrap_or_default(), label, i_ms as f64, t_ms as f64);
+            push(res, r, Implementation::Ha, mode.clone().unwrap_or_default(), label, i_ms, t_ms);
         }
     }
     groups_at_rest(res, agent, args, &mut idle);
+    super::floor::run(res, &mut idle, window);
     if keepalived {
         let label = format!("advert {} s", KEEPALIVED_ADVERT.as_secs_f64());
         println!("\n-- keepalived, 2 idle nodes, {label}, {} s window --", window.as_secs());
@@ -88,38 +93,24 @@ pub fn run(res: &mut Results, agent: &std::path::Path, args: &BenchArgs, keepali
         let down = ms(super::keepalived::master_down(KEEPALIVED_ADVERT, PRIORITIES[1]));
         push(res, r, Implementation::Keepalived, String::new(), label, ms(KEEPALIVED_ADVERT), down);
     }
-    let noise = idle.noise_pct();
-    for r in &mut res.rest_runs[first_run..] {
-        r.machine_noise_pct = noise;
-    }
-    let windows = &idle.windows;
-    let n = windows.len() as f64;
-    let busy: Vec<f64> = windows.iter().map(|w| w.busy_pct).collect();
-    let residual: Vec<f64> = windows.iter().map(IdleWindow::residual_pct).collect();
-    println!(
-        "\n{} idle windows of {} s: busy {:.3}% (sd {:.3}%), less unrelated processes {:.3}% (sd {:.3}%); \
-         a run's machine figure is good to ± {}",
-        windows.len(),
-        window.as_secs(),
-        busy.iter().sum::<f64>() / n,
-        sd(&busy).unwrap_or(f64::NAN),
-        residual.iter().sum::<f64>() / n,
-        sd(&residual).unwrap_or(f64::NAN),
-        noise.map_or("? (too few windows)".into(), |u| format!("{u:.3}% of a core")),
-    );
-    res.rest_baseline = Some(RestBaseline {
-        machine_busy_pct: busy.iter().sum::<f64>() / n,
-        window_s: window.as_secs_f64(),
-        stall,
-        machine_clock: if idle.precise { "timer_list" } else { "stat" }.into(),
-        windows: idle.windows,
-    });
+    idle.finish(res, first_run, stall);
+    Ok(())
+}
+
+/// The floor alone, between idle windows of its own.
+pub fn run_floor(res: &mut Results, args: &BenchArgs) -> Result<()> {
+    let window = Duration::from_secs(args.window_secs);
+    let stall = stall_distribution(window);
+    let first_run = res.rest_runs.len();
+    let mut idle = IdleSeries::start(window)?;
+    super::floor::run(res, &mut idle, window);
+    idle.finish(res, first_run, stall);
     Ok(())
 }
 
 /// Idle windows of the machine, one before the first run and one after each: a run's machine
 /// figure is taken above the mean of the two around it.
-struct IdleSeries {
+pub(super) struct IdleSeries {
     window: Duration,
     windows: Vec<IdleWindow>,
     /// Every window read the machine's busy time in ns (/proc/timer_list).
@@ -151,7 +142,7 @@ impl IdleSeries {
 
     /// Runs `f` (which measures a lab and tears it down), then the idle window after it; the
     /// run's machine figure becomes its residual less the mean of the windows around it.
-    fn around(&mut self, f: impl FnOnce() -> Result<RestRun>) -> Result<RestRun> {
+    pub(super) fn around(&mut self, f: impl FnOnce() -> Result<RestRun>) -> Result<RestRun> {
         let before = self.windows.last().copied();
         let r = f();
         thread::sleep(SETTLE);
@@ -162,6 +153,37 @@ impl IdleSeries {
         run.idle_after_pct = Some(after.residual_pct());
         run.machine_pct_above_idle -= (before.residual_pct() + after.residual_pct()) / 2.0;
         Ok(run)
+    }
+
+    /// Gives the runs since `first_run` the noise of every window, prints the windows and
+    /// keeps them as the results' baseline.
+    pub(super) fn finish(self, res: &mut Results, first_run: usize, stall: Stall) {
+        let noise = self.noise_pct();
+        for r in &mut res.rest_runs[first_run..] {
+            r.machine_noise_pct = noise;
+        }
+        let windows = &self.windows;
+        let n = windows.len() as f64;
+        let busy: Vec<f64> = windows.iter().map(|w| w.busy_pct).collect();
+        let residual: Vec<f64> = windows.iter().map(IdleWindow::residual_pct).collect();
+        println!(
+            "\n{} idle windows of {} s: busy {:.3}% (sd {:.3}%), less unrelated processes {:.3}% (sd {:.3}%); \
+             a run's machine figure is good to ± {}",
+            windows.len(),
+            self.window.as_secs(),
+            busy.iter().sum::<f64>() / n,
+            sd(&busy).unwrap_or(f64::NAN),
+            residual.iter().sum::<f64>() / n,
+            sd(&residual).unwrap_or(f64::NAN),
+            noise.map_or("? (too few windows)".into(), |u| format!("{u:.3}% of a core")),
+        );
+        res.rest_baseline = Some(RestBaseline {
+            machine_busy_pct: busy.iter().sum::<f64>() / n,
+            window_s: self.window.as_secs_f64(),
+            stall,
+            machine_clock: if self.precise { "timer_list" } else { "stat" }.into(),
+            windows: self.windows,
+        });
     }
 
     /// ± two standard deviations of a run's residual less the mean of two idle windows, each

@@ -117,6 +117,8 @@ pub enum Implementation {
     HaRouted,
     /// Our agents with two heartbeat links (the LAN and a direct cable).
     HaTwoLinks,
+    /// No daemon: the barest heartbeat exchange of one shape (`bench::floor`).
+    Floor,
 }
 
 impl Implementation {
@@ -126,6 +128,7 @@ impl Implementation {
             Implementation::Keepalived => "keepalived",
             Implementation::HaRouted => "ha routed (BGP via BIRD)",
             Implementation::HaTwoLinks => "ha, two heartbeat links",
+            Implementation::Floor => "the lab's floor (no daemon)",
         }
     }
 }
