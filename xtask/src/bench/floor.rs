@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::{
     accounting, procfs,
-    rest::{IdleSeries, WARMUP},
+    rest::{IdleSeries, WARMUP, window_run},
     results::{Implementation, RestRun, Results},
 };
 use crate::scenario::ms;
@@ -137,24 +137,16 @@ fn measure(shape: Shape, interval: Duration, window: Duration) -> Result<RestRun
     if (sent_per_s - want).abs() > want * 0.05 + 1.0 {
         bail!("node 1 received {sent_per_s:.0} requests a second, not {want:.0}");
     }
-    Ok(RestRun {
-        implementation: Implementation::Floor,
-        mode: format!("{shape:?}"),
-        setting: String::new(),
-        interval_ms: ms(interval),
-        tolerance_ms: 0.0,
-        cpu_pct: vec![0.0, w.trees_pct.first().copied().unwrap_or(f64::NAN)],
-        cpu_ns: true,
-        wakes_per_s: vec![0.0, wakes1.saturating_sub(wakes0) as f64 / w.secs],
-        rss_mib: vec![0.0, procfs::rss_mib(pid).unwrap_or(0.0)],
-        machine_pct_above_idle: w.residual_pct(),
-        window_s: w.secs,
-        machine_busy_pct: Some(w.busy_pct),
-        background_pct: Some(w.background_pct),
-        idle_before_pct: None,
-        idle_after_pct: None,
-        machine_noise_pct: None,
-    })
+    let mut run = window_run(
+        Implementation::Floor,
+        &w,
+        vec![0.0, w.trees_pct.first().copied().unwrap_or(f64::NAN)],
+        vec![0.0, wakes1.saturating_sub(wakes0) as f64 / w.secs],
+        vec![0.0, procfs::rss_mib(pid).unwrap_or(0.0)],
+    );
+    run.mode = format!("{shape:?}");
+    run.interval_ms = ms(interval);
+    Ok(run)
 }
 
 /// A token bucket on the sender's interface that lets one request through per interval, with

@@ -317,13 +317,25 @@ fn measure(d: &impl Daemons, window: Duration) -> Result<RestRun> {
         .iter()
         .map(|&r| procfs::process_tree(r).into_iter().map(|p| procfs::rss_mib(p).unwrap_or(0.0)).sum())
         .collect();
-    Ok(RestRun {
-        implementation: Implementation::Ha,
+    Ok(window_run(Implementation::Ha, &w, w.trees_pct.clone(), wakes_per_s, rss_mib))
+}
+
+/// A run of `implementation` measured over `w` (holder first, then the standby, in each of
+/// `cpu_pct`, `wakes_per_s` and `rss_mib`); its setting and idle windows are filled in later.
+pub(super) fn window_run(
+    implementation: Implementation,
+    w: &accounting::Window,
+    cpu_pct: Vec<f64>,
+    wakes_per_s: Vec<f64>,
+    rss_mib: Vec<f64>,
+) -> RestRun {
+    RestRun {
+        implementation,
         mode: String::new(),
         setting: String::new(),
         interval_ms: 0.0,
         tolerance_ms: 0.0,
-        cpu_pct: w.trees_pct.clone(),
+        cpu_pct,
         cpu_ns: true,
         wakes_per_s,
         rss_mib,
@@ -334,7 +346,7 @@ fn measure(d: &impl Daemons, window: Duration) -> Result<RestRun> {
         idle_before_pct: None,
         idle_after_pct: None,
         machine_noise_pct: None,
-    })
+    }
 }
 
 /// A thread sleeping 1 ms in a loop: how much longer than asked each sleep took.
