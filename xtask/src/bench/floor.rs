@@ -30,13 +30,13 @@ const INTERVALS: [Duration; 2] = [Duration::from_millis(1), Duration::from_milli
 /// Requests a kernel-paced sender queues per wake.
 const BATCH: u32 = 100;
 /// ICMP echo: 8 bytes of header and 56 of data, as ping sends; with IPv4 and Ethernet headers
-/// a frame of 98 bytes, about our heartbeat's size.
+/// a frame of 98 bytes (an authenticated heartbeat of ours is 242).
 const ECHO_LEN: usize = 64;
 const FRAME_LEN: u64 = ECHO_LEN as u64 + 20 + 14;
 
 /// How a floor run's sender behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shape {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
     /// Wakes on a timer every interval and sends nothing.
     Wake,
     /// Wakes every interval and sends a request; node 1's kernel answers.
@@ -154,14 +154,14 @@ fn measure(shape: Shape, interval: Duration, window: Duration) -> Result<RestRun
 fn pace(sender: &Host, interval: Duration) -> Result<()> {
     let bits_per_s = FRAME_LEN * 8 * 1_000_000 / interval.as_micros().max(1) as u64;
     let (rate, burst) = (format!("{bits_per_s}bit"), (FRAME_LEN * 2).to_string());
-    let args = ["qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", &rate, "burst", &burst, "latency", "5s"];
+    let args = ["qdisc", "replace", "dev", sender.iface(), "root", "tbf", "rate", &rate, "burst", &burst, "latency", "5s"];
     sender.exec("tc", &args).map(drop).context("adding the token bucket")
 }
 
 /// Fails unless the token bucket held most requests back (they left on its timers, not in the
 /// sender's bursts) and dropped none.
 fn held_back(sender: &Host) -> Result<()> {
-    let stats = sender.exec("tc", &["-s", "qdisc", "show", "dev", "eth0"])?;
+    let stats = sender.exec("tc", &["-s", "qdisc", "show", "dev", sender.iface()])?;
     let (sent, dropped, over) =
         qdisc_counts(&stats).with_context(|| format!("no token bucket statistics in: {stats}"))?;
     if dropped > 0 || over * 2 < sent {

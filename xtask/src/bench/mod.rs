@@ -55,7 +55,8 @@ pub enum BenchKind {
     /// false takeovers over --scale-secs and the successor after the holder's death.
     Scale,
     /// Cost at rest, agent and keepalived: CPU of each node's processes, the machine's CPU
-    /// above idle, wake-ups, at 1, 10 and 100 ms; the machine's stall distribution.
+    /// above idle, wake-ups, at 1, 10 and 100 ms; the lab's floor; the machine's stall
+    /// distribution.
     Rest,
     /// The lab's floor alone (part of rest): the barest heartbeat exchanges, a sender and a
     /// kernel that answers it, paced by a timer wake or by the kernel, at 1 and 10 ms.

@@ -2,7 +2,8 @@
 //! to the ns, and wake-ups: voluntary context switches of its threads), and the whole machine
 //! above idle (softirq, timers, XDP and io_uring work done for the daemons included; see
 //! `accounting`). Our agent at 1, 10 and 100 ms in each `--wake` mode it has, and keepalived
-//! at advert 0.01 s, so every figure is a ratio. Each run sits between two idle windows of the
+//! at advert 0.01 s, so every figure is a ratio; and the lab's floor (`floor`), the barest
+//! heartbeat exchanges with no daemon. Each run sits between two idle windows of the
 //! same length (the lab not yet started, the lab gone), whose spread is the noise of the
 //! machine's figure. The machine's stall distribution is measured in the same run.
 use std::{
