@@ -154,7 +154,8 @@ fn measure(shape: Shape, interval: Duration, window: Duration) -> Result<RestRun
 fn pace(sender: &Host, interval: Duration) -> Result<()> {
     let bits_per_s = FRAME_LEN * 8 * 1_000_000 / interval.as_micros().max(1) as u64;
     let (rate, burst) = (format!("{bits_per_s}bit"), (FRAME_LEN * 2).to_string());
-    let args = ["qdisc", "replace", "dev", sender.iface(), "root", "tbf", "rate", &rate, "burst", &burst, "latency", "5s"];
+    let args =
+        ["qdisc", "replace", "dev", sender.iface(), "root", "tbf", "rate", &rate, "burst", &burst, "latency", "5s"];
     sender.exec("tc", &args).map(drop).context("adding the token bucket")
 }
 
