@@ -7,7 +7,7 @@ use std::{
     process::Command,
     sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use ha_lab::{Host, Lab, VIP};
@@ -115,4 +115,19 @@ pub fn warnings(output: &str) -> Vec<&str> {
 pub fn only_caps(caps: &[&str]) -> Vec<String> {
     let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
     vec!["setpriv".into(), format!("--bounding-set=-all{set}"), "--inh-caps=-all".into(), "--".into()]
+}
+
+/// How long after `since` node i's agent logged its first line containing `needle`, by the
+/// line's own timestamp (`[2026-11-30T06:36:10.104Z INFO ] ...`, to the ms). A bound on when an
+/// agent acted, read this way, leaves out how long the lab took to see the result (`ip` in each
+/// namespace, which a loaded machine slows by tens of ms).
+pub fn logged_after(agents: &ha_lab::AgentSet<'_>, i: usize, needle: &str, since: SystemTime) -> Option<Duration> {
+    // The log has whole ms: a line of the same ms as `since` may be later than it.
+    let since_ms =
+        since - Duration::from_nanos(u64::from(since.duration_since(UNIX_EPOCH).ok()?.subsec_nanos() % 1_000_000));
+    agents.output(i).lines().filter(|l| l.contains(needle)).find_map(|l| {
+        let stamp = l.strip_prefix('[')?.split_whitespace().next()?;
+        let at = humantime::parse_rfc3339(stamp).ok()?;
+        at.duration_since(since_ms).ok()
+    })
 }
