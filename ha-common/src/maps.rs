@@ -541,6 +541,7 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, GroupEntry, Heartbeat, NodeState, Sequence};
 
     #[test]
     fn answers_take_one_counter_per_request_and_at_most_one_per_gap() {
@@ -555,7 +556,6 @@ mod tests {
         assert_eq!(c.answer_to(4, 1, 9, 2_002, 1_000), Some(13));
         assert_eq!(c.sent, 13);
     }
-    use crate::wire::{Echo, FLAG_LEAVING, FLAG_MAINTENANCE, GroupEntry, Heartbeat, NodeState, Sequence};
 
     fn heartbeat(counter: u64, groups: &[GroupEntry]) -> Heartbeat {
         let mut entries = GroupEntry::NONE;

@@ -289,20 +289,13 @@ fn sender_config(iface: &str, addr: Ipv4Addr, node_id: u32, epoch: u64) -> Sende
 /// the lab's bridge ports run NAPI for the answers.
 #[test]
 fn a_holder_at_rest_is_answered_for_by_its_kernel() {
-    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
+    use crate::support::{WAIT, bounded, lab, shared_cpu, status_json};
     use ha_core::failover::heartbeat_horizon;
-    use ha_lab::{AgentSet, AgentSettings};
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let (interval, tolerance) = (Duration::from_millis(10), Duration::from_millis(40));
-        let mut s = AgentSettings::new(&[200, 100]);
-        s.interval = interval;
-        s.tolerance = tolerance;
-        s.extra_args = ["--wake", "event"].iter().map(ToString::to_string).collect();
-        let mut agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
-        assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
+        let mut agents = start_answered(&lab, &[200, 100], interval, tolerance, &[]);
         assert!(agents.output(1).contains("XDP Driver mode"), "native XDP\n{}", agents.output(1));
         std::thread::sleep(Duration::from_millis(500));
         let count = |i, what: &str| status_json(&lab, i)[what].as_u64().unwrap_or(0);
@@ -396,19 +389,13 @@ fn cost_of_an_answer() {
 /// whose process is stopped for longer than the tolerance is still heard, by both.
 #[test]
 fn a_holder_of_two_standbys_is_answered_for_to_the_group() {
-    use crate::support::{AGENT, WAIT, bounded, lab, shared_cpu, status_json};
+    use crate::support::{bounded, lab, shared_cpu, status_json};
     use ha_core::failover::heartbeat_horizon;
-    use ha_lab::{AgentSet, AgentSettings};
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(3);
         let (interval, tolerance) = (Duration::from_millis(10), Duration::from_millis(35));
-        let mut s = AgentSettings::new(&[200, 100, 50]);
-        s.interval = interval;
-        s.tolerance = tolerance;
-        s.extra_args = ["--wake", "event"].iter().map(ToString::to_string).collect();
-        let agents = AgentSet::start(&lab, AGENT, s).expect("agents");
-        agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
+        let agents = start_answered(&lab, &[200, 100, 50], interval, tolerance, &[]);
         assert!(agents.output(1).contains("answered by XDP while holder (to the group"), "{}", agents.output(1));
         std::thread::sleep(Duration::from_millis(500));
         let count = |i, what: &str| status_json(&lab, i)[what].as_u64().unwrap_or(0);
@@ -458,20 +445,31 @@ const ANSWERED_INTERVAL: Duration = Duration::from_secs(1);
 /// Well below the ~450-560 ms a hand-over that waited for the renewal takes.
 const WAKE_BOUND: Duration = Duration::from_millis(250);
 
-/// Two agents at a 1 s interval with `extra_args`, node 1 holding and answered for by its
-/// kernel: it wakes on its own only to renew, once an interval.
-fn start_answered(lab: &Lab, extra_args: Vec<String>) -> ha_lab::AgentSet<'_> {
+/// Agents of `priorities` at `interval` / `tolerance`, event wake, with `extra_args`; node 1
+/// holding and answered for by its kernel, so that it wakes on its own only to renew.
+fn start_answered<'l>(
+    lab: &'l Lab,
+    priorities: &[u32],
+    interval: Duration,
+    tolerance: Duration,
+    extra_args: &[&str],
+) -> ha_lab::AgentSet<'l> {
     use crate::support::WAIT;
-    use ha_core::failover::heartbeat_horizon;
-    let mut s = ha_lab::AgentSettings::new(&[200, 100]);
-    s.interval = ANSWERED_INTERVAL;
-    s.tolerance = ANSWERED_INTERVAL * 3;
-    assert_eq!(heartbeat_horizon(s.interval) / 2, ANSWERED_INTERVAL, "renewal once an interval");
-    s.extra_args = extra_args;
+    let mut s = ha_lab::AgentSettings::new(priorities);
+    (s.interval, s.tolerance) = (interval, tolerance);
+    s.extra_args = ["--wake", "event"].iter().chain(extra_args).map(ToString::to_string).collect();
     let agents = ha_lab::AgentSet::start(lab, crate::support::AGENT, s).expect("agents");
     agents.wait_sole_holder(1, WAIT).expect("node 1 holds");
     assert!(agents.output(1).contains("heartbeats: answered by XDP while holder"), "{}", agents.output(1));
     agents
+}
+
+/// Two agents at a 1 s interval with `extra_args`, answered for as [`start_answered`]: node 1
+/// renews once an interval.
+fn start_slow_answered<'l>(lab: &'l Lab, extra_args: &[&str]) -> ha_lab::AgentSet<'l> {
+    use ha_core::failover::heartbeat_horizon;
+    assert_eq!(heartbeat_horizon(ANSWERED_INTERVAL) / 2, ANSWERED_INTERVAL, "renewal once an interval");
+    start_answered(lab, &[200, 100], ANSWERED_INTERVAL, ANSWERED_INTERVAL * 3, extra_args)
 }
 
 /// `rounds` hand-overs, each started by `hand_over` 450-560 ms after node 1 took the address
@@ -505,7 +503,7 @@ fn signals_and_commands_wake_a_holder_its_kernel_answers_for() {
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
-        let agents = start_answered(&lab, Vec::new());
+        let agents = start_slow_answered(&lab, &[]);
         let bound = WAKE_BOUND;
         let mut took = time_hand_overs(
             &agents,
@@ -532,7 +530,7 @@ fn a_tracked_link_going_down_wakes_a_holder_its_kernel_answers_for() {
         let _cpu = shared_cpu();
         let lab = lab(2);
         let lan = lab.add_lan("eth1", "10.9.0", false).expect("a second network");
-        let agents = start_answered(&lab, vec!["--track-iface".into(), "eth1".into()]);
+        let agents = start_slow_answered(&lab, &["--track-iface", "eth1"]);
         let bound = WAKE_BOUND;
         let took = time_hand_overs(
             &agents,
@@ -553,10 +551,13 @@ fn a_failing_check_wakes_a_holder_its_kernel_answers_for() {
     bounded(|| {
         let _cpu = shared_cpu();
         let lab = lab(2);
-        let fail = lab.scratch_dir().join("check-fails");
-        let check = format!("test ! -e {}", fail.display());
+        // Node 1's check alone fails: both nodes run the same command, which names a file of
+        // each node's own (HA_NODE), so node 2 stays healthy and worth handing over to.
+        let dir = lab.scratch_dir();
+        let fail = dir.join(format!("check-fails-{}", lab.node(1).addr()));
+        let check = format!("test ! -e {}/check-fails-\"$HA_NODE\"", dir.display());
         let args = ["--check", &check, "--check-interval", "10ms", "--check-fall", "1"];
-        let agents = start_answered(&lab, args.map(String::from).to_vec());
+        let agents = start_slow_answered(&lab, &args);
         // The check runs every 10 ms and a shell takes a few: what is left is the hand-over.
         let bound = WAKE_BOUND;
         let took = time_hand_overs(
